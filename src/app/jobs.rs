@@ -1,0 +1,249 @@
+//! Reading, waiting for, cancelling, retrying and purging jobs.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use postgres::GenericClient;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::{in_transaction, Chancy};
+use crate::error::{Error, Result};
+use crate::events;
+use crate::job::{JobState, QueuedJob, Reference};
+
+/// How [`Chancy::wait_for_job_with`] waits.
+#[derive(Debug, Clone)]
+pub struct WaitOptions {
+    /// Time between polls (default 100 ms).
+    pub interval: Duration,
+    /// Give up after this long (default: never).
+    pub timeout: Option<Duration>,
+    /// States that end the wait (default: `succeeded`, `failed`).
+    pub states: Vec<JobState>,
+}
+
+impl Default for WaitOptions {
+    fn default() -> Self {
+        WaitOptions {
+            interval: Duration::from_millis(100),
+            timeout: None,
+            states: vec![JobState::Succeeded, JobState::Failed],
+        }
+    }
+}
+
+impl WaitOptions {
+    /// Default options with a timeout.
+    pub fn timeout(timeout: Duration) -> WaitOptions {
+        WaitOptions {
+            timeout: Some(timeout),
+            ..WaitOptions::default()
+        }
+    }
+}
+
+impl Chancy {
+    /// The job, or `None` if it does not exist (never pushed, pruned or purged).
+    ///
+    /// # Errors
+    /// When the database is unreachable.
+    pub fn get_job(&self, reference: &Reference) -> Result<Option<QueuedJob>> {
+        let mut conn = self.connection()?;
+        let row = conn
+            .client
+            .query_opt(self.sql().get_job.as_str(), &[&reference.0])
+            .map_err(|e| Error::database("reading a job", e))?;
+        row.as_ref().map(QueuedJob::from_row).transpose()
+    }
+
+    /// The jobs that exist among `references`, in no particular order.
+    ///
+    /// # Errors
+    /// When the database is unreachable.
+    pub fn get_jobs(&self, references: &[Reference]) -> Result<Vec<QueuedJob>> {
+        if references.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = ids_of(references);
+        let mut conn = self.connection()?;
+        let rows = conn
+            .client
+            .query(self.sql().get_jobs.as_str(), &[&ids])
+            .map_err(|e| Error::database("reading jobs", e))?;
+        rows.iter().map(QueuedJob::from_row).collect()
+    }
+
+    /// Waits until the job is `succeeded` or `failed` and returns it; `None` if the job no
+    /// longer exists (a deleted job ends the wait).
+    ///
+    /// # Errors
+    /// A timeout error after `timeout`.
+    pub fn wait_for_job(
+        &self,
+        reference: &Reference,
+        timeout: Duration,
+    ) -> Result<Option<QueuedJob>> {
+        self.wait_for_job_with(reference, &WaitOptions::timeout(timeout))
+    }
+
+    /// [`Chancy::wait_for_job`] with explicit options.
+    ///
+    /// # Errors
+    /// A timeout error when `options.timeout` passes first.
+    pub fn wait_for_job_with(
+        &self,
+        reference: &Reference,
+        options: &WaitOptions,
+    ) -> Result<Option<QueuedJob>> {
+        let mut done = self.wait_for_jobs_with(std::slice::from_ref(reference), options)?;
+        Ok(done.pop())
+    }
+
+    /// Waits until every job is in one of `options.states` (or gone) and returns the
+    /// finished jobs; jobs that no longer exist are dropped from the result.
+    ///
+    /// # Errors
+    /// A timeout error when `options.timeout` passes first.
+    pub fn wait_for_jobs_with(
+        &self,
+        references: &[Reference],
+        options: &WaitOptions,
+    ) -> Result<Vec<QueuedJob>> {
+        let started = Instant::now();
+        let mut pending: BTreeSet<Reference> = references.iter().copied().collect();
+        let mut finished: HashMap<Reference, QueuedJob> = HashMap::new();
+        loop {
+            let wanted: Vec<Reference> = pending.iter().copied().collect();
+            let found = self.get_jobs(&wanted)?;
+            let present: BTreeSet<Reference> = found.iter().map(QueuedJob::reference).collect();
+            pending.retain(|r| present.contains(r));
+            for job in found {
+                if options.states.contains(&job.state) {
+                    pending.remove(&job.reference());
+                    finished.insert(job.reference(), job);
+                }
+            }
+            if pending.is_empty() {
+                return Ok(references
+                    .iter()
+                    .filter_map(|r| finished.remove(r))
+                    .collect());
+            }
+            let waited = started.elapsed();
+            if let Some(timeout) = options.timeout {
+                if waited >= timeout {
+                    return Err(Error::timeout(format!(
+                        "timed out after {timeout:?} waiting for {} job(s), e.g. {}",
+                        pending.len(),
+                        pending
+                            .iter()
+                            .next()
+                            .map(ToString::to_string)
+                            .unwrap_or_default()
+                    )));
+                }
+                std::thread::sleep(options.interval.min(timeout - waited));
+            } else {
+                std::thread::sleep(options.interval);
+            }
+        }
+    }
+
+    /// Waits for several jobs to be `succeeded` or `failed`.
+    ///
+    /// # Errors
+    /// A timeout error after `timeout`.
+    pub fn wait_for_jobs(
+        &self,
+        references: &[Reference],
+        timeout: Duration,
+    ) -> Result<Vec<QueuedJob>> {
+        self.wait_for_jobs_with(references, &WaitOptions::timeout(timeout))
+    }
+
+    /// Marks the job `failed` (whatever its state) and NOTIFYs `job.cancelled`, so a worker
+    /// running it stops it. The running execution's own outcome is fenced out. Returns whether
+    /// the job existed.
+    ///
+    /// # Errors
+    /// When the database is unreachable.
+    pub fn cancel_job(&self, reference: &Reference) -> Result<bool> {
+        in_transaction(self, "cancelling a job", |tx| {
+            self.cancel_job_ex(tx, reference)
+        })
+    }
+
+    /// [`Chancy::cancel_job`] on the caller's client.
+    ///
+    /// # Errors
+    /// When the statement fails.
+    pub fn cancel_job_ex(
+        &self,
+        client: &mut impl GenericClient,
+        reference: &Reference,
+    ) -> Result<bool> {
+        let n = client
+            .execute(self.sql().cancel_job.as_str(), &[&reference.0])
+            .map_err(|e| Error::database("cancelling a job", e))?;
+        self.notify_ex(
+            client,
+            &[(events::JOB_CANCELLED, json!({ "j": reference.to_string() }))],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Puts finished (or pending) jobs back to `retrying` with `attempts = 0`, due now,
+    /// keeping their errors; running jobs are skipped. NOTIFYs `queue.pushed` per queue.
+    /// Returns the queues touched.
+    ///
+    /// # Errors
+    /// When the database is unreachable.
+    pub fn retry_jobs(&self, references: &[Reference]) -> Result<BTreeSet<String>> {
+        if references.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        in_transaction(self, "retrying jobs", |tx| {
+            self.retry_jobs_ex(tx, references)
+        })
+    }
+
+    /// [`Chancy::retry_jobs`] on the caller's client.
+    ///
+    /// # Errors
+    /// When the statement fails.
+    pub fn retry_jobs_ex(
+        &self,
+        client: &mut impl GenericClient,
+        references: &[Reference],
+    ) -> Result<BTreeSet<String>> {
+        let rows = client
+            .query(self.sql().retry_jobs.as_str(), &[&ids_of(references)])
+            .map_err(|e| Error::database("retrying jobs", e))?;
+        let queues: BTreeSet<String> = rows.iter().map(|r| r.get(0)).collect();
+        let notes: Vec<(&str, Value)> = queues
+            .iter()
+            .map(|q| (events::QUEUE_PUSHED, json!({ "q": q })))
+            .collect();
+        self.notify_ex(client, &notes)?;
+        Ok(queues)
+    }
+
+    /// Deletes jobs outright. Returns how many rows were deleted.
+    ///
+    /// # Errors
+    /// When the database is unreachable.
+    pub fn purge_jobs(&self, references: &[Reference]) -> Result<u64> {
+        if references.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.connection()?;
+        conn.client
+            .execute(self.sql().purge_jobs.as_str(), &[&ids_of(references)])
+            .map_err(|e| Error::database("purging jobs", e))
+    }
+}
+
+fn ids_of(references: &[Reference]) -> Vec<Uuid> {
+    references.iter().map(|r| r.0).collect()
+}

@@ -1,0 +1,167 @@
+//! Declaring, reading, pausing, resuming and deleting queues.
+
+use chrono::{DateTime, Utc};
+use postgres::GenericClient;
+use serde_json::json;
+
+use super::{in_transaction, Chancy};
+use crate::error::{Error, Result};
+use crate::events;
+use crate::queue::{validate_queue_name, Queue};
+
+impl Chancy {
+    /// Declares `queue` if it does not exist and NOTIFYs `queue.declared`. An existing queue
+    /// is left unchanged; the stored declaration is returned either way.
+    ///
+    /// # Errors
+    /// An invalid-input error for a bad declaration (nothing written), or a database error.
+    pub fn declare(&self, queue: &Queue) -> Result<Queue> {
+        self.declare_with(queue, false)
+    }
+
+    /// Declares `queue`, overwriting every setting of an existing queue of that name
+    /// (`created_at` is kept), and NOTIFYs `queue.declared` so workers pick it up.
+    ///
+    /// # Errors
+    /// As [`Chancy::declare`].
+    pub fn declare_upsert(&self, queue: &Queue) -> Result<Queue> {
+        self.declare_with(queue, true)
+    }
+
+    fn declare_with(&self, queue: &Queue, upsert: bool) -> Result<Queue> {
+        queue.validate()?;
+        in_transaction(self, "declaring a queue", |tx| {
+            let stored = self.declare_ex(tx, queue, upsert)?;
+            self.notify_ex(tx, &[(events::QUEUE_DECLARED, json!({ "q": queue.name }))])?;
+            Ok(stored)
+        })
+    }
+
+    /// Declares on the caller's client, without NOTIFY.
+    ///
+    /// # Errors
+    /// As [`Chancy::declare`].
+    pub fn declare_ex(
+        &self,
+        client: &mut impl GenericClient,
+        queue: &Queue,
+        upsert: bool,
+    ) -> Result<Queue> {
+        queue.validate()?;
+        let c = queue.columns();
+        let sql = if upsert {
+            &self.sql().declare_upsert
+        } else {
+            &self.sql().declare
+        };
+        let row = client
+            .query_one(
+                sql.as_str(),
+                &[
+                    &queue.name,
+                    &queue.state.as_str(),
+                    &queue.concurrency,
+                    &c.tags,
+                    &queue.executor,
+                    &c.options,
+                    &c.polling,
+                    &queue.rate_limit,
+                    &c.window,
+                    &queue.resume_at,
+                    &queue.eager_polling,
+                ],
+            )
+            .map_err(|e| Error::database("declaring a queue", e))?;
+        Queue::from_row(&row)
+    }
+
+    /// The queue named `name`.
+    ///
+    /// # Errors
+    /// A not-found error when there is no such queue.
+    pub fn get_queue(&self, name: &str) -> Result<Queue> {
+        let mut conn = self.connection()?;
+        let row = conn
+            .client
+            .query_opt(self.sql().get_queue.as_str(), &[&name])
+            .map_err(|e| Error::database("reading a queue", e))?;
+        match row {
+            Some(row) => Queue::from_row(&row),
+            None => Err(Error::not_found(format!("queue {name:?} not found"))),
+        }
+    }
+
+    /// Every declared queue, by name.
+    ///
+    /// # Errors
+    /// When the database is unreachable.
+    pub fn get_all_queues(&self) -> Result<Vec<Queue>> {
+        let mut conn = self.connection()?;
+        let rows = conn
+            .client
+            .query(self.sql().all_queues.as_str(), &[])
+            .map_err(|e| Error::database("reading queues", e))?;
+        rows.iter().map(Queue::from_row).collect()
+    }
+
+    /// Pauses a queue (workers stop claiming from it) until [`Chancy::resume_queue`] or, if
+    /// given, `resume_at`. NOTIFYs `queue.paused`.
+    ///
+    /// # Errors
+    /// A not-found error when there is no such queue.
+    pub fn pause_queue(&self, name: &str, resume_at: Option<DateTime<Utc>>) -> Result<()> {
+        self.set_queue_state(
+            name,
+            &self.sql().pause_queue,
+            Some(resume_at),
+            events::QUEUE_PAUSED,
+        )
+    }
+
+    /// Resumes a paused queue and NOTIFYs `queue.resumed`.
+    ///
+    /// # Errors
+    /// A not-found error when there is no such queue.
+    pub fn resume_queue(&self, name: &str) -> Result<()> {
+        self.set_queue_state(name, &self.sql().resume_queue, None, events::QUEUE_RESUMED)
+    }
+
+    fn set_queue_state(
+        &self,
+        name: &str,
+        sql: &str,
+        resume_at: Option<Option<DateTime<Utc>>>,
+        event: &str,
+    ) -> Result<()> {
+        validate_queue_name(name)?;
+        in_transaction(self, "changing a queue's state", |tx| {
+            let n = match &resume_at {
+                Some(at) => tx.execute(sql, &[&name, at]),
+                None => tx.execute(sql, &[&name]),
+            }
+            .map_err(|e| Error::database("changing a queue's state", e))?;
+            if n == 0 {
+                return Err(Error::not_found(format!("queue {name:?} not found")));
+            }
+            self.notify_ex(tx, &[(event, json!({ "q": name }))])
+        })
+    }
+
+    /// Deletes a queue and, with `purge_jobs`, every job in it. Returns whether the queue
+    /// existed. Workers stop serving it at their next queue refresh.
+    ///
+    /// # Errors
+    /// When the database is unreachable.
+    pub fn delete_queue(&self, name: &str, purge_jobs: bool) -> Result<bool> {
+        in_transaction(self, "deleting a queue", |tx| {
+            let n = tx
+                .execute(self.sql().delete_queue.as_str(), &[&name])
+                .map_err(|e| Error::database("deleting a queue", e))?;
+            if purge_jobs {
+                tx.execute(self.sql().delete_queue_jobs.as_str(), &[&name])
+                    .map_err(|e| Error::database("deleting a queue's jobs", e))?;
+            }
+            Ok(n > 0)
+        })
+    }
+}

@@ -1,0 +1,240 @@
+//! The crate's one error type.
+//!
+//! [`Error`] is opaque: what went wrong is told by its `Display` text (one clear sentence a
+//! user can act on), by [`std::error::Error::source`] and by the `is_*` predicates.
+
+use std::fmt;
+
+/// A `Result` whose error defaults to the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong in chancy, outside of a job's own outcome (see
+/// [`JobError`](crate::JobError) for that).
+pub struct Error {
+    kind: Kind,
+    message: String,
+    source: Option<BoxError>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Config,
+    InvalidInput,
+    Unavailable,
+    Database,
+    MigrationsNeeded,
+    Migration,
+    NotFound,
+    Timeout,
+}
+
+impl Error {
+    fn new(kind: Kind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    fn with_source(mut self, source: impl Into<BoxError>) -> Error {
+        self.source = Some(source.into());
+        self
+    }
+
+    pub(crate) fn config(message: impl Into<String>) -> Error {
+        Error::new(Kind::Config, message)
+    }
+
+    pub(crate) fn invalid_input(message: impl Into<String>) -> Error {
+        Error::new(Kind::InvalidInput, message)
+    }
+
+    pub(crate) fn migrations_needed(message: impl Into<String>) -> Error {
+        Error::new(Kind::MigrationsNeeded, message)
+    }
+
+    pub(crate) fn migration(message: impl Into<String>) -> Error {
+        Error::new(Kind::Migration, message)
+    }
+
+    pub(crate) fn not_found(message: impl Into<String>) -> Error {
+        Error::new(Kind::NotFound, message)
+    }
+
+    pub(crate) fn timeout(message: impl Into<String>) -> Error {
+        Error::new(Kind::Timeout, message)
+    }
+
+    pub(crate) fn unavailable(message: impl Into<String>) -> Error {
+        Error::new(Kind::Unavailable, message)
+    }
+
+    /// Wraps a database error, keeping the server's own message in the text.
+    pub(crate) fn database(context: &str, err: postgres::Error) -> Error {
+        let undefined_table = err.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE);
+        let (kind, advice) = if is_connection_error(&err) {
+            (Kind::Unavailable, "")
+        } else if undefined_table {
+            (
+                Kind::MigrationsNeeded,
+                " (the schema is not migrated for this prefix; run `chancy migrate` or call Chancy::migrate())",
+            )
+        } else {
+            (Kind::Database, "")
+        };
+        Error::new(kind, format!("{context}: {}{advice}", describe_pg(&err))).with_source(err)
+    }
+
+    /// Wraps a failure to get a connection from the pool.
+    pub(crate) fn pool_unavailable(target: &str, err: r2d2::Error) -> Error {
+        Error::new(
+            Kind::Unavailable,
+            format!("could not connect to the database at {target}: {err}"),
+        )
+        .with_source(err)
+    }
+
+    /// Wraps a JSON (de)serialisation failure.
+    pub(crate) fn json(context: &str, err: serde_json::Error) -> Error {
+        Error::new(Kind::InvalidInput, format!("{context}: {err}")).with_source(err)
+    }
+
+    /// The configuration (DSN, prefix, a builder setting) is invalid.
+    pub fn is_config(&self) -> bool {
+        self.kind == Kind::Config
+    }
+
+    /// An argument was rejected before anything was written (bad kwargs, queue name, ...).
+    pub fn is_invalid_input(&self) -> bool {
+        self.kind == Kind::InvalidInput
+    }
+
+    /// The database could not be reached or the connection was lost. Worth retrying.
+    pub fn is_unavailable(&self) -> bool {
+        self.kind == Kind::Unavailable
+    }
+
+    /// The database answered with an error.
+    pub fn is_database(&self) -> bool {
+        self.kind == Kind::Database
+    }
+
+    /// The schema is behind the code: run `chancy migrate` (or [`Chancy::migrate`](crate::Chancy::migrate)).
+    pub fn is_migrations_needed(&self) -> bool {
+        self.kind == Kind::MigrationsNeeded
+    }
+
+    /// A migration could not be applied (unknown version, failing step).
+    pub fn is_migration(&self) -> bool {
+        self.kind == Kind::Migration
+    }
+
+    /// A queue, job or other named object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.kind == Kind::NotFound
+    }
+
+    /// A wait ran out of time.
+    pub fn is_timeout(&self) -> bool {
+        self.kind == Kind::Timeout
+    }
+
+    /// Whether retrying the same operation later may succeed (the database was unreachable or
+    /// the server reported a transient condition such as a serialization failure).
+    pub fn is_transient(&self) -> bool {
+        match self.kind {
+            Kind::Unavailable => true,
+            Kind::Database => self
+                .source
+                .as_ref()
+                .and_then(|s| s.downcast_ref::<postgres::Error>())
+                .is_some_and(is_transient_db_error),
+            _ => false,
+        }
+    }
+}
+
+/// The server's message (with detail and hint) when there is one, else the client's text.
+pub(crate) fn describe_pg(err: &postgres::Error) -> String {
+    if let Some(db) = err.as_db_error() {
+        let mut text = db.message().to_string();
+        if let Some(detail) = db.detail() {
+            text.push_str(&format!(" ({detail})"));
+        }
+        if let Some(hint) = db.hint() {
+            text.push_str(&format!(" hint: {hint}"));
+        }
+        return text;
+    }
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+/// Connection-level failures: closed sockets, refused connections, admin shutdowns.
+pub(crate) fn is_connection_error(err: &postgres::Error) -> bool {
+    if err.is_closed() {
+        return true;
+    }
+    match err.code() {
+        Some(code) => {
+            let c = code.code();
+            c.starts_with("08") || c == "57P01" || c == "57P02" || c == "57P03"
+        }
+        None => err.as_db_error().is_none(),
+    }
+}
+
+fn is_transient_db_error(err: &postgres::Error) -> bool {
+    if is_connection_error(err) {
+        return true;
+    }
+    matches!(
+        err.code().map(|c| c.code()),
+        Some("40001") | Some("40P01") | Some("55P03") | Some("53300")
+    )
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("message", &self.message)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|s| s.as_ref() as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_the_message() {
+        let e = Error::invalid_input("kwargs must be a JSON object");
+        assert_eq!(e.to_string(), "kwargs must be a JSON object");
+        assert!(e.is_invalid_input());
+        assert!(!e.is_transient());
+    }
+}

@@ -1,0 +1,566 @@
+//! Jobs: what is pushed ([`Job`]), what is read back ([`QueuedJob`]) and how to refer to one.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use postgres::Row;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+/// A JSON object: the type of `kwargs` and `meta`.
+pub type JsonObject = Map<String, Value>;
+
+/// The kind of a [`Limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitKind {
+    /// Wall-clock seconds an attempt may run.
+    Time,
+    /// Address-space bytes an attempt may use (process executor only).
+    Memory,
+}
+
+/// A resource limit of a job, stored as `{"t": "time"|"memory", "v": <int>}`.
+///
+/// ```
+/// use std::time::Duration;
+/// use chancy::Limit;
+/// let l = Limit::time(Duration::from_secs(30));
+/// assert_eq!(serde_json::to_string(&l).unwrap(), r#"{"t":"time","v":30}"#);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Limit {
+    /// What is limited.
+    #[serde(rename = "t")]
+    pub kind: LimitKind,
+    /// Seconds for [`LimitKind::Time`], bytes for [`LimitKind::Memory`].
+    #[serde(rename = "v")]
+    pub value: i64,
+}
+
+impl Limit {
+    /// A time limit; stored in whole seconds, rounded up (at least one second).
+    pub fn time(limit: Duration) -> Limit {
+        let secs = limit.as_secs() + u64::from(limit.subsec_nanos() > 0);
+        Limit {
+            kind: LimitKind::Time,
+            value: secs.max(1) as i64,
+        }
+    }
+
+    /// A memory (address-space) limit in bytes.
+    pub fn memory(bytes: u64) -> Limit {
+        Limit {
+            kind: LimitKind::Memory,
+            value: bytes as i64,
+        }
+    }
+
+    /// The time limit as a `Duration`, if this is one.
+    pub fn as_duration(&self) -> Option<Duration> {
+        (self.kind == LimitKind::Time).then(|| Duration::from_secs(self.value.max(0) as u64))
+    }
+}
+
+/// The first limit of `kind` in `limits`, as executors use it.
+pub(crate) fn first_limit(limits: &[Limit], kind: LimitKind) -> Option<Limit> {
+    limits.iter().copied().find(|l| l.kind == kind)
+}
+
+/// A job to push. Built with a consuming builder; every field has Python Chancy's default.
+///
+/// ```
+/// use serde_json::json;
+/// use chancy::Job;
+/// let job = Job::new("myapp.tasks.send_email")
+///     .queue("emails")
+///     .kwargs(json!({"to": "a@example.com"}))
+///     .priority(5)
+///     .max_attempts(3)
+///     .unique_key("email-42");
+/// assert_eq!(job.func(), "myapp.tasks.send_email");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub(crate) func: String,
+    pub(crate) queue: String,
+    pub(crate) kwargs: Value,
+    pub(crate) priority: i32,
+    pub(crate) max_attempts: i32,
+    pub(crate) scheduled_at: Option<DateTime<Utc>>,
+    pub(crate) limits: Vec<Limit>,
+    pub(crate) unique_key: Option<String>,
+    pub(crate) meta: Value,
+}
+
+impl Job {
+    /// A job running the handler registered under `func`, on queue `default`, priority 0,
+    /// one attempt, due now.
+    pub fn new(func: impl Into<String>) -> Job {
+        Job {
+            func: func.into(),
+            queue: "default".into(),
+            kwargs: Value::Object(Map::new()),
+            priority: 0,
+            max_attempts: 1,
+            scheduled_at: None,
+            limits: Vec::new(),
+            unique_key: None,
+            meta: Value::Object(Map::new()),
+        }
+    }
+
+    /// The queue to push to (default `default`).
+    pub fn queue(mut self, queue: impl Into<String>) -> Job {
+        self.queue = queue.into();
+        self
+    }
+
+    /// Keyword arguments; must be a JSON object (checked at push). Replaces earlier kwargs.
+    pub fn kwargs(mut self, kwargs: Value) -> Job {
+        self.kwargs = kwargs;
+        self
+    }
+
+    /// Keyword arguments from any serde-serialisable value that serialises to an object.
+    ///
+    /// # Errors
+    /// When `kwargs` cannot be serialised.
+    pub fn kwargs_from<T: Serialize>(self, kwargs: &T) -> Result<Job> {
+        let value = serde_json::to_value(kwargs).map_err(|e| Error::json("invalid kwargs", e))?;
+        Ok(self.kwargs(value))
+    }
+
+    /// Priority: higher runs first (default 0).
+    pub fn priority(mut self, priority: i32) -> Job {
+        self.priority = priority;
+        self
+    }
+
+    /// How many times the job may run before it is failed for good (default 1).
+    pub fn max_attempts(mut self, max_attempts: i32) -> Job {
+        self.max_attempts = max_attempts;
+        self
+    }
+
+    /// Do not run before this time (default: now, by the database clock).
+    pub fn scheduled_at(mut self, at: DateTime<Utc>) -> Job {
+        self.scheduled_at = Some(at);
+        self
+    }
+
+    /// Do not run before `delay` from now (by this machine's clock).
+    pub fn delay(self, delay: Duration) -> Job {
+        let delta = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        self.scheduled_at(Utc::now() + delta)
+    }
+
+    /// Adds a resource limit.
+    pub fn limit(mut self, limit: Limit) -> Job {
+        self.limits.push(limit);
+        self
+    }
+
+    /// Replaces all limits.
+    pub fn limits(mut self, limits: Vec<Limit>) -> Job {
+        self.limits = limits;
+        self
+    }
+
+    /// De-duplication key: while a job with this key is pending, running or retrying, pushing
+    /// another returns the existing job instead of inserting.
+    pub fn unique_key(mut self, key: impl Into<String>) -> Job {
+        self.unique_key = Some(key.into());
+        self
+    }
+
+    /// Free-form metadata; must be a JSON object (checked at push). Replaces earlier meta.
+    pub fn meta(mut self, meta: Value) -> Job {
+        self.meta = meta;
+        self
+    }
+
+    /// The handler name.
+    pub fn func(&self) -> &str {
+        &self.func
+    }
+
+    /// The queue name.
+    pub fn queue_name(&self) -> &str {
+        &self.queue
+    }
+
+    /// The de-duplication key, if any.
+    pub fn unique_key_ref(&self) -> Option<&str> {
+        self.unique_key.as_deref()
+    }
+
+    /// Checks what the database cannot: names non-empty, objects where objects are required.
+    ///
+    /// # Errors
+    /// An invalid-input error saying which field is wrong.
+    pub fn validate(&self) -> Result<()> {
+        if self.func.trim().is_empty() {
+            return Err(Error::invalid_input("a job needs a non-empty func name"));
+        }
+        crate::queue::validate_queue_name(&self.queue)?;
+        if !self.kwargs.is_object() {
+            return Err(Error::invalid_input(format!(
+                "kwargs of {:?} must be a JSON object, got {}",
+                self.func, self.kwargs
+            )));
+        }
+        if !self.meta.is_object() {
+            return Err(Error::invalid_input(format!(
+                "meta of {:?} must be a JSON object, got {}",
+                self.func, self.meta
+            )));
+        }
+        if self.max_attempts < 1 {
+            return Err(Error::invalid_input(format!(
+                "max_attempts of {:?} must be at least 1, got {}",
+                self.func, self.max_attempts
+            )));
+        }
+        Ok(())
+    }
+
+    /// The compact form Python Chancy stores in cron, workflow and trigger rows:
+    /// `{"f","k","p","a","s","l","u","q","m"}` with `s` in float Unix seconds.
+    pub fn pack(&self) -> Value {
+        let scheduled = self.scheduled_at.unwrap_or_else(Utc::now);
+        let secs =
+            scheduled.timestamp() as f64 + f64::from(scheduled.timestamp_subsec_micros()) / 1e6;
+        serde_json::json!({
+            "f": self.func,
+            "k": self.kwargs,
+            "p": self.priority,
+            "a": self.max_attempts,
+            "s": secs,
+            "l": self.limits,
+            "u": self.unique_key,
+            "q": self.queue,
+            "m": self.meta,
+        })
+    }
+
+    /// Reads the compact form written by [`Job::pack`] or by Python's `Job.pack()`.
+    ///
+    /// # Errors
+    /// When `packed` is not an object with at least a string `f`.
+    pub fn unpack(packed: &Value) -> Result<Job> {
+        let obj = packed
+            .as_object()
+            .ok_or_else(|| Error::invalid_input("a packed job must be a JSON object"))?;
+        let func = obj
+            .get("f")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::invalid_input("a packed job needs a string \"f\""))?;
+        let mut job = Job::new(func);
+        if let Some(q) = obj.get("q").and_then(Value::as_str) {
+            job.queue = q.to_string();
+        }
+        if let Some(k) = obj.get("k").filter(|v| !v.is_null()) {
+            job.kwargs = k.clone();
+        }
+        if let Some(m) = obj.get("m").filter(|v| !v.is_null()) {
+            job.meta = m.clone();
+        }
+        job.priority = obj.get("p").and_then(Value::as_i64).unwrap_or(0) as i32;
+        job.max_attempts = obj.get("a").and_then(Value::as_i64).unwrap_or(1) as i32;
+        job.unique_key = obj.get("u").and_then(Value::as_str).map(str::to_string);
+        job.scheduled_at = obj
+            .get("s")
+            .and_then(Value::as_f64)
+            .and_then(from_unix_float);
+        if let Some(l) = obj.get("l").filter(|v| !v.is_null()) {
+            job.limits = serde_json::from_value(l.clone())
+                .map_err(|e| Error::json("invalid limits in packed job", e))?;
+        }
+        Ok(job)
+    }
+}
+
+fn from_unix_float(secs: f64) -> Option<DateTime<Utc>> {
+    let whole = secs.floor();
+    let nanos = ((secs - whole) * 1e9).round() as u32;
+    Utc.timestamp_opt(whole as i64, nanos.min(999_999_999))
+        .single()
+}
+
+/// The state of a job row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Waiting to be claimed.
+    Pending,
+    /// Claimed by a worker.
+    Running,
+    /// Failed an attempt and will be claimed again.
+    Retrying,
+    /// Finished successfully (terminal).
+    Succeeded,
+    /// Failed for good or cancelled (terminal).
+    Failed,
+}
+
+impl JobState {
+    /// Every state.
+    pub const ALL: [JobState; 5] = [
+        JobState::Pending,
+        JobState::Running,
+        JobState::Retrying,
+        JobState::Succeeded,
+        JobState::Failed,
+    ];
+
+    /// The string stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Running => "running",
+            JobState::Retrying => "retrying",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+        }
+    }
+
+    /// `succeeded` and `failed`.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobState::Succeeded | JobState::Failed)
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobState {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<JobState> {
+        JobState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                Error::invalid_input(format!(
+                    "unknown job state {s:?} (expected pending, running, retrying, succeeded or failed)"
+                ))
+            })
+    }
+}
+
+/// One entry of a job's `errors` array: `{"attempt": n, "traceback": text}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorRecord {
+    /// The job's `attempts` before the failed run (the first failure is attempt 0).
+    #[serde(default)]
+    pub attempt: i64,
+    /// What went wrong, as text.
+    #[serde(default)]
+    pub traceback: String,
+}
+
+/// A job as stored in the database, with every column of the row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedJob {
+    /// The job id.
+    pub id: Uuid,
+    /// The queue.
+    pub queue: String,
+    /// The handler name.
+    pub func: String,
+    /// Keyword arguments (a JSON object).
+    pub kwargs: JsonObject,
+    /// Resource limits.
+    pub limits: Vec<Limit>,
+    /// Metadata (a JSON object).
+    pub meta: JsonObject,
+    /// Current state.
+    pub state: JobState,
+    /// Higher runs first.
+    pub priority: i32,
+    /// Finished runs so far.
+    pub attempts: i32,
+    /// Runs allowed.
+    pub max_attempts: i32,
+    /// The worker that claimed it last.
+    pub taken_by: Option<String>,
+    /// Insertion time.
+    pub created_at: DateTime<Utc>,
+    /// Start of the current or last run.
+    pub started_at: Option<DateTime<Utc>>,
+    /// End of the last run, for terminal jobs.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Not claimed before this time.
+    pub scheduled_at: DateTime<Utc>,
+    /// De-duplication key.
+    pub unique_key: Option<String>,
+    /// One entry per failed run.
+    pub errors: Vec<ErrorRecord>,
+    /// The claim of the current or last run; every outcome write is fenced by it.
+    pub claim_id: Option<Uuid>,
+}
+
+impl QueuedJob {
+    /// Reads a `SELECT *` / `RETURNING *` row of the jobs table.
+    ///
+    /// # Errors
+    /// When a column is missing or holds a value chancy cannot read (e.g. an unknown state).
+    pub fn from_row(row: &Row) -> Result<QueuedJob> {
+        let get_json = |name: &str| -> Result<Value> {
+            row.try_get::<_, Value>(name)
+                .map_err(|e| Error::database(&format!("reading jobs.{name}"), e))
+        };
+        let state: String = col(row, "state")?;
+        Ok(QueuedJob {
+            id: col(row, "id")?,
+            queue: col(row, "queue")?,
+            func: col(row, "func")?,
+            kwargs: into_object(get_json("kwargs")?),
+            limits: serde_json::from_value(get_json("limits")?).unwrap_or_default(),
+            meta: into_object(get_json("meta")?),
+            state: state.parse()?,
+            priority: col::<Option<i32>>(row, "priority")?.unwrap_or(0),
+            attempts: col::<Option<i32>>(row, "attempts")?.unwrap_or(0),
+            max_attempts: col(row, "max_attempts")?,
+            taken_by: col(row, "taken_by")?,
+            created_at: col(row, "created_at")?,
+            started_at: col(row, "started_at")?,
+            completed_at: col(row, "completed_at")?,
+            scheduled_at: col(row, "scheduled_at")?,
+            unique_key: col(row, "unique_key")?,
+            errors: serde_json::from_value(get_json("errors")?).unwrap_or_default(),
+            claim_id: row.try_get("claim_id").unwrap_or(None),
+        })
+    }
+
+    /// A reference to this job.
+    pub fn reference(&self) -> Reference {
+        Reference(self.id)
+    }
+
+    /// The first limit of `kind`.
+    pub fn limit(&self, kind: LimitKind) -> Option<Limit> {
+        first_limit(&self.limits, kind)
+    }
+}
+
+pub(crate) fn col<'a, T: postgres::types::FromSql<'a>>(row: &'a Row, name: &str) -> Result<T> {
+    row.try_get(name)
+        .map_err(|e| Error::database(&format!("reading column {name}"), e))
+}
+
+fn into_object(value: Value) -> JsonObject {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// A reference to a pushed job, by id. Returned by every push.
+///
+/// ```
+/// use chancy::Reference;
+/// let r: Reference = "03fcddd7-a9fa-2a17-b5d2-5e524cf1d55b".parse().unwrap();
+/// assert_eq!(r.to_string(), "03fcddd7-a9fa-2a17-b5d2-5e524cf1d55b");
+/// assert!(r == "03fcddd7-a9fa-2a17-b5d2-5e524cf1d55b");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Reference(pub Uuid);
+
+impl Reference {
+    /// The job id.
+    pub fn id(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl From<Uuid> for Reference {
+    fn from(id: Uuid) -> Self {
+        Reference(id)
+    }
+}
+
+impl FromStr for Reference {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Reference> {
+        Uuid::parse_str(s.trim())
+            .map(Reference)
+            .map_err(|e| Error::invalid_input(format!("invalid job id {s:?}: {e}")))
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl PartialEq<Uuid> for Reference {
+    fn eq(&self, other: &Uuid) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<str> for Reference {
+    fn eq(&self, other: &str) -> bool {
+        self.0.hyphenated().to_string() == other
+    }
+}
+
+impl PartialEq<&str> for Reference {
+    fn eq(&self, other: &&str) -> bool {
+        self == *other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn pack_round_trips() {
+        let at = Utc.timestamp_opt(1_700_000_000, 250_000_000).unwrap();
+        let job = Job::new("a.b")
+            .queue("q")
+            .kwargs(json!({"x": 1}))
+            .priority(3)
+            .max_attempts(4)
+            .scheduled_at(at)
+            .limit(Limit::time(Duration::from_millis(1500)))
+            .unique_key("u")
+            .meta(json!({"m": true}));
+        let packed = job.pack();
+        assert_eq!(packed["s"], json!(1_700_000_000.25));
+        assert_eq!(packed["l"], json!([{"t": "time", "v": 2}]));
+        assert_eq!(Job::unpack(&packed).unwrap(), job);
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let err = Job::new("f").kwargs(json!([1])).validate().unwrap_err();
+        assert!(err.to_string().contains("kwargs"));
+        assert!(Job::new("").validate().is_err());
+        assert!(Job::new("f").max_attempts(0).validate().is_err());
+        assert!(Job::new("f").meta(json!("x")).validate().is_err());
+        assert!(Job::new("f").validate().is_ok());
+    }
+
+    #[test]
+    fn states_parse() {
+        for s in JobState::ALL {
+            assert_eq!(s.as_str().parse::<JobState>().unwrap(), s);
+        }
+        assert!("done".parse::<JobState>().is_err());
+    }
+}

@@ -1,0 +1,79 @@
+//! # chancy
+//!
+//! A Postgres-backed job queue and worker for synchronous Rust, schema- and wire-compatible
+//! with Python [Chancy](https://github.com/TkTech/chancy) 0.26.0: Python and Rust
+//! producers and workers can share one database.
+//!
+//! No async runtime: a [`Worker`] is a set of OS threads.
+//!
+//! ```text
+//!  application threads ── Chancy (r2d2 pool) ── push / push_many / push_ex / declare / cancel_job
+//!                                                      │ NOTIFY <prefix>events
+//!  Worker ──────────────────────────────────────────────────────────────────────────────
+//!   chancy-listener     own connection, LISTEN, reconnects with backoff ─► Hub (events)
+//!   chancy-heartbeat    announce_worker every heartbeat_poll_interval
+//!   chancy-queues       on queue.* events / every queue_change_poll_interval: one runner per queue
+//!   chancy-fetch-<q>    wakes on NOTIFY | polling_interval | eager slot | shutdown,
+//!                       claims exactly the free slots ─► bounded channel
+//!   chancy-exec-<q>-<n> run handlers (catch_unwind, deadline, cancel flag) ─► writer
+//!   chancy-writer       one fenced UPDATE per batch, retries, flushes at stop
+//!   chancy-plugin-<id>  plugin services (leadership, recovery, pruner, ...)
+//! ```
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use serde_json::json;
+//! use chancy::{Chancy, Job, JobContext, JobError, Queue, Worker};
+//!
+//! let chancy = Chancy::builder("postgresql://postgres@localhost/postgres").build()?;
+//! chancy.migrate()?;
+//! chancy.declare(&Queue::new("emails").concurrency(4).polling_interval(Duration::from_secs(1)))?;
+//! let r = chancy.push(&Job::new("myapp.send_email").queue("emails").kwargs(json!({"to": "a@b"})))?;
+//!
+//! let worker = Worker::builder(&chancy)
+//!     .job("myapp.send_email", |ctx: &JobContext| -> Result<(), JobError> {
+//!         let to: String = ctx.job().kwargs["to"].as_str().unwrap_or_default().into();
+//!         ctx.set_meta("sent_to", json!(to));
+//!         Ok(())
+//!     })
+//!     .build()?;
+//! worker.start()?;
+//! let job = chancy.wait_for_job(&r, Duration::from_secs(10))?;
+//! worker.stop();
+//! # Ok::<(), chancy::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+mod app;
+pub mod cli;
+mod error;
+pub mod events;
+mod id;
+mod job;
+pub mod migrate;
+mod plugin;
+mod pool;
+mod prefix;
+mod queue;
+mod sql;
+mod worker;
+
+pub use app::{Chancy, ChancyBuilder, WaitOptions, WorkerInfo, DEFAULT_DATABASE_URL};
+pub use error::{Error, Result};
+pub use id::new_job_id;
+pub use job::{ErrorRecord, Job, JobState, JsonObject, Limit, LimitKind, QueuedJob, Reference};
+pub use migrate::MigrationStatus;
+pub use plugin::{check_dependencies, Plugin};
+pub use pool::{Conn, ConnectionManager, PooledConn};
+pub use prefix::Prefix;
+pub use queue::{
+    Queue, QueueState, ASYNC_EXECUTOR, PROCESS_EXECUTOR, SUB_INTERPRETER_EXECUTOR,
+    THREADED_EXECUTOR,
+};
+pub use worker::{
+    Event, Flag, Handler, HandlerId, Hub, JobContext, JobError, JobErrorKind, Manager, Outgoing,
+    Registry, ServiceInfo, ServiceState, Worker, WorkerBuilder, DEFAULT_HEARTBEAT_POLL_INTERVAL,
+    DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_QUEUE_CHANGE_POLL_INTERVAL, DEFAULT_SEND_OUTGOING_INTERVAL,
+    DEFAULT_SHUTDOWN_TIMEOUT, LISTENER_RECONNECTED, QUEUE_FULL, QUEUE_REMOVED, QUEUE_STARTED,
+    QUEUE_UPDATED, WORKER_SHUTDOWN_TIMEOUT, WORKER_STARTED, WORKER_STOPPED,
+};

@@ -1,0 +1,129 @@
+//! Connections: an r2d2 pool of clients that each keep their prepared statements.
+//!
+//! Every statement chancy runs often is prepared once per connection and reused, which saves
+//! a round trip per call compared with preparing an unnamed statement each time.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use postgres::{Client, NoTls, Statement};
+use r2d2_postgres::PostgresConnectionManager;
+
+use crate::error::{Error, Result};
+
+/// A connection with its prepared-statement cache.
+pub struct Conn {
+    /// The client. Prepare statements through [`Conn::prepared`] before opening a
+    /// transaction on it.
+    pub client: Client,
+    cache: HashMap<String, Statement>,
+}
+
+impl Conn {
+    pub(crate) fn new(client: Client) -> Conn {
+        Conn {
+            client,
+            cache: HashMap::new(),
+        }
+    }
+
+    /// The statement for `sql`, prepared on first use on this connection.
+    ///
+    /// # Errors
+    /// When the server rejects the statement or the connection is gone.
+    pub fn prepared(&mut self, sql: &str) -> Result<Statement> {
+        if let Some(stmt) = self.cache.get(sql) {
+            return Ok(stmt.clone());
+        }
+        let stmt = self
+            .client
+            .prepare(sql)
+            .map_err(|e| Error::database("preparing a statement", e))?;
+        self.cache.insert(sql.to_string(), stmt.clone());
+        Ok(stmt)
+    }
+}
+
+/// The r2d2 connection manager of chancy's pool: `r2d2_postgres`'s, plus a prepared-statement
+/// cache per connection.
+#[derive(Debug)]
+pub struct ConnectionManager {
+    inner: PostgresConnectionManager<NoTls>,
+}
+
+impl ConnectionManager {
+    pub(crate) fn new(config: postgres::Config) -> ConnectionManager {
+        ConnectionManager {
+            inner: PostgresConnectionManager::new(config, NoTls),
+        }
+    }
+}
+
+impl r2d2::ManageConnection for ConnectionManager {
+    type Connection = Conn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<Conn, postgres::Error> {
+        self.inner.connect().map(Conn::new)
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
+        self.inner.is_valid(&mut conn.client)
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+/// The pool type behind [`Chancy`](crate::Chancy).
+pub(crate) type Pool = r2d2::Pool<ConnectionManager>;
+/// A connection borrowed from the pool.
+pub type PooledConn = r2d2::PooledConnection<ConnectionManager>;
+
+pub(crate) fn build_pool(
+    config: postgres::Config,
+    min: u32,
+    max: u32,
+    timeout: Duration,
+) -> Result<Pool> {
+    if max == 0 || min > max {
+        return Err(Error::config(format!(
+            "invalid pool sizes: min {min}, max {max} (need 0 <= min <= max and max >= 1)"
+        )));
+    }
+    Ok(r2d2::Pool::builder()
+        .max_size(max)
+        .min_idle(Some(min))
+        .connection_timeout(timeout)
+        .build_unchecked(ConnectionManager::new(config)))
+}
+
+/// Opens one dedicated (unpooled) connection, e.g. for LISTEN.
+pub(crate) fn connect(config: &postgres::Config) -> Result<Conn> {
+    config.connect(NoTls).map(Conn::new).map_err(|e| {
+        Error::database(
+            &format!("could not connect to {}", describe_config(config)),
+            e,
+        )
+    })
+}
+
+/// `host:port/dbname` of a config, for messages (never the password).
+pub(crate) fn describe_config(config: &postgres::Config) -> String {
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            postgres::config::Host::Tcp(name) => name.clone(),
+            #[cfg(unix)]
+            postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or("postgres");
+    format!("postgresql://{host}:{port}/{db}")
+}

@@ -1,0 +1,347 @@
+//! Queues: where jobs wait, and how workers serve them.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use postgres::Row;
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::job::{col, JsonObject};
+
+/// The longest queue name accepted.
+pub const MAX_QUEUE_NAME_LEN: usize = 255;
+
+/// Python Chancy's process-pool executor (upstream's default). A Rust worker serves these
+/// queues with its process-isolated executor.
+pub const PROCESS_EXECUTOR: &str = "chancy.executors.process.ProcessExecutor";
+/// Python Chancy's thread-pool executor. A Rust worker serves it with its thread pool; this is
+/// the default for queues declared from Rust.
+pub const THREADED_EXECUTOR: &str = "chancy.executors.thread.ThreadedExecutor";
+/// Python Chancy's asyncio executor. A Rust worker serves it with its thread pool.
+pub const ASYNC_EXECUTOR: &str = "chancy.executors.asyncex.AsyncExecutor";
+/// Python Chancy's sub-interpreter executor. A Rust worker serves it with its thread pool.
+pub const SUB_INTERPRETER_EXECUTOR: &str = "chancy.executors.sub.SubInterpreterExecutor";
+
+/// Whether a queue is being served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QueueState {
+    /// Jobs are claimed.
+    Active,
+    /// Nothing is claimed until resumed (or `resume_at` passes).
+    Paused,
+}
+
+impl QueueState {
+    /// The string stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueState::Active => "active",
+            QueueState::Paused => "paused",
+        }
+    }
+}
+
+impl fmt::Display for QueueState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for QueueState {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<QueueState> {
+        match s {
+            "active" => Ok(QueueState::Active),
+            "paused" => Ok(QueueState::Paused),
+            other => Err(Error::invalid_input(format!(
+                "unknown queue state {other:?} (expected active or paused)"
+            ))),
+        }
+    }
+}
+
+/// A queue declaration. Every field of Python Chancy's `Queue`, with the same defaults except
+/// the executor, which defaults to the threaded one for queues declared from Rust.
+///
+/// ```
+/// use std::time::Duration;
+/// use chancy::Queue;
+/// let q = Queue::new("emails")
+///     .concurrency(8)
+///     .polling_interval(Duration::from_secs(1))
+///     .tags(["has=smtp"]);
+/// assert_eq!(q.name(), "emails");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Queue {
+    /// The queue name.
+    pub name: String,
+    /// Jobs run at once per worker; `None` = the executor's default.
+    pub concurrency: Option<i32>,
+    /// Regexes matched (prefix match, like Python's `re.match`) against worker tags.
+    pub tags: BTreeSet<String>,
+    /// Active or paused.
+    pub state: QueueState,
+    /// The executor, as a Python class path.
+    pub executor: String,
+    /// Options of the executor (a JSON object).
+    pub executor_options: JsonObject,
+    /// How often an idle worker polls the queue (whole seconds).
+    pub polling_interval: Duration,
+    /// Jobs allowed per `rate_limit_window`, over all workers; `None` = unlimited.
+    pub rate_limit: Option<i32>,
+    /// The rate-limit window (whole seconds).
+    pub rate_limit_window: Option<Duration>,
+    /// When a paused queue resumes by itself.
+    pub resume_at: Option<DateTime<Utc>>,
+    /// Poll again as soon as a job of this queue finishes.
+    pub eager_polling: bool,
+}
+
+impl Queue {
+    /// A queue with the defaults: concurrency from the executor, tags `[".*"]`, active,
+    /// threaded executor, polling every 5 s, no rate limit.
+    pub fn new(name: impl Into<String>) -> Queue {
+        Queue {
+            name: name.into(),
+            concurrency: None,
+            tags: BTreeSet::from([".*".to_string()]),
+            state: QueueState::Active,
+            executor: THREADED_EXECUTOR.to_string(),
+            executor_options: Map::new(),
+            polling_interval: Duration::from_secs(5),
+            rate_limit: None,
+            rate_limit_window: None,
+            resume_at: None,
+            eager_polling: false,
+        }
+    }
+
+    /// The queue name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Jobs run at once per worker.
+    pub fn concurrency(mut self, concurrency: i32) -> Queue {
+        self.concurrency = Some(concurrency);
+        self
+    }
+
+    /// Replaces the tag regexes (default `[".*"]`; an empty set matches no worker).
+    pub fn tags<I, S>(mut self, tags: I) -> Queue
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Active or paused.
+    pub fn state(mut self, state: QueueState) -> Queue {
+        self.state = state;
+        self
+    }
+
+    /// The executor: one of the `*_EXECUTOR` constants (or another Python class path, for
+    /// queues only Python workers serve).
+    pub fn executor(mut self, executor: impl Into<String>) -> Queue {
+        self.executor = executor.into();
+        self
+    }
+
+    /// Executor options (a JSON object; e.g. `{"maximum_jobs_per_worker": 100}`).
+    pub fn executor_options(mut self, options: JsonObject) -> Queue {
+        self.executor_options = options;
+        self
+    }
+
+    /// How often an idle worker polls (default 5 s; whole seconds, at least 1).
+    pub fn polling_interval(mut self, interval: Duration) -> Queue {
+        self.polling_interval = interval;
+        self
+    }
+
+    /// At most `limit` jobs per `window` over all workers.
+    pub fn rate_limit(mut self, limit: i32, window: Duration) -> Queue {
+        self.rate_limit = Some(limit);
+        self.rate_limit_window = Some(window);
+        self
+    }
+
+    /// Auto-resume time of a paused queue.
+    pub fn resume_at(mut self, at: DateTime<Utc>) -> Queue {
+        self.resume_at = Some(at);
+        self
+    }
+
+    /// Poll again as soon as a job finishes (default off).
+    pub fn eager_polling(mut self, eager: bool) -> Queue {
+        self.eager_polling = eager;
+        self
+    }
+
+    /// Checks the declaration before it is written.
+    ///
+    /// # Errors
+    /// An invalid-input error naming the bad field.
+    pub fn validate(&self) -> Result<()> {
+        validate_queue_name(&self.name)?;
+        if self.concurrency.is_some_and(|c| c < 1) {
+            return Err(Error::invalid_input(format!(
+                "queue {:?}: concurrency must be at least 1",
+                self.name
+            )));
+        }
+        whole_seconds(&self.name, "polling_interval", self.polling_interval)?;
+        match (self.rate_limit, self.rate_limit_window) {
+            (Some(limit), _) if limit < 0 => Err(Error::invalid_input(format!(
+                "queue {:?}: rate_limit must not be negative",
+                self.name
+            ))),
+            (Some(limit), None) if limit > 0 => Err(Error::invalid_input(format!(
+                "queue {:?}: rate_limit needs a rate_limit_window",
+                self.name
+            ))),
+            (_, Some(window)) => whole_seconds(&self.name, "rate_limit_window", window).map(|_| ()),
+            _ => Ok(()),
+        }?;
+        if self.executor.trim().is_empty() {
+            return Err(Error::invalid_input(format!(
+                "queue {:?}: executor must not be empty",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reads a row of the queues table, tolerating NULL tags/options written by other tools.
+    ///
+    /// # Errors
+    /// When a column is missing or holds an unknown state.
+    pub fn from_row(row: &Row) -> Result<Queue> {
+        let state: String = col(row, "state")?;
+        let tags: Option<Vec<String>> = col(row, "tags")?;
+        let options: Option<Value> = col(row, "executor_options")?;
+        let polling: Option<i32> = col(row, "polling_interval")?;
+        let window: Option<i32> = col(row, "rate_limit_window")?;
+        Ok(Queue {
+            name: col(row, "name")?,
+            concurrency: col(row, "concurrency")?,
+            tags: tags.unwrap_or_default().into_iter().collect(),
+            state: state.parse()?,
+            executor: col(row, "executor")?,
+            executor_options: match options {
+                Some(Value::Object(map)) => map,
+                _ => Map::new(),
+            },
+            polling_interval: Duration::from_secs(polling.unwrap_or(1).max(1) as u64),
+            rate_limit: col(row, "rate_limit")?,
+            rate_limit_window: window.map(|w| Duration::from_secs(w.max(0) as u64)),
+            resume_at: row.try_get("resume_at").unwrap_or(None),
+            eager_polling: row.try_get("eager_polling").unwrap_or(false),
+        })
+    }
+
+    /// Whether a worker with `worker_tags` serves this queue: some tag regex matches some
+    /// worker tag at its start (Python `re.match` semantics: anchored at the start only).
+    /// Tags that are not valid regexes match nothing.
+    pub fn matches_tags<'a>(
+        &self,
+        worker_tags: impl IntoIterator<Item = &'a String> + Clone,
+    ) -> bool {
+        self.tags.iter().any(|pattern| match prefix_regex(pattern) {
+            Some(re) => worker_tags.clone().into_iter().any(|t| re.is_match(t)),
+            None => false,
+        })
+    }
+}
+
+fn prefix_regex(pattern: &str) -> Option<regex::Regex> {
+    regex::Regex::new(&format!("^(?:{pattern})")).ok()
+}
+
+fn whole_seconds(queue: &str, field: &str, d: Duration) -> Result<i32> {
+    if d.subsec_nanos() != 0 || d.as_secs() == 0 || d.as_secs() > i32::MAX as u64 {
+        return Err(Error::invalid_input(format!(
+            "queue {queue:?}: {field} must be a whole number of seconds, at least 1 (got {d:?})"
+        )));
+    }
+    Ok(d.as_secs() as i32)
+}
+
+/// Queue names: non-empty, at most 255 bytes, no control characters.
+pub(crate) fn validate_queue_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_QUEUE_NAME_LEN || name.chars().any(char::is_control) {
+        return Err(Error::invalid_input(format!(
+            "invalid queue name {name:?}: it must be 1 to {MAX_QUEUE_NAME_LEN} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// The rows a declaration writes, in the order of the declare statement's parameters.
+pub(crate) struct QueueColumns {
+    pub tags: Vec<String>,
+    pub options: Value,
+    pub polling: i32,
+    pub window: Option<i32>,
+}
+
+impl Queue {
+    pub(crate) fn columns(&self) -> QueueColumns {
+        QueueColumns {
+            tags: self.tags.iter().cloned().collect(),
+            options: Value::Object(self.executor_options.clone()),
+            polling: self.polling_interval.as_secs() as i32,
+            window: self.rate_limit_window.map(|w| w.as_secs() as i32),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn tag_matching_is_prefix_only() {
+        let worker = tags(&["*", "hostname=box", "has=gpu"]);
+        assert!(Queue::new("q").matches_tags(&worker));
+        assert!(Queue::new("q").tags(["has=g"]).matches_tags(&worker));
+        assert!(!Queue::new("q").tags(["gpu"]).matches_tags(&worker));
+        assert!(Queue::new("q").tags([".*gpu$"]).matches_tags(&worker));
+        assert!(!Queue::new("q")
+            .tags(Vec::<String>::new())
+            .matches_tags(&worker));
+        assert!(!Queue::new("q").tags(["("]).matches_tags(&worker));
+    }
+
+    #[test]
+    fn validation() {
+        assert!(Queue::new("q").validate().is_ok());
+        assert!(Queue::new("").validate().is_err());
+        assert!(Queue::new("q").concurrency(0).validate().is_err());
+        assert!(Queue::new("q")
+            .polling_interval(Duration::from_millis(500))
+            .validate()
+            .is_err());
+        assert!(Queue::new("q")
+            .rate_limit(5, Duration::ZERO)
+            .validate()
+            .is_err());
+        assert!(Queue::new("q")
+            .rate_limit(5, Duration::from_secs(1))
+            .validate()
+            .is_ok());
+    }
+}

@@ -1,0 +1,154 @@
+//! Runs one claimed job on the calling thread and records its outcome exactly like Python
+//! Chancy: success → `succeeded`; failure → `retrying` or `failed` by `max_attempts`, with an
+//! `{"attempt", "traceback"}` entry.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+
+use super::context::{JobContext, JobError, JobErrorKind};
+use super::panics;
+use super::WorkerShared;
+use crate::job::{ErrorRecord, JobState, LimitKind, QueuedJob};
+
+/// Runs `job` with its registered handler and returns the job as it must be written back.
+pub(crate) fn execute(shared: &WorkerShared, job: QueuedJob) -> QueuedJob {
+    let guard = shared.executions.register(job.id, job.claim_id);
+    for plugin in shared.plugins() {
+        plugin.on_job_starting(&job, &shared.worker_id);
+    }
+    let (result, meta) = run_handler(shared, &job, guard.cancelled.clone());
+    drop(guard);
+    let mut done = record_outcome(job, result.as_ref().err(), Utc::now());
+    if let Some(meta) = meta {
+        done.meta = meta;
+    }
+    for plugin in shared.plugins() {
+        done = plugin.on_job_completed(done, result.as_ref().err());
+    }
+    done
+}
+
+fn run_handler(
+    shared: &WorkerShared,
+    job: &QueuedJob,
+    cancelled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (Result<(), JobError>, Option<crate::JsonObject>) {
+    if job.limit(LimitKind::Memory).is_some() {
+        let text = "ValueError: the thread executor does not support memory limits; \
+                    run this job on a process-executor queue";
+        return (
+            Err(JobError::with_kind(JobErrorKind::Failed, text.into())),
+            None,
+        );
+    }
+    let Some(handler) = shared.registry.get(&job.func) else {
+        let text = format!(
+            "LookupError: no handler is registered for job function {:?} on worker {}",
+            job.func, shared.worker_id
+        );
+        return (Err(JobError::with_kind(JobErrorKind::Failed, text)), None);
+    };
+    let deadline = job
+        .limit(LimitKind::Time)
+        .and_then(|l| l.as_duration())
+        .map(|d| Instant::now() + d);
+    let ctx = JobContext::new(job.clone(), cancelled, deadline, shared.worker_id.clone());
+    let outcome = match panics::catch(|| handler(&ctx)) {
+        Ok(result) => result,
+        Err(panic) => Err(JobError::with_kind(
+            JobErrorKind::Failed,
+            format!("Panic: job {:?} {panic}", job.func),
+        )),
+    };
+    // Like upstream's cooperative limits: returning after the deadline is a timeout.
+    let outcome = match outcome {
+        Ok(()) if deadline.is_some_and(|d| Instant::now() > d) => Err(JobError::timeout()),
+        other => other,
+    };
+    (outcome, ctx.take_meta())
+}
+
+/// The job after one attempt with `error` (`None` = success), completed at `now`.
+pub(crate) fn record_outcome(
+    mut job: QueuedJob,
+    error: Option<&JobError>,
+    now: DateTime<Utc>,
+) -> QueuedJob {
+    let attempt_before = job.attempts;
+    job.attempts += 1;
+    match error {
+        None => {
+            job.state = JobState::Succeeded;
+            job.completed_at = Some(now);
+        }
+        Some(err) => {
+            if job.attempts >= job.max_attempts {
+                job.state = JobState::Failed;
+                job.completed_at = Some(now);
+            } else {
+                job.state = JobState::Retrying;
+                job.completed_at = None;
+            }
+            job.errors.push(ErrorRecord {
+                attempt: i64::from(attempt_before),
+                traceback: err.text().to_string(),
+            });
+        }
+    }
+    job
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Map;
+    use uuid::Uuid;
+
+    fn job(attempts: i32, max: i32) -> QueuedJob {
+        QueuedJob {
+            id: Uuid::new_v4(),
+            queue: "q".into(),
+            func: "f".into(),
+            kwargs: Map::new(),
+            limits: vec![],
+            meta: Map::new(),
+            state: JobState::Running,
+            priority: 0,
+            attempts,
+            max_attempts: max,
+            taken_by: Some("w".into()),
+            created_at: Utc::now(),
+            started_at: Some(Utc::now()),
+            completed_at: None,
+            scheduled_at: Utc::now(),
+            unique_key: None,
+            errors: vec![],
+            claim_id: Some(Uuid::new_v4()),
+        }
+    }
+
+    #[test]
+    fn outcomes_follow_upstream_rules() {
+        let now = Utc::now();
+        let ok = record_outcome(job(0, 1), None, now);
+        assert_eq!(
+            (ok.state, ok.attempts, ok.completed_at),
+            (JobState::Succeeded, 1, Some(now))
+        );
+
+        let err = JobError::new("nope");
+        let retry = record_outcome(job(0, 3), Some(&err), now);
+        assert_eq!(
+            (retry.state, retry.attempts, retry.completed_at),
+            (JobState::Retrying, 1, None)
+        );
+        assert_eq!(retry.errors[0].attempt, 0);
+        assert_eq!(retry.errors[0].traceback, "JobError: nope");
+
+        let failed = record_outcome(job(2, 3), Some(&err), now);
+        assert_eq!((failed.state, failed.attempts), (JobState::Failed, 3));
+        assert_eq!(failed.errors[0].attempt, 2);
+        assert_eq!(failed.completed_at, Some(now));
+    }
+}

@@ -1,0 +1,70 @@
+//! Claiming jobs: Chancy's fetch semantics (order, eligibility, rate-limit windows) with a
+//! fresh `claim_id` per claim.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::WorkerShared;
+use crate::error::{Error, Result};
+use crate::job::QueuedJob;
+use crate::pool::Conn;
+use crate::queue::Queue;
+
+/// Claims up to `up_to` jobs of `queue` for this worker in one transaction.
+pub(crate) fn fetch_jobs(
+    shared: &WorkerShared,
+    queue: &Queue,
+    conn: &mut Conn,
+    up_to: usize,
+) -> Result<Vec<QueuedJob>> {
+    let sql = shared.chancy.sql();
+    let fetch = conn.prepared(&sql.fetch)?;
+    let limit = match queue.rate_limit.filter(|l| *l > 0) {
+        None => return claim(conn, &fetch, queue, up_to as i64, &shared.worker_id),
+        Some(limit) => limit,
+    };
+    let window = queue.rate_limit_window.map_or(1, |w| w.as_secs().max(1)) as i64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let window_start = (now - now % window) as i32;
+    let open = conn.prepared(&sql.rate_limit_window)?;
+    let bump = conn.prepared(&sql.rate_limit_bump)?;
+    let mut tx = conn
+        .client
+        .transaction()
+        .map_err(|e| Error::database("fetching jobs", e))?;
+    let count: i32 = tx
+        .query_one(&open, &[&queue.name, &window_start])
+        .map_err(|e| Error::database("reading the rate-limit window", e))?
+        .get(0);
+    if count >= limit {
+        tx.commit()
+            .map_err(|e| Error::database("fetching jobs", e))?;
+        return Ok(Vec::new());
+    }
+    let up_to = (up_to as i64).min(i64::from(limit - count));
+    let rows = tx
+        .query(&fetch, &[&queue.name, &up_to, &shared.worker_id])
+        .map_err(|e| Error::database("claiming jobs", e))?;
+    if !rows.is_empty() {
+        tx.execute(&bump, &[&queue.name, &(rows.len() as i32)])
+            .map_err(|e| Error::database("counting rate-limited jobs", e))?;
+    }
+    tx.commit()
+        .map_err(|e| Error::database("fetching jobs", e))?;
+    rows.iter().map(QueuedJob::from_row).collect()
+}
+
+fn claim(
+    conn: &mut Conn,
+    fetch: &postgres::Statement,
+    queue: &Queue,
+    up_to: i64,
+    worker_id: &str,
+) -> Result<Vec<QueuedJob>> {
+    let rows = conn
+        .client
+        .query(fetch, &[&queue.name, &up_to, &worker_id])
+        .map_err(|e| Error::database("claiming jobs", e))?;
+    rows.iter().map(QueuedJob::from_row).collect()
+}

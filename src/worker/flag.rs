@@ -1,0 +1,138 @@
+//! Waitable flags: the worker's `shutdown_event`, `is_leader` and the wake-ups of its loops.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+/// A boolean that threads can wait on, like Python's `asyncio.Event` or a one-slot latch.
+///
+/// ```
+/// use std::time::Duration;
+/// use chancy::Flag;
+/// let flag = Flag::new();
+/// assert!(!flag.wait_timeout(Duration::from_millis(1)));
+/// flag.set();
+/// assert!(flag.is_set());
+/// assert!(flag.wait_timeout(Duration::from_secs(1)));
+/// ```
+#[derive(Debug, Default)]
+pub struct Flag {
+    state: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Flag {
+    /// A cleared flag.
+    pub fn new() -> Flag {
+        Flag::default()
+    }
+
+    /// Sets the flag and wakes every waiter.
+    pub fn set(&self) {
+        let mut state = self.state.lock();
+        *state = true;
+        self.changed.notify_all();
+    }
+
+    /// Clears the flag.
+    pub fn clear(&self) {
+        *self.state.lock() = false;
+    }
+
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> bool {
+        *self.state.lock()
+    }
+
+    /// Blocks until the flag is set.
+    pub fn wait(&self) {
+        let mut state = self.state.lock();
+        while !*state {
+            self.changed.wait(&mut state);
+        }
+    }
+
+    /// Blocks until the flag is set or `timeout` passes; returns whether it is set.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.state.lock();
+        while !*state {
+            if self.changed.wait_until(&mut state, deadline).timed_out() {
+                break;
+            }
+        }
+        *state
+    }
+
+    /// Waits like [`Flag::wait_timeout`], then clears the flag; returns whether it was set.
+    /// The wake-up primitive of the worker's loops.
+    pub fn wait_and_clear(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.state.lock();
+        while !*state {
+            if self.changed.wait_until(&mut state, deadline).timed_out() {
+                break;
+            }
+        }
+        std::mem::replace(&mut *state, false)
+    }
+}
+
+/// The worker's shutdown signal: a flag that also pokes every registered wake-up flag, so
+/// every loop notices at once.
+#[derive(Debug, Default)]
+pub(crate) struct Shutdown {
+    flag: Flag,
+    wakers: Mutex<Vec<Arc<Flag>>>,
+}
+
+impl Shutdown {
+    /// Registers a loop's wake-up flag; it is set when shutdown triggers (or already has).
+    pub(crate) fn register(&self, waker: &Arc<Flag>) {
+        self.wakers.lock().push(Arc::clone(waker));
+        if self.flag.is_set() {
+            waker.set();
+        }
+    }
+
+    pub(crate) fn trigger(&self) {
+        self.flag.set();
+        for waker in self.wakers.lock().iter() {
+            waker.set();
+        }
+    }
+
+    pub(crate) fn is_triggered(&self) -> bool {
+        self.flag.is_set()
+    }
+
+    pub(crate) fn flag(&self) -> &Flag {
+        &self.flag
+    }
+
+    /// Sleeps up to `timeout`; returns true if shutdown triggered meanwhile.
+    pub(crate) fn sleep(&self, timeout: Duration) -> bool {
+        self.flag.wait_timeout(timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shutdown_wakes_registered_flags() {
+        let shutdown = Shutdown::default();
+        let waker = Arc::new(Flag::new());
+        shutdown.register(&waker);
+        let w = Arc::clone(&waker);
+        let t = std::thread::spawn(move || w.wait_and_clear(Duration::from_secs(10)));
+        shutdown.trigger();
+        assert!(t.join().unwrap());
+        assert!(shutdown.is_triggered());
+        let late = Arc::new(Flag::new());
+        shutdown.register(&late);
+        assert!(late.is_set());
+    }
+}

@@ -1,0 +1,672 @@
+//! The worker: threads that claim jobs, run them and write their outcomes back.
+//!
+//! ```text
+//!  listener     own connection, LISTEN <prefix>events, reconnects ─► Hub (events)
+//!  heartbeat    announce_worker every heartbeat_poll_interval
+//!  queues       on queue.* events or every queue_change_poll_interval: start/retune/stop
+//!               one runner per queue whose tags match the worker's tags
+//!  fetch-<q>    waits for a wake-up (NOTIFY, polling_interval, eager slot, shutdown) and
+//!               claims exactly the free slots ─► bounded channel ─► exec-<q>-<n> threads
+//!  writer       batches outcomes into one fenced UPDATE per batch, retries, flushes at stop
+//!  plugin-<id>  each plugin with an interval
+//! ```
+
+mod backoff;
+mod config;
+mod context;
+mod executions;
+mod executor;
+mod fetch;
+mod flag;
+mod heartbeat;
+mod hub;
+mod listener;
+mod manager;
+mod panics;
+mod queues;
+mod runner;
+mod signals;
+mod writer;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use postgres::GenericClient;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::job::QueuedJob;
+use crate::plugin::Plugin;
+use crate::pool::Conn;
+use crate::queue::{Queue, PROCESS_EXECUTOR};
+use crate::Chancy;
+
+pub use config::{
+    DEFAULT_HEARTBEAT_POLL_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_QUEUE_CHANGE_POLL_INTERVAL,
+    DEFAULT_SEND_OUTGOING_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT,
+};
+pub use context::{Handler, JobContext, JobError, JobErrorKind, Registry};
+pub use flag::Flag;
+pub use hub::{Event, HandlerId, Hub};
+pub use listener::LISTENER_RECONNECTED;
+pub use manager::{Manager, ServiceInfo, ServiceState};
+pub use runner::{QUEUE_FULL, QUEUE_REMOVED, QUEUE_STARTED, QUEUE_UPDATED};
+pub use writer::Outgoing;
+
+use config::WorkerConfig;
+use executions::Executions;
+use flag::Shutdown;
+use manager::LoopSpec;
+use runner::{QueueRunner, STOP_POLL};
+
+/// Local hub event: the worker started.
+pub const WORKER_STARTED: &str = "worker.started";
+/// Local hub event: the worker stopped cleanly.
+pub const WORKER_STOPPED: &str = "worker.stopped";
+/// Local hub event: the worker stopped, but running jobs outlived `shutdown_timeout`.
+pub const WORKER_SHUTDOWN_TIMEOUT: &str = "worker.shutdown_timeout";
+
+/// State shared by every thread of a worker.
+pub(crate) struct WorkerShared {
+    pub(crate) chancy: Chancy,
+    pub(crate) config: WorkerConfig,
+    pub(crate) worker_id: String,
+    pub(crate) tags: BTreeSet<String>,
+    pub(crate) registry: Registry,
+    pub(crate) hub: Hub,
+    pub(crate) shutdown: Arc<Shutdown>,
+    pub(crate) is_leader: Flag,
+    pub(crate) manager: Manager,
+    pub(crate) outgoing: Outgoing,
+    pub(crate) executions: Executions,
+    pub(crate) runners: Mutex<HashMap<String, QueueRunner>>,
+    pub(crate) queues_wake: Arc<Flag>,
+    /// Claims fetched by this worker whose outcome is not yet written: anything else this
+    /// worker holds as `running` in the database is an orphan (see `heartbeat`).
+    pub(crate) claims: Mutex<std::collections::HashSet<Uuid>>,
+    started: AtomicBool,
+    stop_lock: Mutex<Option<bool>>,
+    stopped: Flag,
+    signals: AtomicUsize,
+}
+
+impl WorkerShared {
+    pub(crate) fn plugins(&self) -> &[Arc<dyn Plugin>] {
+        self.chancy.plugins()
+    }
+
+    pub(crate) fn queue_update(&self, job: QueuedJob) -> bool {
+        let claim = job.claim_id;
+        let queued = self.outgoing.push(job);
+        if !queued {
+            self.forget_claims([claim]);
+        }
+        queued
+    }
+
+    pub(crate) fn remember_claims(&self, jobs: &[QueuedJob]) {
+        let mut claims = self.claims.lock();
+        claims.extend(jobs.iter().filter_map(|j| j.claim_id));
+    }
+
+    pub(crate) fn forget_claims(&self, claims: impl IntoIterator<Item = Option<Uuid>>) {
+        let mut held = self.claims.lock();
+        for claim in claims.into_iter().flatten() {
+            held.remove(&claim);
+        }
+    }
+
+    pub(crate) fn queue_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .runners
+            .lock()
+            .iter()
+            .filter(|(_, r)| !r.removed.load(Ordering::SeqCst))
+            .map(|(n, _)| n.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    pub(crate) fn wake_all_queues(&self) {
+        for runner in self.runners.lock().values() {
+            runner.wake.set();
+        }
+    }
+
+    pub(crate) fn after_commit(
+        &self,
+        batch: &[QueuedJob],
+        accepted: &std::collections::HashSet<Uuid>,
+    ) {
+        for job in batch.iter().filter(|j| accepted.contains(&j.id)) {
+            for plugin in self.plugins() {
+                plugin.on_job_updated(job);
+            }
+        }
+    }
+}
+
+/// Starts a named thread. Thread creation failing means the process is out of resources;
+/// there is nothing sensible to continue with.
+pub(crate) fn spawn_named<F: FnOnce() + Send + 'static>(name: &str, f: F) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(f)
+        .unwrap_or_else(|e| panic!("cannot start thread {name}: {e}"))
+}
+
+/// Configures a [`Worker`]. Created by [`Worker::builder`].
+pub struct WorkerBuilder {
+    chancy: Chancy,
+    worker_id: Option<String>,
+    tags: BTreeSet<String>,
+    config: WorkerConfig,
+    registry: Registry,
+}
+
+impl WorkerBuilder {
+    /// The worker's id (default: a random UUID).
+    pub fn worker_id(mut self, id: impl Into<String>) -> Self {
+        self.worker_id = Some(id.into());
+        self
+    }
+
+    /// Extra tags, matched by queue tag regexes.
+    pub fn tags<I, S>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.tags.extend(tags.into_iter().map(Into::into));
+        self
+    }
+
+    /// How often the worker announces itself (default 30 s).
+    pub fn heartbeat_poll_interval(mut self, d: Duration) -> Self {
+        self.config.heartbeat_poll_interval = d;
+        self
+    }
+
+    /// How long the worker's row lives without a heartbeat (default 90 s). Recovery treats
+    /// the jobs of a worker silent for longer as abandoned.
+    pub fn heartbeat_timeout(mut self, d: Duration) -> Self {
+        self.config.heartbeat_timeout = d;
+        self
+    }
+
+    /// How often the queues table is re-read even without `queue.*` events (default 10 s).
+    pub fn queue_change_poll_interval(mut self, d: Duration) -> Self {
+        self.config.queue_change_poll_interval = d;
+        self
+    }
+
+    /// How long [`Worker::stop`] waits for running jobs (default 30 s).
+    pub fn shutdown_timeout(mut self, d: Duration) -> Self {
+        self.config.shutdown_timeout = d;
+        self
+    }
+
+    /// The writer's batching window after the first outcome of a batch (default 5 ms).
+    pub fn send_outgoing_interval(mut self, d: Duration) -> Self {
+        self.config.send_outgoing_interval = d;
+        self
+    }
+
+    /// Install SIGINT/SIGTERM handlers: the first signal stops gracefully, the second exits
+    /// at once (default off for library use; the CLI turns it on).
+    pub fn register_signal_handlers(mut self, on: bool) -> Self {
+        self.config.register_signal_handlers = on;
+        self
+    }
+
+    /// First and largest delay of the retry backoff of every worker loop (defaults 1 s, 60 s).
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.config.backoff_initial = initial;
+        self.config.backoff_max = max;
+        self
+    }
+
+    /// Registers a job handler under `func`.
+    pub fn job<F>(mut self, func: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(&JobContext) -> std::result::Result<(), JobError> + Send + Sync + 'static,
+    {
+        self.registry.insert(func, handler);
+        self
+    }
+
+    /// Adds every handler of `registry`.
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = self.registry.merge(registry);
+        self
+    }
+
+    /// Validates the settings.
+    ///
+    /// # Errors
+    /// A configuration error naming the bad setting.
+    pub fn build(self) -> Result<Worker> {
+        self.config.validate()?;
+        let worker_id = self.worker_id.unwrap_or_else(|| Uuid::new_v4().to_string());
+        if worker_id.is_empty() {
+            return Err(Error::config("worker_id must not be empty"));
+        }
+        let tags = config::worker_tags(&worker_id, &self.tags);
+        Ok(Worker {
+            shared: Arc::new(WorkerShared {
+                chancy: self.chancy,
+                config: self.config,
+                worker_id,
+                tags,
+                registry: self.registry,
+                hub: Hub::default(),
+                shutdown: Arc::new(Shutdown::default()),
+                is_leader: Flag::new(),
+                manager: Manager::default(),
+                outgoing: Outgoing::default(),
+                executions: Executions::default(),
+                runners: Mutex::new(HashMap::new()),
+                queues_wake: Arc::new(Flag::new()),
+                claims: Mutex::new(std::collections::HashSet::new()),
+                started: AtomicBool::new(false),
+                stop_lock: Mutex::new(None),
+                stopped: Flag::new(),
+                signals: AtomicUsize::new(0),
+            }),
+        })
+    }
+}
+
+/// A worker process's engine: claims jobs from the queues it serves, runs them on thread
+/// pools and records their outcomes. Cheap to clone (shared inside).
+///
+/// ```no_run
+/// use chancy::{Chancy, JobContext, JobError, Worker};
+/// #[derive(serde::Deserialize)]
+/// struct Greet { name: String }
+///
+/// let chancy = Chancy::builder("postgresql://postgres@localhost/postgres").build()?;
+/// let worker = Worker::builder(&chancy)
+///     .job("myapp.greet", |ctx: &JobContext| -> Result<(), JobError> {
+///         let args: Greet = ctx.kwargs()?;
+///         ctx.set_meta("greeted", serde_json::json!(args.name));
+///         Ok(())
+///     })
+///     .build()?;
+/// worker.start()?;
+/// worker.wait_for_shutdown();
+/// # Ok::<(), chancy::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Worker {
+    shared: Arc<WorkerShared>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("worker_id", &self.shared.worker_id)
+            .finish()
+    }
+}
+
+impl Worker {
+    /// Starts configuring a worker for `chancy`.
+    pub fn builder(chancy: &Chancy) -> WorkerBuilder {
+        WorkerBuilder {
+            chancy: chancy.clone(),
+            worker_id: None,
+            tags: BTreeSet::new(),
+            config: WorkerConfig::default(),
+            registry: Registry::new(),
+        }
+    }
+
+    /// Starts every thread and returns. Refuses to start when the schema needs migrating
+    /// or a plugin's dependency is missing, and when the first LISTEN connection fails.
+    /// Declares the `default` queue (like upstream) if it does not exist.
+    ///
+    /// # Errors
+    /// A migrations-needed, configuration or connection error; nothing keeps running then.
+    pub fn start(&self) -> Result<()> {
+        if self.shared.started.swap(true, Ordering::SeqCst) {
+            return Err(Error::config("this worker was already started"));
+        }
+        let result = self.start_inner();
+        if result.is_err() {
+            self.shared.shutdown.trigger();
+            self.shared.outgoing.close();
+            self.shared.manager.join_all(&[]);
+            self.shared.stopped.set();
+        }
+        result
+    }
+
+    fn start_inner(&self) -> Result<()> {
+        let s = &self.shared;
+        s.chancy.ensure_migrated()?;
+        crate::plugin::check_dependencies(s.chancy.plugins())?;
+        self.register_hub_handlers();
+        for plugin in s.plugins() {
+            plugin.on_worker_started(self)?;
+        }
+        let listener_conn = if s.chancy.notifications() {
+            Some(listener::connect(s)?)
+        } else {
+            None
+        };
+        self.spawn_services(listener_conn);
+        s.chancy
+            .declare(&Queue::new("default").executor(PROCESS_EXECUTOR))?;
+        if s.config.register_signal_handlers {
+            signals::install(&self.shared)?;
+        }
+        s.hub.emit(WORKER_STARTED, json!({ "worker": s.worker_id }));
+        log::info!("worker {} started", s.worker_id);
+        Ok(())
+    }
+
+    fn register_hub_handlers(&self) {
+        let s = &self.shared;
+        let weak = Arc::downgrade(s);
+        s.hub.on(crate::events::QUEUE_PUSHED, move |e| {
+            let Some(s) = weak.upgrade() else { return };
+            if let Some(q) = e.body.get("q").and_then(Value::as_str) {
+                if let Some(r) = s.runners.lock().get(q) {
+                    r.wake.set();
+                }
+            }
+        });
+        for event in [
+            crate::events::QUEUE_DECLARED,
+            crate::events::QUEUE_PAUSED,
+            crate::events::QUEUE_RESUMED,
+        ] {
+            let wake = Arc::clone(&s.queues_wake);
+            s.hub.on(event, move |_| wake.set());
+        }
+        let weak = Arc::downgrade(s);
+        s.hub.on(crate::events::JOB_CANCELLED, move |e| {
+            let (Some(s), Some(id)) = (weak.upgrade(), uuid_field(&e.body, "j")) else {
+                return;
+            };
+            let n = s.executions.cancel_job(id);
+            log::info!("job {id} was cancelled ({n} running execution(s) told to stop)");
+        });
+        let weak = Arc::downgrade(s);
+        s.hub.on(crate::events::JOB_RECOVERED, move |e| {
+            let Some(s) = weak.upgrade() else { return };
+            if let (Some(id), Some(claim)) = (uuid_field(&e.body, "j"), uuid_field(&e.body, "c")) {
+                s.executions.cancel_execution(id, claim);
+            }
+        });
+    }
+
+    fn spawn_services(&self, listener_conn: Option<Conn>) {
+        let s = &self.shared;
+        let shared = Arc::clone(s);
+        s.manager.spawn("writer", move |_| writer::run(shared));
+        if let Some(conn) = listener_conn {
+            let shared = Arc::clone(s);
+            s.manager
+                .spawn("listener", move |state| listener::run(shared, conn, state));
+        }
+        let shared = Arc::clone(s);
+        s.manager.spawn_loop(
+            Arc::clone(&s.shutdown),
+            self.loop_spec(
+                "heartbeat",
+                s.config.heartbeat_poll_interval,
+                true,
+                Arc::new(Flag::new()),
+            ),
+            move || heartbeat::beat(&shared),
+        );
+        let shared = Arc::clone(s);
+        s.manager.spawn_loop(
+            Arc::clone(&s.shutdown),
+            self.loop_spec(
+                "queues",
+                s.config.queue_change_poll_interval,
+                true,
+                Arc::clone(&s.queues_wake),
+            ),
+            move || queues::reconcile(&shared),
+        );
+        for plugin in s.plugins() {
+            let Some(interval) = plugin.interval() else {
+                continue;
+            };
+            let worker = self.clone();
+            let plugin = Arc::clone(plugin);
+            let name = format!("plugin-{}", plugin.identifier());
+            s.manager.spawn_loop(
+                Arc::clone(&s.shutdown),
+                self.loop_spec(&name, interval, false, Arc::new(Flag::new())),
+                move || plugin.run_once(&worker),
+            );
+        }
+    }
+
+    fn loop_spec(
+        &self,
+        name: &str,
+        interval: Duration,
+        run_first: bool,
+        wake: Arc<Flag>,
+    ) -> LoopSpec {
+        LoopSpec {
+            name: name.to_string(),
+            interval,
+            run_first,
+            wake,
+            backoff: backoff::Backoff::new(
+                self.shared.config.backoff_initial,
+                self.shared.config.backoff_max,
+            ),
+        }
+    }
+
+    /// Stops gracefully: no new claims; running jobs get up to `shutdown_timeout` to finish;
+    /// every outcome queued before the cut-off is written; then every thread ends. Returns
+    /// `false` if jobs were still running at the timeout (they are told to cancel; their rows
+    /// stay `running` until recovery). Safe to call from several threads; later calls return
+    /// the first result.
+    pub fn stop(&self) -> bool {
+        let mut result = self.shared.stop_lock.lock();
+        if let Some(done) = *result {
+            return done;
+        }
+        let drained = if self.shared.started.load(Ordering::SeqCst) {
+            self.stop_inner()
+        } else {
+            true
+        };
+        *result = Some(drained);
+        self.shared.stopped.set();
+        drained
+    }
+
+    fn stop_inner(&self) -> bool {
+        let s = &self.shared;
+        log::info!("worker {} stopping", s.worker_id);
+        s.shutdown.trigger();
+        s.manager.join("queues");
+        let drained = self.drain(Instant::now() + s.config.shutdown_timeout);
+        if !drained {
+            let n = s.executions.cancel_all();
+            log::warn!(
+                "worker {}: {n} job(s) still running at the shutdown timeout",
+                s.worker_id
+            );
+        }
+        s.outgoing.close();
+        s.manager.join_all(&[]);
+        for plugin in s.plugins() {
+            plugin.on_worker_stopped(self);
+        }
+        let event = if drained {
+            WORKER_STOPPED
+        } else {
+            WORKER_SHUTDOWN_TIMEOUT
+        };
+        s.hub.emit(event, json!({ "worker": s.worker_id }));
+        log::info!("worker {} stopped", s.worker_id);
+        drained
+    }
+
+    /// Waits until every queue runner finished its running jobs, or `deadline`.
+    fn drain(&self, deadline: Instant) -> bool {
+        loop {
+            let all_done = {
+                let mut runners = self.shared.runners.lock();
+                runners.values_mut().for_each(QueueRunner::join_if_finished);
+                runners.values().all(|r| r.finished.is_set())
+            };
+            if all_done {
+                self.shared.runners.lock().clear();
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(STOP_POLL);
+        }
+    }
+
+    /// Blocks until the worker has stopped (after [`Worker::stop`] or a signal).
+    pub fn wait_for_shutdown(&self) {
+        self.shared.stopped.wait();
+    }
+
+    /// Handles SIGINT/SIGTERM as the installed handlers do: the first one starts a graceful
+    /// stop on a background thread; a second one exits the process at once.
+    pub fn on_signal(&self) {
+        signals::on_signal(&self.shared);
+    }
+
+    /// Upserts this worker's row, prunes expired workers and NOTIFYs `worker.announced`,
+    /// on `client` (commit is the caller's).
+    ///
+    /// # Errors
+    /// When a statement fails.
+    pub fn announce_worker(&self, client: &mut impl GenericClient) -> Result<()> {
+        heartbeat::announce(&self.shared, client)
+    }
+
+    /// Claims up to `up_to` jobs of `queue` for this worker (the claim sets `running`,
+    /// `started_at`, `taken_by` and a fresh `claim_id`), honouring the queue's rate limit.
+    ///
+    /// # Errors
+    /// When a statement fails.
+    pub fn fetch_jobs(
+        &self,
+        queue: &Queue,
+        conn: &mut Conn,
+        up_to: usize,
+    ) -> Result<Vec<QueuedJob>> {
+        fetch::fetch_jobs(&self.shared, queue, conn, up_to)
+    }
+
+    /// Queues an outcome for the writer. Returns false (dropped) after the stop's cut-off.
+    pub fn queue_update(&self, job: QueuedJob) -> bool {
+        self.shared.queue_update(job)
+    }
+
+    /// This worker's tags: `*`, `hostname=`, `worker_id=`, `rust=`, `os=`, `arch=` and extras.
+    pub fn worker_tags(&self) -> &BTreeSet<String> {
+        &self.shared.tags
+    }
+
+    /// The application handle.
+    pub fn chancy(&self) -> &Chancy {
+        &self.shared.chancy
+    }
+
+    /// The worker's id.
+    pub fn worker_id(&self) -> &str {
+        &self.shared.worker_id
+    }
+
+    /// Heartbeat interval.
+    pub fn heartbeat_poll_interval(&self) -> Duration {
+        self.shared.config.heartbeat_poll_interval
+    }
+
+    /// Heartbeat timeout.
+    pub fn heartbeat_timeout(&self) -> Duration {
+        self.shared.config.heartbeat_timeout
+    }
+
+    /// Queue-change poll interval.
+    pub fn queue_change_poll_interval(&self) -> Duration {
+        self.shared.config.queue_change_poll_interval
+    }
+
+    /// Shutdown timeout.
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.shared.config.shutdown_timeout
+    }
+
+    /// The writer's batching window.
+    pub fn send_outgoing_interval(&self) -> Duration {
+        self.shared.config.send_outgoing_interval
+    }
+
+    /// Whether signal handlers are installed at start.
+    pub fn register_signal_handlers(&self) -> bool {
+        self.shared.config.register_signal_handlers
+    }
+
+    /// The event hub.
+    pub fn hub(&self) -> &Hub {
+        &self.shared.hub
+    }
+
+    /// Set while this worker holds the leader lease.
+    pub fn is_leader(&self) -> &Flag {
+        &self.shared.is_leader
+    }
+
+    /// Set once the worker starts stopping.
+    pub fn shutdown_event(&self) -> &Flag {
+        self.shared.shutdown.flag()
+    }
+
+    /// The named service threads and their state.
+    pub fn manager(&self) -> &Manager {
+        &self.shared.manager
+    }
+
+    /// The pending job updates.
+    pub fn outgoing(&self) -> &Outgoing {
+        &self.shared.outgoing
+    }
+
+    /// Names of the queues this worker serves now.
+    pub fn queues(&self) -> Vec<String> {
+        self.shared.queue_names()
+    }
+
+    /// The registered handlers.
+    pub fn registry(&self) -> &Registry {
+        &self.shared.registry
+    }
+
+    /// Jobs running in this worker now.
+    pub fn running_jobs(&self) -> usize {
+        self.shared.executions.len()
+    }
+}
+
+fn uuid_field(body: &Value, key: &str) -> Option<Uuid> {
+    body.get(key)
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok())
+}

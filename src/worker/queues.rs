@@ -1,0 +1,49 @@
+//! Queue maintenance: starts, retunes and stops one runner per queue whose tags match this
+//! worker, on `queue.*` events or every `queue_change_poll_interval`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::runner::QueueRunner;
+use super::WorkerShared;
+use crate::error::Result;
+
+/// One pass: reconcile the runners with the queues table.
+pub(crate) fn reconcile(shared: &Arc<WorkerShared>) -> Result<()> {
+    let queues = shared.chancy.get_all_queues()?;
+    let wanted: Vec<_> = queues
+        .into_iter()
+        .filter(|q| q.matches_tags(&shared.tags))
+        .collect();
+    let names: HashSet<&str> = wanted.iter().map(|q| q.name.as_str()).collect();
+    let mut runners = shared.runners.lock();
+    for (name, runner) in runners.iter() {
+        if !names.contains(name.as_str()) {
+            runner.remove();
+        }
+    }
+    runners.retain(|name, runner| {
+        runner.join_if_finished();
+        names.contains(name.as_str()) || !runner.finished.is_set()
+    });
+    for queue in wanted {
+        match runners.get(&queue.name) {
+            Some(runner) if !runner.removed.load(std::sync::atomic::Ordering::SeqCst) => {
+                let mut desired = runner.desired.lock();
+                if *desired != queue {
+                    *desired = queue;
+                    runner.wake.set();
+                }
+            }
+            Some(_) => {}
+            None => {
+                if shared.shutdown.is_triggered() {
+                    break;
+                }
+                let name = queue.name.clone();
+                runners.insert(name, QueueRunner::start(shared, queue));
+            }
+        }
+    }
+    Ok(())
+}

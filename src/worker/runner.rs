@@ -1,0 +1,296 @@
+//! One queue served by this worker: a fetcher thread that claims exactly the free slots, and
+//! a pool of executor threads that run what it claims.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use chrono::Utc;
+use crossbeam_channel::{bounded, Sender};
+use parking_lot::Mutex;
+use serde_json::json;
+
+use super::backoff::Backoff;
+use super::executor::execute;
+use super::flag::Flag;
+use super::{spawn_named, WorkerShared};
+use crate::job::QueuedJob;
+use crate::pool::Conn;
+use crate::queue::{Queue, QueueState, ASYNC_EXECUTOR, PROCESS_EXECUTOR};
+
+/// Local hub events of a queue runner.
+pub const QUEUE_STARTED: &str = "worker.queue.started";
+/// The queue is no longer served.
+pub const QUEUE_REMOVED: &str = "worker.queue.removed";
+/// The queue's configuration changed and its executor was rebuilt.
+pub const QUEUE_UPDATED: &str = "worker.queue.updated";
+/// A wake-up found no free slot.
+pub const QUEUE_FULL: &str = "worker.queue.full";
+
+/// The handle the queue-maintenance loop keeps for each served queue.
+pub(crate) struct QueueRunner {
+    pub(crate) desired: Arc<Mutex<Queue>>,
+    pub(crate) wake: Arc<Flag>,
+    pub(crate) removed: Arc<AtomicBool>,
+    pub(crate) finished: Arc<Flag>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl QueueRunner {
+    pub(crate) fn start(shared: &Arc<WorkerShared>, queue: Queue) -> QueueRunner {
+        let name = queue.name.clone();
+        let state = RunnerState {
+            shared: Arc::clone(shared),
+            desired: Arc::new(Mutex::new(queue)),
+            wake: Arc::new(Flag::new()),
+            removed: Arc::new(AtomicBool::new(false)),
+            finished: Arc::new(Flag::new()),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            draining: Arc::new(AtomicBool::new(false)),
+        };
+        shared.shutdown.register(&state.wake);
+        let runner = QueueRunner {
+            desired: Arc::clone(&state.desired),
+            wake: Arc::clone(&state.wake),
+            removed: Arc::clone(&state.removed),
+            finished: Arc::clone(&state.finished),
+            handle: None,
+        };
+        let handle = spawn_named(&format!("chancy-fetch-{name}"), move || state.run());
+        QueueRunner {
+            handle: Some(handle),
+            ..runner
+        }
+    }
+
+    /// Stops serving the queue once its running jobs finish.
+    pub(crate) fn remove(&self) {
+        self.removed.store(true, Ordering::SeqCst);
+        self.wake.set();
+    }
+
+    /// Joins the fetcher thread if it has finished.
+    pub(crate) fn join_if_finished(&mut self) {
+        if self.finished.is_set() {
+            if let Some(h) = self.handle.take() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+struct RunnerState {
+    shared: Arc<WorkerShared>,
+    desired: Arc<Mutex<Queue>>,
+    wake: Arc<Flag>,
+    removed: Arc<AtomicBool>,
+    finished: Arc<Flag>,
+    in_flight: Arc<AtomicUsize>,
+    /// Set while a reconfiguration waits for running jobs: finishing jobs wake the fetcher.
+    draining: Arc<AtomicBool>,
+}
+
+/// The executor threads of one configuration of a queue.
+struct Pool {
+    tx: Option<Sender<QueuedJob>>,
+    threads: Vec<JoinHandle<()>>,
+    concurrency: usize,
+}
+
+impl RunnerState {
+    fn run(self) {
+        let mut active = self.desired.lock().clone();
+        let mut pool = self.start_pool(&active);
+        self.emit(QUEUE_STARTED, &active, pool.concurrency);
+        let mut conn: Option<Conn> = None;
+        let mut backoff = Backoff::new(
+            self.shared.config.backoff_initial,
+            self.shared.config.backoff_max,
+        );
+        self.wake.set();
+        loop {
+            self.wake.wait_and_clear(active.polling_interval);
+            if self.shared.shutdown.is_triggered() || self.removed.load(Ordering::SeqCst) {
+                break;
+            }
+            let desired = self.desired.lock().clone();
+            if desired != active {
+                if self.in_flight.load(Ordering::SeqCst) > 0 {
+                    self.draining.store(true, Ordering::SeqCst);
+                    continue;
+                }
+                self.draining.store(false, Ordering::SeqCst);
+                self.emit(QUEUE_UPDATED, &active, pool.concurrency);
+                pool.stop();
+                active = desired;
+                pool = self.start_pool(&active);
+            }
+            if active.state == QueueState::Paused {
+                self.maybe_resume(&mut active);
+                continue;
+            }
+            let free = pool
+                .concurrency
+                .saturating_sub(self.in_flight.load(Ordering::SeqCst));
+            if free == 0 {
+                self.emit(QUEUE_FULL, &active, pool.concurrency);
+                continue;
+            }
+            match self.fetch(&mut conn, &active, free) {
+                Ok(jobs) => {
+                    backoff.reset();
+                    self.dispatch(&pool, jobs);
+                }
+                Err(err) => {
+                    conn = None;
+                    let delay = backoff.fail();
+                    log::error!(
+                        "chancy-fetch-{}: fetching jobs failed (attempt {}), retrying in {delay:?}: {err}",
+                        active.name,
+                        backoff.failures()
+                    );
+                    self.shared.shutdown.sleep(delay);
+                    self.wake.set();
+                }
+            }
+        }
+        pool.stop();
+        self.emit(QUEUE_REMOVED, &active, pool.concurrency);
+        self.finished.set();
+    }
+
+    fn fetch(
+        &self,
+        conn: &mut Option<Conn>,
+        queue: &Queue,
+        up_to: usize,
+    ) -> crate::Result<Vec<QueuedJob>> {
+        if conn.is_none() {
+            *conn = Some(self.shared.chancy.connect_dedicated()?);
+        }
+        let c = conn.as_mut().expect("connection was just set");
+        super::fetch::fetch_jobs(&self.shared, queue, c, up_to)
+    }
+
+    fn dispatch(&self, pool: &Pool, jobs: Vec<QueuedJob>) {
+        let Some(tx) = &pool.tx else { return };
+        self.shared.remember_claims(&jobs);
+        for job in jobs {
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+            if tx.send(job).is_err() {
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Paused queue: resume it when `resume_at` has passed (like upstream, no fetch now).
+    fn maybe_resume(&self, active: &mut Queue) {
+        let Some(at) = active.resume_at else { return };
+        if at > Utc::now() {
+            return;
+        }
+        match self.shared.chancy.resume_queue(&active.name) {
+            Ok(()) => {
+                log::info!(
+                    "queue {:?} resumed automatically (resume_at {at})",
+                    active.name
+                );
+                active.state = QueueState::Active;
+                active.resume_at = None;
+                let mut desired = self.desired.lock();
+                if desired.name == active.name {
+                    desired.state = QueueState::Active;
+                    desired.resume_at = None;
+                }
+                self.wake.set();
+            }
+            Err(err) => log::error!("resuming queue {:?} failed: {err}", active.name),
+        }
+    }
+
+    fn start_pool(&self, queue: &Queue) -> Pool {
+        let concurrency = effective_concurrency(queue);
+        let (tx, rx) = bounded::<QueuedJob>(concurrency);
+        let threads = (0..concurrency)
+            .map(|i| {
+                let rx = rx.clone();
+                let shared = Arc::clone(&self.shared);
+                let done = JobDone {
+                    in_flight: Arc::clone(&self.in_flight),
+                    wake: Arc::clone(&self.wake),
+                    draining: Arc::clone(&self.draining),
+                    eager: queue.eager_polling,
+                };
+                spawn_named(&format!("chancy-exec-{}-{i}", queue.name), move || {
+                    for job in rx.iter() {
+                        let outcome = execute(&shared, job);
+                        shared.queue_update(outcome);
+                        done.finish();
+                    }
+                })
+            })
+            .collect();
+        Pool {
+            tx: Some(tx),
+            threads,
+            concurrency,
+        }
+    }
+
+    fn emit(&self, event: &str, queue: &Queue, concurrency: usize) {
+        self.shared.hub.emit(
+            event,
+            json!({
+                "queue": queue.name,
+                "executor": queue.executor,
+                "concurrency": concurrency,
+                "worker": self.shared.worker_id,
+            }),
+        );
+    }
+}
+
+/// Frees a slot when a job finishes and wakes the fetcher if it should poll again.
+struct JobDone {
+    in_flight: Arc<AtomicUsize>,
+    wake: Arc<Flag>,
+    draining: Arc<AtomicBool>,
+    eager: bool,
+}
+
+impl JobDone {
+    fn finish(&self) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if self.eager || self.draining.load(Ordering::SeqCst) {
+            self.wake.set();
+        }
+    }
+}
+
+impl Pool {
+    /// Closes the job channel and waits for the executor threads to finish their jobs.
+    fn stop(&mut self) {
+        self.tx.take();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The queue's concurrency, or the executor's default when it is NULL (as upstream: process
+/// → CPU count, async → 100, threaded and others → min(32, CPU + 4)).
+pub(crate) fn effective_concurrency(queue: &Queue) -> usize {
+    if let Some(c) = queue.concurrency {
+        return c.max(1) as usize;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match queue.executor.as_str() {
+        PROCESS_EXECUTOR => cpus,
+        ASYNC_EXECUTOR => 100,
+        _ => (cpus + 4).min(32),
+    }
+}
+
+/// How long the stop waits between checks of its runners.
+pub(crate) const STOP_POLL: Duration = Duration::from_millis(10);

@@ -1,0 +1,254 @@
+//! The update writer: one thread that batches job outcomes and writes each batch with one
+//! fenced statement per round, retrying on database errors without losing anything.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::backoff::Backoff;
+use super::WorkerShared;
+use crate::error::{Error, Result};
+use crate::job::QueuedJob;
+use crate::pool::Conn;
+
+/// Most outcomes per batch.
+pub(crate) const MAX_BATCH: usize = 1000;
+/// Outcomes waiting for the writer before executors block (backpressure).
+pub(crate) const HIGH_WATER: usize = 20_000;
+
+/// The queue of pending updates (`outgoing`): executors put outcomes in, the writer takes
+/// them out.
+pub struct Outgoing {
+    tx: Sender<QueuedJob>,
+    rx: Receiver<QueuedJob>,
+    accepting: AtomicBool,
+    pending: AtomicUsize,
+}
+
+impl Default for Outgoing {
+    fn default() -> Self {
+        let (tx, rx) = bounded(HIGH_WATER);
+        Outgoing {
+            tx,
+            rx,
+            accepting: AtomicBool::new(true),
+            pending: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Outgoing {
+    /// Queues an update; false (dropped) once the worker's stop has passed its cut-off.
+    /// Blocks while the writer is `HIGH_WATER` updates behind.
+    pub(crate) fn push(&self, job: QueuedJob) -> bool {
+        if !self.accepting.load(Ordering::SeqCst) {
+            return false;
+        }
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        if self.tx.send(job).is_err() {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// Updates queued or being written.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn close(&self) {
+        self.accepting.store(false, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_accepting(&self) -> bool {
+        self.accepting.load(Ordering::SeqCst)
+    }
+}
+
+/// The writer thread's body.
+pub(crate) fn run(shared: Arc<WorkerShared>) {
+    let mut conn: Option<Conn> = None;
+    let mut backoff = Backoff::new(shared.config.backoff_initial, shared.config.backoff_max);
+    let out = &shared.outgoing;
+    loop {
+        let first = match out.rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) if out.is_accepting() || !out.rx.is_empty() => continue,
+            Err(_) => break,
+        };
+        let batch = gather(&out.rx, first, shared.config.send_outgoing_interval);
+        let n = batch.len();
+        let claims: Vec<Option<Uuid>> = batch.iter().map(|j| j.claim_id).collect();
+        write_until_done(&shared, &mut conn, &mut backoff, batch);
+        shared.forget_claims(claims);
+        out.pending.fetch_sub(n, Ordering::SeqCst);
+    }
+    log::debug!("update writer of {} finished", shared.worker_id);
+}
+
+/// `first` plus whatever arrives within `window` of it, up to [`MAX_BATCH`].
+fn gather(rx: &Receiver<QueuedJob>, first: QueuedJob, window: Duration) -> Vec<QueuedJob> {
+    let deadline = Instant::now() + window;
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => match rx.recv_deadline(deadline) {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            },
+        }
+    }
+    batch
+}
+
+fn write_until_done(
+    shared: &WorkerShared,
+    conn: &mut Option<Conn>,
+    backoff: &mut Backoff,
+    batch: Vec<QueuedJob>,
+) {
+    let give_up_after = shared.config.shutdown_timeout;
+    let mut closed_since: Option<Instant> = None;
+    loop {
+        match write_batch(shared, conn, &batch) {
+            Ok(accepted) => {
+                backoff.reset();
+                shared.after_commit(&batch, &accepted);
+                return;
+            }
+            Err(err) => {
+                *conn = None;
+                let delay = backoff.fail();
+                log::error!(
+                    "chancy-writer: writing {} job update(s) failed (attempt {}), retrying in {delay:?}: {err}",
+                    batch.len(),
+                    backoff.failures()
+                );
+                if !shared.outgoing.is_accepting() {
+                    let since = *closed_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > give_up_after {
+                        let ids: Vec<String> = batch.iter().map(|j| j.id.to_string()).collect();
+                        log::error!(
+                            "chancy-writer: giving up at shutdown; these jobs stay running until \
+                             recovery: {}",
+                            ids.join(", ")
+                        );
+                        return;
+                    }
+                }
+                std::thread::sleep(delay);
+            }
+        }
+    }
+}
+
+/// Writes one batch in one transaction; returns the ids whose update was accepted.
+pub(crate) fn write_batch(
+    shared: &WorkerShared,
+    conn: &mut Option<Conn>,
+    batch: &[QueuedJob],
+) -> Result<HashSet<Uuid>> {
+    if conn.is_none() {
+        *conn = Some(shared.chancy.connect_dedicated()?);
+    }
+    let c = conn.as_mut().expect("connection was just set");
+    let stmt = c.prepared(&shared.chancy.sql().update_batch)?;
+    let mut tx = c
+        .client
+        .transaction()
+        .map_err(|e| Error::database("writing job updates", e))?;
+    let mut accepted = HashSet::with_capacity(batch.len());
+    for round in rounds(batch) {
+        let cols = UpdateColumns::from_jobs(&round);
+        let rows = tx
+            .query(
+                &stmt,
+                &[
+                    &cols.ids,
+                    &cols.claims,
+                    &cols.states,
+                    &cols.started,
+                    &cols.completed,
+                    &cols.scheduled,
+                    &cols.attempts,
+                    &cols.errors,
+                    &cols.metas,
+                    &cols.max_attempts,
+                ],
+            )
+            .map_err(|e| Error::database("writing job updates", e))?;
+        accepted.extend(rows.iter().map(|r| r.get::<_, Uuid>(0)));
+    }
+    let accepted_jobs: Vec<&QueuedJob> =
+        batch.iter().filter(|j| accepted.contains(&j.id)).collect();
+    for plugin in shared.plugins() {
+        plugin.on_jobs_updated_in_transaction(&shared.chancy, &accepted_jobs, &mut tx)?;
+    }
+    tx.commit()
+        .map_err(|e| Error::database("committing job updates", e))?;
+    Ok(accepted)
+}
+
+/// Splits a batch into rounds with distinct job ids (an UPDATE … FROM touches a row once),
+/// each sorted by `(unique_key or "", id)` — the lock order pushes use too.
+fn rounds(batch: &[QueuedJob]) -> Vec<Vec<&QueuedJob>> {
+    let mut rounds: Vec<(HashSet<Uuid>, Vec<&QueuedJob>)> = Vec::new();
+    for job in batch {
+        match rounds.iter_mut().find(|(ids, _)| !ids.contains(&job.id)) {
+            Some((ids, jobs)) => {
+                ids.insert(job.id);
+                jobs.push(job);
+            }
+            None => rounds.push((HashSet::from([job.id]), vec![job])),
+        }
+    }
+    rounds
+        .into_iter()
+        .map(|(_, mut jobs)| {
+            jobs.sort_by(|a, b| {
+                let ka = a.unique_key.as_deref().unwrap_or("");
+                let kb = b.unique_key.as_deref().unwrap_or("");
+                ka.cmp(kb).then(a.id.cmp(&b.id))
+            });
+            jobs
+        })
+        .collect()
+}
+
+struct UpdateColumns {
+    ids: Vec<Uuid>,
+    claims: Vec<Option<Uuid>>,
+    states: Vec<&'static str>,
+    started: Vec<Option<DateTime<Utc>>>,
+    completed: Vec<Option<DateTime<Utc>>>,
+    scheduled: Vec<DateTime<Utc>>,
+    attempts: Vec<i32>,
+    errors: Vec<Value>,
+    metas: Vec<Value>,
+    max_attempts: Vec<i32>,
+}
+
+impl UpdateColumns {
+    fn from_jobs(jobs: &[&QueuedJob]) -> UpdateColumns {
+        UpdateColumns {
+            ids: jobs.iter().map(|j| j.id).collect(),
+            claims: jobs.iter().map(|j| j.claim_id).collect(),
+            states: jobs.iter().map(|j| j.state.as_str()).collect(),
+            started: jobs.iter().map(|j| j.started_at).collect(),
+            completed: jobs.iter().map(|j| j.completed_at).collect(),
+            scheduled: jobs.iter().map(|j| j.scheduled_at).collect(),
+            attempts: jobs.iter().map(|j| j.attempts).collect(),
+            errors: jobs.iter().map(|j| serde_json::json!(j.errors)).collect(),
+            metas: jobs.iter().map(|j| Value::Object(j.meta.clone())).collect(),
+            max_attempts: jobs.iter().map(|j| j.max_attempts).collect(),
+        }
+    }
+}

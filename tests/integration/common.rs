@@ -1,0 +1,218 @@
+//! The shared database helper: every test gets its own table prefix in the database at
+//! `$DATABASE_URL` (default `postgresql://postgres@127.0.0.1:5432/postgres`), and its tables
+//! are dropped when the helper goes out of scope.
+
+use std::sync::Once;
+use std::time::Duration;
+
+use chancy::{Chancy, ChancyBuilder};
+use postgres::{Client, NoTls};
+
+pub const DEFAULT_TEST_URL: &str = "postgresql://postgres@127.0.0.1:5432/postgres";
+
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_URL.to_string())
+}
+
+static REACHABLE: Once = Once::new();
+
+/// A plain client; panics with advice when Postgres cannot be reached.
+pub fn client() -> Client {
+    let url = database_url();
+    Client::connect(&url, NoTls).unwrap_or_else(|e| {
+        panic!(
+            "cannot reach PostgreSQL at {url}: {e}\n\
+             The tests need a real server: start one (e.g. `pg_ctlcluster 15 main start`) \
+             or set DATABASE_URL."
+        )
+    })
+}
+
+fn check_reachable() {
+    REACHABLE.call_once(|| drop(client()));
+}
+
+/// A fresh random prefix such as `t3f9a01c2_`.
+pub fn unique_prefix() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("t{}_", &id[..10])
+}
+
+/// One test's isolated chancy namespace.
+pub struct TestApp {
+    pub chancy: Chancy,
+    pub prefix: String,
+}
+
+impl TestApp {
+    /// Migrated, no default plugins, fast connection timeout.
+    pub fn new() -> TestApp {
+        TestApp::with(|b| b.no_default_plugins())
+    }
+
+    /// Migrated, configured by `configure`.
+    pub fn with(configure: impl FnOnce(ChancyBuilder) -> ChancyBuilder) -> TestApp {
+        let app = TestApp::unmigrated(configure);
+        app.chancy.migrate().expect("migrate");
+        app
+    }
+
+    /// Not migrated.
+    pub fn unmigrated(configure: impl FnOnce(ChancyBuilder) -> ChancyBuilder) -> TestApp {
+        TestApp::unmigrated_at(&database_url(), configure)
+    }
+
+    /// Migrated, on the database at `url` (e.g. with extra connection parameters).
+    pub fn at_url(url: &str, configure: impl FnOnce(ChancyBuilder) -> ChancyBuilder) -> TestApp {
+        let app = TestApp::unmigrated_at(url, configure);
+        app.chancy.migrate().expect("migrate");
+        app
+    }
+
+    fn unmigrated_at(url: &str, configure: impl FnOnce(ChancyBuilder) -> ChancyBuilder) -> TestApp {
+        check_reachable();
+        let prefix = unique_prefix();
+        let builder = Chancy::builder(url)
+            .prefix(prefix.clone())
+            .connection_timeout(Duration::from_secs(10));
+        let chancy = configure(builder).build().expect("build chancy");
+        TestApp { chancy, prefix }
+    }
+
+    pub fn table(&self, name: &str) -> String {
+        format!("\"{}{}\"", self.prefix, name)
+    }
+
+    /// Runs SQL with `{jobs}`-style placeholders for this prefix's tables.
+    pub fn sql(&self, template: &str) -> String {
+        let mut s = template.to_string();
+        for t in [
+            "jobs",
+            "queues",
+            "workers",
+            "leader",
+            "queue_rate_limits",
+            "schema_version",
+        ] {
+            s = s.replace(&format!("{{{t}}}"), &self.table(t));
+        }
+        s
+    }
+
+    pub fn client(&self) -> Client {
+        client()
+    }
+
+    /// Tables of this prefix that exist now.
+    pub fn tables(&self) -> Vec<String> {
+        let like = format!("{}%", self.prefix.replace('_', "\\_"));
+        client()
+            .query(
+                "SELECT tablename FROM pg_tables WHERE tablename LIKE $1 ORDER BY 1",
+                &[&like],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        drop_prefix(&self.prefix);
+    }
+}
+
+/// Drops every table and function of `prefix` (best effort; runs during unwinding too).
+pub fn drop_prefix(prefix: &str) {
+    let Ok(mut c) = Client::connect(&database_url(), NoTls) else {
+        return;
+    };
+    let like = format!("{}%", prefix.replace('_', "\\_"));
+    let Ok(rows) = c.query(
+        "SELECT tablename FROM pg_tables WHERE tablename LIKE $1",
+        &[&like],
+    ) else {
+        return;
+    };
+    let names: Vec<String> = rows
+        .iter()
+        .map(|r| format!("\"{}\"", r.get::<_, String>(0)))
+        .collect();
+    if !names.is_empty() {
+        let _ = c.batch_execute(&format!(
+            "DROP TABLE IF EXISTS {} CASCADE",
+            names.join(", ")
+        ));
+    }
+}
+
+/// A scratch database, dropped at the end.
+pub struct TestDatabase {
+    pub name: String,
+}
+
+impl TestDatabase {
+    pub fn new() -> TestDatabase {
+        check_reachable();
+        let name = format!(
+            "chancy_test_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        client()
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .expect("create database");
+        TestDatabase { name }
+    }
+
+    pub fn url(&self) -> String {
+        let mut config: postgres::Config = database_url().parse().unwrap();
+        config.dbname(&self.name);
+        let host = match &config.get_hosts()[0] {
+            postgres::config::Host::Tcp(h) => h.clone(),
+            postgres::config::Host::Unix(p) => p.display().to_string(),
+        };
+        let user = config.get_user().unwrap_or("postgres").to_string();
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        format!("postgresql://{user}@{host}:{port}/{}", self.name)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut c) = Client::connect(&database_url(), NoTls) {
+            let _ = c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+/// Listens on `channel` on a dedicated connection.
+pub struct Listener {
+    client: Client,
+}
+
+impl Listener {
+    pub fn new(channel: &str) -> Listener {
+        let mut client = client();
+        client
+            .batch_execute(&format!("LISTEN \"{channel}\""))
+            .unwrap();
+        Listener { client }
+    }
+
+    /// Every payload received within `wait` after the last one.
+    pub fn collect(&mut self, wait: Duration) -> Vec<String> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut out = Vec::new();
+        let mut notes = self.client.notifications();
+        let mut it = notes.timeout_iter(wait);
+        while let Some(n) = it.next().unwrap() {
+            out.push(n.payload().to_string());
+        }
+        out
+    }
+}

@@ -1,0 +1,6 @@
+//! Integration tests against a real PostgreSQL (`$DATABASE_URL`).
+
+mod common;
+mod migrations;
+mod producer;
+mod worker;

@@ -1,0 +1,737 @@
+//! The worker: outcomes, cancellation, fencing, queues, wake-ups, shutdown.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chancy::{Job, JobError, JobState, Limit, Queue, QueueState, Reference, Worker, WorkerBuilder};
+use parking_lot::Mutex;
+use serde_json::json;
+
+use crate::common::TestApp;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn fast_worker(app: &TestApp) -> WorkerBuilder {
+    Worker::builder(&app.chancy)
+        .queue_change_poll_interval(Duration::from_millis(500))
+        .heartbeat_poll_interval(Duration::from_secs(1))
+        .heartbeat_timeout(Duration::from_secs(10))
+        .shutdown_timeout(Duration::from_secs(10))
+        .backoff(Duration::from_millis(50), Duration::from_millis(500))
+        .job("t.noop", |_| Ok(()))
+        .job("t.fail", |_| Err(JobError::new("This job should fail")))
+}
+
+fn declare(app: &TestApp, queue: Queue) {
+    app.chancy.declare_upsert(&queue).unwrap();
+}
+
+fn finished(app: &TestApp, r: &Reference) -> chancy::QueuedJob {
+    app.chancy
+        .wait_for_job(r, WAIT)
+        .unwrap()
+        .expect("job exists")
+}
+
+#[test]
+fn a_job_succeeds_and_is_recorded_like_python() {
+    let app = TestApp::new();
+    let worker = fast_worker(&app).worker_id("w-basic").build().unwrap();
+    worker.start().unwrap();
+    let r = app.chancy.push(&Job::new("t.noop")).unwrap();
+    let job = finished(&app, &r);
+    assert!(worker.stop());
+    assert_eq!((job.state, job.attempts), (JobState::Succeeded, 1));
+    assert!(job.completed_at.is_some() && job.started_at.is_some());
+    assert_eq!(job.taken_by.as_deref(), Some("w-basic"));
+    assert!(
+        job.claim_id.is_some(),
+        "the last claim is kept, like Python"
+    );
+    assert!(job.errors.is_empty());
+    let default = app.chancy.get_queue("default").unwrap();
+    assert_eq!(
+        default.executor,
+        chancy::PROCESS_EXECUTOR,
+        "start declares upstream's default queue"
+    );
+}
+
+#[test]
+fn failures_retry_until_max_attempts_with_error_entries() {
+    let app = TestApp::new();
+    let worker = fast_worker(&app).build().unwrap();
+    worker.start().unwrap();
+    let once = app.chancy.push(&Job::new("t.fail")).unwrap();
+    let thrice = app
+        .chancy
+        .push(&Job::new("t.fail").max_attempts(3))
+        .unwrap();
+    let a = finished(&app, &once);
+    let b = finished(&app, &thrice);
+    worker.stop();
+    assert_eq!(
+        (a.state, a.attempts, a.errors.len()),
+        (JobState::Failed, 1, 1)
+    );
+    assert_eq!((b.state, b.attempts), (JobState::Failed, 3));
+    let attempts: Vec<i64> = b.errors.iter().map(|e| e.attempt).collect();
+    assert_eq!(attempts, vec![0, 1, 2]);
+    assert!(b
+        .errors
+        .iter()
+        .all(|e| e.traceback.contains("This job should fail")));
+}
+
+#[test]
+fn panics_unknown_functions_and_bad_kwargs_fail_only_the_attempt() {
+    #[derive(serde::Deserialize)]
+    struct Args {
+        #[allow(dead_code)]
+        n: u32,
+    }
+    let app = TestApp::new();
+    let worker = fast_worker(&app)
+        .job("t.panic", |_| panic!("kaboom"))
+        .job("t.typed", |ctx| {
+            let _: Args = ctx.kwargs()?;
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    worker.start().unwrap();
+    let p = app.chancy.push(&Job::new("t.panic")).unwrap();
+    let u = app.chancy.push(&Job::new("t.nobody")).unwrap();
+    let k = app
+        .chancy
+        .push(&Job::new("t.typed").kwargs(json!({"n": "x"})))
+        .unwrap();
+    let ok = app
+        .chancy
+        .push(&Job::new("t.typed").kwargs(json!({"n": 3})))
+        .unwrap();
+    let (p, u, k, ok) = (
+        finished(&app, &p),
+        finished(&app, &u),
+        finished(&app, &k),
+        finished(&app, &ok),
+    );
+    worker.stop();
+    assert_eq!(p.state, JobState::Failed);
+    assert!(
+        p.errors[0].traceback.contains("kaboom"),
+        "{}",
+        p.errors[0].traceback
+    );
+    assert!(
+        p.errors[0].traceback.contains("worker.rs"),
+        "panic location: {}",
+        p.errors[0].traceback
+    );
+    assert!(
+        u.errors[0].traceback.contains("no handler is registered"),
+        "{}",
+        u.errors[0].traceback
+    );
+    assert!(
+        k.errors[0].traceback.contains("invalid type"),
+        "{}",
+        k.errors[0].traceback
+    );
+    assert_eq!(ok.state, JobState::Succeeded);
+}
+
+#[test]
+fn meta_changes_persist_and_time_limits_fail_overruns() {
+    let app = TestApp::new();
+    let worker = fast_worker(&app)
+        .job("t.meta", |ctx| {
+            ctx.set_meta("received_instance", json!(true));
+            Ok(())
+        })
+        .job("t.slow", |ctx| {
+            assert!(ctx.deadline().is_some());
+            std::thread::sleep(Duration::from_millis(1500));
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    worker.start().unwrap();
+    let m = app
+        .chancy
+        .push(&Job::new("t.meta").meta(json!({"keep": 1})))
+        .unwrap();
+    let s = app
+        .chancy
+        .push(&Job::new("t.slow").limit(Limit::time(Duration::from_secs(1))))
+        .unwrap();
+    let (m, s) = (finished(&app, &m), finished(&app, &s));
+    worker.stop();
+    assert_eq!(json!(m.meta), json!({"keep": 1, "received_instance": true}));
+    assert_eq!(s.state, JobState::Failed);
+    assert!(
+        s.errors[0].traceback.contains("TimeoutError"),
+        "{}",
+        s.errors[0].traceback
+    );
+}
+
+#[test]
+fn cancelling_a_running_job_stops_it_and_the_row_stays_failed() {
+    let app = TestApp::new();
+    let saw_cancel = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicBool::new(false));
+    let (seen, st) = (Arc::clone(&saw_cancel), Arc::clone(&started));
+    let worker = fast_worker(&app)
+        .job("t.long", move |ctx| {
+            st.store(true, Ordering::SeqCst);
+            let until = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < until {
+                if ctx.is_cancelled() {
+                    seen.store(true, Ordering::SeqCst);
+                    return Err(JobError::cancelled());
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    worker.start().unwrap();
+    let r = app
+        .chancy
+        .push(&Job::new("t.long").max_attempts(3))
+        .unwrap();
+    wait_until(|| started.load(Ordering::SeqCst));
+    app.chancy.cancel_job(&r).unwrap();
+    wait_until(|| saw_cancel.load(Ordering::SeqCst));
+    assert!(worker.stop());
+    let job = app.chancy.get_job(&r).unwrap().unwrap();
+    assert_eq!(job.state, JobState::Failed);
+    assert!(
+        job.errors.is_empty(),
+        "the cancelled run's outcome was fenced out"
+    );
+    assert_eq!(job.attempts, 0);
+    assert!(job.completed_at.is_some());
+}
+
+#[test]
+fn late_outcomes_of_a_superseded_claim_are_fenced() {
+    let app = TestApp::new();
+    let worker = fast_worker(&app).build().unwrap();
+    worker.start().unwrap();
+    let queue = Queue::new("manual").tags(["nobody-serves-this"]);
+    declare(&app, queue.clone());
+    let r = app
+        .chancy
+        .push(&Job::new("t.noop").queue("manual"))
+        .unwrap();
+    let mut conn = app.chancy.connection().unwrap();
+    let claimed = worker.fetch_jobs(&queue, &mut conn, 10).unwrap();
+    assert_eq!(claimed.len(), 1);
+    let job = claimed.into_iter().next().unwrap();
+    assert_eq!(job.state, JobState::Running);
+    assert!(job.claim_id.is_some());
+    // Recovery-style reset plus a new claim: the first claim's outcome must not land.
+    app.client()
+        .execute(&app.sql("UPDATE {jobs} SET state = 'pending', claim_id = NULL, taken_by = NULL WHERE id = $1"), &[&r.id()])
+        .unwrap();
+    let second = worker
+        .fetch_jobs(&queue, &mut conn, 10)
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_ne!(second.claim_id, job.claim_id);
+    let mut stale = job.clone();
+    stale.state = JobState::Succeeded;
+    stale.attempts = 1;
+    assert!(worker.queue_update(stale));
+    let mut fresh = second.clone();
+    fresh.state = JobState::Failed;
+    fresh.attempts = 1;
+    assert!(worker.queue_update(fresh));
+    wait_until(|| worker.outgoing().pending() == 0);
+    worker.stop();
+    let row = app.chancy.get_job(&r).unwrap().unwrap();
+    assert_eq!(
+        row.state,
+        JobState::Failed,
+        "only the current claim's update is accepted"
+    );
+    assert!(
+        !worker.queue_update(second),
+        "updates are refused after stop"
+    );
+}
+
+#[test]
+fn stop_flushes_every_outcome_and_leaves_nothing_running() {
+    let app = TestApp::new();
+    declare(&app, Queue::new("busy").concurrency(8).eager_polling(true));
+    let worker = fast_worker(&app)
+        .job("t.short", |_| {
+            std::thread::sleep(Duration::from_millis(5));
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    let jobs: Vec<Job> = (0..2000)
+        .map(|_| Job::new("t.short").queue("busy"))
+        .collect();
+    app.chancy.push_many(&jobs).unwrap();
+    worker.start().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(worker.stop(), "short jobs drain within the timeout");
+    let mut c = app.client();
+    let running: i64 = c
+        .query_one(
+            &app.sql("SELECT count(*) FROM {jobs} WHERE state = 'running'"),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let done: i64 = c
+        .query_one(
+            &app.sql("SELECT count(*) FROM {jobs} WHERE state = 'succeeded'"),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(running, 0);
+    assert!(
+        done > 0 && done < 2000,
+        "the drain stopped part-way: {done}"
+    );
+    assert!(worker
+        .manager()
+        .services()
+        .iter()
+        .all(|s| s.state == chancy::ServiceState::Stopped));
+}
+
+#[test]
+fn a_push_wakes_an_idle_worker_at_once() {
+    let app = TestApp::new();
+    declare(
+        &app,
+        Queue::new("slowpoll").polling_interval(Duration::from_secs(60)),
+    );
+    let worker = fast_worker(&app).build().unwrap();
+    worker.start().unwrap();
+    assert!(
+        worker
+            .hub()
+            .wait_for(&[chancy::QUEUE_STARTED], WAIT)
+            .is_some()
+            || !worker.queues().is_empty()
+    );
+    wait_until(|| worker.queues().contains(&"slowpoll".to_string()));
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let r = app
+        .chancy
+        .push(&Job::new("t.noop").queue("slowpoll"))
+        .unwrap();
+    let job = app
+        .chancy
+        .wait_for_job(&r, Duration::from_secs(5))
+        .unwrap()
+        .unwrap();
+    worker.stop();
+    assert_eq!(job.state, JobState::Succeeded);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn queues_are_removed_updated_and_routed_by_tags() {
+    let app = TestApp::new();
+    declare(&app, Queue::new("gpu").tags(["has=gpu"]));
+    declare(&app, Queue::new("temp").concurrency(1));
+    let plain = fast_worker(&app).build().unwrap();
+    let gpu = fast_worker(&app).tags(["has=gpu"]).build().unwrap();
+    plain.start().unwrap();
+    gpu.start().unwrap();
+    wait_until(|| {
+        gpu.queues().contains(&"gpu".to_string()) && plain.queues().contains(&"temp".to_string())
+    });
+    assert!(!plain.queues().contains(&"gpu".to_string()));
+
+    declare(&app, Queue::new("temp").concurrency(4));
+    assert!(plain
+        .hub()
+        .wait_for(&[chancy::QUEUE_UPDATED], WAIT)
+        .is_some());
+    app.chancy.delete_queue("temp", true).unwrap();
+    let removed = plain
+        .hub()
+        .wait_for(&[chancy::QUEUE_REMOVED], WAIT)
+        .expect("removed event");
+    assert_eq!(removed.body["queue"], "temp");
+    wait_until(|| !plain.queues().contains(&"temp".to_string()));
+
+    let r = app.chancy.push(&Job::new("t.noop").queue("gpu")).unwrap();
+    let job = finished(&app, &r);
+    assert_eq!(job.taken_by.as_deref(), Some(gpu.worker_id()));
+    plain.stop();
+    gpu.stop();
+}
+
+#[test]
+fn heartbeat_lists_the_worker_with_tags_and_queues() {
+    let app = TestApp::new();
+    let worker = fast_worker(&app)
+        .worker_id("w-heart")
+        .tags(["team=a"])
+        .build()
+        .unwrap();
+    worker.start().unwrap();
+    wait_until(|| {
+        app.chancy
+            .get_all_workers()
+            .unwrap()
+            .iter()
+            .any(|w| w.worker_id == "w-heart" && w.queues.contains(&"default".to_string()))
+    });
+    let row = app
+        .chancy
+        .get_all_workers()
+        .unwrap()
+        .into_iter()
+        .find(|w| w.worker_id == "w-heart")
+        .unwrap();
+    worker.stop();
+    for tag in ["*", "worker_id=w-heart", "team=a", "os=Linux"] {
+        assert!(
+            row.tags.contains(&tag.to_string()),
+            "{tag} in {:?}",
+            row.tags
+        );
+    }
+    assert!(row.tags.iter().any(|t| t.starts_with("rust=")));
+    assert!(row.tags.iter().any(|t| t.starts_with("hostname=")));
+    assert!(!row.is_leader);
+}
+
+#[test]
+fn paused_queues_wait_and_auto_resume() {
+    let app = TestApp::new();
+    declare(
+        &app,
+        Queue::new("paused")
+            .state(QueueState::Paused)
+            .polling_interval(Duration::from_secs(1)),
+    );
+    let worker = fast_worker(&app).build().unwrap();
+    worker.start().unwrap();
+    let r = app
+        .chancy
+        .push(&Job::new("t.noop").queue("paused"))
+        .unwrap();
+    assert!(app
+        .chancy
+        .wait_for_job(&r, Duration::from_secs(2))
+        .unwrap_err()
+        .is_timeout());
+    app.chancy
+        .pause_queue(
+            "paused",
+            Some(chrono::Utc::now() + chrono::Duration::seconds(1)),
+        )
+        .unwrap();
+    let job = finished(&app, &r);
+    worker.stop();
+    assert_eq!(job.state, JobState::Succeeded);
+    assert_eq!(
+        app.chancy.get_queue("paused").unwrap().state,
+        QueueState::Active
+    );
+}
+
+#[test]
+fn rate_limits_cap_jobs_per_window() {
+    let app = TestApp::new();
+    declare(
+        &app,
+        Queue::new("limited")
+            .concurrency(5)
+            .polling_interval(Duration::from_secs(1))
+            .rate_limit(2, Duration::from_secs(3600)),
+    );
+    let worker = fast_worker(&app).build().unwrap();
+    worker.start().unwrap();
+    let refs = app
+        .chancy
+        .push_many(&vec![Job::new("t.noop").queue("limited"); 5])
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    worker.stop();
+    let done = app
+        .chancy
+        .get_jobs(&refs)
+        .unwrap()
+        .iter()
+        .filter(|j| j.state == JobState::Succeeded)
+        .count();
+    assert_eq!(done, 2);
+}
+
+fn regression_48(eager: bool) -> bool {
+    let app = TestApp::new();
+    declare(
+        &app,
+        Queue::new("normal")
+            .concurrency(1)
+            .polling_interval(Duration::from_secs(5))
+            .eager_polling(eager),
+    );
+    let worker = fast_worker(&app)
+        .job("t.sleep", |_| {
+            std::thread::sleep(Duration::from_millis(200));
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    worker.start().unwrap();
+    wait_until(|| worker.queues().contains(&"normal".to_string()));
+    std::thread::sleep(Duration::from_millis(200));
+    let refs = app
+        .chancy
+        .push_many(&vec![Job::new("t.sleep").queue("normal"); 5])
+        .unwrap();
+    let all_done = app
+        .chancy
+        .wait_for_jobs(&refs, Duration::from_secs(3))
+        .is_ok();
+    worker.stop();
+    all_done
+}
+
+#[test]
+fn regression_48_no_repoll_without_eager_polling() {
+    assert!(!regression_48(false));
+}
+
+#[test]
+fn regression_48_eager_polling_repolls_when_a_job_finishes() {
+    assert!(regression_48(true));
+}
+
+#[test]
+fn regression_51_unique_job_runs_once_while_running() {
+    let app = TestApp::new();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r2 = Arc::clone(&runs);
+    let worker = fast_worker(&app)
+        .job("t.once", move |_| {
+            r2.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(800));
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    worker.start().unwrap();
+    let first = app
+        .chancy
+        .push(&Job::new("t.once").unique_key("only"))
+        .unwrap();
+    wait_until(|| runs.load(Ordering::SeqCst) == 1);
+    let second = app
+        .chancy
+        .push(&Job::new("t.once").unique_key("only"))
+        .unwrap();
+    assert_eq!(first, second);
+    finished(&app, &first);
+    std::thread::sleep(Duration::from_millis(300));
+    worker.stop();
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn jobs_run_in_fifo_order_on_a_new_queue() {
+    let app = TestApp::new();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let o = Arc::clone(&order);
+    let worker = fast_worker(&app)
+        .job("t.order", move |ctx| {
+            o.lock().push(ctx.job().id);
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    let refs: Vec<Reference> = (0..30)
+        .map(|_| app.chancy.push(&Job::new("t.order").queue("low")).unwrap())
+        .collect();
+    worker.start().unwrap();
+    declare(&app, Queue::new("low").concurrency(1).eager_polling(true));
+    app.chancy.wait_for_jobs(&refs, WAIT).unwrap();
+    worker.stop();
+    let expected: Vec<uuid::Uuid> = refs.iter().map(Reference::id).collect();
+    assert_eq!(*order.lock(), expected);
+}
+
+#[test]
+fn two_workers_never_run_a_claim_twice() {
+    let app = TestApp::new();
+    declare(
+        &app,
+        Queue::new("shared").concurrency(4).eager_polling(true),
+    );
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let make = |id: &str| {
+        let s = Arc::clone(&seen);
+        fast_worker(&app)
+            .worker_id(id)
+            .job("t.rec", move |ctx| {
+                s.lock().push(ctx.job().id);
+                Ok(())
+            })
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (make("w-a"), make("w-b"));
+    a.start().unwrap();
+    b.start().unwrap();
+    let refs = app
+        .chancy
+        .push_many(&vec![Job::new("t.rec").queue("shared"); 600])
+        .unwrap();
+    let done = app.chancy.wait_for_jobs(&refs, WAIT).unwrap();
+    a.stop();
+    b.stop();
+    assert!(done.iter().all(|j| j.state == JobState::Succeeded));
+    let runs = seen.lock();
+    let unique: HashSet<_> = runs.iter().collect();
+    assert_eq!(runs.len(), 600);
+    assert_eq!(unique.len(), 600);
+}
+
+#[test]
+fn starting_on_an_unmigrated_database_is_refused() {
+    let app = TestApp::unmigrated(|b| b.no_default_plugins());
+    let worker = Worker::builder(&app.chancy).build().unwrap();
+    let err = worker.start().unwrap_err();
+    assert!(err.is_migrations_needed(), "{err}");
+    assert!(err.to_string().contains("chancy migrate"));
+    assert!(worker.stop());
+}
+
+#[test]
+fn bad_worker_settings_are_rejected() {
+    let app = TestApp::new();
+    let err = Worker::builder(&app.chancy)
+        .heartbeat_poll_interval(Duration::from_secs(60))
+        .heartbeat_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap_err();
+    assert!(
+        err.is_config() && err.to_string().contains("heartbeat_timeout"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_listener_reconnects_after_its_backend_is_terminated() {
+    let app = TestApp::new();
+    declare(
+        &app,
+        Queue::new("nudge").polling_interval(Duration::from_secs(60)),
+    );
+    let worker = fast_worker(&app).build().unwrap();
+    worker.start().unwrap();
+    wait_until(|| worker.queues().contains(&"nudge".to_string()));
+    let channel = format!("LISTEN \"{}events\"", app.prefix);
+    let n: i64 = app
+        .client()
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query = $1",
+            &[&channel],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "the listener's backend was found");
+    assert!(worker
+        .hub()
+        .wait_for(&[chancy::LISTENER_RECONNECTED], WAIT)
+        .is_some());
+    std::thread::sleep(Duration::from_millis(300));
+    let r = app.chancy.push(&Job::new("t.noop").queue("nudge")).unwrap();
+    let job = app
+        .chancy
+        .wait_for_job(&r, Duration::from_secs(10))
+        .unwrap()
+        .unwrap();
+    worker.stop();
+    assert_eq!(job.state, JobState::Succeeded);
+}
+
+#[test]
+fn the_worker_survives_its_connections_being_killed_mid_run() {
+    let app_name = format!(
+        "chancy_kill_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let url = format!(
+        "{}?application_name={app_name}",
+        crate::common::database_url()
+    );
+    let app = TestApp::at_url(&url, |b| b.no_default_plugins());
+    declare(
+        &app,
+        Queue::new("victim")
+            .concurrency(4)
+            .eager_polling(true)
+            .polling_interval(Duration::from_secs(1)),
+    );
+    let worker = fast_worker(&app)
+        .job("t.short", |_| {
+            std::thread::sleep(Duration::from_millis(2));
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    worker.start().unwrap();
+    let refs = app
+        .chancy
+        .push_many(&vec![Job::new("t.short").queue("victim"); 1500])
+        .unwrap();
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(300));
+        app.client()
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+                &[&app_name],
+            )
+            .unwrap();
+    }
+    let done = app.chancy.wait_for_jobs(&refs, Duration::from_secs(60));
+    let states: Vec<(String, i64)> = app
+        .client()
+        .query(
+            &app.sql("SELECT state, count(*) FROM {jobs} GROUP BY 1 ORDER BY 1"),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let done = done.unwrap_or_else(|e| {
+        panic!(
+            "{e}: states {states:?}, services {:?}",
+            worker.manager().services()
+        )
+    });
+    worker.stop();
+    assert_eq!(done.len(), 1500);
+    assert!(done.iter().all(|j| j.state == JobState::Succeeded));
+}
+
+fn wait_until(mut cond: impl FnMut() -> bool) {
+    let until = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < until, "condition not met within {WAIT:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
