@@ -149,6 +149,26 @@ impl WorkerShared {
                 plugin.on_job_updated(job);
             }
         }
+        self.wake_eager_queues(batch);
+    }
+
+    /// Eager queues poll again once outcomes are committed, so a job just put back to
+    /// `retrying` is claimable at that poll.
+    fn wake_eager_queues(&self, batch: &[QueuedJob]) {
+        let queues: BTreeSet<&str> = batch
+            .iter()
+            .filter(|j| j.state == crate::JobState::Retrying)
+            .map(|j| j.queue.as_str())
+            .collect();
+        if queues.is_empty() {
+            return;
+        }
+        let runners = self.runners.lock();
+        for name in queues {
+            if let Some(r) = runners.get(name).filter(|r| r.desired.lock().eager_polling) {
+                r.wake.set();
+            }
+        }
     }
 }
 

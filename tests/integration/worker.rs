@@ -451,6 +451,29 @@ fn paused_queues_wait_and_auto_resume() {
 }
 
 #[test]
+fn scheduled_jobs_wait_for_their_time() {
+    let app = TestApp::new();
+    declare(
+        &app,
+        Queue::new("later").polling_interval(Duration::from_secs(1)),
+    );
+    let worker = fast_worker(&app).build().unwrap();
+    worker.start().unwrap();
+    let r = app
+        .chancy
+        .push(
+            &Job::new("t.noop")
+                .queue("later")
+                .delay(Duration::from_secs(2)),
+        )
+        .unwrap();
+    let job = finished(&app, &r);
+    worker.stop();
+    assert_eq!(job.state, JobState::Succeeded);
+    assert!(job.started_at.unwrap() >= job.scheduled_at);
+}
+
+#[test]
 fn rate_limits_cap_jobs_per_window() {
     let app = TestApp::new();
     declare(
@@ -517,6 +540,31 @@ fn regression_48_no_repoll_without_eager_polling() {
 #[test]
 fn regression_48_eager_polling_repolls_when_a_job_finishes() {
     assert!(regression_48(true));
+}
+
+#[test]
+fn eager_queues_retry_failed_attempts_at_once() {
+    let app = TestApp::new();
+    declare(
+        &app,
+        Queue::new("eager")
+            .concurrency(2)
+            .eager_polling(true)
+            .polling_interval(Duration::from_secs(60)),
+    );
+    let worker = fast_worker(&app).build().unwrap();
+    worker.start().unwrap();
+    wait_until(|| worker.queues().contains(&"eager".to_string()));
+    let r = app
+        .chancy
+        .push(&Job::new("t.fail").queue("eager").max_attempts(3))
+        .unwrap();
+    let job = app.chancy.wait_for_job(&r, Duration::from_secs(10));
+    worker.stop();
+    let job = job
+        .expect("retries are claimed without waiting for the 60 s poll")
+        .unwrap();
+    assert_eq!((job.state, job.attempts), (JobState::Failed, 3));
 }
 
 #[test]

@@ -1,0 +1,100 @@
+"""Python-side job functions and helper commands for the interop tests.
+
+Run as `python interop_jobs.py <command> <dsn> <prefix> [args...]`; prints JSON.
+"""
+import asyncio
+import json
+import sys
+import uuid
+
+from chancy import Chancy, Job, Limit, Queue, QueuedJob, Reference, Worker
+
+
+def py_job(*, context: QueuedJob, x: int = 0):
+    """A job a Python worker runs for jobs pushed from Rust."""
+    context.meta["ran_by"] = "python"
+    context.meta["x_seen"] = x
+
+
+def py_fail():
+    raise ValueError("python says no")
+
+
+async def check(dsn, prefix):
+    async with Chancy(dsn, prefix=prefix) as chancy:
+        print(json.dumps({"up_to_date": await chancy.is_up_to_date()}))
+
+
+async def migrate(dsn, prefix):
+    async with Chancy(dsn, prefix=prefix) as chancy:
+        await chancy.migrate()
+        print(json.dumps({"migrated": True}))
+
+
+async def push(dsn, prefix, queue, spec):
+    """Pushes the jobs described by a JSON list of {func, kwargs, priority, max_attempts,
+    unique_key, delay, meta} and prints their ids in order."""
+    from datetime import datetime, timedelta, timezone
+
+    async with Chancy(dsn, prefix=prefix) as chancy:
+        jobs = []
+        for s in json.loads(spec):
+            job = Job(
+                func=s["func"],
+                queue=queue,
+                kwargs=s.get("kwargs", {}),
+                priority=s.get("priority", 0),
+                max_attempts=s.get("max_attempts", 1),
+                unique_key=s.get("unique_key"),
+                meta=s.get("meta", {}),
+                limits=[Limit(Limit.Type.TIME, v) for v in s.get("time_limit", [])],
+                scheduled_at=datetime.now(timezone.utc) + timedelta(seconds=s.get("delay", 0)),
+            )
+            jobs.append(job)
+        ids = []
+        if len(jobs) == 1:
+            ids.append(str((await chancy.push(jobs[0])).identifier))
+        else:
+            async for refs in chancy.push_many(jobs):
+                ids.extend(str(r.identifier) for r in refs)
+        print(json.dumps(ids))
+
+
+async def cancel(dsn, prefix, job_id):
+    async with Chancy(dsn, prefix=prefix) as chancy:
+        await chancy.cancel_job(Reference(uuid.UUID(job_id)))
+        print(json.dumps({"cancelled": job_id}))
+
+
+async def workers(dsn, prefix):
+    async with Chancy(dsn, prefix=prefix) as chancy:
+        rows = await chancy.get_all_workers()
+        print(json.dumps(
+            [{"worker_id": r["worker_id"], "tags": sorted(r["tags"]), "queues": sorted(r["queues"])}
+             for r in rows]
+        ))
+
+
+async def queues(dsn, prefix):
+    async with Chancy(dsn, prefix=prefix) as chancy:
+        print(json.dumps([q.pack() for q in await chancy.get_all_queues()], default=str))
+
+
+async def work(dsn, prefix, ids, seconds):
+    """Runs a Python worker until the given jobs are finished (or the time is up)."""
+    async with Chancy(dsn, prefix=prefix) as chancy:
+        async with Worker(chancy, register_signal_handlers=False, shutdown_timeout=10) as worker:
+            refs = [Reference(uuid.UUID(i)) for i in json.loads(ids)]
+            done = await chancy.wait_for_jobs(refs, interval=0.2, timeout=float(seconds))
+            print(json.dumps([
+                {"id": str(j.id), "state": j.state.value, "meta": j.meta, "attempts": j.attempts,
+                 "errors": j.errors}
+                for j in done
+            ]))
+
+
+COMMANDS = {"check": check, "migrate": migrate, "push": push, "cancel": cancel,
+            "workers": workers, "queues": queues, "work": work}
+
+if __name__ == "__main__":
+    asyncio.run(COMMANDS[sys.argv[1]](*sys.argv[2:]))

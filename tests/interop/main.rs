@@ -1,0 +1,296 @@
+//! Interoperability with the real Python Chancy 0.26.0 from PyPI, on one database.
+//!
+//! The first test to run creates a virtualenv in `target/py026` and installs
+//! `chancy[cron]==0.26.0` into it (PyPI must be reachable); later runs reuse it.
+
+#[path = "../integration/common.rs"]
+#[allow(dead_code)]
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
+
+use chancy::{Job, JobError, JobState, Queue, Reference, Worker, THREADED_EXECUTOR};
+use serde_json::{json, Value};
+
+use common::{database_url, TestApp};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn python() -> PathBuf {
+    static SETUP: Once = Once::new();
+    let venv = root().join("target/py026");
+    let python = venv.join("bin/python");
+    SETUP.call_once(|| {
+        let ok = python.exists()
+            && Command::new(&python)
+                .args(["-c", "import chancy, importlib.metadata as m; assert m.version('chancy') == '0.26.0'"])
+                .status()
+                .is_ok_and(|s| s.success());
+        if ok {
+            return;
+        }
+        let status = Command::new("python3").args(["-m", "venv"]).arg(&venv).status();
+        assert!(status.is_ok_and(|s| s.success()), "python3 -m venv failed: Python 3.11+ is needed");
+        let status = Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "chancy[cron]==0.26.0"])
+            .status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "pip install chancy[cron]==0.26.0 failed: PyPI must be reachable"
+        );
+    });
+    python
+}
+
+/// Runs `interop_jobs.py <args>` and parses its JSON output.
+fn py(args: &[&str]) -> Value {
+    let out = Command::new(python())
+        .arg(root().join("tests/interop/interop_jobs.py"))
+        .args(args)
+        .env("PYTHONPATH", root().join("tests/interop"))
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("bad output {text:?}: {e}"))
+}
+
+fn worker(app: &TestApp) -> chancy::WorkerBuilder {
+    Worker::builder(&app.chancy)
+        .queue_change_poll_interval(Duration::from_millis(500))
+        .heartbeat_poll_interval(Duration::from_secs(1))
+        .heartbeat_timeout(Duration::from_secs(10))
+        .shutdown_timeout(Duration::from_secs(10))
+}
+
+fn wait_until(mut cond: impl FnMut() -> bool) {
+    let until = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < until, "condition not met within {WAIT:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn refs(ids: &Value) -> Vec<Reference> {
+    ids.as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn each_side_sees_the_others_schema_as_up_to_date() {
+    let app = TestApp::with(|b| b);
+    let url = database_url();
+    assert_eq!(
+        py(&["check", &url, &app.prefix]),
+        json!({"up_to_date": true})
+    );
+    py(&["migrate", &url, &app.prefix]);
+    assert!(app.chancy.is_up_to_date().unwrap());
+
+    let other = TestApp::unmigrated(|b| b);
+    py(&["migrate", &url, &other.prefix]);
+    assert!(other.chancy.is_up_to_date().unwrap());
+    assert!(
+        !other.chancy.migrate().unwrap(),
+        "nothing left to do after Python migrated"
+    );
+}
+
+#[test]
+fn python_pushes_and_a_rust_worker_runs_them_like_python_would() {
+    let app = TestApp::new();
+    app.chancy
+        .declare(
+            &Queue::new("interop")
+                .concurrency(2)
+                .eager_polling(true)
+                .polling_interval(Duration::from_secs(60)),
+        )
+        .unwrap();
+    let w = worker(&app)
+        .worker_id("rust-interop")
+        .job("myapp.tasks.echo", |ctx| {
+            ctx.set_meta("echo", json!(ctx.job().kwargs.clone()));
+            Ok(())
+        })
+        .job("myapp.tasks.fail", |_| Err(JobError::new("rust says no")))
+        .build()
+        .unwrap();
+    w.start().unwrap();
+    wait_until(|| w.queues().contains(&"interop".to_string()));
+    std::thread::sleep(Duration::from_millis(300));
+
+    let url = database_url();
+    let spec = json!([
+        {"func": "myapp.tasks.echo", "kwargs": {"n": 1}, "priority": 5, "meta": {"from": "py"}},
+        {"func": "myapp.tasks.fail", "max_attempts": 2},
+        {"func": "myapp.tasks.echo", "kwargs": {"n": 2}, "unique_key": "u1"}
+    ]);
+    let started = Instant::now();
+    let ids = refs(&py(&[
+        "push",
+        &url,
+        &app.prefix,
+        "interop",
+        &spec.to_string(),
+    ]));
+    let first = app.chancy.wait_for_job(&ids[0], Duration::from_secs(10));
+    let elapsed = started.elapsed();
+    assert!(
+        first.is_ok(),
+        "the NOTIFY of a Python push woke the idle worker ({elapsed:?})"
+    );
+    let done = app.chancy.wait_for_jobs(&ids, WAIT).unwrap();
+    w.stop();
+
+    let echo = &done[0];
+    assert_eq!(
+        (echo.state, echo.attempts, echo.priority),
+        (JobState::Succeeded, 1, 5)
+    );
+    assert_eq!(json!(echo.meta), json!({"from": "py", "echo": {"n": 1}}));
+    assert_eq!(echo.taken_by.as_deref(), Some("rust-interop"));
+    assert!(echo.claim_id.is_some() && echo.errors.is_empty() && echo.completed_at.is_some());
+
+    let fail = &done[1];
+    assert_eq!((fail.state, fail.attempts), (JobState::Failed, 2));
+    let attempts: Vec<i64> = fail.errors.iter().map(|e| e.attempt).collect();
+    assert_eq!(attempts, vec![0, 1]);
+    assert!(fail.errors[1].traceback.contains("rust says no"));
+    assert_eq!(done[2].unique_key.as_deref(), Some("u1"));
+    assert_eq!(done[2].state, JobState::Succeeded);
+}
+
+#[test]
+fn rust_pushes_and_a_python_worker_runs_them() {
+    let app = TestApp::with(|b| b);
+    app.chancy
+        .declare(
+            &Queue::new("pyq")
+                .concurrency(2)
+                .executor(THREADED_EXECUTOR)
+                .polling_interval(Duration::from_secs(1)),
+        )
+        .unwrap();
+    let ok = app
+        .chancy
+        .push(
+            &Job::new("interop_jobs.py_job")
+                .queue("pyq")
+                .kwargs(json!({"x": 7}))
+                .meta(json!({"from": "rust"})),
+        )
+        .unwrap();
+    let bad = app
+        .chancy
+        .push(&Job::new("interop_jobs.py_fail").queue("pyq"))
+        .unwrap();
+    let ids = json!([ok.to_string(), bad.to_string()]).to_string();
+    let url = database_url();
+    let out = py(&["work", &url, &app.prefix, &ids, "60"]);
+    assert_eq!(out.as_array().unwrap().len(), 2, "{out}");
+    let ok = app.chancy.get_job(&ok).unwrap().unwrap();
+    assert_eq!((ok.state, ok.attempts), (JobState::Succeeded, 1));
+    assert_eq!(
+        json!(ok.meta),
+        json!({"from": "rust", "ran_by": "python", "x_seen": 7})
+    );
+    let bad = app.chancy.get_job(&bad).unwrap().unwrap();
+    assert_eq!(bad.state, JobState::Failed);
+    assert!(bad.errors[0]
+        .traceback
+        .contains("ValueError: python says no"));
+}
+
+#[test]
+fn python_lists_rust_workers_and_reads_rust_queues() {
+    let app = TestApp::new();
+    app.chancy
+        .declare(&Queue::new("rq").tags(["rust=.*"]).concurrency(3))
+        .unwrap();
+    let w = worker(&app)
+        .worker_id("rust-listed")
+        .tags(["team=core"])
+        .build()
+        .unwrap();
+    w.start().unwrap();
+    wait_until(|| w.queues().contains(&"rq".to_string()));
+    std::thread::sleep(Duration::from_millis(1500));
+    let url = database_url();
+    let workers = py(&["workers", &url, &app.prefix]);
+    let queues = py(&["queues", &url, &app.prefix]);
+    w.stop();
+    let me = workers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["worker_id"] == "rust-listed")
+        .expect("Python lists the Rust worker");
+    let tags: Vec<&str> = me["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(
+        tags.contains(&"team=core") && tags.iter().any(|t| t.starts_with("rust=")),
+        "{tags:?}"
+    );
+    assert!(me["queues"].as_array().unwrap().contains(&json!("rq")));
+    let rq = queues
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "rq")
+        .unwrap();
+    assert_eq!(rq["concurrency"], 3);
+    assert_eq!(rq["tags"], json!(["rust=.*"]));
+}
+
+#[test]
+fn python_cancel_stops_a_running_rust_job() {
+    let app = TestApp::new();
+    let saw = Arc::new(AtomicBool::new(false));
+    let running = Arc::new(AtomicBool::new(false));
+    let (s, r) = (Arc::clone(&saw), Arc::clone(&running));
+    let w = worker(&app)
+        .job("myapp.tasks.long", move |ctx| {
+            r.store(true, Ordering::SeqCst);
+            let until = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < until {
+                if ctx.is_cancelled() {
+                    s.store(true, Ordering::SeqCst);
+                    return Err(JobError::cancelled());
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    w.start().unwrap();
+    let job = app.chancy.push(&Job::new("myapp.tasks.long")).unwrap();
+    wait_until(|| running.load(Ordering::SeqCst));
+    py(&["cancel", &database_url(), &app.prefix, &job.to_string()]);
+    wait_until(|| saw.load(Ordering::SeqCst));
+    w.stop();
+    let row = app.chancy.get_job(&job).unwrap().unwrap();
+    assert_eq!(row.state, JobState::Failed);
+    assert!(row.errors.is_empty());
+}
