@@ -71,8 +71,20 @@ pub const TRIGGER: &str = "trigger";
 /// The workflow plugin's tables.
 pub const WORKFLOW: &str = "workflow";
 
-/// Every migration key chancy knows, in the order `migrate` applies them.
+/// Rust-only objects (the fetch-order index). Python ignores this key; it is applied by
+/// `migrate` but never required, so a database migrated by Python counts as up to date.
+pub const RUST: &str = "chancy_rs";
+
+/// The keys Python Chancy 0.26.0 knows, in the order `migrate` applies them.
 pub const KEYS: [&str; 5] = [CORE, METRICS, WORKFLOW, CRON, TRIGGER];
+
+/// Every key this build knows: Python's plus the Rust-only one.
+pub const ALL_KEYS: [&str; 6] = [CORE, RUST, METRICS, WORKFLOW, CRON, TRIGGER];
+
+/// Whether `key` must be up to date for a worker to start (every key but the Rust-only one).
+pub fn is_required(key: &str) -> bool {
+    key != RUST
+}
 
 /// The migrations of `key`, oldest first; `None` for an unknown key.
 pub fn migrations_of(key: &str) -> Option<&'static [Migration]> {
@@ -85,6 +97,7 @@ pub fn migrations_of(key: &str) -> Option<&'static [Migration]> {
         METRICS => migrations!("metrics": "001_initial", "002_buckets"),
         WORKFLOW => migrations!("workflow": "001_initial", "002_jsonb", "003_active_index"),
         TRIGGER => migrations!("trigger": "001_initial"),
+        RUST => migrations!("chancy_rs": "001_fetch_order_index"),
         _ => return None,
     })
 }
@@ -121,7 +134,7 @@ impl<'a> Migrator<'a> {
         let steps = migrations_of(key).ok_or_else(|| {
             Error::migration(format!(
                 "unknown migration key {key:?} (known: {})",
-                KEYS.join(", ")
+                ALL_KEYS.join(", ")
             ))
         })?;
         Ok(Migrator { key, steps, prefix })
@@ -243,7 +256,7 @@ mod tests {
 
     #[test]
     fn every_file_has_both_sections() {
-        for key in KEYS {
+        for key in ALL_KEYS {
             for m in migrations_of(key).unwrap() {
                 assert!(!m.up().trim().is_empty(), "{key}/{} has no up", m.name);
                 assert!(!m.down().trim().is_empty(), "{key}/{} has no down", m.name);

@@ -250,7 +250,7 @@ impl Chancy {
 
     /// Migration keys this application uses: `chancy` plus those of its plugins.
     pub fn migration_keys(&self) -> Vec<&'static str> {
-        let mut keys = vec![migrate::CORE];
+        let mut keys = vec![migrate::CORE, migrate::RUST];
         if self.inner.default_plugins {
             // The default plugin set of Python Chancy 0.26.0 owns these tables; a default
             // Python instance checks them, so they are always created.
@@ -325,7 +325,9 @@ impl Chancy {
             .collect()
     }
 
-    /// Whether every key of this application is at (or past) its latest version.
+    /// Whether every key of this application is at (or past) its latest version. The
+    /// Rust-only key (`chancy_rs`, an extra index) is not required, so a database migrated
+    /// by Python counts as up to date.
     ///
     /// # Errors
     /// When the database is unreachable.
@@ -333,7 +335,7 @@ impl Chancy {
         Ok(self
             .check_migrations()?
             .iter()
-            .all(MigrationStatus::is_up_to_date))
+            .all(|s| s.is_up_to_date() || !migrate::is_required(&s.key)))
     }
 
     /// Fails with a "run `chancy migrate`" error unless the schema is up to date.
@@ -345,7 +347,17 @@ impl Chancy {
             .check_migrations()?
             .into_iter()
             .filter(|s| !s.is_up_to_date())
-            .map(|s| format!("{} at {} of {}", s.key, s.current, s.latest))
+            .filter_map(|s| {
+                if migrate::is_required(&s.key) {
+                    return Some(format!("{} at {} of {}", s.key, s.current, s.latest));
+                }
+                log::warn!(
+                    "the Rust-only fetch index ({}) is missing; claims are slower on large \
+                     backlogs until `chancy migrate` adds it",
+                    s.key
+                );
+                None
+            })
             .collect();
         if behind.is_empty() {
             return Ok(());

@@ -3,7 +3,7 @@
 use clap::Args;
 
 use crate::error::{Error, Result};
-use crate::migrate::KEYS;
+use crate::migrate::{self, ALL_KEYS};
 use crate::Chancy;
 
 /// Arguments of `chancy migrate`.
@@ -21,10 +21,10 @@ pub(super) fn migrate(chancy: &Chancy, args: &MigrateArgs) -> Result<i32> {
     let changed = match (&args.plugin, args.to_version) {
         (Some(key), version) => {
             let key = key.to_lowercase();
-            if !KEYS.contains(&key.as_str()) {
+            if !ALL_KEYS.contains(&key.as_str()) {
                 return Err(Error::invalid_input(format!(
                     "unknown plugin {key:?}; migration keys are {}",
-                    KEYS.join(", ")
+                    ALL_KEYS.join(", ")
                 )));
             }
             chancy.migrate_key(&key, version)?
@@ -50,7 +50,7 @@ pub(super) fn migrate(chancy: &Chancy, args: &MigrateArgs) -> Result<i32> {
 }
 
 pub(super) fn check(chancy: &Chancy) -> Result<i32> {
-    let statuses = chancy.migration_status(&KEYS)?;
+    let statuses = chancy.migration_status(&ALL_KEYS)?;
     let mut behind = false;
     for s in &statuses {
         let used = chancy.migration_keys().contains(&s.key.as_str());
@@ -69,7 +69,7 @@ pub(super) fn check(chancy: &Chancy) -> Result<i32> {
                 step.split_once('_').map_or(*step, |(_, n)| n)
             );
         }
-        behind |= used && !s.is_up_to_date();
+        behind |= used && migrate::is_required(&s.key) && !s.is_up_to_date();
     }
     Ok(i32::from(behind))
 }

@@ -8,6 +8,7 @@
 //! }
 //! ```
 
+mod bench;
 mod migrate;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +47,10 @@ pub enum Command {
     Migrate(migrate::MigrateArgs),
     /// Show, per migration key, the recorded and the latest version (exit 1 when behind).
     CheckMigrations,
+    /// Measure push and drain throughput and push→start latency on private tables.
+    ///
+    /// Example: chancy bench --jobs 20000 --concurrency 16
+    Bench(bench::BenchArgs),
 }
 
 /// Parses the process arguments, runs the command and returns the exit code. Errors are
@@ -76,8 +81,12 @@ fn init_logging(verbose: u8, quiet: bool) {
 }
 
 fn dispatch(cli: &Cli, _registry: Registry) -> Result<i32> {
+    if let Command::Bench(args) = &cli.command {
+        return bench::bench(&database_url(cli), &cli.prefix, args);
+    }
     let chancy = app(cli)?;
     match &cli.command {
+        Command::Bench(_) => unreachable!("handled above"),
         Command::Migrate(args) => migrate::migrate(&chancy, args),
         Command::CheckMigrations => migrate::check(&chancy),
     }
@@ -85,12 +94,14 @@ fn dispatch(cli: &Cli, _registry: Registry) -> Result<i32> {
 
 /// The application for the global flags.
 fn app(cli: &Cli) -> Result<Chancy> {
-    let url = cli
-        .database_url
-        .clone()
-        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string());
-    Chancy::builder(url)
+    Chancy::builder(database_url(cli))
         .prefix(cli.prefix.clone())
         .connection_timeout(std::time::Duration::from_secs(10))
         .build()
+}
+
+fn database_url(cli: &Cli) -> String {
+    cli.database_url
+        .clone()
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string())
 }

@@ -37,6 +37,7 @@ fn migrate_is_recorded_like_python_and_idempotent() {
         versions(&app),
         vec![
             ("chancy".into(), 8),
+            ("chancy_rs".into(), 1),
             ("metrics".into(), 2),
             ("workflow".into(), 3)
         ]
@@ -70,7 +71,10 @@ fn migrate_down_and_up_again() {
     assert_eq!(app.tables(), vec![format!("{}schema_version", app.prefix)]);
     app.chancy.migrate().unwrap();
     assert!(has_claim(&app));
-    assert_eq!(versions(&app), vec![("chancy".into(), 8)]);
+    assert_eq!(
+        versions(&app),
+        vec![("chancy".into(), 8), ("chancy_rs".into(), 1)]
+    );
 }
 
 #[test]
@@ -168,6 +172,24 @@ fn normalize(dump: &str) -> String {
         .join("\n")
 }
 
+#[test]
+fn the_rust_only_key_adds_exactly_the_fetch_order_index() {
+    let db = TestDatabase::new();
+    let chancy = migrate_everything(&db.url());
+    let python = dump_schema(&db);
+    chancy.migrate_key(migrate::RUST, None).unwrap();
+    let ours = dump_schema(&db);
+    let added: Vec<&str> = ours
+        .lines()
+        .filter(|l| !python.lines().any(|p| p == *l))
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("--"))
+        .collect();
+    assert_eq!(
+        added,
+        vec!["CREATE INDEX chancy_jobs_fetch_order ON public.chancy_jobs USING btree (queue, priority DESC, id) WHERE ((state)::text = ANY ((ARRAY['pending'::character varying, 'retrying'::character varying])::text[]));"]
+    );
+}
+
 fn migrate_everything(url: &str) -> Chancy {
     let chancy = Chancy::builder(url).build().unwrap();
     for key in migrate::KEYS {
@@ -231,10 +253,20 @@ fn schema_versions_match_python_and_python_databases_are_up_to_date() {
     }
     let chancy = Chancy::builder(py.url()).build().unwrap();
     assert!(chancy.is_up_to_date().unwrap());
-    assert!(
-        !chancy.migrate().unwrap(),
-        "nothing to do on a Python-migrated database"
+    chancy.ensure_migrated().unwrap();
+    let status = chancy.check_migrations().unwrap();
+    let behind: Vec<&str> = status
+        .iter()
+        .filter(|s| !s.is_up_to_date())
+        .map(|s| s.key.as_str())
+        .collect();
+    assert_eq!(
+        behind,
+        vec!["chancy_rs"],
+        "only the optional Rust-only key is missing"
     );
+    assert!(chancy.migrate().unwrap());
+    assert!(!chancy.migrate().unwrap());
 }
 
 /// The reference dump minus psql meta-commands, runnable with batch_execute.
