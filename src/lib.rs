@@ -52,6 +52,7 @@ mod id;
 mod job;
 pub mod migrate;
 mod plugin;
+pub mod plugins;
 mod pool;
 mod prefix;
 mod queue;

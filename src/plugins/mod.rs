@@ -1,0 +1,3 @@
+//! The plugins Python Chancy ships, for the blocking worker.
+//!
+//! The default set (as upstream 0.26.0): leadership, pruner, recovery, metrics, workflow.
