@@ -369,7 +369,7 @@ pub struct ErrorRecord {
 }
 
 /// A job as stored in the database, with every column of the row.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueuedJob {
     /// The job id.
     pub id: Uuid,

@@ -56,6 +56,7 @@ pub enum Command {
 /// Parses the process arguments, runs the command and returns the exit code. Errors are
 /// printed as one line on stderr.
 pub fn run(registry: Registry) -> i32 {
+    crate::run_child_if_requested(&registry);
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     match dispatch(&cli, registry) {

@@ -29,6 +29,7 @@ pub(crate) struct WorkerConfig {
     pub register_signal_handlers: bool,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
+    pub process_executable: Option<std::path::PathBuf>,
 }
 
 impl Default for WorkerConfig {
@@ -42,6 +43,7 @@ impl Default for WorkerConfig {
             register_signal_handlers: false,
             backoff_initial: DEFAULT_BACKOFF_INITIAL,
             backoff_max: DEFAULT_BACKOFF_MAX,
+            process_executable: None,
         }
     }
 }

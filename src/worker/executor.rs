@@ -1,23 +1,34 @@
-//! Runs one claimed job on the calling thread and records its outcome exactly like Python
-//! Chancy: success → `succeeded`; failure → `retrying` or `failed` by `max_attempts`, with an
-//! `{"attempt", "traceback"}` entry.
+//! Runs one claimed job and records its outcome exactly like Python Chancy: success →
+//! `succeeded`; failure → `retrying` or `failed` by `max_attempts`, with an
+//! `{"attempt", "traceback"}` entry. Where the handler runs (this thread or a child process)
+//! is the caller's choice.
 
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-use super::context::{JobContext, JobError, JobErrorKind};
+use super::context::{JobContext, JobError, JobErrorKind, Registry};
 use super::panics;
 use super::WorkerShared;
-use crate::job::{ErrorRecord, JobState, LimitKind, QueuedJob};
+use crate::job::{ErrorRecord, JobState, JsonObject, LimitKind, QueuedJob};
 
-/// Runs `job` with its registered handler and returns the job as it must be written back.
-pub(crate) fn execute(shared: &WorkerShared, job: QueuedJob) -> QueuedJob {
+/// What running a handler produced: the outcome and, if the job changed it, its meta.
+pub(crate) type RunResult = (Result<(), JobError>, Option<JsonObject>);
+
+/// Runs `job` through `run` (which gets the job and its cancel flag) with the plugin hooks
+/// around it, and returns the job as it must be written back.
+pub(crate) fn execute(
+    shared: &WorkerShared,
+    job: QueuedJob,
+    run: impl FnOnce(&QueuedJob, Arc<AtomicBool>) -> RunResult,
+) -> QueuedJob {
     let guard = shared.executions.register(job.id, job.claim_id);
     for plugin in shared.plugins() {
         plugin.on_job_starting(&job, &shared.worker_id);
     }
-    let (result, meta) = run_handler(shared, &job, guard.cancelled.clone());
+    let (result, meta) = run(&job, Arc::clone(&guard.cancelled));
     drop(guard);
     let mut done = record_outcome(job, result.as_ref().err(), Utc::now());
     if let Some(meta) = meta {
@@ -29,11 +40,13 @@ pub(crate) fn execute(shared: &WorkerShared, job: QueuedJob) -> QueuedJob {
     done
 }
 
-fn run_handler(
+/// The thread-pool way: the handler runs on this thread. Memory limits cannot be enforced
+/// here, so such jobs fail (as on upstream's thread executor).
+pub(crate) fn run_on_thread(
     shared: &WorkerShared,
     job: &QueuedJob,
-    cancelled: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> (Result<(), JobError>, Option<crate::JsonObject>) {
+    cancelled: Arc<AtomicBool>,
+) -> RunResult {
     if job.limit(LimitKind::Memory).is_some() {
         let text = "ValueError: the thread executor does not support memory limits; \
                     run this job on a process-executor queue";
@@ -42,10 +55,21 @@ fn run_handler(
             None,
         );
     }
-    let Some(handler) = shared.registry.get(&job.func) else {
+    run_handler(&shared.registry, &shared.worker_id, job, cancelled)
+}
+
+/// Looks up and runs the handler of `job` under `catch_unwind`, with its deadline. A job that
+/// returns after its deadline is a timeout, like upstream's cooperative limits.
+pub(crate) fn run_handler(
+    registry: &Registry,
+    worker_id: &str,
+    job: &QueuedJob,
+    cancelled: Arc<AtomicBool>,
+) -> RunResult {
+    let Some(handler) = registry.get(&job.func) else {
         let text = format!(
-            "LookupError: no handler is registered for job function {:?} on worker {}",
-            job.func, shared.worker_id
+            "LookupError: no handler is registered for job function {:?} on worker {worker_id}",
+            job.func
         );
         return (Err(JobError::with_kind(JobErrorKind::Failed, text)), None);
     };
@@ -53,7 +77,7 @@ fn run_handler(
         .limit(LimitKind::Time)
         .and_then(|l| l.as_duration())
         .map(|d| Instant::now() + d);
-    let ctx = JobContext::new(job.clone(), cancelled, deadline, shared.worker_id.clone());
+    let ctx = JobContext::new(job.clone(), cancelled, deadline, worker_id.to_string());
     let outcome = match panics::catch(|| handler(&ctx)) {
         Ok(result) => result,
         Err(panic) => Err(JobError::with_kind(
@@ -61,7 +85,6 @@ fn run_handler(
             format!("Panic: job {:?} {panic}", job.func),
         )),
     };
-    // Like upstream's cooperative limits: returning after the deadline is a timeout.
     let outcome = match outcome {
         Ok(()) if deadline.is_some_and(|d| Instant::now() > d) => Err(JobError::timeout()),
         other => other,
@@ -150,5 +173,20 @@ mod tests {
         assert_eq!((failed.state, failed.attempts), (JobState::Failed, 3));
         assert_eq!(failed.errors[0].attempt, 2);
         assert_eq!(failed.completed_at, Some(now));
+    }
+
+    #[test]
+    fn unknown_functions_fail_with_a_clear_text() {
+        let (result, meta) = run_handler(
+            &Registry::new(),
+            "w1",
+            &job(0, 1),
+            Arc::new(AtomicBool::new(false)),
+        );
+        assert!(result
+            .unwrap_err()
+            .text()
+            .contains("no handler is registered for job function \"f\""));
+        assert!(meta.is_none());
     }
 }

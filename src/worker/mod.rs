@@ -12,6 +12,7 @@
 //! ```
 
 mod backoff;
+mod child;
 mod config;
 mod context;
 mod executions;
@@ -23,6 +24,7 @@ mod hub;
 mod listener;
 mod manager;
 mod panics;
+mod process;
 mod queues;
 mod runner;
 mod signals;
@@ -46,6 +48,7 @@ use crate::pool::Conn;
 use crate::queue::{Queue, PROCESS_EXECUTOR};
 use crate::Chancy;
 
+pub use child::{run_child_if_requested, CHILD_ENV};
 pub use config::{
     DEFAULT_HEARTBEAT_POLL_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_QUEUE_CHANGE_POLL_INTERVAL,
     DEFAULT_SEND_OUTGOING_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT,
@@ -55,6 +58,7 @@ pub use flag::Flag;
 pub use hub::{Event, HandlerId, Hub};
 pub use listener::LISTENER_RECONNECTED;
 pub use manager::{Manager, ServiceInfo, ServiceState};
+pub use process::DEFAULT_MAXIMUM_JOBS_PER_CHILD;
 pub use runner::{QUEUE_FULL, QUEUE_REMOVED, QUEUE_STARTED, QUEUE_UPDATED};
 pub use writer::Outgoing;
 
@@ -119,6 +123,15 @@ impl WorkerShared {
         for claim in claims.into_iter().flatten() {
             held.remove(&claim);
         }
+    }
+
+    /// The binary started for process-executor children (default: this program).
+    pub(crate) fn process_executable(&self) -> std::path::PathBuf {
+        self.config
+            .process_executable
+            .clone()
+            .or_else(|| std::env::current_exe().ok())
+            .unwrap_or_else(|| std::path::PathBuf::from("chancy"))
     }
 
     pub(crate) fn queue_names(&self) -> Vec<String> {
@@ -249,6 +262,13 @@ impl WorkerBuilder {
     pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.config.backoff_initial = initial;
         self.config.backoff_max = max;
+        self
+    }
+
+    /// The program started as the child process of process-executor queues (default: the
+    /// running program, which must call [`run_child_if_requested`] first thing in `main`).
+    pub fn process_executable(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.config.process_executable = Some(path.into());
         self
     }
 

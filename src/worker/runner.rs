@@ -12,8 +12,9 @@ use parking_lot::Mutex;
 use serde_json::json;
 
 use super::backoff::Backoff;
-use super::executor::execute;
+use super::executor::{execute, run_on_thread};
 use super::flag::Flag;
+use super::process::{ChildSlot, DEFAULT_MAXIMUM_JOBS_PER_CHILD};
 use super::{spawn_named, WorkerShared};
 use crate::job::QueuedJob;
 use crate::pool::Conn;
@@ -222,9 +223,17 @@ impl RunnerState {
                     draining: Arc::clone(&self.draining),
                     eager: queue.eager_polling,
                 };
+                let mut slot = uses_processes(queue).then(|| {
+                    ChildSlot::new(shared.process_executable(), max_jobs_per_child(queue))
+                });
                 spawn_named(&format!("chancy-exec-{}-{i}", queue.name), move || {
                     for job in rx.iter() {
-                        let outcome = execute(&shared, job);
+                        let outcome = match slot.as_mut() {
+                            Some(slot) => {
+                                execute(&shared, job, |j, c| slot.run(&shared.worker_id, j, c))
+                            }
+                            None => execute(&shared, job, |j, c| run_on_thread(&shared, j, c)),
+                        };
                         shared.queue_update(outcome);
                         done.finish();
                     }
@@ -290,6 +299,22 @@ pub(crate) fn effective_concurrency(queue: &Queue) -> usize {
         ASYNC_EXECUTOR => 100,
         _ => (cpus + 4).min(32),
     }
+}
+
+/// Whether the queue's jobs run in child processes (upstream's process executor).
+fn uses_processes(queue: &Queue) -> bool {
+    queue.executor == PROCESS_EXECUTOR
+}
+
+/// `executor_options.maximum_jobs_per_worker`, as upstream's process executor reads it.
+fn max_jobs_per_child(queue: &Queue) -> u32 {
+    queue
+        .executor_options
+        .get("maximum_jobs_per_worker")
+        .and_then(serde_json::Value::as_u64)
+        .map_or(DEFAULT_MAXIMUM_JOBS_PER_CHILD, |n| {
+            n.clamp(1, u64::from(u32::MAX)) as u32
+        })
 }
 
 /// How long the stop waits between checks of its runners.

@@ -216,3 +216,16 @@ impl Listener {
         out
     }
 }
+
+/// The example binary the process-executor tests run as child (built by `cargo test`).
+pub fn process_child() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let path = dir.join("examples").join("process_worker");
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo test --all-targets` builds it (examples/process_worker.rs)",
+        path.display()
+    );
+    path
+}

@@ -2,5 +2,6 @@
 
 mod common;
 mod migrations;
+mod process;
 mod producer;
 mod worker;

@@ -13,7 +13,10 @@ use crate::common::TestApp;
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// A worker with short intervals. The `default` queue is declared threaded first (a worker
+/// declares it with upstream's process executor otherwise).
 fn fast_worker(app: &TestApp) -> WorkerBuilder {
+    app.chancy.declare(&Queue::new("default")).unwrap();
     Worker::builder(&app.chancy)
         .queue_change_poll_interval(Duration::from_millis(500))
         .heartbeat_poll_interval(Duration::from_secs(1))
@@ -54,8 +57,8 @@ fn a_job_succeeds_and_is_recorded_like_python() {
     let default = app.chancy.get_queue("default").unwrap();
     assert_eq!(
         default.executor,
-        chancy::PROCESS_EXECUTOR,
-        "start declares upstream's default queue"
+        chancy::THREADED_EXECUTOR,
+        "start leaves an existing default queue alone"
     );
 }
 

@@ -69,6 +69,7 @@ fn py(args: &[&str]) -> Value {
 }
 
 fn worker(app: &TestApp) -> chancy::WorkerBuilder {
+    app.chancy.declare(&Queue::new("default")).unwrap();
     Worker::builder(&app.chancy)
         .queue_change_poll_interval(Duration::from_millis(500))
         .heartbeat_poll_interval(Duration::from_secs(1))

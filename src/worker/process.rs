@@ -1,0 +1,298 @@
+//! The parent side of the process executor: each executor thread of a process-executor
+//! queue owns one child process (a copy of the worker's binary, see `child.rs`) and sends it
+//! one job at a time. A child that overruns its time limit or is cancelled is killed; one
+//! that crashes fails only its attempt; a child is retired after `maximum_jobs_per_worker`
+//! jobs. Every child is waited for, so none is left as a zombie.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
+
+use super::child::{ChildRequest, ChildResponse, CHILD_ENV, HELLO};
+use super::context::{JobError, JobErrorKind};
+use super::executor::RunResult;
+use crate::job::{LimitKind, QueuedJob};
+
+/// Default jobs per child before it is replaced (upstream's `maximum_jobs_per_worker`).
+pub const DEFAULT_MAXIMUM_JOBS_PER_CHILD: u32 = 100;
+
+/// How long a new child has to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often a waiting executor thread checks the cancel flag.
+const CANCEL_POLL: Duration = Duration::from_millis(20);
+
+struct Running {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+    jobs_done: u32,
+}
+
+/// One executor thread's child process (started on first use).
+pub(crate) struct ChildSlot {
+    executable: PathBuf,
+    max_jobs: u32,
+    running: Option<Running>,
+}
+
+enum Waited {
+    Line(String),
+    Died,
+    TimedOut(Duration),
+    Cancelled,
+}
+
+impl ChildSlot {
+    pub(crate) fn new(executable: PathBuf, max_jobs: u32) -> ChildSlot {
+        ChildSlot {
+            executable,
+            max_jobs: max_jobs.max(1),
+            running: None,
+        }
+    }
+
+    /// Runs `job` in the child and returns its outcome (and, on success, the child's meta).
+    pub(crate) fn run(
+        &mut self,
+        worker_id: &str,
+        job: &QueuedJob,
+        cancelled: Arc<AtomicBool>,
+    ) -> RunResult {
+        let request = ChildRequest {
+            job: job.clone(),
+            worker_id: worker_id.to_string(),
+        };
+        let line = match serde_json::to_string(&request) {
+            Ok(line) => line,
+            Err(e) => {
+                return failure(format!(
+                    "ProtocolError: cannot send the job to a child: {e}"
+                ))
+            }
+        };
+        if let Err(text) = self.send(&line) {
+            return failure(text);
+        }
+        let limit = job.limit(LimitKind::Time).and_then(|l| l.as_duration());
+        let waited = self.wait(limit, &cancelled);
+        self.finish(job, waited)
+    }
+
+    fn send(&mut self, line: &str) -> Result<(), String> {
+        if self.running.is_none() {
+            self.running = Some(self.spawn()?);
+        }
+        let running = self.running.as_mut().expect("child was just started");
+        let sent = writeln!(running.stdin, "{line}").and_then(|()| running.stdin.flush());
+        if let Err(e) = sent {
+            self.kill();
+            return Err(format!(
+                "ChildProcessError: the executor child did not take the job: {e}"
+            ));
+        }
+        Ok(())
+    }
+
+    fn spawn(&self) -> Result<Running, String> {
+        let mut child = Command::new(&self.executable)
+            .env(CHILD_ENV, "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "ChildProcessError: cannot start the executor child {}: {e}",
+                    self.executable.display()
+                )
+            })?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or("ChildProcessError: no stdin pipe")?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or("ChildProcessError: no stdout pipe")?;
+        let (tx, lines) = bounded(1);
+        let pid = child.id();
+        super::spawn_named(&format!("chancy-child-{pid}"), move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        match lines.recv_timeout(HELLO_TIMEOUT) {
+            Ok(line) if line == HELLO => Ok(Running {
+                child,
+                stdin,
+                lines,
+                jobs_done: 0,
+            }),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(format!(
+                    "ChildProcessError: {} did not start as a chancy executor child; its main \
+                     must call chancy::run_child_if_requested(&registry) first (or set \
+                     WorkerBuilder::process_executable)",
+                    self.executable.display()
+                ))
+            }
+        }
+    }
+
+    fn wait(&mut self, limit: Option<Duration>, cancelled: &AtomicBool) -> Waited {
+        let Some(running) = self.running.as_mut() else {
+            return Waited::Died;
+        };
+        let started = Instant::now();
+        loop {
+            if cancelled.load(Ordering::Relaxed) {
+                return Waited::Cancelled;
+            }
+            let mut tick = CANCEL_POLL;
+            if let Some(limit) = limit {
+                let left = limit.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    return Waited::TimedOut(limit);
+                }
+                tick = tick.min(left);
+            }
+            match running.lines.recv_timeout(tick) {
+                Ok(line) => return Waited::Line(line),
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return Waited::Died,
+            }
+        }
+    }
+
+    fn finish(&mut self, job: &QueuedJob, waited: Waited) -> RunResult {
+        match waited {
+            Waited::Line(line) => {
+                self.count_job();
+                match serde_json::from_str::<ChildResponse>(&line) {
+                    Ok(ChildResponse { error: None, meta }) => (Ok(()), meta),
+                    Ok(ChildResponse {
+                        error: Some(text), ..
+                    }) => failure(text),
+                    Err(e) => failure(format!(
+                        "ProtocolError: unreadable answer from the executor child: {e}"
+                    )),
+                }
+            }
+            Waited::TimedOut(limit) => {
+                self.kill();
+                (
+                    Err(JobError::with_kind(
+                        JobErrorKind::Timeout,
+                        format!(
+                            "TimeoutError: Job timed out after {} s; its process was killed.",
+                            limit.as_secs()
+                        ),
+                    )),
+                    None,
+                )
+            }
+            Waited::Cancelled => {
+                self.kill();
+                (Err(JobError::cancelled()), None)
+            }
+            Waited::Died => {
+                let status = self.reap();
+                failure(died_text(job, &status))
+            }
+        }
+    }
+
+    /// Retires the child once it has run its budget of jobs.
+    fn count_job(&mut self) {
+        let retire = self.running.as_mut().is_some_and(|r| {
+            r.jobs_done += 1;
+            r.jobs_done >= self.max_jobs
+        });
+        if retire {
+            self.retire();
+        }
+    }
+
+    /// Closes the child's stdin (it exits on its own) and waits for it.
+    pub(crate) fn retire(&mut self) {
+        if let Some(Running {
+            mut child, stdin, ..
+        }) = self.running.take()
+        {
+            drop(stdin);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut running) = self.running.take() {
+            let _ = running.child.kill();
+            let _ = running.child.wait();
+        }
+    }
+
+    fn reap(&mut self) -> String {
+        match self.running.take() {
+            Some(mut running) => match running.child.wait() {
+                Ok(status) => describe_status(status),
+                Err(e) => format!("an unknown status ({e})"),
+            },
+            None => "an unknown status".into(),
+        }
+    }
+}
+
+impl Drop for ChildSlot {
+    fn drop(&mut self) {
+        self.retire();
+    }
+}
+
+fn failure(text: String) -> RunResult {
+    (Err(JobError::with_kind(JobErrorKind::Failed, text)), None)
+}
+
+#[cfg(unix)]
+fn describe_status(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(sig)) => format!("signal {sig}"),
+        _ => status.to_string(),
+    }
+}
+
+#[cfg(not(unix))]
+fn describe_status(status: std::process::ExitStatus) -> String {
+    status.to_string()
+}
+
+fn died_text(job: &QueuedJob, status: &str) -> String {
+    match job.limit(LimitKind::Memory) {
+        Some(limit) => format!(
+            "MemoryError: the job's process died ({status}) with a memory limit of {} bytes; \
+             it most likely failed to allocate past the limit",
+            limit.value
+        ),
+        None => format!("ChildProcessError: the job's process died ({status}) while running it"),
+    }
+}
