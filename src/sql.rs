@@ -35,6 +35,7 @@ pub(crate) struct Sql {
 }
 
 const PUSH: &str = r#"
+WITH inserted AS (
 INSERT INTO "{prefix}jobs"
     (id, queue, func, kwargs, limits, meta, priority, max_attempts, scheduled_at, unique_key)
 SELECT j.id, j.queue, j.func, j.kwargs, j.limits, j.meta, j.priority, j.max_attempts,
@@ -46,7 +47,8 @@ FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::jsonb[], $6::js
 ORDER BY j.n
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state NOT IN ('succeeded', 'failed')
 DO UPDATE SET state = "{prefix}jobs".state
-RETURNING id, unique_key"#;
+RETURNING id, unique_key)
+SELECT id, unique_key FROM inserted WHERE unique_key IS NOT NULL"#;
 
 const NOTIFY: &str = r#"
 SELECT pg_notify($1, e.payload)

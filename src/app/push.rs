@@ -3,6 +3,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::Type;
 use postgres::GenericClient;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -15,6 +17,8 @@ use crate::job::{Job, Reference};
 
 /// Rows per INSERT statement in a bulk push.
 const CHUNK: usize = 5_000;
+/// From this many keyless jobs on, a push uses COPY instead of INSERT.
+const COPY_THRESHOLD: usize = 64;
 
 /// Column arrays of one INSERT … SELECT FROM unnest(…).
 #[derive(Default)]
@@ -108,7 +112,20 @@ impl Chancy {
             }
         }
         let mut by_key: HashMap<String, Uuid> = HashMap::new();
-        for chunk in to_insert.chunks(CHUNK) {
+        // Keyless jobs sort first (lock order); many of them go in with one COPY.
+        let keyless = to_insert
+            .iter()
+            .take_while(|&&i| jobs[i].unique_key.is_none())
+            .count();
+        let (plain, keyed) = to_insert.split_at(if keyless >= COPY_THRESHOLD {
+            keyless
+        } else {
+            0
+        });
+        if !plain.is_empty() {
+            self.copy_in(client, jobs, plain, &mut refs)?;
+        }
+        for chunk in keyed.chunks(CHUNK) {
             self.insert_chunk(client, jobs, chunk, &mut refs, &mut by_key)?;
         }
         for (i, job) in jobs.iter().enumerate() {
@@ -129,6 +146,61 @@ impl Chancy {
                     .ok_or_else(|| Error::invalid_input("a pushed job got no id back"))
             })
             .collect()
+    }
+
+    /// Inserts keyless jobs with one binary COPY (no conflicts are possible without a key).
+    fn copy_in(
+        &self,
+        client: &mut impl GenericClient,
+        jobs: &[Job],
+        rows: &[usize],
+        refs: &mut [Option<Uuid>],
+    ) -> Result<()> {
+        let sql = format!(
+            "COPY {} (id, queue, func, kwargs, limits, meta, priority, max_attempts, scheduled_at) \
+             FROM STDIN (FORMAT binary)",
+            self.prefix().table("jobs")
+        );
+        let sink = client
+            .copy_in(sql.as_str())
+            .map_err(|e| Error::database("starting COPY of jobs", e))?;
+        let types = [
+            Type::UUID,
+            Type::TEXT,
+            Type::TEXT,
+            Type::JSONB,
+            Type::JSONB,
+            Type::JSONB,
+            Type::INT4,
+            Type::INT4,
+            Type::TIMESTAMPTZ,
+        ];
+        let mut writer = BinaryCopyInWriter::new(sink, &types);
+        let now = Utc::now();
+        for &i in rows {
+            let job = &jobs[i];
+            let id = new_job_id();
+            refs[i] = Some(id);
+            let limits = json!(job.limits);
+            let at = job.scheduled_at.unwrap_or(now);
+            writer
+                .write(&[
+                    &id,
+                    &job.queue,
+                    &job.func,
+                    &job.kwargs,
+                    &limits,
+                    &job.meta,
+                    &job.priority,
+                    &job.max_attempts,
+                    &at,
+                ])
+                .map_err(|e| Error::database("copying jobs", e))?;
+        }
+        writer
+            .finish()
+            .map_err(|e| Error::database("finishing COPY of jobs", e))?;
+        Ok(())
     }
 
     fn insert_chunk(

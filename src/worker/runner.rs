@@ -222,6 +222,7 @@ impl RunnerState {
                     wake: Arc::clone(&self.wake),
                     draining: Arc::clone(&self.draining),
                     eager: queue.eager_polling,
+                    refill_at: concurrency / 2,
                 };
                 let mut slot = uses_processes(queue).then(|| {
                     ChildSlot::new(shared.process_executable(), max_jobs_per_child(queue))
@@ -266,12 +267,16 @@ struct JobDone {
     wake: Arc<Flag>,
     draining: Arc<AtomicBool>,
     eager: bool,
+    /// Eager queues re-poll once this many jobs are still running (half the slots free), so
+    /// a busy queue claims in batches instead of one job per finished job.
+    refill_at: usize,
 }
 
 impl JobDone {
     fn finish(&self) {
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        if self.eager || self.draining.load(Ordering::SeqCst) {
+        let running = self.in_flight.fetch_sub(1, Ordering::SeqCst) - 1;
+        let refill = self.eager && running <= self.refill_at;
+        if refill || self.draining.load(Ordering::SeqCst) {
             self.wake.set();
         }
     }

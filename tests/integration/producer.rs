@@ -426,3 +426,31 @@ fn notify_sends_custom_events() {
         vec![r#"{"t": "custom.event", "x": [1, "\u00e9"]}"#.to_string()]
     );
 }
+
+#[test]
+fn bulk_pushes_mix_copy_and_unique_inserts() {
+    let app = TestApp::new();
+    let mut jobs: Vec<Job> = (0..100)
+        .map(|i| Job::new("plain").kwargs(json!({"i": i})))
+        .collect();
+    jobs.insert(10, Job::new("keyed").unique_key("a"));
+    jobs.push(Job::new("keyed").unique_key("a"));
+    jobs.push(
+        Job::new("keyed")
+            .unique_key("b")
+            .delay(Duration::from_secs(3600)),
+    );
+    let refs = app.chancy.push_many(&jobs).unwrap();
+    assert_eq!(refs[10], refs[101], "duplicate key in one call → one job");
+    let stored = app.chancy.get_jobs(&refs).unwrap();
+    assert_eq!(stored.len(), 102);
+    let plain = app.chancy.get_job(&refs[50]).unwrap().unwrap();
+    assert_eq!(plain.kwargs["i"], json!(49));
+    let slack = chrono::Duration::seconds(5);
+    assert!(
+        (plain.scheduled_at - Utc::now()).abs() < slack,
+        "keyless jobs are due now"
+    );
+    let later = app.chancy.get_job(&refs[102]).unwrap().unwrap();
+    assert!(later.scheduled_at > Utc::now() + chrono::Duration::seconds(3000));
+}
