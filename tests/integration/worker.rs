@@ -786,3 +786,62 @@ fn wait_until(mut cond: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn queues_without_concurrency_use_the_executor_default() {
+    let app = TestApp::new();
+    declare(&app, Queue::new("dflt").eager_polling(true));
+    assert_eq!(app.chancy.get_queue("dflt").unwrap().concurrency, None);
+    let worker = fast_worker(&app).build().unwrap();
+    worker.start().unwrap();
+    let refs = app
+        .chancy
+        .push_many(&vec![Job::new("t.noop").queue("dflt"); 5])
+        .unwrap();
+    let done = app.chancy.wait_for_jobs(&refs, WAIT).unwrap();
+    worker.stop();
+    assert!(done.iter().all(|j| j.state == JobState::Succeeded));
+}
+
+#[test]
+fn an_in_flight_job_survives_a_queue_update() {
+    let app = TestApp::new();
+    declare(
+        &app,
+        Queue::new("upd")
+            .concurrency(1)
+            .polling_interval(Duration::from_secs(1)),
+    );
+    let worker = fast_worker(&app)
+        .job("t.slow", |_| {
+            std::thread::sleep(Duration::from_millis(800));
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    worker.start().unwrap();
+    let first = app.chancy.push(&Job::new("t.slow").queue("upd")).unwrap();
+    wait_until(|| worker.running_jobs() == 1);
+    declare(
+        &app,
+        Queue::new("upd")
+            .concurrency(3)
+            .polling_interval(Duration::from_secs(1)),
+    );
+    let updated = worker
+        .hub()
+        .wait_for(&[chancy::QUEUE_UPDATED], WAIT)
+        .expect("updated");
+    let second = app.chancy.push(&Job::new("t.noop").queue("upd")).unwrap();
+    let (a, b) = (finished(&app, &first), finished(&app, &second));
+    worker.stop();
+    assert_eq!(
+        updated.body["concurrency"], 1,
+        "the old configuration is reported"
+    );
+    assert_eq!(
+        (a.state, b.state),
+        (JobState::Succeeded, JobState::Succeeded)
+    );
+    assert!(a.completed_at.unwrap() <= b.started_at.unwrap() + chrono::Duration::milliseconds(50));
+}
