@@ -324,3 +324,19 @@ fn max_jobs_per_child(queue: &Queue) -> u32 {
 
 /// How long the stop waits between checks of its runners.
 pub(crate) const STOP_POLL: Duration = Duration::from_millis(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::THREADED_EXECUTOR;
+
+    #[test]
+    fn null_concurrency_uses_the_executor_default_like_upstream() {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let q = |e: &str| Queue::new("q").executor(e);
+        assert_eq!(effective_concurrency(&q(PROCESS_EXECUTOR)), cpus);
+        assert_eq!(effective_concurrency(&q(ASYNC_EXECUTOR)), 100);
+        assert_eq!(effective_concurrency(&q(THREADED_EXECUTOR)), (cpus + 4).min(32));
+        assert_eq!(effective_concurrency(&q(THREADED_EXECUTOR).concurrency(7)), 7);
+    }
+}
