@@ -58,8 +58,12 @@ impl Prefix {
         format!("{}events", self.0)
     }
 
-    /// `"<prefix><name>"`, a quoted identifier.
-    pub(crate) fn table(&self, name: &str) -> String {
+    /// `"<prefix><name>"`, a quoted identifier for your own SQL against chancy's tables.
+    ///
+    /// ```
+    /// assert_eq!(chancy::Prefix::default().table("jobs"), "\"chancy_jobs\"");
+    /// ```
+    pub fn table(&self, name: &str) -> String {
         format!("\"{}{}\"", self.0, name)
     }
 
