@@ -26,12 +26,16 @@ fn app(prefix: &str) -> Chancy {
 fn push_many(c: &mut Criterion) {
     let chancy = app("bench_push_");
     let jobs: Vec<Job> = (0..1000).map(|_| Job::new("bench.noop")).collect();
-    c.bench_function("push_many/1000", |b| b.iter(|| chancy.push_many(&jobs).expect("push")));
+    c.bench_function("push_many/1000", |b| {
+        b.iter(|| chancy.push_many(&jobs).expect("push"))
+    });
     chancy.migrate_to(0).expect("teardown");
 }
 
 fn fill(chancy: &Chancy, n: usize) {
-    let batch: Vec<Job> = (0..10_000).map(|_| Job::new("bench.noop").queue("bench")).collect();
+    let batch: Vec<Job> = (0..10_000)
+        .map(|_| Job::new("bench.noop").queue("bench"))
+        .collect();
     for _ in 0..n / 10_000 {
         chancy.push_many(&batch).expect("fill");
     }

@@ -22,6 +22,10 @@ pub struct BenchArgs {
     /// Single pushes timed for push→start latency (0 skips the latency run).
     #[arg(long, default_value_t = 200)]
     pub latency_samples: usize,
+    /// Also measure an idle worker serving 10 empty queues for this many seconds (CPU and
+    /// RSS of this process, from /proc).
+    #[arg(long, default_value_t = 0)]
+    pub idle_seconds: u64,
     /// Keep the benchmark tables afterwards (they use the prefix `<prefix>bench_`).
     #[arg(long)]
     pub keep: bool,
@@ -93,7 +97,67 @@ fn run(chancy: &Chancy, args: &BenchArgs) -> Result<()> {
     if args.latency_samples > 0 {
         latency(chancy, args.latency_samples)?;
     }
+    if args.idle_seconds > 0 {
+        idle(chancy, Duration::from_secs(args.idle_seconds))?;
+    }
     Ok(())
+}
+
+/// CPU share and RSS of a worker with 10 empty queues (default polling, notifications on).
+fn idle(chancy: &Chancy, period: Duration) -> Result<()> {
+    for i in 0..10 {
+        chancy.declare_upsert(&Queue::new(format!("idle{i}")).concurrency(4))?;
+    }
+    let worker = Worker::builder(chancy).build()?;
+    worker.start()?;
+    std::thread::sleep(Duration::from_secs(2));
+    let before = cpu_ticks();
+    let t = Instant::now();
+    std::thread::sleep(period);
+    let used = cpu_ticks().saturating_sub(before) as f64 / ticks_per_second();
+    let share = used / t.elapsed().as_secs_f64() * 100.0;
+    println!(
+        "idle worker, {} queues: {share:.2}% of one core, RSS {:.1} MB",
+        worker.queues().len(),
+        rss_kb() as f64 / 1024.0
+    );
+    worker.stop();
+    Ok(())
+}
+
+/// utime + stime of this process, in clock ticks.
+fn cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
+}
+
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
+
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
 }
 
 fn latency(chancy: &Chancy, samples: usize) -> Result<()> {

@@ -336,7 +336,13 @@ mod tests {
         let q = |e: &str| Queue::new("q").executor(e);
         assert_eq!(effective_concurrency(&q(PROCESS_EXECUTOR)), cpus);
         assert_eq!(effective_concurrency(&q(ASYNC_EXECUTOR)), 100);
-        assert_eq!(effective_concurrency(&q(THREADED_EXECUTOR)), (cpus + 4).min(32));
-        assert_eq!(effective_concurrency(&q(THREADED_EXECUTOR).concurrency(7)), 7);
+        assert_eq!(
+            effective_concurrency(&q(THREADED_EXECUTOR)),
+            (cpus + 4).min(32)
+        );
+        assert_eq!(
+            effective_concurrency(&q(THREADED_EXECUTOR).concurrency(7)),
+            7
+        );
     }
 }
