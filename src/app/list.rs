@@ -76,10 +76,7 @@ impl Chancy {
         let mut conn = self.connection()?;
         let rows = conn
             .client
-            .query(
-                sql.as_str(),
-                &[&filter.queue, &state, &filter.func, &limit],
-            )
+            .query(sql.as_str(), &[&filter.queue, &state, &filter.func, &limit])
             .map_err(|e| Error::database("listing jobs", e))?;
         rows.iter().map(QueuedJob::from_row).collect()
     }

@@ -41,9 +41,7 @@ pub(crate) fn rfc3339(s: &str) -> std::result::Result<DateTime<Utc>, String> {
 /// Parses the value of `--<flag>` as a JSON object, saying where the JSON is wrong.
 pub(crate) fn json_object(flag: &str, text: &str) -> Result<Value> {
     let value: Value = serde_json::from_str(text).map_err(|e| {
-        Error::invalid_input(format!(
-            "--{flag} is not valid JSON: {e} (got {text:?})"
-        ))
+        Error::invalid_input(format!("--{flag} is not valid JSON: {e} (got {text:?})"))
     })?;
     if !value.is_object() {
         return Err(Error::invalid_input(format!(
@@ -82,7 +80,10 @@ mod tests {
     #[test]
     fn json_errors_say_where() {
         let err = json_object("kwargs", "{\"a\": }").unwrap_err().to_string();
-        assert!(err.contains("--kwargs") && err.contains("line 1 column"), "{err}");
+        assert!(
+            err.contains("--kwargs") && err.contains("line 1 column"),
+            "{err}"
+        );
         let err = json_object("meta", "[1]").unwrap_err().to_string();
         assert!(err.contains("must be a JSON object"), "{err}");
     }

@@ -183,7 +183,9 @@ fn not_found(id: &str) -> Error {
 }
 
 fn get(chancy: &Chancy, id: &str) -> Result<QueuedJob> {
-    chancy.get_job(&reference(id)?)?.ok_or_else(|| not_found(id))
+    chancy
+        .get_job(&reference(id)?)?
+        .ok_or_else(|| not_found(id))
 }
 
 fn list(chancy: &Chancy, a: &ListArgs) -> Result<i32> {
@@ -212,7 +214,11 @@ fn list(chancy: &Chancy, a: &ListArgs) -> Result<i32> {
             format!("{}/{}", j.attempts, j.max_attempts),
             time(j.created_at),
             time(j.scheduled_at),
-            or_dash(j.errors.last().map(|e| truncate(first_line(&e.traceback), 60))),
+            or_dash(
+                j.errors
+                    .last()
+                    .map(|e| truncate(first_line(&e.traceback), 60)),
+            ),
         ]);
     }
     if t.is_empty() {
@@ -248,7 +254,11 @@ fn wait(chancy: &Chancy, a: &WaitArgs) -> Result<i32> {
     };
     let job = match chancy.wait_for_job_with(&r, &options) {
         Ok(Some(job)) => job,
-        Ok(None) => return Err(Error::not_found(format!("job {r} was deleted while waiting"))),
+        Ok(None) => {
+            return Err(Error::not_found(format!(
+                "job {r} was deleted while waiting"
+            )))
+        }
         Err(e) if e.is_timeout() => {
             let state = chancy
                 .get_job(&r)?
@@ -264,13 +274,10 @@ fn wait(chancy: &Chancy, a: &WaitArgs) -> Result<i32> {
             Ok(WAIT_SUCCEEDED)
         }
         _ => {
-            let why = job
-                .errors
-                .last()
-                .map_or_else(
-                    || " (cancelled)".to_string(),
-                    |e| format!(": {}", first_line(&e.traceback)),
-                );
+            let why = job.errors.last().map_or_else(
+                || " (cancelled)".to_string(),
+                |e| format!(": {}", first_line(&e.traceback)),
+            );
             println!("job {r} failed{why}");
             Ok(WAIT_FAILED)
         }

@@ -84,21 +84,30 @@ pub enum Command {
     #[command(after_help = "Example:\n  chancy check-migrations || chancy migrate")]
     CheckMigrations,
     /// Declare, list, inspect, pause, resume and delete queues.
-    #[command(subcommand, after_help = "Examples:\n  \
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
         chancy queue declare emails --concurrency 4\n  \
         chancy queue list\n  \
-        chancy queue pause emails --resume-in 600")]
+        chancy queue pause emails --resume-in 600"
+    )]
     Queue(QueueCommand),
     /// Push, inspect, list, cancel, retry and wait for jobs.
-    #[command(subcommand, after_help = "Examples:\n  \
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
         chancy job push chancy.builtin.sleep --kwargs '{\"seconds\": 2}'\n  \
         chancy job list --state failed\n  \
-        chancy job wait <ID> --timeout 30")]
+        chancy job wait <ID> --timeout 30"
+    )]
     Job(JobCommand),
     /// Run a worker, or list the live workers.
-    #[command(subcommand, after_help = "Examples:\n  \
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
         chancy worker start --tags has=gpu\n  \
-        chancy worker list")]
+        chancy worker list"
+    )]
     Worker(WorkerCommand),
     /// A zero-config tour on private tables (<prefix>demo_*): migrate, declare a queue, push
     /// a mix of jobs, run a worker, print a summary, clean up.
@@ -140,7 +149,8 @@ fn init_logging(cli: &Cli) {
         _ => "trace",
     };
     // r2d2 logs every failed connection attempt; the one-line error says it all.
-    let env = env_logger::Env::default().filter_or("CHANCY_LOG", format!("chancy={level},r2d2=off,warn"));
+    let env =
+        env_logger::Env::default().filter_or("CHANCY_LOG", format!("chancy={level},r2d2=off,warn"));
     let _ = env_logger::Builder::from_env(env)
         .format_target(false)
         .try_init();
@@ -218,7 +228,16 @@ mod tests {
             &["chancy", "job", "list", "--state", "done"][..],
             &["chancy", "job", "push", "f", "--delay", "-1"],
             &["chancy", "queue", "pause", "q", "--resume-at", "tomorrow"],
-            &["chancy", "job", "push", "f", "--delay", "1", "--scheduled-at", "2030-01-01T00:00:00Z"],
+            &[
+                "chancy",
+                "job",
+                "push",
+                "f",
+                "--delay",
+                "1",
+                "--scheduled-at",
+                "2030-01-01T00:00:00Z",
+            ],
         ] {
             assert!(Cli::try_parse_from(argv).is_err(), "{argv:?} parsed");
         }

@@ -15,14 +15,16 @@ use crate::Chancy;
 #[derive(Debug, Subcommand)]
 pub enum WorkerCommand {
     /// Run a worker until Ctrl-C or SIGTERM (a second signal forces the exit).
-    #[command(after_help = "The worker serves every queue whose tags match its own and runs the \
+    #[command(
+        after_help = "The worker serves every queue whose tags match its own and runs the \
 built-in handlers (chancy.builtin.noop, .sleep, .fail, .echo) plus any the embedding \
 program registered. It exits 0 after a clean stop, 1 if jobs were still running at \
 --shutdown-timeout or the schema needs `chancy migrate`.\n\n\
 Examples:\n  \
 chancy worker start\n  \
 chancy worker start --worker-id web-1 --tags has=gpu --tags region=eu\n  \
-chancy worker start --shutdown-timeout 60 --no-notifications   (behind pgbouncer)")]
+chancy worker start --shutdown-timeout 60 --no-notifications   (behind pgbouncer)"
+    )]
     Start(StartArgs),
     /// Show the live workers: id, leader, last heartbeat, queues and tags.
     #[command(after_help = "Example:\n  chancy worker list")]
@@ -143,7 +145,10 @@ mod tests {
         };
         assert_eq!(a.heartbeat_poll_interval, DEFAULT_HEARTBEAT_POLL_INTERVAL);
         assert_eq!(a.heartbeat_timeout, DEFAULT_HEARTBEAT_TIMEOUT);
-        assert_eq!(a.queue_change_poll_interval, DEFAULT_QUEUE_CHANGE_POLL_INTERVAL);
+        assert_eq!(
+            a.queue_change_poll_interval,
+            DEFAULT_QUEUE_CHANGE_POLL_INTERVAL
+        );
         assert_eq!(a.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
     }
 }
