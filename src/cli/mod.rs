@@ -54,7 +54,7 @@ Every command takes --database-url (or $DATABASE_URL) and --prefix. Errors print
 #[derive(Debug, Parser)]
 #[command(name = "chancy", version, about, long_about = None, after_help = AFTER_HELP)]
 pub struct Cli {
-    /// Database URL [default: $DATABASE_URL, else postgresql://postgres@localhost/postgres]
+    /// Database URL (default: $DATABASE_URL, else postgresql://postgres@localhost/postgres).
     #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Table prefix.
@@ -109,7 +109,7 @@ pub enum Command {
         chancy worker list"
     )]
     Worker(WorkerCommand),
-    /// A zero-config tour on private tables (<prefix>demo_*): migrate, declare a queue, push
+    /// A zero-config tour on private tables (the prefix + demo_): migrate, declare a queue, push
     /// a mix of jobs, run a worker, print a summary, clean up.
     #[command(after_help = "Examples:\n  \
         chancy demo\n  \
