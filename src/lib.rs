@@ -59,7 +59,10 @@ mod queue;
 mod sql;
 mod worker;
 
-pub use app::{Chancy, ChancyBuilder, WaitOptions, WorkerInfo, DEFAULT_DATABASE_URL};
+pub use app::{
+    Chancy, ChancyBuilder, JobFilter, WaitOptions, WorkerInfo, DEFAULT_DATABASE_URL,
+    DEFAULT_LIST_LIMIT,
+};
 pub use error::{Error, Result};
 pub use id::new_job_id;
 pub use job::{ErrorRecord, Job, JobState, JsonObject, Limit, LimitKind, QueuedJob, Reference};

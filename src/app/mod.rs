@@ -2,6 +2,7 @@
 //! call. It runs nothing in the background; a [`Worker`](crate::Worker) does that.
 
 mod jobs;
+mod list;
 mod push;
 mod queues;
 mod workers;
@@ -22,6 +23,7 @@ use crate::prefix::Prefix;
 use crate::sql::Sql;
 
 pub use jobs::WaitOptions;
+pub use list::{JobFilter, DEFAULT_LIST_LIMIT};
 pub use workers::WorkerInfo;
 
 /// Default URL when none is given: the local server's `postgres` database.

@@ -7,22 +7,55 @@
 //!     std::process::exit(chancy::cli::run(registry));
 //! }
 //! ```
+//!
+//! `worker start` and `demo` run the handlers of that registry plus the built-in ones
+//! ([`builtin_registry`]); yours win on a name clash.
 
+mod args;
 mod bench;
+mod builtins;
+mod demo;
+mod job;
 mod migrate;
+mod queue;
+mod table;
+mod worker;
+
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use serde_json::Value;
 
 use crate::error::Result;
 use crate::worker::Registry;
 use crate::{Chancy, DEFAULT_DATABASE_URL};
 
+pub use builtins::{builtin_registry, ECHO, FAIL, NOOP, SLEEP};
+pub use job::{JobCommand, WAIT_FAILED, WAIT_SUCCEEDED, WAIT_TIMEOUT};
+pub use queue::QueueCommand;
+pub use worker::WorkerCommand;
+
+/// Exit code of every command that failed with an error (printed as one `error: …` line).
+pub const EXIT_ERROR: i32 = 1;
+
+const AFTER_HELP: &str = "\
+Examples:
+  chancy demo                                    a 5-second tour on private tables
+  chancy migrate                                 create or upgrade the schema
+  chancy queue declare emails --concurrency 4
+  chancy job push chancy.builtin.echo --queue emails --kwargs '{\"hi\": 1}'
+  chancy worker start --tags has=smtp
+  chancy job list --state failed
+
+Every command takes --database-url (or $DATABASE_URL) and --prefix. Errors print one line
+`error: …` on stderr and exit non-zero.";
+
 /// `chancy` — operate a Postgres job queue compatible with Python Chancy 0.26.0.
 #[derive(Debug, Parser)]
-#[command(name = "chancy", version, about, long_about = None)]
+#[command(name = "chancy", version, about, long_about = None, after_help = AFTER_HELP)]
 pub struct Cli {
-    /// Database URL [default: $DATABASE_URL, else postgresql://postgres@localhost/postgres]
-    #[arg(long, global = true, env = "DATABASE_URL")]
+    /// Database URL (default: $DATABASE_URL, else postgresql://postgres@localhost/postgres).
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Table prefix.
     #[arg(long, global = true, default_value = "chancy_")]
@@ -42,62 +75,110 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create or upgrade (or, with --to-version, downgrade) the schema.
-    ///
-    /// Example: chancy migrate; chancy migrate --plugin cron; chancy migrate --to-version 0
+    #[command(after_help = "Examples:\n  \
+        chancy migrate\n  \
+        chancy migrate --plugin cron\n  \
+        chancy migrate --to-version 0      (drops the core tables)")]
     Migrate(migrate::MigrateArgs),
     /// Show, per migration key, the recorded and the latest version (exit 1 when behind).
+    #[command(after_help = "Example:\n  chancy check-migrations || chancy migrate")]
     CheckMigrations,
+    /// Declare, list, inspect, pause, resume and delete queues.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+        chancy queue declare emails --concurrency 4\n  \
+        chancy queue list\n  \
+        chancy queue pause emails --resume-in 600"
+    )]
+    Queue(QueueCommand),
+    /// Push, inspect, list, cancel, retry and wait for jobs.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+        chancy job push chancy.builtin.sleep --kwargs '{\"seconds\": 2}'\n  \
+        chancy job list --state failed\n  \
+        chancy job wait <ID> --timeout 30"
+    )]
+    Job(JobCommand),
+    /// Run a worker, or list the live workers.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+        chancy worker start --tags has=gpu\n  \
+        chancy worker list"
+    )]
+    Worker(WorkerCommand),
+    /// A zero-config tour on private tables (the prefix + demo_): migrate, declare a queue, push
+    /// a mix of jobs, run a worker, print a summary, clean up.
+    #[command(after_help = "Examples:\n  \
+        chancy demo\n  \
+        chancy demo --jobs 1000\n  \
+        chancy demo --keep && chancy --prefix chancy_demo_ job list")]
+    Demo(demo::DemoArgs),
     /// Measure push and drain throughput and push→start latency on private tables.
-    ///
-    /// Example: chancy bench --jobs 20000 --concurrency 16
+    #[command(after_help = "Example:\n  chancy bench --jobs 20000 --concurrency 16")]
     Bench(bench::BenchArgs),
 }
 
 /// Parses the process arguments, runs the command and returns the exit code. Errors are
-/// printed as one line on stderr.
+/// printed as one line on stderr (`error: …`) and give [`EXIT_ERROR`]; usage errors are
+/// reported by clap (exit 2).
 pub fn run(registry: Registry) -> i32 {
     crate::run_child_if_requested(&registry);
     let cli = Cli::parse();
-    init_logging(cli.verbose, cli.quiet);
+    init_logging(&cli);
     match dispatch(&cli, registry) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err}");
-            1
+            EXIT_ERROR
         }
     }
 }
 
-fn init_logging(verbose: u8, quiet: bool) {
-    let level = match (quiet, verbose) {
+fn init_logging(cli: &Cli) {
+    let chatty = matches!(
+        cli.command,
+        Command::Migrate(_) | Command::Worker(WorkerCommand::Start(_)) | Command::Bench(_)
+    );
+    let level = match (cli.quiet, cli.verbose) {
         (true, _) => "error",
-        (false, 0) => "info",
+        (false, 0) if chatty => "info",
+        (false, 0) => "warn",
         (false, 1) => "debug",
         _ => "trace",
     };
-    let env = env_logger::Env::default().filter_or("CHANCY_LOG", format!("chancy={level},warn"));
+    // r2d2 logs every failed connection attempt; the one-line error says it all.
+    let env =
+        env_logger::Env::default().filter_or("CHANCY_LOG", format!("chancy={level},r2d2=off,warn"));
     let _ = env_logger::Builder::from_env(env)
         .format_target(false)
         .try_init();
 }
 
-fn dispatch(cli: &Cli, _registry: Registry) -> Result<i32> {
-    if let Command::Bench(args) = &cli.command {
-        return bench::bench(&database_url(cli), &cli.prefix, args);
-    }
-    let chancy = app(cli)?;
+fn dispatch(cli: &Cli, registry: Registry) -> Result<i32> {
+    let url = database_url(cli);
     match &cli.command {
-        Command::Bench(_) => unreachable!("handled above"),
-        Command::Migrate(args) => migrate::migrate(&chancy, args),
-        Command::CheckMigrations => migrate::check(&chancy),
+        Command::Bench(args) => bench::bench(&url, &cli.prefix, args),
+        Command::Demo(args) => demo::demo(&url, &cli.prefix, args, registry),
+        Command::Migrate(args) => migrate::migrate(&app(cli, true)?, args),
+        Command::CheckMigrations => migrate::check(&app(cli, true)?),
+        Command::Queue(command) => queue::run(&app(cli, true)?, command),
+        Command::Job(command) => job::run(&app(cli, true)?, command),
+        Command::Worker(WorkerCommand::Start(args)) => {
+            worker::start(&app(cli, !args.no_notifications)?, args, registry)
+        }
+        Command::Worker(WorkerCommand::List) => worker::list(&app(cli, true)?),
     }
 }
 
 /// The application for the global flags.
-fn app(cli: &Cli) -> Result<Chancy> {
+fn app(cli: &Cli, notifications: bool) -> Result<Chancy> {
     Chancy::builder(database_url(cli))
         .prefix(cli.prefix.clone())
-        .connection_timeout(std::time::Duration::from_secs(10))
+        .notifications(notifications)
+        .connection_timeout(Duration::from_secs(10))
         .build()
 }
 
@@ -105,4 +186,62 @@ fn database_url(cli: &Cli) -> String {
     cli.database_url
         .clone()
         .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string())
+}
+
+/// Pretty JSON on stdout.
+fn print_json(value: &Value) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(_) => println!("{value}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_subcommand_has_examples_in_its_help() {
+        fn walk(cmd: &clap::Command, path: &str) {
+            for sub in cmd.get_subcommands() {
+                let name = format!("{path} {}", sub.get_name());
+                let help = sub.get_after_help().map(ToString::to_string);
+                assert!(
+                    help.is_some_and(|h| h.contains("Example")),
+                    "`{name} --help` has no examples"
+                );
+                walk(sub, &name);
+            }
+        }
+        walk(&Cli::command(), "chancy");
+    }
+
+    #[test]
+    fn bad_times_and_states_are_usage_errors() {
+        for argv in [
+            &["chancy", "job", "list", "--state", "done"][..],
+            &["chancy", "job", "push", "f", "--delay", "-1"],
+            &["chancy", "queue", "pause", "q", "--resume-at", "tomorrow"],
+            &[
+                "chancy",
+                "job",
+                "push",
+                "f",
+                "--delay",
+                "1",
+                "--scheduled-at",
+                "2030-01-01T00:00:00Z",
+            ],
+        ] {
+            assert!(Cli::try_parse_from(argv).is_err(), "{argv:?} parsed");
+        }
+        assert!(Cli::try_parse_from(["chancy", "job", "wait", "x", "--timeout", "0.5"]).is_ok());
+    }
 }

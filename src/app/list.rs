@@ -1,0 +1,83 @@
+//! Listing jobs, newest first, filtered by queue, state and function.
+
+use super::Chancy;
+use crate::error::{Error, Result};
+use crate::job::{JobState, QueuedJob};
+
+/// Default [`JobFilter::limit`].
+pub const DEFAULT_LIST_LIMIT: u32 = 100;
+
+/// Which jobs [`Chancy::list_jobs`] returns. A `None` field matches every job; the fields
+/// that are set must all match.
+///
+/// ```
+/// use chancy::{JobFilter, JobState};
+/// let filter = JobFilter {
+///     queue: Some("emails".into()),
+///     state: Some(JobState::Failed),
+///     ..JobFilter::default()
+/// };
+/// assert_eq!(filter.limit, 100);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFilter {
+    /// Only jobs of this queue.
+    pub queue: Option<String>,
+    /// Only jobs in this state.
+    pub state: Option<JobState>,
+    /// Only jobs of this handler name (exact match).
+    pub func: Option<String>,
+    /// At most this many jobs (default [`DEFAULT_LIST_LIMIT`]).
+    pub limit: u32,
+}
+
+impl Default for JobFilter {
+    fn default() -> Self {
+        JobFilter {
+            queue: None,
+            state: None,
+            func: None,
+            limit: DEFAULT_LIST_LIMIT,
+        }
+    }
+}
+
+impl Chancy {
+    /// The jobs matching `filter`, newest first (by id, which is time-ordered), at most
+    /// `filter.limit` of them. Every filter value is a bound parameter.
+    ///
+    /// ```no_run
+    /// use chancy::{Chancy, JobFilter, JobState};
+    /// let chancy = Chancy::builder("postgresql://postgres@localhost/postgres").build()?;
+    /// let failed = chancy.list_jobs(&JobFilter {
+    ///     state: Some(JobState::Failed),
+    ///     limit: 10,
+    ///     ..JobFilter::default()
+    /// })?;
+    /// for job in failed {
+    ///     println!("{} {} {:?}", job.id, job.func, job.errors.last());
+    /// }
+    /// # Ok::<(), chancy::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// When the database is unreachable or the schema is not migrated.
+    pub fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<QueuedJob>> {
+        let sql = format!(
+            "SELECT * FROM {} \
+             WHERE ($1::text IS NULL OR queue = $1) \
+               AND ($2::text IS NULL OR state = $2) \
+               AND ($3::text IS NULL OR func = $3) \
+             ORDER BY id DESC LIMIT $4",
+            self.prefix().table("jobs")
+        );
+        let state = filter.state.map(JobState::as_str);
+        let limit = i64::from(filter.limit);
+        let mut conn = self.connection()?;
+        let rows = conn
+            .client
+            .query(sql.as_str(), &[&filter.queue, &state, &filter.func, &limit])
+            .map_err(|e| Error::database("listing jobs", e))?;
+        rows.iter().map(QueuedJob::from_row).collect()
+    }
+}

@@ -1,0 +1,96 @@
+//! Plain-text tables for human output: left-aligned columns separated by two spaces.
+
+use std::fmt::Write as _;
+
+/// A table with a header row. Cells are single-line strings (newlines are shown as `⏎`).
+#[derive(Debug, Default)]
+pub(crate) struct Table {
+    headers: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub(crate) fn new(headers: &[&str]) -> Table {
+        Table {
+            headers: headers.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub(crate) fn row(&mut self, cells: Vec<String>) {
+        self.rows
+            .push(cells.into_iter().map(|c| c.replace('\n', "⏎")).collect());
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The rendered table, one line per row, trailing spaces trimmed.
+    pub(crate) fn render(&self) -> String {
+        let n = self.headers.len();
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| width(h)).collect();
+        for row in &self.rows {
+            for (i, cell) in row.iter().enumerate().take(n) {
+                widths[i] = widths[i].max(width(cell));
+            }
+        }
+        let mut out = String::new();
+        for row in std::iter::once(&self.headers).chain(&self.rows) {
+            let mut line = String::new();
+            for (i, cell) in row.iter().enumerate().take(n) {
+                let pad = widths[i] - width(cell);
+                let _ = write!(line, "{cell}{}  ", " ".repeat(pad));
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+
+    pub(crate) fn print(&self) {
+        print!("{}", self.render());
+    }
+}
+
+fn width(s: &str) -> usize {
+    s.chars().count()
+}
+
+/// Shortens `s` to at most `max` characters, ending with `…` when cut.
+pub(crate) fn truncate(s: &str, max: usize) -> String {
+    if width(s) <= max {
+        return s.to_string();
+    }
+    let mut cut: String = s.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// `-` for a missing value.
+pub(crate) fn or_dash<T: ToString>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_align_on_the_widest_cell() {
+        let mut t = Table::new(&["NAME", "STATE"]);
+        t.row(vec!["default".into(), "active".into()]);
+        t.row(vec!["é".into(), "paused\nnow".into()]);
+        assert_eq!(
+            t.render(),
+            "NAME     STATE\ndefault  active\né        paused⏎now\n"
+        );
+    }
+
+    #[test]
+    fn truncation_marks_the_cut() {
+        assert_eq!(truncate("abcdef", 4), "abc…");
+        assert_eq!(truncate("abc", 4), "abc");
+        assert_eq!(or_dash(None::<i32>), "-");
+    }
+}

@@ -1,0 +1,539 @@
+//! The `chancy` binary run as a user runs it, against a real PostgreSQL at `$DATABASE_URL`
+//! (default `postgresql://postgres@127.0.0.1:5432/postgres`). Every test works in its own
+//! table prefix and drops it at the end.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use postgres::{Client, NoTls};
+use serde_json::Value;
+
+const DEFAULT_TEST_URL: &str = "postgresql://postgres@127.0.0.1:5432/postgres";
+const BIN: &str = env!("CARGO_BIN_EXE_chancy");
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_URL.to_string())
+}
+
+fn client() -> Client {
+    let url = database_url();
+    Client::connect(&url, NoTls).unwrap_or_else(|e| {
+        panic!("cannot reach PostgreSQL at {url}: {e}; the CLI tests need a real server (set DATABASE_URL)")
+    })
+}
+
+/// Tables whose name starts with `prefix`.
+fn tables_of(prefix: &str) -> Vec<String> {
+    let like = format!("{}%", prefix.replace('_', "\\_"));
+    client()
+        .query(
+            "SELECT tablename FROM pg_tables WHERE tablename LIKE $1 ORDER BY 1",
+            &[&like],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// One test's prefix; its tables are dropped on drop (with the CLI, then whatever is left).
+struct Ns {
+    prefix: String,
+}
+
+impl Ns {
+    fn new() -> Ns {
+        drop(client());
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        Ns {
+            prefix: format!("t{}_", &id[..10]),
+        }
+    }
+
+    fn migrated() -> Ns {
+        let ns = Ns::new();
+        ns.ok(&["migrate"]);
+        ns
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.env("DATABASE_URL", database_url())
+            .env_remove("RUST_LOG")
+            .env_remove("CHANCY_LOG")
+            .arg("--prefix")
+            .arg(&self.prefix)
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run chancy")
+    }
+
+    /// Runs and asserts exit 0; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "chancy {args:?} failed with {:?}\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.ok(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+    }
+
+    fn push(&self, args: &[&str]) -> String {
+        let mut argv = vec!["job", "push"];
+        argv.extend_from_slice(args);
+        let id = self.ok(&argv).trim().to_string();
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "push printed {id:?}");
+        id
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let _ = self.run(&["-q", "migrate", "--to-version", "0"]);
+        let Ok(mut c) = Client::connect(&database_url(), NoTls) else {
+            return;
+        };
+        for t in tables_of(&self.prefix) {
+            let _ = c.batch_execute(&format!("DROP TABLE IF EXISTS \"{t}\" CASCADE"));
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Asserts a failed run printed exactly one `error: …` line on stderr; returns it.
+fn one_line_error(out: &Output) -> String {
+    assert!(!out.status.success(), "expected a failure: {out:?}");
+    let stderr = text(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one stderr line, got: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    lines[0].to_string()
+}
+
+fn wait_for_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let until = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("the worker did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn check_migrations_exits_1_until_migrated() {
+    let ns = Ns::new();
+    let behind = ns.run(&["check-migrations"]);
+    assert_eq!(behind.status.code(), Some(1), "{behind:?}");
+    assert!(text(&behind.stdout).contains("✗ chancy: 0 / 8"));
+    let out = ns.ok(&["migrate"]);
+    assert!(out.contains("chancy: version 8 of 8"), "{out}");
+    let now = ns.ok(&["check-migrations"]);
+    assert!(now.contains("✓ chancy: 8 / 8"), "{now}");
+    ns.ok(&["migrate", "--to-version", "0"]);
+    assert_eq!(ns.run(&["check-migrations"]).status.code(), Some(1));
+}
+
+#[test]
+fn queue_declare_list_get_pause_resume_delete() {
+    let ns = Ns::migrated();
+    let out = ns.ok(&[
+        "queue",
+        "declare",
+        "emails",
+        "--concurrency",
+        "3",
+        "--executor",
+        "process",
+        "--tags",
+        "has=smtp",
+        "--tags",
+        "region=eu",
+        "--polling-interval",
+        "2",
+        "--rate-limit",
+        "5",
+        "--rate-limit-window",
+        "10",
+        "--eager-polling",
+    ]);
+    assert!(out.contains("declared queue \"emails\""), "{out}");
+    let again = ns.ok(&["queue", "declare", "emails"]);
+    assert!(again.contains("left unchanged"), "{again}");
+
+    let list = ns.ok(&["queue", "list"]);
+    let row = list.lines().find(|l| l.starts_with("emails")).expect(&list);
+    assert!(row.contains("process") && row.contains("5/10s"), "{row}");
+
+    let q = ns.json(&["queue", "get", "emails"]);
+    assert_eq!(q["concurrency"], 3);
+    assert_eq!(q["executor"], "chancy.executors.process.ProcessExecutor");
+    assert_eq!(q["tags"], serde_json::json!(["has=smtp", "region=eu"]));
+    assert_eq!(q["polling_interval"], 2);
+    assert_eq!(
+        (q["rate_limit"].clone(), q["rate_limit_window"].clone()),
+        (5.into(), 10.into())
+    );
+    assert_eq!(q["eager_polling"], true);
+    assert_eq!(q["state"], "active");
+
+    ns.ok(&[
+        "queue",
+        "declare",
+        "emails",
+        "--executor",
+        "thread",
+        "--upsert",
+    ]);
+    let q = ns.json(&["queue", "get", "emails"]);
+    assert_eq!(q["executor"], "chancy.executors.thread.ThreadedExecutor");
+
+    ns.ok(&["queue", "pause", "emails", "--resume-in", "90.5"]);
+    let q = ns.json(&["queue", "get", "emails"]);
+    assert_eq!(q["state"], "paused");
+    let resume_at: chrono::DateTime<chrono::Utc> =
+        q["resume_at"].as_str().expect("resume_at").parse().unwrap();
+    let ahead = resume_at - chrono::Utc::now();
+    assert!(ahead > chrono::Duration::seconds(60), "{ahead}");
+    ns.ok(&["queue", "resume", "emails"]);
+    assert_eq!(ns.json(&["queue", "get", "emails"])["state"], "active");
+    ns.ok(&[
+        "queue",
+        "pause",
+        "emails",
+        "--resume-at",
+        "2099-01-01T00:00:00+01:00",
+    ]);
+    let q = ns.json(&["queue", "get", "emails"]);
+    assert!(
+        q["resume_at"]
+            .as_str()
+            .unwrap()
+            .starts_with("2098-12-31T23:00:00"),
+        "{q}"
+    );
+
+    let refused = ns.run(&["queue", "delete", "emails"]);
+    assert!(one_line_error(&refused).contains("--yes"));
+    ns.ok(&["queue", "get", "emails"]);
+    ns.ok(&["queue", "delete", "emails", "--yes"]);
+    let gone = ns.run(&["queue", "get", "emails"]);
+    assert!(one_line_error(&gone).contains("not found"));
+    assert!(!ns.ok(&["queue", "list"]).contains("emails"));
+}
+
+#[test]
+fn job_push_get_list_cancel_retry_and_wait_exit_codes() {
+    let ns = Ns::migrated();
+    let id = ns.push(&[
+        "chancy.builtin.echo",
+        "--queue",
+        "q1",
+        "--kwargs",
+        r#"{"to": "a@b", "n": 2}"#,
+        "--meta",
+        r#"{"source": "cli"}"#,
+        "--priority",
+        "-4",
+        "--max-attempts",
+        "3",
+        "--unique-key",
+        "k1",
+    ]);
+    let dup = ns.push(&["chancy.builtin.echo", "--queue", "q1", "--unique-key", "k1"]);
+    assert_eq!(dup, id, "a unique duplicate returns the first id");
+
+    let job = ns.json(&["job", "get", &id]);
+    assert_eq!(job["id"], id.as_str());
+    assert_eq!(job["func"], "chancy.builtin.echo");
+    assert_eq!(job["queue"], "q1");
+    assert_eq!(job["kwargs"], serde_json::json!({"to": "a@b", "n": 2}));
+    assert_eq!(job["meta"], serde_json::json!({"source": "cli"}));
+    assert_eq!(
+        (job["priority"].clone(), job["max_attempts"].clone()),
+        ((-4).into(), 3.into())
+    );
+    assert_eq!(job["state"], "pending");
+    assert_eq!(job["unique_key"], "k1");
+
+    let later = ns.push(&["chancy.builtin.noop", "--queue", "q2", "--delay", "3600.5"]);
+    let at: chrono::DateTime<chrono::Utc> = ns.json(&["job", "get", &later])["scheduled_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(at - chrono::Utc::now() > chrono::Duration::minutes(59));
+
+    let all = ns.ok(&["job", "list"]);
+    assert!(all.lines().next().unwrap().starts_with("ID"), "{all}");
+    let ids: Vec<&str> = all
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(ids, vec![later.as_str(), id.as_str()], "newest first");
+    let q1 = ns.ok(&["job", "list", "--queue", "q1", "--state", "pending"]);
+    assert!(q1.contains(&id) && !q1.contains(&later), "{q1}");
+    assert_eq!(ns.ok(&["job", "list", "--func", "nope"]).trim(), "no jobs");
+    assert_eq!(ns.ok(&["job", "list", "--limit", "1"]).lines().count(), 2);
+
+    // No worker runs: the wait times out with exit code 2.
+    let t = Instant::now();
+    let timeout = ns.run(&["job", "wait", &id, "--timeout", "0.4"]);
+    assert_eq!(timeout.status.code(), Some(2), "{timeout:?}");
+    assert!(t.elapsed() < Duration::from_secs(5));
+
+    assert!(ns.ok(&["job", "cancel", &id]).contains("cancelled"));
+    assert_eq!(ns.json(&["job", "get", &id])["state"], "failed");
+    let failed = ns.run(&["job", "wait", &id, "--timeout", "5"]);
+    assert_eq!(failed.status.code(), Some(1), "{failed:?}");
+
+    ns.ok(&["job", "retry", &id]);
+    let job = ns.json(&["job", "get", &id]);
+    assert_eq!(
+        (job["state"].clone(), job["attempts"].clone()),
+        ("retrying".into(), 0.into())
+    );
+
+    let missing = ns.run(&["job", "cancel", "00000000-0000-0000-0000-000000000000"]);
+    assert!(one_line_error(&missing).contains("not found"));
+    let missing = ns.run(&["job", "wait", "00000000-0000-0000-0000-000000000000"]);
+    assert_eq!(missing.status.code(), Some(1));
+}
+
+#[test]
+fn worker_start_runs_builtin_jobs_and_exits_0_on_sigterm() {
+    let ns = Ns::migrated();
+    let echo = ns.push(&["chancy.builtin.echo", "--kwargs", r#"{"hello": "world"}"#]);
+    let mut worker = ns
+        .command(&[
+            "worker",
+            "start",
+            "--worker-id",
+            "cli-test-worker",
+            "--tags",
+            "test=cli",
+            "--heartbeat-poll-interval",
+            "0.5",
+            "--heartbeat-timeout",
+            "5",
+            "--queue-change-poll-interval",
+            "0.5",
+            "--shutdown-timeout",
+            "5",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn worker");
+
+    let done = ns.run(&["job", "wait", &echo, "--timeout", "30"]);
+    assert_eq!(done.status.code(), Some(0), "{done:?}");
+    let job = ns.json(&["job", "get", &echo]);
+    assert_eq!(job["state"], "succeeded");
+    assert_eq!(job["meta"]["echo"], serde_json::json!({"hello": "world"}));
+    assert_eq!(job["taken_by"], "cli-test-worker");
+
+    let fail = ns.push(&[
+        "chancy.builtin.fail",
+        "--kwargs",
+        r#"{"message": "on purpose"}"#,
+    ]);
+    let failed = ns.run(&["job", "wait", &fail, "--timeout", "30"]);
+    assert_eq!(failed.status.code(), Some(1), "{failed:?}");
+    assert!(text(&failed.stdout).contains("on purpose"));
+
+    // The queues column is what the last heartbeat (every 0.5 s here) reported.
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let workers = ns.ok(&["worker", "list"]);
+        let row = workers
+            .lines()
+            .find(|l| l.starts_with("cli-test-worker"))
+            .expect(&workers);
+        assert!(row.contains("test=cli"), "{row}");
+        if row.contains(" default ") {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the worker never reported its queue: {row}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A sleeping job is running when SIGTERM arrives; the graceful stop lets it finish.
+    let sleep = ns.push(&["chancy.builtin.sleep", "--kwargs", r#"{"seconds": 0.5}"#]);
+    let until = Instant::now() + Duration::from_secs(20);
+    while ns.json(&["job", "get", &sleep])["state"] != "running" {
+        assert!(Instant::now() < until, "the sleep job never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kill = Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let status = wait_for_exit(&mut worker, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert_eq!(ns.json(&["job", "get", &sleep])["state"], "succeeded");
+    assert_eq!(
+        ns.ok(&["job", "list", "--state", "running"]).trim(),
+        "no jobs"
+    );
+}
+
+#[test]
+fn worker_start_on_an_unmigrated_schema_says_to_migrate() {
+    let ns = Ns::new();
+    let out = ns.run(&["worker", "start", "--shutdown-timeout", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(one_line_error(&out).contains("run `chancy migrate`"));
+}
+
+#[test]
+fn demo_summary_matches_the_database() {
+    let ns = Ns::new();
+    let demo = Ns {
+        prefix: format!("{}demo_", ns.prefix),
+    };
+    let t = Instant::now();
+    let out = ns.ok(&["demo", "--keep"]);
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "demo took {:?}",
+        t.elapsed()
+    );
+    let total = out
+        .lines()
+        .find_map(|l| l.strip_prefix("total: "))
+        .unwrap_or_else(|| panic!("no total line in {out}"));
+    let mut c = client();
+    let rows = c
+        .query(
+            &format!(
+                "SELECT count(*), count(*) FILTER (WHERE state = 'succeeded'), \
+                 count(*) FILTER (WHERE state = 'failed') FROM \"{}jobs\" WHERE queue = 'demo'",
+                demo.prefix
+            ),
+            &[],
+        )
+        .unwrap();
+    let (n, ok, failed): (i64, i64, i64) = (rows[0].get(0), rows[0].get(1), rows[0].get(2));
+    assert_eq!(total, format!("{n} jobs, succeeded {ok}, failed {failed}"));
+    assert_eq!(failed, 1, "exactly the chancy.builtin.fail job fails");
+    assert!(
+        out.contains("returned the first job's id") && out.contains(": yes"),
+        "{out}"
+    );
+}
+
+#[test]
+fn demo_exits_0_and_leaves_no_tables() {
+    let ns = Ns::new();
+    let demo_prefix = format!("{}demo_", ns.prefix);
+    let out = ns.ok(&["demo", "--jobs", "5"]);
+    assert!(out.contains("cleaned up"), "{out}");
+    assert_eq!(tables_of(&demo_prefix), Vec::<String>::new());
+    assert_eq!(
+        tables_of(&ns.prefix),
+        Vec::<String>::new(),
+        "demo touched the main prefix"
+    );
+}
+
+#[test]
+fn bad_input_gives_one_line_errors() {
+    let ns = Ns::migrated();
+    let out = ns.run(&["job", "push", "f", "--kwargs", r#"{"a": }"#]);
+    let line = one_line_error(&out);
+    assert!(
+        line.contains("--kwargs") && line.contains("line 1 column 7"),
+        "{line}"
+    );
+    let out = ns.run(&["job", "push", "f", "--meta", "[1, 2]"]);
+    assert!(one_line_error(&out).contains("must be a JSON object"));
+    assert!(
+        ns.ok(&["job", "list"]).contains("no jobs"),
+        "nothing was pushed"
+    );
+
+    let out = ns.run(&["job", "list", "--state", "done"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert!(text(&out.stderr).contains("unknown job state \"done\""));
+
+    let out = ns.run(&["job", "get", "not-a-uuid"]);
+    assert!(one_line_error(&out).contains("is not a job id"));
+    let out = ns.run(&["queue", "declare", "q", "--concurrency", "0"]);
+    assert!(one_line_error(&out).contains("concurrency"));
+
+    let bad = Command::new(BIN)
+        .args([
+            "--database-url",
+            "postgresql://u:secret@host:notaport/db",
+            "queue",
+            "list",
+        ])
+        .output()
+        .unwrap();
+    let line = one_line_error(&bad);
+    assert!(
+        line.contains("invalid database URL") && !line.contains("secret"),
+        "{line}"
+    );
+
+    let unreachable = Command::new(BIN)
+        .args([
+            "--database-url",
+            "postgresql://u:secret@127.0.0.1:1/db",
+            "job",
+            "list",
+        ])
+        .output()
+        .unwrap();
+    let line = one_line_error(&unreachable);
+    assert!(
+        line.contains("could not connect") && line.contains("127.0.0.1:1"),
+        "{line}"
+    );
+    assert!(!line.contains("secret"), "{line}");
+}
+
+#[test]
+fn every_level_has_help_with_examples() {
+    for argv in [
+        &["--help"][..],
+        &["queue", "--help"],
+        &["queue", "declare", "--help"],
+        &["job", "wait", "--help"],
+        &["worker", "start", "--help"],
+        &["demo", "--help"],
+    ] {
+        let out = Command::new(BIN).args(argv).output().unwrap();
+        assert!(out.status.success(), "{argv:?}");
+        assert!(
+            text(&out.stdout).contains("Example"),
+            "{argv:?}: {}",
+            text(&out.stdout)
+        );
+    }
+}
