@@ -125,7 +125,7 @@ pub enum Command {
 /// printed as one line on stderr (`error: …`) and give [`EXIT_ERROR`]; usage errors are
 /// reported by clap (exit 2).
 pub fn run(registry: Registry) -> i32 {
-    crate::run_child_if_requested(&registry);
+    crate::run_child_if_requested(&builtin_registry().merge(registry.clone()));
     let cli = Cli::parse();
     init_logging(&cli);
     match dispatch(&cli, registry) {
