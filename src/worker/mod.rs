@@ -58,6 +58,7 @@ pub use manager::{Manager, ServiceInfo, ServiceState};
 pub use runner::{QUEUE_FULL, QUEUE_REMOVED, QUEUE_STARTED, QUEUE_UPDATED};
 pub use writer::Outgoing;
 
+pub(crate) use backoff::random_fraction;
 use config::WorkerConfig;
 use executions::Executions;
 use flag::Shutdown;
