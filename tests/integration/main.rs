@@ -2,5 +2,6 @@
 
 mod common;
 mod migrations;
+mod plugins;
 mod producer;
 mod worker;
