@@ -10,8 +10,19 @@
 //!
 //! The default set (upstream 0.26.0: leadership, pruner, recovery, metrics, workflow) is
 //! added by [`ChancyBuilder::build`](crate::ChancyBuilder::build) unless
-//! [`no_default_plugins`](crate::ChancyBuilder::no_default_plugins) is set; see
-//! [`add_defaults`].
+//! [`no_default_plugins`](crate::ChancyBuilder::no_default_plugins) is set, after the
+//! plugins added by the user and skipping identifiers already given.
+//!
+//! ```no_run
+//! use chancy::{Chancy, Pruner, Reprioritize, RetryPlugin, Rule};
+//!
+//! let chancy = Chancy::builder("postgresql://postgres@localhost/postgres")
+//!     .plugin(Pruner::new(Rule::queue().eq("emails").and(Rule::age().gt(3600))))
+//!     .plugin(RetryPlugin)
+//!     .plugin(Reprioritize::builder(Rule::age().gt(600)).priority_increase(5).build()?)
+//!     .build()?; // + Leadership and Recovery from the default set
+//! # Ok::<(), chancy::Error>(())
+//! ```
 
 mod leadership;
 mod pruner;
