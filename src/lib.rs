@@ -68,6 +68,10 @@ pub use id::new_job_id;
 pub use job::{ErrorRecord, Job, JobState, JsonObject, Limit, LimitKind, QueuedJob, Reference};
 pub use migrate::MigrationStatus;
 pub use plugin::{check_dependencies, Plugin};
+pub use plugins::{
+    ImmediateLeadership, Leadership, Pruner, Recovery, Reprioritize, RetryPlugin, RetrySettings,
+    Rule,
+};
 pub use pool::{Conn, ConnectionManager, PooledConn};
 pub use prefix::Prefix;
 pub use queue::{

@@ -87,6 +87,8 @@ impl ChancyBuilder {
 
     /// Leaves out the default plugin set (leadership, pruner, recovery, metrics, workflow),
     /// like Python's `no_default_plugins=True`. Their tables are then not migrated either.
+    /// Without it, `build` appends the defaults after the added plugins, skipping any
+    /// identifier already added (see [`crate::plugins`]).
     pub fn no_default_plugins(mut self) -> Self {
         self.default_plugins = false;
         self
@@ -102,8 +104,11 @@ impl ChancyBuilder {
             Error::config(format!("invalid database URL {:?}: {e}", redact(&self.dsn)))
         })?;
         let prefix = Prefix::new(&self.prefix)?;
-        let plugins = self.plugins;
+        let mut plugins = self.plugins;
         crate::plugin::check_unique(&plugins)?;
+        if self.default_plugins {
+            crate::plugins::add_defaults(&mut plugins);
+        }
         let pool = pool::build_pool(
             config.clone(),
             self.min_pool,

@@ -1,3 +1,95 @@
 //! The plugins Python Chancy ships, for the blocking worker.
 //!
-//! The default set (as upstream 0.26.0): leadership, pruner, recovery, metrics, workflow.
+//! | plugin | identifier | needs | default | runs on |
+//! |---|---|---|---|---|
+//! | [`Leadership`] / [`ImmediateLeadership`] | `chancy.leadership` | — | yes | every worker |
+//! | [`Pruner`] | `chancy.pruner` | leadership | yes | the leader |
+//! | [`Recovery`] | `chancy.recovery` | leadership | yes | the leader |
+//! | [`RetryPlugin`] | `chancy.retry_plugin` | — | no | job hook |
+//! | [`Reprioritize`] | `chancy.reprioritize` | leadership | no | the leader |
+//!
+//! The default set (upstream 0.26.0: leadership, pruner, recovery, metrics, workflow) is
+//! added by [`ChancyBuilder::build`](crate::ChancyBuilder::build) unless
+//! [`no_default_plugins`](crate::ChancyBuilder::no_default_plugins) is set, after the
+//! plugins added by the user and skipping identifiers already given.
+//!
+//! ```no_run
+//! use chancy::{Chancy, Pruner, Reprioritize, RetryPlugin, Rule};
+//!
+//! let chancy = Chancy::builder("postgresql://postgres@localhost/postgres")
+//!     .plugin(Pruner::new(Rule::queue().eq("emails").and(Rule::age().gt(3600))))
+//!     .plugin(RetryPlugin)
+//!     .plugin(Reprioritize::builder(Rule::age().gt(600)).priority_increase(5).build()?)
+//!     .build()?; // + Leadership and Recovery from the default set
+//! # Ok::<(), chancy::Error>(())
+//! ```
+
+mod leadership;
+mod pruner;
+mod recovery;
+mod reprioritize;
+mod retry;
+pub mod rules;
+
+use std::sync::Arc;
+
+use crate::plugin::Plugin;
+
+pub use leadership::{
+    ImmediateLeadership, Leadership, LeadershipBuilder, DEFAULT_LEADERSHIP_POLL_INTERVAL,
+    DEFAULT_LEADERSHIP_TIMEOUT, LEADERSHIP,
+};
+pub use pruner::{
+    Pruner, DEFAULT_MAXIMUM_TO_PRUNE, DEFAULT_PRUNER_POLL_INTERVAL, DEFAULT_PRUNE_AGE_SECS, PRUNER,
+};
+pub use recovery::{Recovery, DEFAULT_RECOVERY_POLL_INTERVAL, RECOVERY};
+pub use reprioritize::{
+    Reprioritize, ReprioritizeBuilder, DEFAULT_PRIORITY_INCREASE, DEFAULT_REPRIORITIZE_BATCH_SIZE,
+    DEFAULT_REPRIORITIZE_CHECK_INTERVAL, REPRIORITIZE,
+};
+pub use retry::{RetryPlugin, RetrySettings, RETRY_PLUGIN};
+pub use rules::{Field, Rule};
+
+/// Appends the default plugins to `plugins`, after the user's, skipping any identifier
+/// already present (so a user's [`ImmediateLeadership`] or tuned [`Pruner`] replaces the
+/// default one). Order: leadership, pruner, recovery.
+pub(crate) fn add_defaults(plugins: &mut Vec<Arc<dyn Plugin>>) {
+    let defaults: Vec<Arc<dyn Plugin>> = vec![
+        Arc::new(Leadership::default()),
+        Arc::new(Pruner::default()),
+        Arc::new(Recovery::default()),
+        // DEFAULT SET, to be completed: the Metrics plugin (chancy.metrics) and the
+        // WorkflowPlugin (chancy.workflow_plugin) join the default set here, in that order,
+        // when they exist. Their migration keys are already in `Chancy::migration_keys`.
+    ];
+    for plugin in defaults {
+        if !plugins
+            .iter()
+            .any(|p| p.identifier() == plugin.identifier())
+        {
+            plugins.push(plugin);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_user_plugins_and_skip_given_identifiers() {
+        let mut plugins: Vec<Arc<dyn Plugin>> =
+            vec![Arc::new(RetryPlugin), Arc::new(ImmediateLeadership)];
+        add_defaults(&mut plugins);
+        let ids: Vec<&str> = plugins.iter().map(|p| p.identifier()).collect();
+        assert_eq!(
+            ids,
+            vec![RETRY_PLUGIN, LEADERSHIP, PRUNER, RECOVERY],
+            "the user's ImmediateLeadership stands in for Leadership"
+        );
+        assert!(
+            plugins[1].interval().is_none(),
+            "no election service for it"
+        );
+    }
+}

@@ -43,9 +43,11 @@ impl Backoff {
     }
 }
 
-/// A uniform random number in [0, 1).
+/// A uniform random number in [0, 1), from the 62 random bits of the low half of a v4 UUID
+/// (its top two bits are the fixed RFC 4122 variant, so they are masked off).
 pub(crate) fn random_fraction() -> f64 {
-    (uuid::Uuid::new_v4().as_u128() as u64 >> 11) as f64 / (1u64 << 53) as f64
+    let bits = (uuid::Uuid::new_v4().as_u128() as u64) & ((1u64 << 62) - 1);
+    (bits >> 9) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]
@@ -63,5 +65,13 @@ mod tests {
         assert_eq!(b.failures(), 4);
         b.reset();
         assert_eq!(b.failures(), 0);
+    }
+
+    #[test]
+    fn random_fraction_spans_the_unit_interval() {
+        let samples: Vec<f64> = (0..2000).map(|_| random_fraction()).collect();
+        assert!(samples.iter().all(|x| (0.0..1.0).contains(x)));
+        assert!(samples.iter().any(|x| *x < 0.25));
+        assert!(samples.iter().any(|x| *x > 0.75));
     }
 }

@@ -62,6 +62,7 @@ pub use process::DEFAULT_MAXIMUM_JOBS_PER_CHILD;
 pub use runner::{QUEUE_FULL, QUEUE_REMOVED, QUEUE_STARTED, QUEUE_UPDATED};
 pub use writer::Outgoing;
 
+pub(crate) use backoff::random_fraction;
 use config::WorkerConfig;
 use executions::Executions;
 use flag::Shutdown;

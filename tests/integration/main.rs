@@ -2,6 +2,7 @@
 
 mod common;
 mod migrations;
+mod plugins;
 mod process;
 mod producer;
 mod worker;

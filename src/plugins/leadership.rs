@@ -1,0 +1,288 @@
+//! Leader election on the `<prefix>leader` row `id = 1` (upstream's `Leadership`), and
+//! `ImmediateLeadership` for tests.
+//!
+//! Each pass, in one transaction: delete an expired lease; then the current leader renews
+//! only its own row (`ON CONFLICT (id) DO UPDATE ... WHERE leader.worker_id =
+//! EXCLUDED.worker_id`) and anyone else tries `ON CONFLICT DO NOTHING`. One row affected
+//! means this worker leads. A leader whose lease was taken over affects no row and steps
+//! down, so there is never more than one worker that believes it leads past its lease.
+//!
+//! Deliberate differences from upstream (documented in the README):
+//! * the first election runs when the worker starts, not one `poll_interval` later;
+//! * a stopping leader deletes its own lease row, so a successor takes over at its next
+//!   pass instead of waiting for the lease to expire;
+//! * the defaults are faster: `poll_interval` 10 s, `timeout` 30 s (upstream 60 s / 120 s).
+
+use std::time::Duration;
+
+use chrono::Utc;
+use postgres::Client;
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::events;
+use crate::plugin::Plugin;
+use crate::worker::Worker;
+
+/// The identifier of every leadership plugin.
+pub const LEADERSHIP: &str = "chancy.leadership";
+/// Default [`LeadershipBuilder::poll_interval`]: 10 s (upstream 60 s).
+pub const DEFAULT_LEADERSHIP_POLL_INTERVAL: Duration = Duration::from_secs(10);
+/// Default [`LeadershipBuilder::timeout`]: 30 s (upstream 120 s).
+pub const DEFAULT_LEADERSHIP_TIMEOUT: Duration = Duration::from_secs(30);
+
+const DELETE_EXPIRED: &str = r#"DELETE FROM "{prefix}leader" WHERE expires_at < $1"#;
+const RENEW: &str = r#"
+INSERT INTO "{prefix}leader" (id, worker_id, expires_at) VALUES (1, $1, $2)
+ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at
+WHERE "{prefix}leader".worker_id = EXCLUDED.worker_id"#;
+const ACQUIRE: &str = r#"
+INSERT INTO "{prefix}leader" (id, worker_id, expires_at) VALUES (1, $1, $2)
+ON CONFLICT DO NOTHING"#;
+const RELEASE: &str = r#"DELETE FROM "{prefix}leader" WHERE id = 1 AND worker_id = $1"#;
+
+/// Elects one leader among the workers sharing a database, with a lease on the
+/// `<prefix>leader` table. Identifier `chancy.leadership`; part of the default set.
+///
+/// ```
+/// use std::time::Duration;
+/// use chancy::plugins::Leadership;
+/// let leadership = Leadership::builder()
+///     .poll_interval(Duration::from_secs(5))
+///     .timeout(Duration::from_secs(15))
+///     .build()?;
+/// # Ok::<(), chancy::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Leadership {
+    poll_interval: Duration,
+    timeout: Duration,
+}
+
+impl Default for Leadership {
+    fn default() -> Self {
+        Leadership {
+            poll_interval: DEFAULT_LEADERSHIP_POLL_INTERVAL,
+            timeout: DEFAULT_LEADERSHIP_TIMEOUT,
+        }
+    }
+}
+
+/// Configures a [`Leadership`]. Created by [`Leadership::builder`].
+#[derive(Debug, Clone)]
+pub struct LeadershipBuilder {
+    inner: Leadership,
+}
+
+impl LeadershipBuilder {
+    /// How often the lease is renewed or tried (default 10 s).
+    pub fn poll_interval(mut self, d: Duration) -> Self {
+        self.inner.poll_interval = d;
+        self
+    }
+
+    /// How long a lease lasts without renewal (default 30 s); at least `poll_interval`.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.inner.timeout = d;
+        self
+    }
+
+    /// Validates the settings.
+    ///
+    /// # Errors
+    /// A configuration error when `timeout` is shorter than `poll_interval` or
+    /// `poll_interval` is zero.
+    pub fn build(self) -> Result<Leadership> {
+        let l = self.inner;
+        if l.poll_interval.is_zero() {
+            return Err(Error::config("Leadership poll_interval must be positive"));
+        }
+        if l.timeout < l.poll_interval {
+            return Err(Error::config(format!(
+                "Leadership timeout ({:?}) must be at least poll_interval ({:?})",
+                l.timeout, l.poll_interval
+            )));
+        }
+        Ok(l)
+    }
+}
+
+impl Leadership {
+    /// Starts configuring a leadership plugin with the defaults.
+    pub fn builder() -> LeadershipBuilder {
+        LeadershipBuilder {
+            inner: Leadership::default(),
+        }
+    }
+
+    /// The renewal interval.
+    pub fn poll_interval(&self) -> Duration {
+        self.poll_interval
+    }
+
+    /// The lease length.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// One election pass for `worker`: updates `worker.is_leader()` and NOTIFYs
+    /// `leadership.gained`, `leadership.renewed` or `leadership.lost`. Returns whether the
+    /// worker leads now.
+    ///
+    /// # Errors
+    /// When the database is unreachable or a statement fails (the flag is unchanged).
+    pub fn elect(&self, worker: &Worker) -> Result<bool> {
+        let chancy = worker.chancy();
+        let prefix = chancy.prefix();
+        let me = worker.worker_id();
+        let was_leader = worker.is_leader().is_set();
+        let now = Utc::now();
+        let expires = now
+            + chrono::Duration::from_std(self.timeout)
+                .map_err(|_| Error::config("Leadership timeout is out of range"))?;
+        let mut conn = chancy.connection()?;
+        let context = "electing a leader";
+        let mut tx = conn
+            .client
+            .transaction()
+            .map_err(|e| Error::database(context, e))?;
+        tx.execute(prefix.render(DELETE_EXPIRED).as_str(), &[&now])
+            .map_err(|e| Error::database(context, e))?;
+        let upsert = if was_leader { RENEW } else { ACQUIRE };
+        let rows = tx
+            .execute(prefix.render(upsert).as_str(), &[&me, &expires])
+            .map_err(|e| Error::database(context, e))?;
+        tx.commit().map_err(|e| Error::database(context, e))?;
+        let leads = rows == 1;
+        let event = match (was_leader, leads) {
+            (true, true) => Some(events::LEADERSHIP_RENEWED),
+            (false, true) => {
+                worker.is_leader().set();
+                log::info!("worker {me} became the leader");
+                Some(events::LEADERSHIP_GAINED)
+            }
+            (true, false) => {
+                worker.is_leader().clear();
+                log::warn!("worker {me} lost the leadership (its lease was taken over)");
+                Some(events::LEADERSHIP_LOST)
+            }
+            (false, false) => None,
+        };
+        if let Some(event) = event {
+            notify(&mut conn.client, worker, event)?;
+        }
+        Ok(leads)
+    }
+
+    /// Gives up the lease if `worker` holds it (deletes its own row only) and clears the flag.
+    ///
+    /// # Errors
+    /// When the database is unreachable; the lease then expires on its own.
+    pub fn release(&self, worker: &Worker) -> Result<()> {
+        let chancy = worker.chancy();
+        let was_leader = worker.is_leader().is_set();
+        worker.is_leader().clear();
+        let mut conn = chancy.connection()?;
+        let rows = conn
+            .client
+            .execute(
+                chancy.prefix().render(RELEASE).as_str(),
+                &[&worker.worker_id()],
+            )
+            .map_err(|e| Error::database("releasing the leader lease", e))?;
+        if was_leader || rows > 0 {
+            log::info!("worker {} released the leadership", worker.worker_id());
+            notify(&mut conn.client, worker, events::LEADERSHIP_LOST)?;
+        }
+        Ok(())
+    }
+}
+
+fn notify(client: &mut Client, worker: &Worker, event: &str) -> Result<()> {
+    worker.chancy().notify_ex(
+        client,
+        &[(event, json!({ "worker_id": worker.worker_id() }))],
+    )
+}
+
+impl Plugin for Leadership {
+    fn identifier(&self) -> &'static str {
+        LEADERSHIP
+    }
+
+    fn tables(&self) -> Vec<&'static str> {
+        vec!["leader"]
+    }
+
+    fn interval(&self) -> Option<Duration> {
+        Some(self.poll_interval)
+    }
+
+    fn run_once(&self, worker: &Worker) -> Result<()> {
+        self.elect(worker).map(|_| ())
+    }
+
+    /// Holds the first election at once (upstream waits one `poll_interval`). A failure is
+    /// logged, not fatal: the service retries.
+    fn on_worker_started(&self, worker: &Worker) -> Result<()> {
+        if let Err(err) = self.elect(worker) {
+            log::warn!(
+                "worker {}: first leader election failed, retrying in the background: {err}",
+                worker.worker_id()
+            );
+        }
+        Ok(())
+    }
+
+    /// Releases the lease so a successor takes over at its next pass (upstream lets it
+    /// expire).
+    fn on_worker_stopped(&self, worker: &Worker) {
+        if let Err(err) = self.release(worker) {
+            log::warn!(
+                "worker {}: could not release the leader lease, it expires in {:?}: {err}",
+                worker.worker_id(),
+                self.timeout
+            );
+        }
+    }
+}
+
+/// Makes every worker a leader as soon as it starts, without touching the table. For tests
+/// and single-worker setups only; identifier `chancy.leadership`, so it replaces
+/// [`Leadership`] in the default set.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ImmediateLeadership;
+
+impl Plugin for ImmediateLeadership {
+    fn identifier(&self) -> &'static str {
+        LEADERSHIP
+    }
+
+    fn on_worker_started(&self, worker: &Worker) -> Result<()> {
+        worker.is_leader().set();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_must_cover_the_poll_interval() {
+        let err = Leadership::builder()
+            .poll_interval(Duration::from_secs(10))
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_err();
+        assert!(err.is_config());
+        assert!(err.to_string().contains("timeout"), "{err}");
+        assert!(Leadership::builder()
+            .poll_interval(Duration::ZERO)
+            .build()
+            .is_err());
+        let ok = Leadership::builder().build().unwrap();
+        assert_eq!(ok.poll_interval(), DEFAULT_LEADERSHIP_POLL_INTERVAL);
+        assert_eq!(ok.timeout(), DEFAULT_LEADERSHIP_TIMEOUT);
+    }
+}
