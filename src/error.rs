@@ -188,8 +188,27 @@ pub(crate) fn is_connection_error(err: &postgres::Error) -> bool {
             let c = code.code();
             c.starts_with("08") || c == "57P01" || c == "57P02" || c == "57P03"
         }
-        None => err.as_db_error().is_none(),
+        None => {
+            let text = err.to_string();
+            io_error_in_chain(err)
+                || text.starts_with("error connecting to server")
+                || text.starts_with("connection closed")
+                || text.starts_with("timeout")
+        }
     }
+}
+
+/// Whether an I/O error caused `err` (a broken socket), as opposed to e.g. a parameter that
+/// could not be converted, which retrying cannot fix.
+fn io_error_in_chain(err: &postgres::Error) -> bool {
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn is_transient_db_error(err: &postgres::Error) -> bool {

@@ -2,6 +2,7 @@
 //! the default set and dependency checks.
 
 mod defaults;
+mod failover;
 mod leadership;
 mod pruner;
 mod recovery;

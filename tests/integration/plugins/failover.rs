@@ -1,0 +1,172 @@
+//! Failover with real worker processes (the `chancy` binary), killed with SIGKILL.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chancy::plugins::Recovery;
+use chancy::{ImmediateLeadership, Job, JobState, Queue};
+use parking_lot::Mutex;
+use serde_json::json;
+
+use super::{fast_worker, wait_for, WAIT};
+use crate::common::{database_url, TestApp};
+
+/// `chancy worker start` as a separate process on `app`'s prefix (the binary runs the default
+/// plugins, so their tables are migrated first).
+fn worker_process(app: &TestApp, id: &str, extra: &[&str]) -> Child {
+    for key in [chancy::migrate::METRICS, chancy::migrate::WORKFLOW] {
+        app.chancy.migrate_key(key, None).unwrap();
+    }
+    Command::new(env!("CARGO_BIN_EXE_chancy"))
+        .args([
+            "--database-url",
+            &database_url(),
+            "--prefix",
+            &app.prefix,
+            "-q",
+        ])
+        .args([
+            "worker",
+            "start",
+            "--worker-id",
+            id,
+            "--heartbeat-poll-interval",
+            "1",
+        ])
+        .args([
+            "--heartbeat-timeout",
+            "3",
+            "--queue-change-poll-interval",
+            "1",
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the chancy binary")
+}
+
+fn kill9(child: &mut Child) {
+    let status = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let _ = child.wait();
+}
+
+fn running_by(app: &TestApp, worker: &str) -> i64 {
+    app.client()
+        .query_one(
+            &app.sql("SELECT count(*) FROM {jobs} WHERE state = 'running' AND taken_by = $1"),
+            &[&worker],
+        )
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn jobs_of_a_sigkilled_worker_are_recovered_and_run_exactly_once_more() {
+    let app = TestApp::with(|b| {
+        b.no_default_plugins()
+            .plugin(ImmediateLeadership)
+            .plugin(Recovery::new().poll_interval(Duration::from_millis(500)))
+    });
+    app.chancy
+        .declare(
+            &Queue::new("victims")
+                .concurrency(20)
+                .polling_interval(Duration::from_secs(1)),
+        )
+        .unwrap();
+    let mut doomed = worker_process(&app, "doomed", &[]);
+    let jobs: Vec<Job> = (0..20)
+        .map(|_| {
+            Job::new("chancy.builtin.sleep")
+                .queue("victims")
+                .kwargs(json!({"seconds": 30}))
+        })
+        .collect();
+    let refs = app.chancy.push_many(&jobs).unwrap();
+    assert!(
+        wait_for(WAIT, || running_by(&app, "doomed") == 20),
+        "the process claimed every job"
+    );
+    kill9(&mut doomed);
+
+    // A survivor (the leader, with Recovery) runs what the dead worker held.
+    let runs: Arc<Mutex<HashMap<uuid::Uuid, u32>>> = Arc::default();
+    let r = Arc::clone(&runs);
+    let survivor = fast_worker(&app)
+        .worker_id("survivor")
+        .heartbeat_timeout(Duration::from_secs(3))
+        .job("chancy.builtin.sleep", move |ctx| {
+            *r.lock().entry(ctx.job().id).or_default() += 1;
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    survivor.start().unwrap();
+    let done = app
+        .chancy
+        .wait_for_jobs(&refs, Duration::from_secs(60))
+        .unwrap();
+    survivor.stop();
+    assert_eq!(done.len(), 20);
+    for job in &done {
+        assert_eq!(job.state, JobState::Succeeded);
+        assert_eq!(
+            (job.attempts, job.max_attempts),
+            (1, 2),
+            "recovery added one attempt"
+        );
+        assert_eq!(job.taken_by.as_deref(), Some("survivor"));
+    }
+    let runs = runs.lock();
+    assert_eq!(runs.len(), 20);
+    assert!(
+        runs.values().all(|n| *n == 1),
+        "each job ran exactly once more: {runs:?}"
+    );
+}
+
+#[test]
+fn leadership_fails_over_between_three_processes_within_the_lease() {
+    // Three worker processes with the default plugins (leadership renews every 10 s with a
+    // 30 s lease); the test only reads the lease row.
+    let app = TestApp::new();
+    let mut children: HashMap<String, Child> = ["p1", "p2", "p3"]
+        .iter()
+        .map(|id| (id.to_string(), worker_process(&app, id, &[])))
+        .collect();
+    let leader_row = || -> Option<String> {
+        app.client()
+            .query_opt(
+                &app.sql("SELECT worker_id FROM {leader} WHERE expires_at > NOW()"),
+                &[],
+            )
+            .unwrap()
+            .map(|r| r.get(0))
+    };
+    assert!(
+        wait_for(WAIT, || leader_row().is_some()),
+        "one process leads"
+    );
+    let first = leader_row().unwrap();
+    kill9(children.get_mut(&first).unwrap());
+    // The killed leader cannot release its lease (30 s, the default): a successor takes
+    // over once it expires and before two more renewal periods pass.
+    let takeover = wait_for(Duration::from_secs(45), || {
+        leader_row().is_some_and(|l| l != first)
+    });
+    let second = leader_row();
+    for (id, child) in children.iter_mut() {
+        if *id != first {
+            kill9(child);
+        }
+    }
+    assert!(takeover, "a surviving process took over the lease");
+    assert!(second.is_some_and(|s| s != first));
+}
