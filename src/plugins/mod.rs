@@ -1,3 +1,7 @@
 //! The plugins Python Chancy ships, for the blocking worker.
 //!
 //! The default set (as upstream 0.26.0): leadership, pruner, recovery, metrics, workflow.
+
+pub mod cron;
+
+pub use cron::{Cron, CronSchedule};

@@ -2,5 +2,6 @@
 
 mod common;
 mod migrations;
+mod plugins_sched;
 mod producer;
 mod worker;
