@@ -3,5 +3,7 @@
 //! The default set (as upstream 0.26.0): leadership, pruner, recovery, metrics, workflow.
 
 pub mod cron;
+pub mod workflow;
 
 pub use cron::{Cron, CronSchedule};
+pub use workflow::{Sequence, Workflow, WorkflowPlugin, WorkflowState, WorkflowStep};
