@@ -1,6 +1,7 @@
 //! Cron, workflow and trigger plugins (the spec's test_cron / test_workflow rows and more).
 
 mod cron;
+mod trigger;
 mod workflow;
 
 use std::time::Duration;
