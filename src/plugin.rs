@@ -8,7 +8,7 @@ use postgres::Transaction;
 
 use crate::error::{Error, Result};
 use crate::job::QueuedJob;
-use crate::worker::{JobError, Worker};
+use crate::worker::{Flag, JobError, Worker};
 use crate::Chancy;
 
 /// A plugin. Every method has a default, so a plugin implements only what it needs.
@@ -49,6 +49,13 @@ pub trait Plugin: Send + Sync {
 
     /// How often [`Plugin::run_once`] runs in a worker; `None` = no service thread.
     fn interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// A flag that wakes the plugin's service loop before its interval is up (e.g. set
+    /// from a hub handler); the loop clears it and runs [`Plugin::run_once`]. `None` = the
+    /// loop wakes only on its interval and at shutdown.
+    fn wake(&self) -> Option<Arc<Flag>> {
         None
     }
 

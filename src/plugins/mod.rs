@@ -7,6 +7,9 @@
 //! | [`Recovery`] | `chancy.recovery` | leadership | yes | the leader |
 //! | [`RetryPlugin`] | `chancy.retry_plugin` | — | no | job hook |
 //! | [`Reprioritize`] | `chancy.reprioritize` | leadership | no | the leader |
+//! | [`WorkflowPlugin`] | `chancy.workflow_plugin` | leadership | yes | the leader (scheduler) |
+//! | [`Cron`] | `chancy.cron` | — | no | every worker |
+//! | [`Trigger`] | `chancy.trigger` | — | no | database triggers |
 //!
 //! The default set (upstream 0.26.0: leadership, pruner, recovery, metrics, workflow) is
 //! added by [`ChancyBuilder::build`](crate::ChancyBuilder::build) unless
@@ -24,17 +27,21 @@
 //! # Ok::<(), chancy::Error>(())
 //! ```
 
+pub mod cron;
 mod leadership;
 mod pruner;
 mod recovery;
 mod reprioritize;
 mod retry;
 pub mod rules;
+pub mod trigger;
+pub mod workflow;
 
 use std::sync::Arc;
 
 use crate::plugin::Plugin;
 
+pub use cron::{Cron, CronSchedule};
 pub use leadership::{
     ImmediateLeadership, Leadership, LeadershipBuilder, DEFAULT_LEADERSHIP_POLL_INTERVAL,
     DEFAULT_LEADERSHIP_TIMEOUT, LEADERSHIP,
@@ -49,18 +56,19 @@ pub use reprioritize::{
 };
 pub use retry::{RetryPlugin, RetrySettings, RETRY_PLUGIN};
 pub use rules::{Field, Rule};
+pub use trigger::{Trigger, TriggerConfig};
+pub use workflow::{Sequence, Workflow, WorkflowPlugin, WorkflowState, WorkflowStep};
 
 /// Appends the default plugins to `plugins`, after the user's, skipping any identifier
 /// already present (so a user's [`ImmediateLeadership`] or tuned [`Pruner`] replaces the
-/// default one). Order: leadership, pruner, recovery.
+/// default one). Order: leadership, pruner, recovery, workflow.
 pub(crate) fn add_defaults(plugins: &mut Vec<Arc<dyn Plugin>>) {
     let defaults: Vec<Arc<dyn Plugin>> = vec![
         Arc::new(Leadership::default()),
         Arc::new(Pruner::default()),
         Arc::new(Recovery::default()),
-        // DEFAULT SET, to be completed: the Metrics plugin (chancy.metrics) and the
-        // WorkflowPlugin (chancy.workflow_plugin) join the default set here, in that order,
-        // when they exist. Their migration keys are already in `Chancy::migration_keys`.
+        // The Metrics plugin (chancy.metrics) joins here, before the workflow plugin.
+        Arc::new(WorkflowPlugin::default()),
     ];
     for plugin in defaults {
         if !plugins
@@ -84,7 +92,13 @@ mod tests {
         let ids: Vec<&str> = plugins.iter().map(|p| p.identifier()).collect();
         assert_eq!(
             ids,
-            vec![RETRY_PLUGIN, LEADERSHIP, PRUNER, RECOVERY],
+            vec![
+                RETRY_PLUGIN,
+                LEADERSHIP,
+                PRUNER,
+                RECOVERY,
+                "chancy.workflow_plugin"
+            ],
             "the user's ImmediateLeadership stands in for Leadership"
         );
         assert!(

@@ -487,9 +487,10 @@ impl Worker {
             let worker = self.clone();
             let plugin = Arc::clone(plugin);
             let name = format!("plugin-{}", plugin.identifier());
+            let wake = plugin.wake().unwrap_or_else(|| Arc::new(Flag::new()));
             s.manager.spawn_loop(
                 Arc::clone(&s.shutdown),
-                self.loop_spec(&name, interval, false, Arc::new(Flag::new())),
+                self.loop_spec(&name, interval, false, wake),
                 move || plugin.run_once(&worker),
             );
         }

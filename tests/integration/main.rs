@@ -3,6 +3,7 @@
 mod common;
 mod migrations;
 mod plugins;
+mod plugins_sched;
 mod process;
 mod producer;
 mod worker;

@@ -21,6 +21,9 @@ pub const WAIT: Duration = Duration::from_secs(30);
 
 /// A worker with short intervals, a no-op and a failing handler.
 pub fn fast_worker(app: &TestApp) -> WorkerBuilder {
+    app.chancy
+        .declare(&chancy::Queue::new("default"))
+        .expect("declare the default queue (threaded)");
     Worker::builder(&app.chancy)
         .queue_change_poll_interval(Duration::from_millis(500))
         .heartbeat_poll_interval(Duration::from_secs(1))
