@@ -93,8 +93,36 @@ async def work(dsn, prefix, ids, seconds):
             ]))
 
 
+async def cron_schedule(dsn, prefix, key, func):
+    """Schedules `func` every minute in Europe/Paris with Python's Cron plugin."""
+    from zoneinfo import ZoneInfo
+
+    from chancy.plugins.cron import Cron
+
+    async with Chancy(dsn, prefix=prefix, plugins=[Cron()]) as chancy:
+        job = Job(func=func, queue="default", unique_key=key, kwargs={"from": "python-cron"})
+        await Cron.schedule(chancy, "* * * * *", job, timezone=ZoneInfo("Europe/Paris"))
+        print(json.dumps({"scheduled": key}))
+
+
+async def workflow_push(dsn, prefix, func):
+    """Pushes a diamond workflow of `func` steps with Python's WorkflowPlugin."""
+    from chancy.plugins.workflow import Workflow, WorkflowPlugin
+
+    async with Chancy(dsn, prefix=prefix) as chancy:
+        wf = (
+            Workflow("py-diamond")
+            .add("a", Job(func=func, kwargs={"step": "a"}))
+            .add("b", Job(func=func, kwargs={"step": "b"}), ["a"])
+            .add("c", Job(func=func, kwargs={"step": "c"}), ["a"])
+            .add("d", Job(func=func, kwargs={"step": "d"}), ["b", "c"])
+        )
+        print(json.dumps(str(await WorkflowPlugin.push(chancy, wf))))
+
+
 COMMANDS = {"check": check, "migrate": migrate, "push": push, "cancel": cancel,
-            "workers": workers, "queues": queues, "work": work}
+            "workers": workers, "queues": queues, "work": work,
+            "cron_schedule": cron_schedule, "workflow_push": workflow_push}
 
 if __name__ == "__main__":
     asyncio.run(COMMANDS[sys.argv[1]](*sys.argv[2:]))

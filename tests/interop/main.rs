@@ -296,3 +296,81 @@ fn python_cancel_stops_a_running_rust_job() {
     assert_eq!(row.state, JobState::Failed);
     assert!(row.errors.is_empty());
 }
+
+#[test]
+fn a_python_cron_schedule_runs_on_a_rust_worker() {
+    use chancy::plugins::Cron;
+    let app = TestApp::with(|b| {
+        b.no_default_plugins()
+            .plugin(Cron::new().poll_interval(Duration::from_millis(500)))
+    });
+    let url = database_url();
+    py(&[
+        "cron_schedule",
+        &url,
+        &app.prefix,
+        "py-cron",
+        "myapp.tasks.tick",
+    ]);
+    // Make Python's schedule due now instead of at the next minute.
+    app.client()
+        .execute(
+            &app.sql("UPDATE \"{p}cron\" SET next_run = NOW()")
+                .replace("{p}", &app.prefix),
+            &[],
+        )
+        .unwrap();
+    let ran = Arc::new(AtomicBool::new(false));
+    let r = Arc::clone(&ran);
+    let w = worker(&app)
+        .job("myapp.tasks.tick", move |ctx| {
+            assert_eq!(ctx.job().kwargs["from"], "python-cron");
+            r.store(true, Ordering::SeqCst);
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    w.start().unwrap();
+    wait_until(|| ran.load(Ordering::SeqCst));
+    w.stop();
+    let schedules = Cron::get_schedules(&app.chancy, None).unwrap();
+    let s = schedules.get("py-cron").expect("the Python schedule");
+    assert!(s.last_run.is_some(), "the Rust worker recorded the run");
+    assert!(s.next_run > chrono::Utc::now(), "next_run advanced");
+    assert_eq!(s.timezone, "Europe/Paris");
+}
+
+#[test]
+fn a_python_workflow_completes_on_rust_workers() {
+    use chancy::plugins::{WorkflowPlugin, WorkflowState};
+    use chancy::ImmediateLeadership;
+    let app = TestApp::with(|b| {
+        b.no_default_plugins()
+            .plugin(ImmediateLeadership)
+            .plugin(WorkflowPlugin::new().polling_interval(Duration::from_secs(1)))
+    });
+    let order = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let o = Arc::clone(&order);
+    let w = worker(&app)
+        .job("myapp.tasks.step", move |ctx| {
+            o.lock()
+                .push(ctx.job().kwargs["step"].as_str().unwrap_or("?").to_string());
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    w.start().unwrap();
+    let url = database_url();
+    let id = py(&["workflow_push", &url, &app.prefix, "myapp.tasks.step"]);
+    let id: uuid::Uuid = id.as_str().unwrap().parse().unwrap();
+    let wf = WorkflowPlugin::wait_for_workflow(&app.chancy, id, WAIT).unwrap();
+    w.stop();
+    assert_eq!(wf.state, WorkflowState::Completed);
+    assert!(wf
+        .steps
+        .iter()
+        .all(|s| s.state == Some(JobState::Succeeded)));
+    let order = order.lock();
+    assert_eq!(order.len(), 4);
+    assert_eq!((order[0].as_str(), order[3].as_str()), ("a", "d"));
+}
