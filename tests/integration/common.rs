@@ -217,15 +217,39 @@ impl Listener {
     }
 }
 
-/// The example binary the process-executor tests run as child (built by `cargo test`).
+/// The example binary the process-executor tests run as child. `cargo test --all-targets`
+/// compiles examples as test harnesses, so the real program is built here once with
+/// `cargo build --example process_worker` (same profile and target directory).
 pub fn process_child() -> std::path::PathBuf {
+    static BUILT: Once = Once::new();
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let path = dir.join("examples").join("process_worker");
-    assert!(
-        path.exists(),
-        "{} is missing: `cargo test --all-targets` builds it (examples/process_worker.rs)",
-        path.display()
-    );
-    path
+    let examples = dir.join("examples");
+    let plain = examples.join("process_worker");
+    BUILT.call_once(|| {
+        let target_dir = dir.parent().expect("target root");
+        let mut cmd = std::process::Command::new(env!("CARGO"));
+        cmd.args([
+            "build",
+            "--quiet",
+            "--example",
+            "process_worker",
+            "--manifest-path",
+        ])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd
+            .status()
+            .expect("run cargo build --example process_worker");
+        assert!(
+            status.success(),
+            "building examples/process_worker.rs failed"
+        );
+    });
+    assert!(plain.exists(), "{} was not built", plain.display());
+    plain
 }
