@@ -5,6 +5,7 @@
 //! | [`Leadership`] / [`ImmediateLeadership`] | `chancy.leadership` | — | yes | every worker |
 //! | [`Pruner`] | `chancy.pruner` | leadership | yes | the leader |
 //! | [`Recovery`] | `chancy.recovery` | leadership | yes | the leader |
+//! | [`Metrics`] | `chancy.metrics` | — | yes | every worker (table sizes: the leader) |
 //! | [`RetryPlugin`] | `chancy.retry_plugin` | — | no | job hook |
 //! | [`Reprioritize`] | `chancy.reprioritize` | leadership | no | the leader |
 //!
@@ -25,6 +26,7 @@
 //! ```
 
 mod leadership;
+mod metrics;
 mod pruner;
 mod recovery;
 mod reprioritize;
@@ -39,6 +41,12 @@ pub use leadership::{
     ImmediateLeadership, Leadership, LeadershipBuilder, DEFAULT_LEADERSHIP_POLL_INTERVAL,
     DEFAULT_LEADERSHIP_TIMEOUT, LEADERSHIP,
 };
+pub use metrics::{
+    Metric, MetricPoint, MetricType, MetricValue, Metrics, MetricsBuilder, MetricsQuery,
+    Resolution, CHUNK_SIZE, COUNTER_UNIT, DEFAULT_MAXIMUM_METRIC_AGE, DEFAULT_MAX_BUFFERED_POINTS,
+    DEFAULT_METRICS_COLLECTION_INTERVAL, DEFAULT_METRICS_SYNC_INTERVAL, METRICS, METRICS_COUNTER,
+    METRICS_GAUGE, METRICS_HISTOGRAM, NUMBER_UNIT,
+};
 pub use pruner::{
     Pruner, DEFAULT_MAXIMUM_TO_PRUNE, DEFAULT_PRUNER_POLL_INTERVAL, DEFAULT_PRUNE_AGE_SECS, PRUNER,
 };
@@ -52,15 +60,16 @@ pub use rules::{Field, Rule};
 
 /// Appends the default plugins to `plugins`, after the user's, skipping any identifier
 /// already present (so a user's [`ImmediateLeadership`] or tuned [`Pruner`] replaces the
-/// default one). Order: leadership, pruner, recovery.
+/// default one). Order: leadership, pruner, recovery, metrics.
 pub(crate) fn add_defaults(plugins: &mut Vec<Arc<dyn Plugin>>) {
     let defaults: Vec<Arc<dyn Plugin>> = vec![
         Arc::new(Leadership::default()),
         Arc::new(Pruner::default()),
         Arc::new(Recovery::default()),
-        // DEFAULT SET, to be completed: the Metrics plugin (chancy.metrics) and the
-        // WorkflowPlugin (chancy.workflow_plugin) join the default set here, in that order,
-        // when they exist. Their migration keys are already in `Chancy::migration_keys`.
+        Arc::new(Metrics::default()),
+        // DEFAULT SET, to be completed: the WorkflowPlugin (chancy.workflow_plugin) joins
+        // the default set here, after Metrics, when it exists. Its migration key is already
+        // in `Chancy::migration_keys`.
     ];
     for plugin in defaults {
         if !plugins
@@ -84,7 +93,7 @@ mod tests {
         let ids: Vec<&str> = plugins.iter().map(|p| p.identifier()).collect();
         assert_eq!(
             ids,
-            vec![RETRY_PLUGIN, LEADERSHIP, PRUNER, RECOVERY],
+            vec![RETRY_PLUGIN, LEADERSHIP, PRUNER, RECOVERY, METRICS],
             "the user's ImmediateLeadership stands in for Leadership"
         );
         assert!(

@@ -17,7 +17,7 @@ fn identifiers(app: &TestApp) -> Vec<&'static str> {
 }
 
 #[test]
-fn default_set_is_leadership_pruner_recovery_after_user_plugins() {
+fn default_set_is_leadership_pruner_recovery_metrics_after_user_plugins() {
     let app = TestApp::with(|b| b.plugin(RetryPlugin));
     assert_eq!(
         identifiers(&app),
@@ -25,13 +25,19 @@ fn default_set_is_leadership_pruner_recovery_after_user_plugins() {
             "chancy.retry_plugin",
             "chancy.leadership",
             "chancy.pruner",
-            "chancy.recovery"
+            "chancy.recovery",
+            "chancy.metrics"
         ]
     );
     let immediate = TestApp::with(|b| b.plugin(ImmediateLeadership));
     assert_eq!(
         identifiers(&immediate),
-        vec!["chancy.leadership", "chancy.pruner", "chancy.recovery"]
+        vec![
+            "chancy.leadership",
+            "chancy.pruner",
+            "chancy.recovery",
+            "chancy.metrics"
+        ]
     );
     assert!(
         immediate.chancy.plugins()[0].interval().is_none(),

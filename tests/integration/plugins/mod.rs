@@ -3,6 +3,7 @@
 
 mod defaults;
 mod leadership;
+mod metrics;
 mod pruner;
 mod recovery;
 mod reprioritize;
