@@ -5,6 +5,7 @@
 //! | [`Leadership`] / [`ImmediateLeadership`] | `chancy.leadership` | — | yes | every worker |
 //! | [`Pruner`] | `chancy.pruner` | leadership | yes | the leader |
 //! | [`Recovery`] | `chancy.recovery` | leadership | yes | the leader |
+//! | [`Metrics`] | `chancy.metrics` | — | yes | every worker (table sizes: the leader) |
 //! | [`RetryPlugin`] | `chancy.retry_plugin` | — | no | job hook |
 //! | [`Reprioritize`] | `chancy.reprioritize` | leadership | no | the leader |
 //! | [`WorkflowPlugin`] | `chancy.workflow_plugin` | leadership | yes | the leader (scheduler) |
@@ -29,6 +30,7 @@
 
 pub mod cron;
 mod leadership;
+mod metrics;
 mod pruner;
 mod recovery;
 mod reprioritize;
@@ -46,6 +48,12 @@ pub use leadership::{
     ImmediateLeadership, Leadership, LeadershipBuilder, DEFAULT_LEADERSHIP_POLL_INTERVAL,
     DEFAULT_LEADERSHIP_TIMEOUT, LEADERSHIP,
 };
+pub use metrics::{
+    Metric, MetricPoint, MetricType, MetricValue, Metrics, MetricsBuilder, MetricsQuery,
+    Resolution, CHUNK_SIZE, COUNTER_UNIT, DEFAULT_MAXIMUM_METRIC_AGE, DEFAULT_MAX_BUFFERED_POINTS,
+    DEFAULT_METRICS_COLLECTION_INTERVAL, DEFAULT_METRICS_SYNC_INTERVAL, METRICS, METRICS_COUNTER,
+    METRICS_GAUGE, METRICS_HISTOGRAM, NUMBER_UNIT,
+};
 pub use pruner::{
     Pruner, DEFAULT_MAXIMUM_TO_PRUNE, DEFAULT_PRUNER_POLL_INTERVAL, DEFAULT_PRUNE_AGE_SECS, PRUNER,
 };
@@ -61,13 +69,13 @@ pub use workflow::{Sequence, Workflow, WorkflowPlugin, WorkflowState, WorkflowSt
 
 /// Appends the default plugins to `plugins`, after the user's, skipping any identifier
 /// already present (so a user's [`ImmediateLeadership`] or tuned [`Pruner`] replaces the
-/// default one). Order: leadership, pruner, recovery, workflow.
+/// default one). Order: leadership, pruner, recovery, metrics, workflow.
 pub(crate) fn add_defaults(plugins: &mut Vec<Arc<dyn Plugin>>) {
     let defaults: Vec<Arc<dyn Plugin>> = vec![
         Arc::new(Leadership::default()),
         Arc::new(Pruner::default()),
         Arc::new(Recovery::default()),
-        // The Metrics plugin (chancy.metrics) joins here, before the workflow plugin.
+        Arc::new(Metrics::default()),
         Arc::new(WorkflowPlugin::default()),
     ];
     for plugin in defaults {
@@ -97,6 +105,7 @@ mod tests {
                 LEADERSHIP,
                 PRUNER,
                 RECOVERY,
+                METRICS,
                 "chancy.workflow_plugin"
             ],
             "the user's ImmediateLeadership stands in for Leadership"

@@ -120,9 +120,41 @@ async def workflow_push(dsn, prefix, func):
         print(json.dumps(str(await WorkflowPlugin.push(chancy, wf))))
 
 
+async def metrics_read(dsn, prefix, metric_prefix):
+    """Reads metrics with 0.26.0's own query API (1-hour buckets, last hour) and prints
+    {key: {type, unit, summary, points}} plus the list of keys."""
+    from chancy.plugins.metrics import Metrics
+
+    async with Chancy(dsn, prefix=prefix) as chancy:
+        metrics = Metrics()
+        result = await metrics.get_metrics(
+            chancy, metric_prefix, resolution="1hour", range_seconds=3600
+        )
+        print(json.dumps({
+            "keys": await metrics.list_metrics(chancy),
+            "series": {
+                key: {"type": m.type, "unit": m.unit, "summary": m.summary,
+                      "points": len(m.data)}
+                for key, m in result["series"].items()
+            },
+        }))
+
+
+async def metrics_write(dsn, prefix, key, value):
+    """Adds `value` to the counter `key` with 0.26.0's Metrics and flushes it."""
+    from chancy.plugins.metrics import Metrics
+
+    async with Chancy(dsn, prefix=prefix) as chancy:
+        metrics = Metrics()
+        await metrics.increment_counter(key, float(value))
+        await metrics.flush(chancy)
+        print(json.dumps({"written": key}))
+
+
 COMMANDS = {"check": check, "migrate": migrate, "push": push, "cancel": cancel,
             "workers": workers, "queues": queues, "work": work,
-            "cron_schedule": cron_schedule, "workflow_push": workflow_push}
+            "cron_schedule": cron_schedule, "workflow_push": workflow_push,
+            "metrics_read": metrics_read, "metrics_write": metrics_write}
 
 if __name__ == "__main__":
     asyncio.run(COMMANDS[sys.argv[1]](*sys.argv[2:]))

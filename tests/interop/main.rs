@@ -374,3 +374,58 @@ fn a_python_workflow_completes_on_rust_workers() {
     assert_eq!(order.len(), 4);
     assert_eq!((order[0].as_str(), order[3].as_str()), ("a", "d"));
 }
+
+/// Python 0.26.0's `Metrics.get_metrics` reads what the Rust plugin flushed, and both
+/// sides' sessions combine when Rust reads a key Python also wrote.
+#[test]
+fn python_reads_the_metrics_rust_wrote_and_sessions_combine() {
+    use chancy::plugins::{Metrics, MetricsQuery, Resolution};
+    // Keep every observation and read within one 1-hour bucket.
+    while chrono::Utc::now().timestamp() % 3600 > 3570 {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let metrics = Metrics::default();
+    let m = metrics.clone();
+    let app = TestApp::with(|b| b.no_default_plugins().plugin(m));
+    assert!(metrics.increment_counter("interop:jobs", 1.0, "count"));
+    assert!(metrics.increment_counter("interop:jobs", 2.0, "count"));
+    assert!(metrics.record_histogram_value("interop:latency", 0.5, "seconds"));
+    assert!(metrics.record_histogram_value("interop:latency", 1.5, "seconds"));
+    assert!(metrics.record_gauge("interop:depth", 4.0, "number"));
+    assert!(metrics.record_gauge("interop:depth", 7.0, "number"));
+    metrics.flush(&app.chancy).unwrap();
+
+    let url = database_url();
+    let read = py(&["metrics_read", &url, &app.prefix, "interop"]);
+    assert_eq!(
+        read["keys"],
+        json!(["interop:depth", "interop:jobs", "interop:latency"])
+    );
+    let series = &read["series"];
+    assert_eq!(
+        series["interop:jobs"],
+        json!({"type": "counter", "unit": "count", "summary": 3.0, "points": 1})
+    );
+    assert_eq!(
+        series["interop:depth"],
+        json!({"type": "gauge", "unit": "number", "summary": 7.0, "points": 1})
+    );
+    assert_eq!(
+        series["interop:latency"]["summary"],
+        json!({"count": 2, "sum": 2.0, "avg": 1.0, "min": 0.5, "max": 1.5})
+    );
+    assert_eq!(series["interop:latency"]["unit"], "seconds");
+
+    // Python writes the same counter in its own session; Rust reads the sum.
+    py(&["metrics_write", &url, &app.prefix, "interop:jobs", "4"]);
+    let query = MetricsQuery {
+        prefix: Some("interop:jobs".into()),
+        resolution: Resolution::OneHour,
+        range: Some(Duration::from_secs(3600)),
+        ..MetricsQuery::default()
+    };
+    let combined = metrics.get_metrics(&app.chancy, &query).unwrap();
+    assert_eq!(combined["interop:jobs"].total(), Some(7.0));
+    let read = py(&["metrics_read", &url, &app.prefix, "interop:jobs"]);
+    assert_eq!(read["series"]["interop:jobs"]["summary"], json!(7.0));
+}

@@ -17,7 +17,7 @@ fn identifiers(app: &TestApp) -> Vec<&'static str> {
 }
 
 #[test]
-fn default_set_is_leadership_pruner_recovery_workflow_after_user_plugins() {
+fn default_set_is_leadership_pruner_recovery_metrics_workflow_after_user_plugins() {
     let app = TestApp::with(|b| b.plugin(RetryPlugin));
     assert_eq!(
         identifiers(&app),
@@ -26,6 +26,7 @@ fn default_set_is_leadership_pruner_recovery_workflow_after_user_plugins() {
             "chancy.leadership",
             "chancy.pruner",
             "chancy.recovery",
+            "chancy.metrics",
             "chancy.workflow_plugin"
         ]
     );
@@ -36,6 +37,7 @@ fn default_set_is_leadership_pruner_recovery_workflow_after_user_plugins() {
             "chancy.leadership",
             "chancy.pruner",
             "chancy.recovery",
+            "chancy.metrics",
             "chancy.workflow_plugin"
         ]
     );

@@ -4,6 +4,7 @@
 mod defaults;
 mod failover;
 mod leadership;
+mod metrics;
 mod pruner;
 mod recovery;
 mod reprioritize;
