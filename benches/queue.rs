@@ -48,7 +48,11 @@ fn claim(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(10));
     // `cargo test --all-targets` runs each bench once as a smoke test: skip the 1M fill there.
     let measuring = std::env::args().any(|a| a == "--bench");
-    let sizes: &[usize] = if measuring { &[10_000, 1_000_000] } else { &[10_000] };
+    let sizes: &[usize] = if measuring {
+        &[10_000, 1_000_000]
+    } else {
+        &[10_000]
+    };
     for &backlog in sizes {
         let chancy = app("bench_claim_");
         fill(&chancy, backlog);
