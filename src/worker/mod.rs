@@ -705,6 +705,27 @@ impl Worker {
     pub fn running_jobs(&self) -> usize {
         self.shared.executions.len()
     }
+
+    /// Emits `metrics.counter {key, value, unit}` (recorded by the Metrics plugin), like
+    /// upstream's `Worker.increment_counter` (unit default there: `count`).
+    pub fn increment_counter(&self, key: &str, value: f64, unit: &str) {
+        self.emit_metric("metrics.counter", key, value, unit);
+    }
+
+    /// Emits `metrics.gauge {key, value, unit}` (upstream's `record_gauge`).
+    pub fn record_gauge(&self, key: &str, value: f64, unit: &str) {
+        self.emit_metric("metrics.gauge", key, value, unit);
+    }
+
+    /// Emits `metrics.histogram {key, value, unit}` (upstream's `record_histogram_value`).
+    pub fn record_histogram_value(&self, key: &str, value: f64, unit: &str) {
+        self.emit_metric("metrics.histogram", key, value, unit);
+    }
+
+    fn emit_metric(&self, event: &str, key: &str, value: f64, unit: &str) {
+        let body = json!({ "key": key, "value": value, "unit": unit });
+        self.shared.hub.emit(event, body);
+    }
 }
 
 fn uuid_field(body: &Value, key: &str) -> Option<Uuid> {

@@ -269,10 +269,7 @@ fn a_worker_records_job_metrics_and_flushes_them_when_it_stops() {
         .collect();
     refs.push(app.chancy.push(&Job::new("t.fail").queue("mq")).unwrap());
     app.chancy.wait_for_jobs(&refs, WAIT).unwrap();
-    worker.hub().emit(
-        "metrics.counter",
-        json!({"key": "custom:hub", "value": 2, "unit": "count"}),
-    );
+    worker.increment_counter("custom:hub", 2.0, "count");
     worker
         .hub()
         .emit("metrics.gauge", json!({"key": "custom:bad", "value": true}));
