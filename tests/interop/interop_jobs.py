@@ -16,6 +16,19 @@ def py_job(*, context: QueuedJob, x: int = 0):
     context.meta["x_seen"] = x
 
 
+def py_record(*, context: QueuedJob, dsn: str, table: str):
+    """Records that Python ran this job (one row per run) in `table`."""
+    import time
+
+    import psycopg
+
+    time.sleep(0.02)  # keep Python busy long enough for the Rust worker to join
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            f'INSERT INTO "{table}" (job_id, runner) VALUES (%s, %s)', (str(context.id), "python")
+        )
+
+
 def py_fail():
     raise ValueError("python says no")
 

@@ -429,3 +429,82 @@ fn python_reads_the_metrics_rust_wrote_and_sessions_combine() {
     let read = py(&["metrics_read", &url, &app.prefix, "interop:jobs"]);
     assert_eq!(read["series"]["interop:jobs"]["summary"], json!(7.0));
 }
+
+#[test]
+fn python_and_rust_workers_share_a_queue_without_running_a_claim_twice() {
+    let app = TestApp::with(|b| b);
+    let runs = format!("{}runs", app.prefix);
+    app.client()
+        .batch_execute(&format!(
+            "CREATE TABLE \"{runs}\" (job_id uuid NOT NULL, runner text NOT NULL)"
+        ))
+        .unwrap();
+    app.chancy
+        .declare(
+            &Queue::new("both")
+                .executor(THREADED_EXECUTOR)
+                .concurrency(4)
+                .eager_polling(true)
+                .polling_interval(Duration::from_secs(1)),
+        )
+        .unwrap();
+    let url = database_url();
+    let (u, t) = (url.clone(), runs.clone());
+    let w = worker(&app)
+        .worker_id("rust-shared")
+        .job("interop_jobs.py_record", move |ctx| {
+            std::thread::sleep(Duration::from_millis(5));
+            let mut c = postgres::Client::connect(&u, postgres::NoTls)?;
+            c.execute(
+                &format!("INSERT INTO \"{t}\" (job_id, runner) VALUES ($1, 'rust')"),
+                &[&ctx.job().id],
+            )?;
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    let jobs: Vec<Job> = (0..300)
+        .map(|_| {
+            Job::new("interop_jobs.py_record")
+                .queue("both")
+                .kwargs(json!({"dsn": url, "table": runs}))
+        })
+        .collect();
+    let refs = app.chancy.push_many(&jobs).unwrap();
+    let ids = json!(refs.iter().map(ToString::to_string).collect::<Vec<_>>()).to_string();
+    // Python starts first and is draining when the Rust worker joins.
+    let (pu, pp) = (url.clone(), app.prefix.clone());
+    let python = std::thread::spawn(move || py(&["work", &pu, &pp, &ids, "120"]));
+    wait_until(|| {
+        app.client()
+            .query_one(&format!("SELECT count(*) FROM \"{runs}\""), &[])
+            .unwrap()
+            .get::<_, i64>(0)
+            > 0
+    });
+    w.start().unwrap();
+    python.join().unwrap();
+    let done = app.chancy.wait_for_jobs(&refs, WAIT).unwrap();
+    w.stop();
+    assert!(done
+        .iter()
+        .all(|j| j.state == JobState::Succeeded && j.attempts == 1));
+    let rows = app
+        .client()
+        .query(
+            &format!("SELECT runner, count(*), count(DISTINCT job_id) FROM \"{runs}\" GROUP BY 1"),
+            &[],
+        )
+        .unwrap();
+    let mut total = 0;
+    let mut distinct = 0;
+    for r in &rows {
+        total += r.get::<_, i64>(1);
+        distinct += r.get::<_, i64>(2);
+    }
+    let by_runner: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(total, 300, "every job ran exactly once over both workers");
+    assert_eq!(distinct, 300);
+    assert!(by_runner.contains(&"rust".to_string()), "{by_runner:?}");
+    assert!(by_runner.contains(&"python".to_string()), "{by_runner:?}");
+}
