@@ -537,3 +537,341 @@ fn every_level_has_help_with_examples() {
         );
     }
 }
+
+/// The library's view of a test prefix (default plugins; nothing is started).
+fn library(ns: &Ns) -> chancy::Chancy {
+    chancy::Chancy::builder(database_url())
+        .prefix(ns.prefix.clone())
+        .min_connection_pool_size(0)
+        .build()
+        .expect("build a Chancy")
+}
+
+/// Sends SIGTERM to a worker started by a test and returns its exit status.
+fn terminate(worker: &mut Child) -> std::process::ExitStatus {
+    let kill = Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    wait_for_exit(worker, Duration::from_secs(15))
+}
+
+/// Polls `check` every 100 ms until it returns true or `within` passes.
+fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let until = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn cron_schedule_list_unschedule_round_trip_and_a_cron_worker_fires_it() {
+    let ns = Ns::migrated();
+    // The cron table is not part of plain `chancy migrate`.
+    let out = ns.run(&["cron", "list"]);
+    let line = one_line_error(&out);
+    assert!(
+        line.contains("run `chancy migrate --plugin cron`"),
+        "{line}"
+    );
+    let out = ns.run(&["worker", "start", "--plugins", "cron"]);
+    assert!(one_line_error(&out).contains("`chancy migrate --plugin cron`"));
+    let migrated = ns.ok(&["migrate", "--plugin", "cron"]);
+    assert!(migrated.contains("migrated"), "{migrated}");
+    assert_eq!(ns.ok(&["cron", "list"]).trim(), "no cron schedules");
+
+    let out = ns.ok(&[
+        "cron",
+        "schedule",
+        "0 9 * * 1-5",
+        "chancy.builtin.echo",
+        "--unique-key",
+        "tick",
+        "--queue",
+        "default",
+        "--kwargs",
+        r#"{"a": 1}"#,
+        "--priority",
+        "3",
+        "--max-attempts",
+        "2",
+        "--timezone",
+        "Europe/Paris",
+    ]);
+    assert!(out.starts_with("scheduled \"tick\""), "{out}");
+    let list = ns.ok(&["cron", "list"]);
+    let row = list.lines().find(|l| l.starts_with("tick")).expect(&list);
+    assert!(
+        row.contains("0 9 * * 1-5") && row.contains("Europe/Paris") && row.contains("echo"),
+        "{row}"
+    );
+    let stored = chancy::plugins::Cron::get_schedules(&library(&ns), None).unwrap();
+    let tick = &stored["tick"];
+    let packed = tick.job.pack();
+    assert_eq!(packed["k"], serde_json::json!({"a": 1}), "{packed}");
+    assert_eq!(
+        (packed["p"].clone(), packed["a"].clone()),
+        (3.into(), 2.into())
+    );
+    assert_eq!(tick.job.unique_key_ref(), Some("tick"));
+    assert_eq!(tick.last_run, None);
+
+    // Re-scheduling the key replaces it: every second (seconds last, croniter style).
+    ns.ok(&[
+        "cron",
+        "schedule",
+        "* * * * * *",
+        "chancy.builtin.noop",
+        "--unique-key",
+        "tick",
+    ]);
+    let list = ns.ok(&["cron", "list"]);
+    assert_eq!(list.lines().count(), 2, "header + one schedule: {list}");
+    assert!(
+        list.contains("* * * * * *") && list.contains("Etc/UTC"),
+        "{list}"
+    );
+
+    // A worker started with only the cron plugin pushes and runs it.
+    ns.ok(&["queue", "declare", "default", "--executor", "thread"]);
+    let mut worker = ns
+        .command(&[
+            "worker",
+            "start",
+            "--plugins",
+            "cron",
+            "--cron-poll-interval",
+            "0.2",
+            "--queue-change-poll-interval",
+            "0.5",
+            "--shutdown-timeout",
+            "5",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn worker");
+    eventually(
+        Duration::from_secs(20),
+        "a cron-pushed job to succeed",
+        || {
+            let jobs = ns.ok(&[
+                "job",
+                "list",
+                "--func",
+                "chancy.builtin.noop",
+                "--state",
+                "succeeded",
+            ]);
+            jobs.lines().count() > 1
+        },
+    );
+    assert_eq!(terminate(&mut worker).code(), Some(0));
+    let fired = chancy::plugins::Cron::get_schedules(&library(&ns), None).unwrap();
+    let last_run = fired["tick"].last_run.expect("the schedule fired");
+    let list = ns.ok(&["cron", "list"]);
+    let shown = last_run.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert!(list.contains(&shown), "LAST RUN {shown} in {list}");
+
+    let out = ns.ok(&["cron", "unschedule", "tick"]);
+    assert_eq!(out.trim(), "unscheduled \"tick\"");
+    assert_eq!(ns.ok(&["cron", "list"]).trim(), "no cron schedules");
+    let again = ns.run(&["cron", "unschedule", "tick"]);
+    assert!(one_line_error(&again).contains("no cron schedule with unique key \"tick\""));
+}
+
+#[test]
+fn cron_schedule_without_a_unique_key_or_with_a_bad_expression_fails_in_one_line() {
+    let ns = Ns::migrated();
+    ns.ok(&["migrate", "--plugin", "chancy.cron"]);
+    let out = ns.run(&["cron", "schedule", "*/5 * * * *", "chancy.builtin.noop"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(one_line_error(&out).contains("needs --unique-key"));
+    let out = ns.run(&[
+        "cron",
+        "schedule",
+        "every tuesday",
+        "chancy.builtin.noop",
+        "--unique-key",
+        "k",
+    ]);
+    one_line_error(&out);
+    let out = ns.run(&[
+        "cron",
+        "schedule",
+        "@daily",
+        "chancy.builtin.noop",
+        "--unique-key",
+        "k",
+        "--timezone",
+        "Mars/Olympus",
+    ]);
+    one_line_error(&out);
+    assert_eq!(
+        ns.ok(&["cron", "list"]).trim(),
+        "no cron schedules",
+        "nothing was stored"
+    );
+    let out = ns.run(&["migrate", "--plugin", "recovery"]);
+    assert!(one_line_error(&out).contains("no tables of its own"));
+}
+
+#[test]
+fn workflow_list_get_and_a_leadership_workflow_worker_completes_it() {
+    use chancy::plugins::{Workflow, WorkflowPlugin};
+    let ns = Ns::migrated();
+    ns.ok(&["queue", "declare", "default", "--executor", "thread"]);
+    assert_eq!(ns.ok(&["workflow", "list"]).trim(), "no workflows");
+    let noop = || chancy::Job::new("chancy.builtin.noop");
+    let wf = Workflow::new("cli-diamond")
+        .add("top", noop(), &[])
+        .add("left", noop(), &["top"])
+        .add("right", noop(), &["top"])
+        .add("bottom", noop(), &["left", "right"]);
+    let id = WorkflowPlugin::push(&library(&ns), &wf)
+        .unwrap()
+        .to_string();
+
+    let list = ns.ok(&["workflow", "list"]);
+    let row = list.lines().find(|l| l.starts_with(&id)).expect(&list);
+    assert!(
+        row.contains("cli-diamond") && row.contains("pending") && row.contains("0/4"),
+        "{row}"
+    );
+    let got = ns.json(&["workflow", "get", &id]);
+    assert_eq!(got["id"], id.as_str());
+    assert_eq!(got["state"], "pending");
+    let steps = got["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 4);
+    let bottom = steps.iter().find(|s| s["step_id"] == "bottom").unwrap();
+    assert_eq!(bottom["dependencies"], serde_json::json!(["left", "right"]));
+    assert_eq!(bottom["func"], "chancy.builtin.noop");
+    assert_eq!(bottom["job_id"], Value::Null);
+
+    let mut worker = ns
+        .command(&[
+            "worker",
+            "start",
+            "--plugins",
+            "leadership,workflow",
+            "--leadership-poll-interval",
+            "0.5",
+            "--leadership-timeout",
+            "5",
+            "--workflow-poll-interval",
+            "0.5",
+            "--queue-change-poll-interval",
+            "0.5",
+            "--shutdown-timeout",
+            "5",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn worker");
+    eventually(Duration::from_secs(30), "the workflow to complete", || {
+        ns.json(&["workflow", "get", &id])["state"] == "completed"
+    });
+    assert_eq!(terminate(&mut worker).code(), Some(0));
+
+    let done = ns.json(&["workflow", "get", &id]);
+    for step in done["steps"].as_array().unwrap() {
+        assert_eq!(step["state"], "succeeded", "{step}");
+        let job = step["job_id"].as_str().expect("a pushed step has a job id");
+        assert_eq!(ns.json(&["job", "get", job])["state"], "succeeded");
+    }
+    let completed = ns.ok(&["workflow", "list", "--state", "completed"]);
+    assert!(
+        completed.contains(&id) && completed.contains("4/4"),
+        "{completed}"
+    );
+    assert_eq!(
+        ns.ok(&["workflow", "list", "--state", "running"]).trim(),
+        "no workflows"
+    );
+
+    assert!(one_line_error(&ns.run(&["workflow", "get", "nope"])).contains("is not a workflow id"));
+    let missing = ns.run(&["workflow", "get", "00000000-0000-0000-0000-000000000000"]);
+    assert!(one_line_error(&missing).contains("not found"));
+    let bad_state = ns.run(&["workflow", "list", "--state", "done"]);
+    assert_eq!(bad_state.status.code(), Some(2), "a usage error");
+}
+
+#[test]
+fn worker_start_with_an_unknown_plugin_lists_the_available_ones() {
+    let ns = Ns::migrated();
+    for list in ["bogus", "leadership,metrics"] {
+        let out = ns.run(&["worker", "start", "--plugins", list]);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let line = one_line_error(&out);
+        assert!(line.contains("unknown plugin"), "{line}");
+        assert!(
+            line.contains("leadership, pruner, recovery, workflow, cron, retry, trigger"),
+            "{line}"
+        );
+    }
+    let out = ns.run(&[
+        "worker",
+        "start",
+        "--plugins",
+        "none",
+        "--cron-poll-interval",
+        "1",
+    ]);
+    assert!(one_line_error(&out).contains("--cron-poll-interval configures the cron plugin"));
+    let out = ns.run(&["worker", "start", "--plugins", "pruner"]);
+    assert!(
+        one_line_error(&out).contains("chancy.leadership"),
+        "a missing dependency"
+    );
+    assert_eq!(
+        ns.ok(&["worker", "list"]).trim(),
+        "no live workers",
+        "no worker was started"
+    );
+}
+
+#[test]
+fn worker_start_with_plugins_none_runs_jobs_and_stops_on_sigterm() {
+    let ns = Ns::migrated();
+    ns.ok(&["queue", "declare", "default", "--executor", "thread"]);
+    let log = std::env::temp_dir().join(format!("{}worker.log", ns.prefix));
+    let mut worker = ns
+        .command(&[
+            "worker",
+            "start",
+            "--plugins",
+            "none",
+            "--worker-id",
+            "no-plugins",
+            "--heartbeat-poll-interval",
+            "0.5",
+            "--queue-change-poll-interval",
+            "0.5",
+            "--shutdown-timeout",
+            "5",
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("spawn worker");
+    let id = ns.push(&["chancy.builtin.noop"]);
+    let done = ns.run(&["job", "wait", &id, "--timeout", "30"]);
+    assert_eq!(done.status.code(), Some(0), "{done:?}");
+    let workers = ns.ok(&["worker", "list"]);
+    let row = workers
+        .lines()
+        .find(|l| l.starts_with("no-plugins"))
+        .expect(&workers);
+    assert!(
+        row.contains(" no "),
+        "no leadership plugin, no leader: {row}"
+    );
+    assert_eq!(terminate(&mut worker).code(), Some(0));
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert!(stderr.contains("with plugins []"), "{stderr}");
+    assert!(!stderr.contains("ERROR"), "{stderr}");
+}

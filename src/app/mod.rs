@@ -85,6 +85,13 @@ impl ChancyBuilder {
         self
     }
 
+    /// Adds an already shared plugin, e.g. one chosen at run time by name (what
+    /// `chancy worker start --plugins` does). Same rules as [`ChancyBuilder::plugin`].
+    pub fn plugin_arc(mut self, plugin: Arc<dyn Plugin>) -> Self {
+        self.plugins.push(plugin);
+        self
+    }
+
     /// Leaves out the default plugin set (leadership, pruner, recovery, metrics, workflow),
     /// like Python's `no_default_plugins=True`. Their tables are then not migrated either.
     /// Without it, `build` appends the defaults after the added plugins, skipping any

@@ -2,6 +2,7 @@
 
 use clap::Args;
 
+use super::plugins;
 use crate::error::{Error, Result};
 use crate::migrate::{self, ALL_KEYS};
 use crate::Chancy;
@@ -12,27 +13,28 @@ pub struct MigrateArgs {
     /// Target version (0 tears the schema down). Applies to the core key, or to --plugin.
     #[arg(long, short = 't')]
     pub to_version: Option<i32>,
-    /// Migrate only this key: chancy, cron, metrics, trigger or workflow.
-    #[arg(long, short = 'p')]
+    /// Migrate only this key (chancy, chancy_rs, cron, metrics, trigger, workflow) or the
+    /// tables of this plugin (a `--plugins` name such as `cron`, or an identifier such as
+    /// `chancy.cron`).
+    #[arg(long, short = 'p', value_name = "KEY")]
     pub plugin: Option<String>,
 }
 
 pub(super) fn migrate(chancy: &Chancy, args: &MigrateArgs) -> Result<i32> {
+    let mut keys = chancy.migration_keys();
     let changed = match (&args.plugin, args.to_version) {
-        (Some(key), version) => {
-            let key = key.to_lowercase();
-            if !ALL_KEYS.contains(&key.as_str()) {
-                return Err(Error::invalid_input(format!(
-                    "unknown plugin {key:?}; migration keys are {}",
-                    ALL_KEYS.join(", ")
-                )));
+        (Some(name), version) => {
+            let key = resolve_key(name)?;
+            // Show the key migrated here, even when it is not one of the default keys.
+            if !keys.contains(&key) {
+                keys.push(key);
             }
-            chancy.migrate_key(&key, version)?
+            chancy.migrate_key(key, version)?
         }
         (None, Some(version)) => chancy.migrate_to(version)?,
         (None, None) => chancy.migrate()?,
     };
-    for status in chancy.migration_status(&chancy.migration_keys())? {
+    for status in chancy.migration_status(&keys)? {
         println!(
             "{}: version {} of {}",
             status.key, status.current, status.latest
@@ -47,6 +49,26 @@ pub(super) fn migrate(chancy: &Chancy, args: &MigrateArgs) -> Result<i32> {
         }
     );
     Ok(0)
+}
+
+/// A migration key, or the key of a plugin given by name or identifier.
+fn resolve_key(name: &str) -> Result<&'static str> {
+    let lower = name.trim().to_lowercase();
+    if let Some(key) = ALL_KEYS.iter().find(|k| **k == lower) {
+        return Ok(key);
+    }
+    match plugins::migration_key_of(&lower) {
+        Ok(Some(key)) => Ok(key),
+        Ok(None) => Err(Error::invalid_input(format!(
+            "plugin {lower:?} has no tables of its own; plain `chancy migrate` creates what it \
+             uses"
+        ))),
+        Err(_) => Err(Error::invalid_input(format!(
+            "unknown migration key or plugin {lower:?}; migration keys are {}, plugins are {}",
+            ALL_KEYS.join(", "),
+            plugins::available()
+        ))),
+    }
 }
 
 pub(super) fn check(chancy: &Chancy) -> Result<i32> {

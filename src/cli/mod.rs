@@ -14,12 +14,15 @@
 mod args;
 mod bench;
 mod builtins;
+mod cron;
 mod demo;
 mod job;
 mod migrate;
+mod plugins;
 mod queue;
 mod table;
 mod worker;
+mod workflow;
 
 use std::time::Duration;
 
@@ -28,12 +31,14 @@ use serde_json::Value;
 
 use crate::error::Result;
 use crate::worker::Registry;
-use crate::{Chancy, DEFAULT_DATABASE_URL};
+use crate::{Chancy, ChancyBuilder, DEFAULT_DATABASE_URL};
 
 pub use builtins::{builtin_registry, ECHO, FAIL, NOOP, SLEEP};
+pub use cron::CronCommand;
 pub use job::{JobCommand, WAIT_FAILED, WAIT_SUCCEEDED, WAIT_TIMEOUT};
 pub use queue::QueueCommand;
 pub use worker::WorkerCommand;
+pub use workflow::{WorkflowCommand, DEFAULT_WORKFLOW_LIST_LIMIT};
 
 /// Exit code of every command that failed with an error (printed as one `error: …` line).
 pub const EXIT_ERROR: i32 = 1;
@@ -46,6 +51,7 @@ Examples:
   chancy job push chancy.builtin.echo --queue emails --kwargs '{\"hi\": 1}'
   chancy worker start --tags has=smtp
   chancy job list --state failed
+  chancy migrate --plugin cron && chancy cron schedule '0 * * * *' myapp.hourly --unique-key hourly
 
 Every command takes --database-url (or $DATABASE_URL) and --prefix. Errors print one line
 `error: …` on stderr and exit non-zero.";
@@ -109,6 +115,25 @@ pub enum Command {
         chancy worker list"
     )]
     Worker(WorkerCommand),
+    /// Schedule jobs on cron expressions (needs `chancy migrate --plugin cron`).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+        chancy migrate --plugin cron\n  \
+        chancy cron schedule '*/5 * * * *' chancy.builtin.noop --unique-key tick\n  \
+        chancy cron list\n  \
+        chancy cron unschedule tick\n  \
+        chancy worker start --plugins leadership,pruner,recovery,workflow,cron"
+    )]
+    Cron(CronCommand),
+    /// List and inspect workflows (DAGs of jobs pushed by programs).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+        chancy workflow list --state running\n  \
+        chancy workflow get <ID>"
+    )]
+    Workflow(WorkflowCommand),
     /// A zero-config tour on private tables (the prefix + demo_): migrate, declare a queue, push
     /// a mix of jobs, run a worker, print a summary, clean up.
     #[command(after_help = "Examples:\n  \
@@ -167,19 +192,24 @@ fn dispatch(cli: &Cli, registry: Registry) -> Result<i32> {
         Command::Queue(command) => queue::run(&app(cli, true)?, command),
         Command::Job(command) => job::run(&app(cli, true)?, command),
         Command::Worker(WorkerCommand::Start(args)) => {
-            worker::start(&app(cli, !args.no_notifications)?, args, registry)
+            worker::start(&args.app(builder(cli))?, args, registry)
         }
+        Command::Cron(command) => cron::run(&app(cli, true)?, command),
+        Command::Workflow(command) => workflow::run(&app(cli, true)?, command),
         Command::Worker(WorkerCommand::List) => worker::list(&app(cli, true)?),
     }
 }
 
-/// The application for the global flags.
+/// The application for the global flags, with the default plugins.
 fn app(cli: &Cli, notifications: bool) -> Result<Chancy> {
+    builder(cli).notifications(notifications).build()
+}
+
+/// The builder for the global flags.
+fn builder(cli: &Cli) -> ChancyBuilder {
     Chancy::builder(database_url(cli))
         .prefix(cli.prefix.clone())
-        .notifications(notifications)
         .connection_timeout(Duration::from_secs(10))
-        .build()
 }
 
 fn database_url(cli: &Cli) -> String {

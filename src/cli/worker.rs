@@ -6,10 +6,11 @@ use chrono::SecondsFormat;
 use clap::{Args, Subcommand};
 
 use super::args;
+use super::plugins::{self, Intervals};
 use super::table::Table;
 use crate::error::{Error, Result};
 use crate::worker::{Registry, Worker};
-use crate::Chancy;
+use crate::{Chancy, ChancyBuilder};
 
 /// The `worker` subcommands.
 #[derive(Debug, Subcommand)]
@@ -23,9 +24,20 @@ program registered. It exits 0 after a clean stop, 1 if jobs were still running 
 Examples:\n  \
 chancy worker start\n  \
 chancy worker start --worker-id web-1 --tags has=gpu --tags region=eu\n  \
-chancy worker start --shutdown-timeout 60 --no-notifications   (behind pgbouncer)"
+chancy worker start --shutdown-timeout 60 --no-notifications   (behind pgbouncer)\n  \
+chancy worker start --plugins leadership,recovery,workflow,cron --cron-poll-interval 5\n  \
+chancy worker start --plugins none\n\n\
+Plugins (--plugins, comma-separated; identifiers such as chancy.cron work too):\n  \
+leadership  elects one leader (the leader-only plugins below need it)\n  \
+pruner      deletes finished jobs older than a day (leader)\n  \
+recovery    puts jobs of vanished workers back to pending (leader)\n  \
+workflow    runs workflows (leader; tables from `chancy migrate`)\n  \
+cron        pushes scheduled jobs (tables from `chancy migrate --plugin cron`)\n  \
+retry       delays retries with backoff (job meta retry_settings)\n  \
+trigger     owns the triggers table (`chancy migrate --plugin trigger`)\n\
+Without --plugins: leadership,pruner,recovery,workflow."
     )]
-    Start(StartArgs),
+    Start(Box<StartArgs>),
     /// Show the live workers: id, leader, last heartbeat, queues and tags.
     #[command(after_help = "Example:\n  chancy worker list")]
     List,
@@ -59,6 +71,57 @@ pub struct StartArgs {
     /// Do not LISTEN/NOTIFY (for transaction-pooling proxies); rely on polling alone.
     #[arg(long)]
     pub no_notifications: bool,
+    /// Comma-separated plugins to run (short names or identifiers), or `none`
+    /// [default: leadership,pruner,recovery,workflow].
+    #[arg(long, value_name = "LIST")]
+    pub plugins: Option<String>,
+    /// Seconds between leader elections (leadership plugin) [default: 10].
+    #[arg(long, value_parser = args::positive_seconds, value_name = "S")]
+    pub leadership_poll_interval: Option<Duration>,
+    /// Seconds a leader lease lasts without renewal (leadership plugin; at least the poll
+    /// interval) [default: 30].
+    #[arg(long, value_parser = args::positive_seconds, value_name = "S")]
+    pub leadership_timeout: Option<Duration>,
+    /// Seconds between the leader's looks for abandoned jobs (recovery plugin) [default: 60].
+    #[arg(long, value_parser = args::positive_seconds, value_name = "S")]
+    pub recovery_poll_interval: Option<Duration>,
+    /// Seconds between the leader's pruning passes (pruner plugin) [default: 60].
+    #[arg(long, value_parser = args::positive_seconds, value_name = "S")]
+    pub pruner_poll_interval: Option<Duration>,
+    /// Seconds between looks for due schedules (cron plugin) [default: 60].
+    #[arg(long, value_parser = args::positive_seconds, value_name = "S")]
+    pub cron_poll_interval: Option<Duration>,
+    /// Seconds between sweeps over all active workflows, besides the event-driven
+    /// scheduling (workflow plugin) [default: 30].
+    #[arg(long, value_parser = args::positive_seconds, value_name = "S")]
+    pub workflow_poll_interval: Option<Duration>,
+}
+
+impl StartArgs {
+    /// The plugin interval flags.
+    pub(crate) fn intervals(&self) -> Intervals {
+        Intervals {
+            leadership_poll: self.leadership_poll_interval,
+            leadership_timeout: self.leadership_timeout,
+            recovery_poll: self.recovery_poll_interval,
+            pruner_poll: self.pruner_poll_interval,
+            cron_poll: self.cron_poll_interval,
+            workflow_poll: self.workflow_poll_interval,
+        }
+    }
+
+    /// The application for these flags: no default plugins, exactly the chosen ones (so
+    /// the migration keys checked at start follow them).
+    pub(crate) fn app(&self, base: ChancyBuilder) -> Result<Chancy> {
+        let names = plugins::parse_list(self.plugins.as_deref())?;
+        plugins::add_all(
+            base.notifications(!self.no_notifications)
+                .no_default_plugins(),
+            &names,
+            &self.intervals(),
+        )?
+        .build()
+    }
 }
 
 pub(super) fn start(chancy: &Chancy, a: &StartArgs, registry: Registry) -> Result<i32> {
@@ -74,16 +137,15 @@ pub(super) fn start(chancy: &Chancy, a: &StartArgs, registry: Registry) -> Resul
         builder = builder.worker_id(id);
     }
     let worker = builder.build()?;
-    if !chancy.is_up_to_date()? {
-        // Only the one-line "run `chancy migrate`" error, without the warnings before it.
-        log::set_max_level(log::LevelFilter::Error);
-        chancy.ensure_migrated()?;
-    }
+    // One line naming the `chancy migrate` command(s) for the chosen plugins' tables.
+    plugins::ensure_keys(chancy, &chancy.migration_keys())?;
     worker.start()?;
+    let names: Vec<&str> = chancy.plugins().iter().map(|p| p.identifier()).collect();
     log::info!(
-        "worker {} serving {} handler(s); Ctrl-C or SIGTERM stops it",
+        "worker {} serving {} handler(s) with plugins [{}]; Ctrl-C or SIGTERM stops it",
         worker.worker_id(),
-        worker.registry().names().len()
+        worker.registry().names().len(),
+        names.join(", ")
     );
     worker.wait_for_shutdown();
     // Returns the outcome of the stop the signal started.

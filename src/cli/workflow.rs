@@ -1,0 +1,134 @@
+//! `chancy workflow …`: list and inspect workflows (the workflow plugin's tables, created
+//! by `chancy migrate`).
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use clap::Subcommand;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::plugins::ensure_keys;
+use super::table::{or_dash, Table};
+use crate::error::{Error, Result};
+use crate::job::JobState;
+use crate::migrate::WORKFLOW;
+use crate::plugins::{Workflow, WorkflowPlugin, WorkflowState};
+use crate::Chancy;
+
+/// Default of `workflow list --limit` (upstream's `fetch_workflows` default).
+pub const DEFAULT_WORKFLOW_LIST_LIMIT: u32 = 100;
+
+/// The `workflow` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum WorkflowCommand {
+    /// Show workflows as a table, oldest first, with how many steps succeeded.
+    #[command(after_help = "Workflows are pushed by programs (the library's \
+WorkflowPlugin::push or Python's) and run by workers with the workflow plugin (in the \
+default set of `worker start`).\n\n\
+Examples:\n  \
+chancy workflow list\n  \
+chancy workflow list --state running --limit 20")]
+    List {
+        /// Only workflows in this state: pending, running, completed or failed.
+        #[arg(long, short = 's', value_parser = parse_state)]
+        state: Option<WorkflowState>,
+        /// At most this many workflows.
+        #[arg(long, short = 'n', default_value_t = DEFAULT_WORKFLOW_LIST_LIMIT)]
+        limit: u32,
+    },
+    /// Print a workflow with its steps and their states as JSON.
+    #[command(after_help = "Example:\n  chancy workflow get 0190b6c4-… | jq '.steps[].state'")]
+    Get {
+        /// The workflow id.
+        id: String,
+    },
+}
+
+fn parse_state(s: &str) -> std::result::Result<WorkflowState, String> {
+    s.parse().map_err(|e: Error| e.to_string())
+}
+
+pub(super) fn run(chancy: &Chancy, command: &WorkflowCommand) -> Result<i32> {
+    ensure_keys(chancy, &[WORKFLOW])?;
+    match command {
+        WorkflowCommand::List { state, limit } => list(chancy, *state, *limit),
+        WorkflowCommand::Get { id } => {
+            let uuid = Uuid::parse_str(id.trim()).map_err(|_| {
+                Error::invalid_input(format!("{id:?} is not a workflow id (a UUID)"))
+            })?;
+            let wf = WorkflowPlugin::fetch_workflow(chancy, uuid)?
+                .ok_or_else(|| Error::not_found(format!("workflow {uuid} not found")))?;
+            super::print_json(&to_json(&wf));
+            Ok(0)
+        }
+    }
+}
+
+fn list(chancy: &Chancy, state: Option<WorkflowState>, limit: u32) -> Result<i32> {
+    let states = state.map(|s| [s]);
+    let workflows = WorkflowPlugin::fetch_workflows(
+        chancy,
+        states.as_ref().map(|s| &s[..]),
+        None,
+        limit.into(),
+    )?;
+    let mut t = Table::new(&["ID", "NAME", "STATE", "SUCCEEDED", "CREATED", "UPDATED"]);
+    for wf in &workflows {
+        let done = wf
+            .steps
+            .iter()
+            .filter(|s| s.state == Some(JobState::Succeeded))
+            .count();
+        t.row(vec![
+            wf.id.to_string(),
+            wf.name.clone(),
+            wf.state.to_string(),
+            format!("{done}/{}", wf.steps.len()),
+            or_dash(wf.created_at.map(time)),
+            or_dash(wf.updated_at.map(time)),
+        ]);
+    }
+    if t.is_empty() {
+        println!("no workflows");
+    } else {
+        t.print();
+    }
+    Ok(0)
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn opt_time(t: Option<DateTime<Utc>>) -> Value {
+    t.map_or(Value::Null, |t| {
+        Value::String(t.to_rfc3339_opts(SecondsFormat::Micros, true))
+    })
+}
+
+/// The workflow as JSON: its row plus every step with its job, its job's id once pushed and
+/// that job's state.
+pub(crate) fn to_json(wf: &Workflow) -> Value {
+    let steps: Vec<Value> = wf
+        .steps
+        .iter()
+        .map(|s| {
+            json!({
+                "step_id": s.step_id,
+                "state": s.state.map(JobState::as_str),
+                "job_id": s.job_id.map(|id| id.to_string()),
+                "dependencies": s.dependencies,
+                "func": s.job.func(),
+                "queue": s.job.queue_name(),
+                "kwargs": s.job.kwargs,
+            })
+        })
+        .collect();
+    json!({
+        "id": wf.id.to_string(),
+        "name": wf.name,
+        "state": wf.state.as_str(),
+        "created_at": opt_time(wf.created_at),
+        "updated_at": opt_time(wf.updated_at),
+        "steps": steps,
+    })
+}
