@@ -802,13 +802,13 @@ fn workflow_list_get_and_a_leadership_workflow_worker_completes_it() {
 #[test]
 fn worker_start_with_an_unknown_plugin_lists_the_available_ones() {
     let ns = Ns::migrated();
-    for list in ["bogus", "leadership,metrics"] {
+    for list in ["bogus", "leadership,metrix"] {
         let out = ns.run(&["worker", "start", "--plugins", list]);
         assert_eq!(out.status.code(), Some(1), "{out:?}");
         let line = one_line_error(&out);
         assert!(line.contains("unknown plugin"), "{line}");
         assert!(
-            line.contains("leadership, pruner, recovery, workflow, cron, retry, trigger"),
+            line.contains("leadership, pruner, recovery, metrics, workflow, cron, retry, trigger"),
             "{line}"
         );
     }

@@ -10,7 +10,7 @@ use crate::plugin::Plugin;
 use crate::plugins::cron::DEFAULT_CRON_POLL_INTERVAL;
 use crate::plugins::workflow::DEFAULT_WORKFLOW_POLLING_INTERVAL;
 use crate::plugins::{
-    Cron, Leadership, Pruner, Recovery, RetryPlugin, Trigger, WorkflowPlugin,
+    Cron, Leadership, Metrics, Pruner, Recovery, RetryPlugin, Trigger, WorkflowPlugin,
     DEFAULT_LEADERSHIP_POLL_INTERVAL, DEFAULT_LEADERSHIP_TIMEOUT, DEFAULT_PRUNER_POLL_INTERVAL,
     DEFAULT_RECOVERY_POLL_INTERVAL,
 };
@@ -80,6 +80,9 @@ const PLUGINS: &[(&str, &str, MakePlugin)] = &[
         let d = i.recovery_poll.unwrap_or(DEFAULT_RECOVERY_POLL_INTERVAL);
         Ok(Arc::new(Recovery::new().poll_interval(d)))
     }),
+    ("metrics", "chancy.metrics", |_| {
+        Ok(Arc::new(Metrics::default()))
+    }),
     ("workflow", "chancy.workflow_plugin", |i| {
         let d = i.workflow_poll.unwrap_or(DEFAULT_WORKFLOW_POLLING_INTERVAL);
         Ok(Arc::new(WorkflowPlugin::new().polling_interval(d)))
@@ -96,7 +99,8 @@ const PLUGINS: &[(&str, &str, MakePlugin)] = &[
 
 /// What `worker start` runs without `--plugins`: the library's default set
 /// (`ChancyBuilder` without `no_default_plugins`; a unit test keeps the two equal).
-pub(crate) const DEFAULT_SET: &[&str] = &["leadership", "pruner", "recovery", "workflow"];
+pub(crate) const DEFAULT_SET: &[&str] =
+    &["leadership", "pruner", "recovery", "metrics", "workflow"];
 
 /// The `--plugins` value that selects no plugin at all.
 pub(crate) const NONE: &str = "none";
@@ -264,11 +268,11 @@ mod tests {
             vec!["leadership", "cron", "workflow"]
         );
         assert_eq!(parse_list(Some("none")).unwrap(), Vec::<&str>::new());
-        let err = parse_list(Some("leadership,metrics"))
+        let err = parse_list(Some("leadership,metrix"))
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("\"metrics\"") && err.contains("leadership, pruner"),
+            err.contains("\"metrix\"") && err.contains("leadership, pruner"),
             "{err}"
         );
         assert!(parse_list(Some("cron,chancy.cron")).is_err());
