@@ -60,7 +60,7 @@ impl Ns {
         let mut cmd = Command::new(BIN);
         cmd.env("DATABASE_URL", database_url())
             .env_remove("RUST_LOG")
-            .env_remove("CHANCY_LOG")
+            .env_remove("RUST_LOG")
             .arg("--prefix")
             .arg(&self.prefix)
             .args(args)

@@ -176,7 +176,7 @@ fn init_logging(cli: &Cli) {
     };
     // r2d2 logs every failed connection attempt; the one-line error says it all.
     let env =
-        env_logger::Env::default().filter_or("CHANCY_LOG", format!("chancy={level},r2d2=off,warn"));
+        env_logger::Env::default().filter_or("RUST_LOG", format!("chancy={level},r2d2=off,warn"));
     let _ = env_logger::Builder::from_env(env)
         .format_target(false)
         .try_init();
