@@ -253,3 +253,23 @@ pub fn process_child() -> std::path::PathBuf {
     assert!(plain.exists(), "{} was not built", plain.display());
     plain
 }
+
+/// A worker with short intervals and the test handlers `t.noop` and `t.fail`. The `default`
+/// queue is declared threaded first (a worker would declare it with upstream's process
+/// executor otherwise).
+pub fn fast_worker(app: &TestApp) -> chancy::WorkerBuilder {
+    use std::time::Duration;
+    app.chancy
+        .declare(&chancy::Queue::new("default"))
+        .expect("declare the default queue (threaded)");
+    chancy::Worker::builder(&app.chancy)
+        .queue_change_poll_interval(Duration::from_millis(300))
+        .heartbeat_poll_interval(Duration::from_secs(1))
+        .heartbeat_timeout(Duration::from_secs(10))
+        .shutdown_timeout(Duration::from_secs(10))
+        .backoff(Duration::from_millis(50), Duration::from_millis(500))
+        .job("t.noop", |_| Ok(()))
+        .job("t.fail", |_| {
+            Err(chancy::JobError::new("This job should fail"))
+        })
+}

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chancy::{Job, JobError, JobState, Limit, Queue, QueueState, Reference, Worker, WorkerBuilder};
+use chancy::{Job, JobError, JobState, Limit, Queue, QueueState, Reference, Worker};
 use parking_lot::Mutex;
 use serde_json::json;
 
@@ -13,19 +13,7 @@ use crate::common::TestApp;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A worker with short intervals. The `default` queue is declared threaded first (a worker
-/// declares it with upstream's process executor otherwise).
-fn fast_worker(app: &TestApp) -> WorkerBuilder {
-    app.chancy.declare(&Queue::new("default")).unwrap();
-    Worker::builder(&app.chancy)
-        .queue_change_poll_interval(Duration::from_millis(500))
-        .heartbeat_poll_interval(Duration::from_secs(1))
-        .heartbeat_timeout(Duration::from_secs(10))
-        .shutdown_timeout(Duration::from_secs(10))
-        .backoff(Duration::from_millis(50), Duration::from_millis(500))
-        .job("t.noop", |_| Ok(()))
-        .job("t.fail", |_| Err(JobError::new("This job should fail")))
-}
+use crate::common::fast_worker;
 
 fn declare(app: &TestApp, queue: Queue) {
     app.chancy.declare_upsert(&queue).unwrap();

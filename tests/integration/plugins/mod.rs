@@ -13,27 +13,14 @@ mod retry;
 use std::time::{Duration, Instant};
 
 use chancy::plugins::Leadership;
-use chancy::{JobError, Worker, WorkerBuilder};
+
 use serde_json::Value;
 
 use crate::common::{Listener, TestApp};
 
 pub const WAIT: Duration = Duration::from_secs(30);
 
-/// A worker with short intervals, a no-op and a failing handler.
-pub fn fast_worker(app: &TestApp) -> WorkerBuilder {
-    app.chancy
-        .declare(&chancy::Queue::new("default"))
-        .expect("declare the default queue (threaded)");
-    Worker::builder(&app.chancy)
-        .queue_change_poll_interval(Duration::from_millis(500))
-        .heartbeat_poll_interval(Duration::from_secs(1))
-        .heartbeat_timeout(Duration::from_secs(10))
-        .shutdown_timeout(Duration::from_secs(10))
-        .backoff(Duration::from_millis(50), Duration::from_millis(500))
-        .job("t.noop", |_| Ok(()))
-        .job("t.fail", |_| Err(JobError::new("This job should fail")))
-}
+pub use crate::common::fast_worker;
 
 /// Leadership renewing every `poll` with a lease of `timeout`.
 pub fn leadership(poll: Duration, timeout: Duration) -> Leadership {
