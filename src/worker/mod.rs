@@ -28,6 +28,7 @@ mod process;
 mod queues;
 mod runner;
 mod signals;
+mod slots;
 mod writer;
 
 use std::collections::{BTreeSet, HashMap};

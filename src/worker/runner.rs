@@ -7,7 +7,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use chrono::Utc;
-use crossbeam_channel::{bounded, Sender};
 use parking_lot::Mutex;
 use serde_json::json;
 
@@ -15,6 +14,7 @@ use super::backoff::Backoff;
 use super::executor::{execute, run_on_thread};
 use super::flag::Flag;
 use super::process::{ChildSlot, DEFAULT_MAXIMUM_JOBS_PER_CHILD};
+use super::slots::JobQueue;
 use super::{spawn_named, WorkerShared};
 use crate::job::QueuedJob;
 use crate::pool::Conn;
@@ -94,7 +94,7 @@ struct RunnerState {
 
 /// The executor threads of one configuration of a queue.
 struct Pool {
-    tx: Option<Sender<QueuedJob>>,
+    queue: Arc<JobQueue>,
     threads: Vec<JoinHandle<()>>,
     concurrency: usize,
 }
@@ -175,13 +175,11 @@ impl RunnerState {
     }
 
     fn dispatch(&self, pool: &Pool, jobs: Vec<QueuedJob>) {
-        let Some(tx) = &pool.tx else { return };
         self.shared.remember_claims(&jobs);
-        for job in jobs {
-            self.in_flight.fetch_add(1, Ordering::SeqCst);
-            if tx.send(job).is_err() {
-                self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            }
+        let n = jobs.len();
+        self.in_flight.fetch_add(n, Ordering::SeqCst);
+        if pool.queue.push_all(jobs).is_err() {
+            self.in_flight.fetch_sub(n, Ordering::SeqCst);
         }
     }
 
@@ -212,10 +210,10 @@ impl RunnerState {
 
     fn start_pool(&self, queue: &Queue) -> Pool {
         let concurrency = effective_concurrency(queue);
-        let (tx, rx) = bounded::<QueuedJob>(concurrency);
+        let jobs = Arc::new(JobQueue::default());
         let threads = (0..concurrency)
             .map(|i| {
-                let rx = rx.clone();
+                let jobs = Arc::clone(&jobs);
                 let shared = Arc::clone(&self.shared);
                 let done = JobDone {
                     in_flight: Arc::clone(&self.in_flight),
@@ -228,7 +226,7 @@ impl RunnerState {
                     ChildSlot::new(shared.process_executable(), max_jobs_per_child(queue))
                 });
                 spawn_named(&format!("chancy-exec-{}-{i}", queue.name), move || {
-                    for job in rx.iter() {
+                    while let Some(job) = jobs.pop() {
                         let outcome = match slot.as_mut() {
                             Some(slot) => {
                                 execute(&shared, job, |j, c| slot.run(&shared.worker_id, j, c))
@@ -242,7 +240,7 @@ impl RunnerState {
             })
             .collect();
         Pool {
-            tx: Some(tx),
+            queue: jobs,
             threads,
             concurrency,
         }
@@ -283,9 +281,9 @@ impl JobDone {
 }
 
 impl Pool {
-    /// Closes the job channel and waits for the executor threads to finish their jobs.
+    /// Closes the job queue and waits for the executor threads to finish their jobs.
     fn stop(&mut self) {
-        self.tx.take();
+        self.queue.close();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
