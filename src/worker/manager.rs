@@ -119,7 +119,15 @@ impl Manager {
                 wake.wait_and_clear(interval);
             }
             while !shutdown.is_triggered() {
-                match pass() {
+                // A panicking pass (e.g. in a plugin) is an error like any other.
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut pass))
+                    .unwrap_or_else(|p| {
+                        Err(crate::error::Error::invalid_input(format!(
+                            "the pass panicked: {}",
+                            super::panics::payload_text(p.as_ref())
+                        )))
+                    });
+                match outcome {
                     Ok(()) => {
                         backoff.reset();
                         *state.lock() = ServiceState::Running;

@@ -227,13 +227,27 @@ impl RunnerState {
                 });
                 spawn_named(&format!("chancy-exec-{}-{i}", queue.name), move || {
                     while let Some(job) = jobs.pop() {
-                        let outcome = match slot.as_mut() {
+                        let (id, claim) = (job.id, job.claim_id);
+                        // Handlers run under catch_unwind already; this guards the plugin
+                        // hooks around them, so a panicking hook cannot kill the thread.
+                        let run = std::panic::AssertUnwindSafe(|| match slot.as_mut() {
                             Some(slot) => {
                                 execute(&shared, job, |j, c| slot.run(&shared.worker_id, j, c))
                             }
                             None => execute(&shared, job, |j, c| run_on_thread(&shared, j, c)),
-                        };
-                        shared.queue_update(outcome);
+                        });
+                        match std::panic::catch_unwind(run) {
+                            Ok(outcome) => {
+                                shared.queue_update(outcome);
+                            }
+                            Err(_) => {
+                                log::error!(
+                                    "a plugin hook panicked around job {id}; its row stays running \
+                                     until the claim is released"
+                                );
+                                shared.forget_claims([claim]);
+                            }
+                        }
                         done.finish();
                     }
                 })

@@ -121,7 +121,10 @@ fn write_until_done(
         match write_batch(shared, conn, &batch) {
             Ok(accepted) => {
                 backoff.reset();
-                shared.after_commit(&batch, &accepted);
+                let hooks = std::panic::AssertUnwindSafe(|| shared.after_commit(&batch, &accepted));
+                if std::panic::catch_unwind(hooks).is_err() {
+                    log::error!("chancy-writer: a plugin's on_job_updated hook panicked");
+                }
                 return;
             }
             Err(err) => {

@@ -833,3 +833,66 @@ fn an_in_flight_job_survives_a_queue_update() {
     );
     assert!(a.completed_at.unwrap() <= b.started_at.unwrap() + chrono::Duration::milliseconds(50));
 }
+
+/// A plugin that panics in its hooks and service, once each.
+struct Unruly {
+    hook_panicked: AtomicBool,
+    pass_panicked: AtomicBool,
+}
+
+impl chancy::Plugin for Unruly {
+    fn identifier(&self) -> &'static str {
+        "test.unruly"
+    }
+    fn interval(&self) -> Option<Duration> {
+        Some(Duration::from_millis(100))
+    }
+    fn run_once(&self, _worker: &Worker) -> chancy::Result<()> {
+        if !self.pass_panicked.swap(true, Ordering::SeqCst) {
+            panic!("service pass panics");
+        }
+        Ok(())
+    }
+    fn on_job_completed(&self, job: chancy::QueuedJob, _e: Option<&JobError>) -> chancy::QueuedJob {
+        if !self.hook_panicked.swap(true, Ordering::SeqCst) {
+            panic!("hook panics");
+        }
+        job
+    }
+}
+
+#[test]
+fn panicking_plugins_do_not_kill_worker_threads_and_lose_no_job() {
+    let app = TestApp::with(|b| {
+        b.no_default_plugins().plugin(Unruly {
+            hook_panicked: AtomicBool::new(false),
+            pass_panicked: AtomicBool::new(false),
+        })
+    });
+    declare(
+        &app,
+        Queue::new("unruly").concurrency(1).eager_polling(true),
+    );
+    let worker = fast_worker(&app).build().unwrap();
+    worker.start().unwrap();
+    let refs = app
+        .chancy
+        .push_many(&vec![Job::new("t.noop").queue("unruly"); 3])
+        .unwrap();
+    // The job whose hook panicked is released by the heartbeat's orphan sweep and runs again.
+    let done = app
+        .chancy
+        .wait_for_jobs(&refs, Duration::from_secs(40))
+        .unwrap();
+    let plugin_state = worker.manager().state_of("plugin-test.unruly");
+    worker.stop();
+    assert!(
+        done.iter().all(|j| j.state == JobState::Succeeded),
+        "{done:?}"
+    );
+    assert_eq!(
+        plugin_state,
+        Some(chancy::ServiceState::Running),
+        "the service recovered"
+    );
+}
