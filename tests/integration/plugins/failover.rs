@@ -170,3 +170,68 @@ fn leadership_fails_over_between_three_processes_within_the_lease() {
     assert!(takeover, "a surviving process took over the lease");
     assert!(second.is_some_and(|s| s != first));
 }
+
+#[test]
+fn sigterm_during_a_busy_drain_writes_every_finished_outcome_and_loses_nothing() {
+    let app = TestApp::new();
+    app.chancy
+        .declare(
+            &Queue::new("busy")
+                .concurrency(16)
+                .eager_polling(true)
+                .polling_interval(Duration::from_secs(1)),
+        )
+        .unwrap();
+    let jobs: Vec<Job> = (0..3000)
+        .map(|_| {
+            Job::new("chancy.builtin.sleep")
+                .queue("busy")
+                .kwargs(json!({"seconds": 0.02}))
+        })
+        .collect();
+    app.chancy.push_many(&jobs).unwrap();
+    let mut worker = worker_process(&app, "terminated", &["--shutdown-timeout", "20"]);
+    let succeeded = || -> i64 {
+        app.client()
+            .query_one(
+                &app.sql("SELECT count(*) FROM {jobs} WHERE state = 'succeeded'"),
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    assert!(
+        wait_for(WAIT, || succeeded() > 200),
+        "the drain is under way"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = worker.wait().unwrap();
+    assert_eq!(exit.code(), Some(0), "graceful stop");
+    let states: HashMap<String, i64> = app
+        .client()
+        .query(
+            &app.sql("SELECT state, count(*) FROM {jobs} GROUP BY 1"),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        states.get("running"),
+        None,
+        "nothing left running: {states:?}"
+    );
+    let done = states.get("succeeded").copied().unwrap_or(0);
+    let left = states.get("pending").copied().unwrap_or(0);
+    assert_eq!(
+        done + left,
+        3000,
+        "every job is finished or still claimable: {states:?}"
+    );
+    assert!(left > 0, "the stop interrupted the drain: {states:?}");
+}
