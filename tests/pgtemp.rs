@@ -158,6 +158,19 @@ fn hold_program() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
     let path = dir.join("examples").join("pgtemp_hold");
+    if !path.exists() {
+        // `cargo test --all-targets` builds examples as test harnesses only: build the plain
+        // binary (cargo does not hold the build lock while tests run).
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--example", "pgtemp_hold"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "`cargo build --example pgtemp_hold` failed"
+        );
+    }
     assert!(
         path.exists(),
         "{} is missing: `cargo test --all-targets` (or `cargo build --example pgtemp_hold`) \
