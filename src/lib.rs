@@ -51,6 +51,7 @@ pub mod events;
 mod id;
 mod job;
 pub mod migrate;
+pub mod pgtemp;
 mod plugin;
 pub mod plugins;
 mod pool;

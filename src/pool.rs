@@ -116,8 +116,9 @@ pub(crate) fn describe_config(config: &postgres::Config) -> String {
         .first()
         .map(|h| match h {
             postgres::config::Host::Tcp(name) => name.clone(),
+            // Percent-encoded, as in a URL (`postgresql://%2Ftmp%2Fdir:5432/db`).
             #[cfg(unix)]
-            postgres::config::Host::Unix(path) => path.display().to_string(),
+            postgres::config::Host::Unix(path) => crate::pgtemp::encode_host(path),
         })
         .unwrap_or_else(|| "localhost".into());
     let port = config.get_ports().first().copied().unwrap_or(5432);

@@ -1,6 +1,7 @@
-//! The `chancy` binary run as a user runs it, against a real PostgreSQL at `$DATABASE_URL`
-//! (default `postgresql://postgres@127.0.0.1:5432/postgres`). Every test works in its own
-//! table prefix and drops it at the end.
+//! The `chancy` binary run as a user runs it, against a real PostgreSQL: `$DATABASE_URL`,
+//! else `postgresql://postgres@127.0.0.1:5432/postgres` when it answers, else a private
+//! server for this test process (`chancy::pgtemp`). Every test works in its own table prefix
+//! and drops it at the end.
 
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -12,7 +13,23 @@ const DEFAULT_TEST_URL: &str = "postgresql://postgres@127.0.0.1:5432/postgres";
 const BIN: &str = env!("CARGO_BIN_EXE_chancy");
 
 fn database_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_URL.to_string())
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            return url;
+        }
+        if chancy::pgtemp::answers(DEFAULT_TEST_URL, Duration::from_secs(3)) {
+            return DEFAULT_TEST_URL.to_string();
+        }
+        match chancy::pgtemp::process_wide() {
+            Ok(server) => server.url().to_string(),
+            Err(e) => panic!(
+                "no database for the CLI tests: DATABASE_URL is not set, nothing answers at \
+                 {DEFAULT_TEST_URL}, and a private PostgreSQL could not be started: {e}"
+            ),
+        }
+    })
+    .clone()
 }
 
 fn client() -> Client {

@@ -30,6 +30,7 @@ use clap::{Parser, Subcommand};
 use serde_json::Value;
 
 use crate::error::Result;
+use crate::pgtemp::{self, TempPostgres};
 use crate::worker::Registry;
 use crate::{Chancy, ChancyBuilder, DEFAULT_DATABASE_URL};
 
@@ -60,7 +61,8 @@ Every command takes --database-url (or $DATABASE_URL) and --prefix. Errors print
 #[derive(Debug, Parser)]
 #[command(name = "chancy", version, about, long_about = None, after_help = AFTER_HELP)]
 pub struct Cli {
-    /// Database URL (default: $DATABASE_URL, else postgresql://postgres@localhost/postgres).
+    /// Database URL (default: $DATABASE_URL, else postgresql://postgres@localhost/postgres;
+    /// when nothing answers there, `demo` and `bench` start a private throwaway PostgreSQL).
     #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Table prefix.
@@ -155,6 +157,10 @@ pub fn run(registry: Registry) -> i32 {
     init_logging(&cli);
     match dispatch(&cli, registry) {
         Ok(code) => code,
+        Err(err) if err.is_unavailable() => {
+            eprintln!("error: {err} (is PostgreSQL running there? pass --database-url or set DATABASE_URL; only `chancy demo` and `chancy bench` start a private server)");
+            EXIT_ERROR
+        }
         Err(err) => {
             eprintln!("error: {err}");
             EXIT_ERROR
@@ -183,10 +189,15 @@ fn init_logging(cli: &Cli) {
 }
 
 fn dispatch(cli: &Cli, registry: Registry) -> Result<i32> {
-    let url = database_url(cli);
     match &cli.command {
-        Command::Bench(args) => bench::bench(&url, &cli.prefix, args),
-        Command::Demo(args) => demo::demo(&url, &cli.prefix, args, registry),
+        Command::Bench(args) => {
+            let db = zero_config_database(cli)?;
+            bench::bench(&db.url, &cli.prefix, args)
+        }
+        Command::Demo(args) => {
+            let db = zero_config_database(cli)?;
+            demo::demo(&db.url, &cli.prefix, args, registry)
+        }
         Command::Migrate(args) => migrate::migrate(&app(cli, true)?, args),
         Command::CheckMigrations => migrate::check(&app(cli, true)?),
         Command::Queue(command) => queue::run(&app(cli, true)?, command),
@@ -217,6 +228,44 @@ fn database_url(cli: &Cli) -> String {
         .clone()
         .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string())
 }
+
+/// The database of `demo` and `bench`, and the private server behind it, if any (stopped
+/// and deleted when this is dropped).
+struct ZeroConfig {
+    url: String,
+    _private: Option<TempPostgres>,
+}
+
+/// `--database-url` / `$DATABASE_URL` when given, else the default server when it answers,
+/// else a private throwaway PostgreSQL ([`crate::pgtemp`]). Only `demo` and `bench` call this.
+fn zero_config_database(cli: &Cli) -> Result<ZeroConfig> {
+    if let Some(url) = &cli.database_url {
+        return Ok(ZeroConfig {
+            url: url.clone(),
+            _private: None,
+        });
+    }
+    if pgtemp::answers(DEFAULT_DATABASE_URL, PROBE_TIMEOUT) {
+        return Ok(ZeroConfig {
+            url: DEFAULT_DATABASE_URL.to_string(),
+            _private: None,
+        });
+    }
+    let server = TempPostgres::start()?;
+    println!(
+        "using a private PostgreSQL {} in {} (nothing answers at {DEFAULT_DATABASE_URL}; it is \
+         deleted on exit); pass --database-url to use yours",
+        server.version(),
+        server.dir().display()
+    );
+    Ok(ZeroConfig {
+        url: server.url().to_string(),
+        _private: Some(server),
+    })
+}
+
+/// How long `demo` and `bench` wait for the default server before starting a private one.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Pretty JSON on stdout.
 fn print_json(value: &Value) {

@@ -27,7 +27,7 @@ mod panics;
 mod process;
 mod queues;
 mod runner;
-mod signals;
+pub(crate) mod signals;
 mod slots;
 mod writer;
 

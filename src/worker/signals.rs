@@ -1,37 +1,52 @@
-//! SIGINT/SIGTERM: the first signal stops every registered worker gracefully, a second one
-//! exits the process at once.
+//! The process's one SIGINT/SIGTERM handler. It stops every private PostgreSQL server
+//! ([`crate::pgtemp`]) and exits with 130 when there is one; otherwise the first signal stops
+//! every registered worker gracefully and a second one exits the process at once (with no
+//! worker registered, it exits at once, as the default action would).
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock, Weak};
-
-use parking_lot::Mutex;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use super::{spawn_named, Worker, WorkerShared};
 use crate::error::{Error, Result};
 
-static TARGETS: OnceLock<Mutex<Vec<Weak<WorkerShared>>>> = OnceLock::new();
+static TARGETS: Mutex<Vec<Weak<WorkerShared>>> = Mutex::new(Vec::new());
 
 /// Registers `shared` for signals, installing the process handler on first use.
 pub(crate) fn install(shared: &Arc<WorkerShared>) -> Result<()> {
-    let mut first = false;
-    let targets = TARGETS.get_or_init(|| {
-        first = true;
-        Mutex::new(Vec::new())
-    });
-    targets.lock().push(Arc::downgrade(shared));
-    if first {
-        ctrlc::set_handler(|| {
-            let live: Vec<Arc<WorkerShared>> = TARGETS
-                .get()
-                .map(|t| t.lock().iter().filter_map(Weak::upgrade).collect())
-                .unwrap_or_default();
-            for shared in live {
-                on_signal(&shared);
-            }
-        })
-        .map_err(|e| Error::config(format!("cannot install signal handlers: {e}")))?;
+    TARGETS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Arc::downgrade(shared));
+    ensure_handler()
+}
+
+/// Installs the process handler once (`ctrlc` allows one per process); later calls return
+/// the first outcome.
+pub(crate) fn ensure_handler() -> Result<()> {
+    static INSTALLED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    INSTALLED
+        .get_or_init(|| ctrlc::set_handler(on_process_signal).map_err(|e| e.to_string()))
+        .clone()
+        .map_err(|e| Error::config(format!("cannot install signal handlers: {e}")))
+}
+
+fn on_process_signal() {
+    if crate::pgtemp::stop_all() {
+        log::warn!("received a stop signal; stopped the private PostgreSQL server, exiting");
+        std::process::exit(130);
     }
-    Ok(())
+    let live: Vec<Arc<WorkerShared>> = TARGETS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter_map(Weak::upgrade)
+        .collect();
+    if live.is_empty() {
+        std::process::exit(130);
+    }
+    for shared in live {
+        on_signal(&shared);
+    }
 }
 
 pub(crate) fn on_signal(shared: &Arc<WorkerShared>) {

@@ -1,8 +1,7 @@
-//! The shared database helper: every test gets its own table prefix in the database at
-//! `$DATABASE_URL` (default `postgresql://postgres@127.0.0.1:5432/postgres`), and its tables
-//! are dropped when the helper goes out of scope.
+//! The shared database helper: every test gets its own table prefix in the database of
+//! [`database_url`], and its tables are dropped when the helper goes out of scope.
 
-use std::sync::Once;
+use std::sync::{Once, OnceLock};
 use std::time::Duration;
 
 use chancy::{Chancy, ChancyBuilder};
@@ -10,8 +9,27 @@ use postgres::{Client, NoTls};
 
 pub const DEFAULT_TEST_URL: &str = "postgresql://postgres@127.0.0.1:5432/postgres";
 
+/// `$DATABASE_URL` when set, else the local server when it answers at [`DEFAULT_TEST_URL`],
+/// else a private PostgreSQL shared by this whole test process (`chancy::pgtemp`; its
+/// watchdog stops it and deletes its directory when the process exits). Decided once.
 pub fn database_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_URL.to_string())
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            return url;
+        }
+        if chancy::pgtemp::answers(DEFAULT_TEST_URL, Duration::from_secs(3)) {
+            return DEFAULT_TEST_URL.to_string();
+        }
+        match chancy::pgtemp::process_wide() {
+            Ok(server) => server.url().to_string(),
+            Err(e) => panic!(
+                "no database for the tests: DATABASE_URL is not set, nothing answers at \
+                 {DEFAULT_TEST_URL}, and a private PostgreSQL could not be started: {e}"
+            ),
+        }
+    })
+    .clone()
 }
 
 static REACHABLE: Once = Once::new();
@@ -169,11 +187,13 @@ impl TestDatabase {
     pub fn url(&self) -> String {
         let mut config: postgres::Config = database_url().parse().unwrap();
         config.dbname(&self.name);
+        let user = config.get_user().unwrap_or("postgres").to_string();
         let host = match &config.get_hosts()[0] {
             postgres::config::Host::Tcp(h) => h.clone(),
-            postgres::config::Host::Unix(p) => p.display().to_string(),
+            postgres::config::Host::Unix(p) => {
+                return chancy::pgtemp::socket_url(p, &user, &self.name)
+            }
         };
-        let user = config.get_user().unwrap_or("postgres").to_string();
         let port = config.get_ports().first().copied().unwrap_or(5432);
         format!("postgresql://{user}@{host}:{port}/{}", self.name)
     }
