@@ -126,6 +126,7 @@ impl ChancyBuilder {
         Ok(Chancy {
             inner: Arc::new(Inner {
                 sql: Sql::new(&prefix),
+                channel: prefix.channel(),
                 pool,
                 config,
                 target,
@@ -162,6 +163,8 @@ struct Inner {
     config: postgres::Config,
     target: String,
     prefix: Prefix,
+    /// `<prefix>events`, computed once (every push and outcome batch NOTIFYs on it).
+    channel: String,
     sql: Sql,
     notifications: bool,
     default_plugins: bool,
@@ -414,7 +417,7 @@ impl Chancy {
         client
             .execute(
                 self.inner.sql.notify.as_str(),
-                &[&self.inner.prefix.channel(), &payloads],
+                &[&self.inner.channel, &payloads],
             )
             .map(|_| ())
             .map_err(|e| Error::database("sending notifications", e))

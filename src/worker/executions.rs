@@ -2,7 +2,7 @@
 //! reach them.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -17,7 +17,7 @@ struct Execution {
 /// Running executions by job id.
 #[derive(Default)]
 pub(crate) struct Executions {
-    next: Mutex<u64>,
+    next: AtomicU64,
     by_job: Mutex<HashMap<Uuid, Vec<Execution>>>,
 }
 
@@ -31,11 +31,7 @@ pub(crate) struct ExecutionGuard<'a> {
 
 impl Executions {
     pub(crate) fn register(&self, job_id: Uuid, claim_id: Option<Uuid>) -> ExecutionGuard<'_> {
-        let key = {
-            let mut next = self.next.lock();
-            *next += 1;
-            *next
-        };
+        let key = self.next.fetch_add(1, Ordering::Relaxed);
         let cancelled = Arc::new(AtomicBool::new(false));
         self.by_job
             .lock()
