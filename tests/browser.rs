@@ -1,0 +1,325 @@
+//! The dashboard in a real headless Chromium: seeds a random table prefix with a pending job
+//! and a job that failed (run by an in-process worker), starts the built `chancy web` on a
+//! free port, and runs `tests/browser/e2e.mjs` (playwright-core driving `/usr/bin/chromium`),
+//! which logs in, follows the three clicks to the failed job's error text, cancels the pending
+//! job and saves screenshots to `target/browser-artifacts/`. Then checks the database and the
+//! screenshots.
+//!
+//! Needs `node` (20+), `npm ci --prefix tests/browser` and Debian's `chromium` package;
+//! `.ci/run` installs the last two. When one is missing the test fails and says how to get it.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chancy::{Chancy, Job, JobContext, JobError, JobState, Queue, Worker};
+use postgres::{Client, NoTls};
+
+const DEFAULT_TEST_URL: &str = "postgresql://postgres@127.0.0.1:5432/postgres";
+const BIN: &str = env!("CARGO_BIN_EXE_chancy");
+const USERNAME: &str = "browser-user";
+const PASSWORD: &str = "browser-secret-pw";
+const FAILING_FUNC: &str = "reports.render_invoice";
+const FAILURE_TEXT: &str = "printer on fire: tray 2 jammed";
+const SCREENSHOTS: [&str; 6] = [
+    "login",
+    "overview",
+    "failed-job",
+    "jobs",
+    "cancelled-job",
+    "overview-narrow",
+];
+
+fn database_url() -> String {
+    if let Ok(url) = std::env::var("DATABASE_URL") {
+        return url;
+    }
+    if chancy::pgtemp::answers(DEFAULT_TEST_URL, Duration::from_secs(3)) {
+        return DEFAULT_TEST_URL.to_string();
+    }
+    match chancy::pgtemp::process_wide() {
+        Ok(server) => server.url().to_string(),
+        Err(e) => panic!(
+            "no database for the browser test: DATABASE_URL is not set, nothing answers at \
+             {DEFAULT_TEST_URL}, and a private PostgreSQL could not be started: {e}"
+        ),
+    }
+}
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn chromium_path() -> PathBuf {
+    std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
+}
+
+/// Fails (never skips) with install advice when node, the npm package or Chromium is missing.
+fn check_requirements() {
+    let node = Command::new("node").arg("--version").output();
+    assert!(
+        matches!(&node, Ok(out) if out.status.success()),
+        "the browser test needs Node.js 20+ on PATH (Debian: apt-get install -y nodejs npm); \
+         running `node --version` gave {node:?}"
+    );
+    let playwright = manifest_dir().join("tests/browser/node_modules/playwright-core/package.json");
+    assert!(
+        playwright.exists(),
+        "the browser test needs its npm package: run `npm ci --prefix tests/browser` \
+         ({} is missing; playwright-core downloads no browser)",
+        playwright.display()
+    );
+    let chromium = chromium_path();
+    assert!(
+        chromium.exists(),
+        "the browser test needs Chromium at {} (Debian: apt-get install -y chromium, or set \
+         CHROMIUM to another Chromium binary)",
+        chromium.display()
+    );
+}
+
+/// One test's tables and server; dropping it stops the server and drops the tables.
+struct Harness {
+    url: String,
+    prefix: String,
+    server: Option<Child>,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        drop_prefix(&self.url, &self.prefix);
+    }
+}
+
+fn drop_prefix(url: &str, prefix: &str) {
+    let Ok(mut c) = Client::connect(url, NoTls) else {
+        return;
+    };
+    let like = format!("{}%", prefix.replace('_', "\\_"));
+    let Ok(rows) = c.query(
+        "SELECT tablename FROM pg_tables WHERE tablename LIKE $1",
+        &[&like],
+    ) else {
+        return;
+    };
+    let names: Vec<String> = rows
+        .iter()
+        .map(|r| format!("\"{}\"", r.get::<_, String>(0)))
+        .collect();
+    if !names.is_empty() {
+        let _ = c.batch_execute(&format!("DROP TABLE IF EXISTS {} CASCADE", names.join(", ")));
+    }
+}
+
+/// Runs one job that fails for good through a real worker; returns its id.
+fn seed_failed_job(chancy: &Chancy) -> String {
+    let worker = Worker::builder(chancy)
+        .worker_id("browser-test-worker")
+        .job(FAILING_FUNC, |_ctx: &JobContext| -> Result<(), JobError> {
+            Err(JobError::new(FAILURE_TEXT))
+        })
+        .build()
+        .expect("build worker");
+    worker.start().expect("start worker");
+    let reference = chancy
+        .push(
+            &Job::new(FAILING_FUNC)
+                .kwargs(serde_json::json!({"invoice": 1042, "copies": 2}))
+                .max_attempts(1),
+        )
+        .expect("push the failing job");
+    let job = chancy
+        .wait_for_job(&reference, Duration::from_secs(60))
+        .expect("the failing job finishes")
+        .expect("the failing job exists");
+    assert!(worker.stop(), "the worker stops cleanly");
+    assert_eq!(job.state, JobState::Failed);
+    job.id.to_string()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free local port")
+        .port()
+}
+
+/// GET `path` on 127.0.0.1:`port`; the status line and body, or None when nothing answers.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+fn start_server(h: &mut Harness, port: u16) {
+    let child = Command::new(BIN)
+        .env("DATABASE_URL", &h.url)
+        .env("RUST_LOG", "warn")
+        .args(["--prefix", &h.prefix, "web", "--host", "127.0.0.1"])
+        .args(["--port", &port.to_string()])
+        .args(["--username", USERNAME, "--password", PASSWORD])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start chancy web");
+    h.server = Some(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(response) = http_get(port, "/health") {
+            assert!(response.contains("healthy"), "/health said {response}");
+            return;
+        }
+        if let Some(status) = h.server.as_mut().unwrap().try_wait().expect("poll server") {
+            panic!("chancy web exited with {status} before answering /health");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "chancy web did not answer /health on port {port} within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs the browser script with a time limit; returns its exit status and output.
+fn run_e2e(envs: &[(&str, String)]) -> (Option<i32>, String) {
+    let mut cmd = Command::new("node");
+    cmd.arg("tests/browser/e2e.mjs")
+        .current_dir(manifest_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run node");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll node") {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let output = format!(
+        "{}{}",
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default()
+    );
+    (status, output)
+}
+
+fn assert_png(path: &Path) {
+    let bytes = std::fs::read(path)
+        .unwrap_or_else(|e| panic!("screenshot {} missing: {e}", path.display()));
+    assert!(
+        bytes.len() > 1000 && bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "{} is not a real PNG ({} bytes)",
+        path.display(),
+        bytes.len()
+    );
+}
+
+#[test]
+fn dashboard_login_failed_job_in_three_clicks_and_cancel_in_headless_chromium() {
+    check_requirements();
+    let url = database_url();
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let mut h = Harness {
+        url: url.clone(),
+        prefix: format!("b{}_", &id[..10]),
+        server: None,
+    };
+    let chancy = Chancy::builder(&url)
+        .prefix(h.prefix.clone())
+        .connection_timeout(Duration::from_secs(10))
+        .build()
+        .expect("build chancy");
+    chancy.migrate().expect("migrate");
+
+    let failed_id = seed_failed_job(&chancy);
+    // Declared after the worker stopped, so nothing ever runs this job.
+    chancy
+        .declare(&Queue::new("emails").concurrency(2))
+        .expect("declare emails");
+    let pending = chancy
+        .push(
+            &Job::new("emails.send_welcome")
+                .queue("emails")
+                .kwargs(serde_json::json!({"to": "newcomer@example.com"}))
+                .meta(serde_json::json!({"source": "browser-test"})),
+        )
+        .expect("push the pending job");
+    let pending_id = pending.id().to_string();
+
+    let artifacts = manifest_dir().join("target/browser-artifacts");
+    for name in SCREENSHOTS.iter().chain(["failure"].iter()) {
+        let _ = std::fs::remove_file(artifacts.join(format!("{name}.png")));
+    }
+
+    let port = free_port();
+    start_server(&mut h, port);
+    let (status, output) = run_e2e(&[
+        ("CHANCY_URL", format!("http://127.0.0.1:{port}/")),
+        ("CHANCY_USERNAME", USERNAME.to_string()),
+        ("CHANCY_PASSWORD", PASSWORD.to_string()),
+        ("CHANCY_PENDING_JOB", pending_id.clone()),
+        ("CHANCY_FAILED_JOB", failed_id),
+        ("CHANCY_FAILED_QUEUE", "default".to_string()),
+        ("CHANCY_FAILED_TEXT", FAILURE_TEXT.to_string()),
+        ("CHANCY_ARTIFACTS", artifacts.display().to_string()),
+        ("CHROMIUM", chromium_path().display().to_string()),
+    ]);
+    println!("{output}");
+    assert_eq!(
+        status,
+        Some(0),
+        "the browser script failed (screenshots in {}):\n{output}",
+        artifacts.display()
+    );
+
+    let job = chancy
+        .get_job(&pending)
+        .expect("read the cancelled job")
+        .expect("the cancelled job still exists");
+    assert_eq!(
+        job.state,
+        JobState::Failed,
+        "cancelling from the page marks the job failed (as upstream 0.26)"
+    );
+    assert!(job.completed_at.is_some(), "a cancelled job has completed_at");
+    for name in SCREENSHOTS {
+        assert_png(&artifacts.join(format!("{name}.png")));
+    }
+}
