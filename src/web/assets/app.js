@@ -1,0 +1,1 @@
+// Placeholder: the dashboard script is built on the web-ui branch.
