@@ -58,6 +58,7 @@ mod pool;
 mod prefix;
 mod queue;
 mod sql;
+pub mod web;
 mod worker;
 
 pub use app::{

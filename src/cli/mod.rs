@@ -21,6 +21,7 @@ mod migrate;
 mod plugins;
 mod queue;
 mod table;
+mod web;
 mod worker;
 mod workflow;
 
@@ -38,6 +39,7 @@ pub use builtins::{builtin_registry, ECHO, FAIL, NOOP, SLEEP};
 pub use cron::CronCommand;
 pub use job::{JobCommand, WAIT_FAILED, WAIT_SUCCEEDED, WAIT_TIMEOUT};
 pub use queue::QueueCommand;
+pub use web::WebArgs;
 pub use worker::WorkerCommand;
 pub use workflow::{WorkflowCommand, DEFAULT_WORKFLOW_LIST_LIMIT};
 
@@ -146,6 +148,12 @@ pub enum Command {
     /// Measure push and drain throughput and push→start latency on private tables.
     #[command(after_help = "Example:\n  chancy bench --jobs 20000 --concurrency 16")]
     Bench(bench::BenchArgs),
+    /// Serve the dashboard and its JSON API (login required; loopback by default).
+    #[command(after_help = "Examples:\n  \
+        chancy web                                 http://127.0.0.1:8000/, password printed\n  \
+        CHANCY_WEB_PASSWORD=s3cret chancy web --port 9000\n  \
+        chancy web --host 0.0.0.0 --allow-origin https://ops.example.com   (behind TLS)")]
+    Web(web::WebArgs),
 }
 
 /// Parses the process arguments, runs the command and returns the exit code. Errors are
@@ -171,7 +179,10 @@ pub fn run(registry: Registry) -> i32 {
 fn init_logging(cli: &Cli) {
     let chatty = matches!(
         cli.command,
-        Command::Migrate(_) | Command::Worker(WorkerCommand::Start(_)) | Command::Bench(_)
+        Command::Migrate(_)
+            | Command::Worker(WorkerCommand::Start(_))
+            | Command::Bench(_)
+            | Command::Web(_)
     );
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => "error",
@@ -208,6 +219,7 @@ fn dispatch(cli: &Cli, registry: Registry) -> Result<i32> {
         Command::Cron(command) => cron::run(&app(cli, true)?, command),
         Command::Workflow(command) => workflow::run(&app(cli, true)?, command),
         Command::Worker(WorkerCommand::List) => worker::list(&app(cli, true)?),
+        Command::Web(args) => web::run(&app(cli, true)?, args),
     }
 }
 

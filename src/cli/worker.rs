@@ -95,6 +95,16 @@ pub struct StartArgs {
     /// scheduling (workflow plugin) [default: 30].
     #[arg(long, value_parser = args::positive_seconds, value_name = "S")]
     pub workflow_poll_interval: Option<Duration>,
+    /// Also serve the dashboard and JSON API (credentials from CHANCY_WEB_USERNAME,
+    /// CHANCY_WEB_PASSWORD, CHANCY_WEB_SECRET; a random password is printed when unset).
+    #[arg(long)]
+    pub web: bool,
+    /// Address of the dashboard with --web.
+    #[arg(long, value_name = "HOST", default_value = crate::web::DEFAULT_HOST)]
+    pub web_host: String,
+    /// Port of the dashboard with --web (0 = any free port).
+    #[arg(long, value_name = "PORT", default_value_t = crate::web::DEFAULT_PORT)]
+    pub web_port: u16,
 }
 
 impl StartArgs {
@@ -139,6 +149,11 @@ pub(super) fn start(chancy: &Chancy, a: &StartArgs, registry: Registry) -> Resul
     let worker = builder.build()?;
     // One line naming the `chancy migrate` command(s) for the chosen plugins' tables.
     plugins::ensure_keys(chancy, &chancy.migration_keys())?;
+    // Bound before the worker starts, so a busy port fails the command cleanly.
+    let web = match a.web {
+        true => Some(super::web::for_worker(chancy, &a.web_host, a.web_port)?),
+        false => None,
+    };
     worker.start()?;
     let names: Vec<&str> = chancy.plugins().iter().map(|p| p.identifier()).collect();
     log::info!(
@@ -148,6 +163,9 @@ pub(super) fn start(chancy: &Chancy, a: &StartArgs, registry: Registry) -> Resul
         names.join(", ")
     );
     worker.wait_for_shutdown();
+    if let Some(server) = web {
+        server.stop();
+    }
     // Returns the outcome of the stop the signal started.
     if worker.stop() {
         Ok(0)

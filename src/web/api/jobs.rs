@@ -1,0 +1,325 @@
+//! `/api/v1/jobs`: keyset-paginated listing with filters, detail, functions, and the
+//! cancel / retry / purge actions.
+
+use postgres::types::ToSql;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::{job_json, page, parse_limit, parse_uuid, wants_pagination, Out};
+use crate::error::Error;
+use crate::web::http::{Reply, Req};
+use crate::{Chancy, JobState, QueuedJob, Reference};
+
+/// Job states accepted in filters: the five chancy writes, plus two some upstream
+/// versions show.
+const STATES: [&str; 7] = [
+    "pending",
+    "running",
+    "retrying",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "expired",
+];
+
+/// A WHERE clause under construction: conditions with `$n` placeholders and their values.
+#[derive(Default)]
+struct Where {
+    conditions: Vec<String>,
+    params: Vec<Box<dyn ToSql + Sync>>,
+}
+
+impl Where {
+    /// Adds `<column> <op> $n` for a whitelisted column and operator.
+    fn add(&mut self, column: &'static str, op: &'static str, value: Box<dyn ToSql + Sync>) {
+        self.params.push(value);
+        self.conditions
+            .push(format!("{column} {op} ${}", self.params.len()));
+    }
+
+    fn sql(&self) -> String {
+        if self.conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.conditions.join(" AND "))
+        }
+    }
+}
+
+/// `GET /api/v1/jobs?state=&queue=&func=&filters=&before=&limit=&pagination=`.
+pub(super) fn list(req: &Req, chancy: &Chancy) -> Out {
+    let limit = parse_limit(req)?;
+    let paginate = wants_pagination(req)?;
+    let mut w = Where::default();
+    if let Some(state) = req.param("state") {
+        w.add("state", "=", Box::new(check_state(state)?));
+    }
+    if let Some(queue) = req.param("queue") {
+        w.add("queue", "=", Box::new(queue.to_string()));
+    }
+    if let Some(func) = req.param("func") {
+        w.add("func", "ILIKE", Box::new(contains(func)));
+    }
+    if let Some(filters) = req.param("filters") {
+        add_filters(&mut w, filters)?;
+    }
+    if let Some(before) = req.param("before") {
+        w.add("id", "<", Box::new(parse_uuid(before, "before")?));
+    }
+    let sql = format!(
+        "SELECT * FROM {} {} ORDER BY id DESC LIMIT {}",
+        chancy.prefix().table("jobs"),
+        w.sql(),
+        limit + 1
+    );
+    let params: Vec<&(dyn ToSql + Sync)> = w.params.iter().map(|p| p.as_ref()).collect();
+    let mut conn = chancy.connection()?;
+    let rows = conn
+        .client
+        .query(sql.as_str(), &params)
+        .map_err(|e| Error::database("listing jobs", e))?;
+    let mut items = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let job = QueuedJob::from_row(row)?;
+        items.push((job.id, job_json(&job)));
+    }
+    Ok(page(items, limit, paginate))
+}
+
+fn check_state(state: &str) -> Result<String, Reply> {
+    if STATES.contains(&state) {
+        Ok(state.to_string())
+    } else {
+        Err(Reply::error(
+            400,
+            format!(
+                "unknown state {state:?}; expected one of {}",
+                STATES.join(", ")
+            ),
+        ))
+    }
+}
+
+/// `%text%` for ILIKE, with `%`, `_` and `\` taken literally.
+fn contains(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// Upstream's `filters`: a JSON list of `[field, op, value]`.
+fn add_filters(w: &mut Where, text: &str) -> Result<(), Reply> {
+    let bad = |why: String| Reply::error(400, format!("bad filters: {why}"));
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| bad(format!("not valid JSON ({e})")))?;
+    let list = value
+        .as_array()
+        .ok_or_else(|| bad("expected a JSON list of [field, op, value]".into()))?;
+    for item in list {
+        let triple = item.as_array().filter(|t| t.len() == 3);
+        let Some([field, op, value]) = triple.map(Vec::as_slice) else {
+            return Err(bad(format!("{item} is not a [field, op, value] triple")));
+        };
+        let (Some(field), Some(op)) = (field.as_str(), op.as_str()) else {
+            return Err(bad(format!("{item}: field and op must be strings")));
+        };
+        add_filter(w, field, op, value).map_err(|why| bad(format!("{item}: {why}")))?;
+    }
+    Ok(())
+}
+
+fn add_filter(w: &mut Where, field: &str, op: &str, value: &Value) -> Result<(), String> {
+    let text = || {
+        value
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("{field} needs a string value"))
+    };
+    match (field, op) {
+        ("state", "=") => {
+            let state = text()?;
+            check_state(&state).map_err(|_| format!("unknown state {state:?}"))?;
+            w.add("state", "=", Box::new(state));
+        }
+        ("queue", "=") => w.add("queue", "=", Box::new(text()?)),
+        ("func", "=") => w.add("func", "=", Box::new(text()?)),
+        ("func", "~") => w.add("func", "ILIKE", Box::new(contains(&text()?))),
+        ("priority" | "attempts", _) => {
+            let column = if field == "priority" {
+                "priority"
+            } else {
+                "attempts"
+            };
+            let op = match op {
+                "=" => "=",
+                ">" => ">",
+                "<" => "<",
+                ">=" => ">=",
+                "<=" => "<=",
+                other => return Err(format!("operator {other:?} is not allowed for {field}")),
+            };
+            let n = value
+                .as_i64()
+                .and_then(|n| i32::try_from(n).ok())
+                .ok_or_else(|| format!("{field} needs an integer value"))?;
+            w.add(column, op, Box::new(n));
+        }
+        _ => {
+            return Err(format!(
+                "unsupported filter {field} {op} (state =, queue =, func = or ~, priority and \
+                 attempts = > < >= <=)"
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// `GET /api/v1/jobs/functions`: every distinct `func`, sorted.
+pub(super) fn functions(chancy: &Chancy) -> Out {
+    // No index covers func: this reads the whole table (about a second per million rows).
+    let sql = format!(
+        "SELECT DISTINCT func FROM {} ORDER BY func",
+        chancy.prefix().table("jobs")
+    );
+    let mut conn = chancy.connection()?;
+    let rows = conn
+        .client
+        .query(sql.as_str(), &[])
+        .map_err(|e| Error::database("listing job functions", e))?;
+    let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    Ok(Reply::json(json!(names)))
+}
+
+/// `GET /api/v1/jobs/{id}`.
+pub(super) fn get(chancy: &Chancy, id: &str) -> Out {
+    let id = parse_uuid(id, "the job id")?;
+    match chancy.get_job(&Reference(id))? {
+        Some(job) => Ok(Reply::json(job_json(&job))),
+        None => Err(Reply::error(404, "Job not found")),
+    }
+}
+
+/// What one action did to one job.
+enum Outcome {
+    Done,
+    Missing,
+    NotApplicable(String),
+}
+
+/// `POST /api/v1/jobs/{id}/cancel`: 404 when missing, 409 when already finished.
+pub(super) fn cancel(chancy: &Chancy, id: &str) -> Out {
+    let id = parse_uuid(id, "the job id")?;
+    single(act(chancy, Action::Cancel, id)?)
+}
+
+/// `POST /api/v1/jobs/{id}/retry`: 404 when missing, 409 when running.
+pub(super) fn retry(chancy: &Chancy, id: &str) -> Out {
+    let id = parse_uuid(id, "the job id")?;
+    single(act(chancy, Action::Retry, id)?)
+}
+
+fn single(outcome: Outcome) -> Out {
+    match outcome {
+        Outcome::Done => Ok(Reply::json(json!({ "success": true }))),
+        Outcome::Missing => Err(Reply::error(404, "Job not found")),
+        Outcome::NotApplicable(why) => Err(Reply::error(409, why)),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Retry,
+    Purge,
+    Cancel,
+}
+
+/// `POST /api/v1/jobs` `{"action": "retry"|"purge"|"cancel", "ids": [...]}`: each id (in
+/// order, duplicates dropped) in its own transaction.
+pub(super) fn batch(req: &Req, chancy: &Chancy) -> Out {
+    let body = req.json()?;
+    let action = match body.get("action").and_then(Value::as_str) {
+        Some("retry") => Action::Retry,
+        Some("purge") => Action::Purge,
+        Some("cancel") => Action::Cancel,
+        other => {
+            return Err(Reply::error(
+                400,
+                format!("action must be retry, purge or cancel, got {other:?}"),
+            ))
+        }
+    };
+    let Some(raw) = body.get("ids").and_then(Value::as_array) else {
+        return Err(Reply::error(400, "ids must be a list of job ids"));
+    };
+    let mut ids: Vec<Uuid> = Vec::new();
+    for v in raw {
+        let text = v.as_str().unwrap_or_default();
+        let id = parse_uuid(text, "every id")?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    let mut ok = true;
+    let results: Vec<Value> = ids
+        .iter()
+        .map(|id| match act(chancy, action, *id) {
+            Ok(Outcome::Done) => json!({ "id": id.to_string(), "status": "completed" }),
+            Ok(Outcome::Missing) => {
+                json!({ "id": id.to_string(), "status": "skipped", "message": "Job not found" })
+            }
+            Ok(Outcome::NotApplicable(why)) => {
+                json!({ "id": id.to_string(), "status": "skipped", "message": why })
+            }
+            Err(e) => {
+                ok = false;
+                json!({ "id": id.to_string(), "status": "failed", "message": e.to_string() })
+            }
+        })
+        .collect();
+    Ok(Reply::json(json!({ "ok": ok, "results": results })))
+}
+
+/// Applies `action` to job `id` in one transaction that locks the row first.
+fn act(chancy: &Chancy, action: Action, id: Uuid) -> Result<Outcome, Error> {
+    let lock = format!(
+        "SELECT state FROM {} WHERE id = $1 FOR UPDATE",
+        chancy.prefix().table("jobs")
+    );
+    let purge = format!(
+        "DELETE FROM {} WHERE id = $1",
+        chancy.prefix().table("jobs")
+    );
+    crate::app::in_transaction(chancy, "changing a job", |tx| {
+        let row = tx
+            .query_opt(lock.as_str(), &[&id])
+            .map_err(|e| Error::database("locking a job", e))?;
+        let Some(row) = row else {
+            return Ok(Outcome::Missing);
+        };
+        let state: String = row.get(0);
+        let reference = Reference(id);
+        match action {
+            Action::Retry if state == JobState::Running.as_str() => Ok(Outcome::NotApplicable(
+                "the job is running; cancel it first".into(),
+            )),
+            Action::Retry => {
+                chancy.retry_jobs_ex(tx, &[reference])?;
+                Ok(Outcome::Done)
+            }
+            Action::Cancel if state == "succeeded" || state == "failed" => Ok(
+                Outcome::NotApplicable(format!("the job already finished ({state})")),
+            ),
+            Action::Cancel => {
+                chancy.cancel_job_ex(tx, &reference)?;
+                Ok(Outcome::Done)
+            }
+            Action::Purge => {
+                tx.execute(purge.as_str(), &[&id])
+                    .map_err(|e| Error::database("purging a job", e))?;
+                Ok(Outcome::Done)
+            }
+        }
+    })
+}

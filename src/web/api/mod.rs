@@ -1,0 +1,175 @@
+//! The `/api/v1/` resources, one file each, and the JSON shapes they share (keys are the
+//! database column names, times ISO 8601 like Python's `isoformat()`).
+
+mod crons;
+mod jobs;
+mod metrics;
+mod queues;
+mod system;
+mod workers;
+mod workflows;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::http::{Reply, Req};
+use crate::error::Error;
+use crate::{Chancy, Queue, QueuedJob};
+
+/// A handler's answer: the error side is also a reply (`{"error": …}` with its status).
+pub(crate) type Out = Result<Reply, Reply>;
+
+/// Largest page of jobs or workflows.
+pub(crate) const MAX_LIMIT: u32 = 100;
+
+/// Routes an authenticated `/api/v1/<segs>` request.
+pub(crate) fn dispatch(req: &Req, chancy: &Chancy, segs: &[&str]) -> Out {
+    match (req.method.as_str(), segs) {
+        ("GET", ["configuration"]) => system::configuration(chancy),
+        ("GET", ["system"]) => system::system(chancy),
+        ("GET", ["overview"]) => system::overview(chancy),
+        ("GET", ["queues"]) => queues::list(chancy),
+        ("POST", ["queues", name, "pause"]) => queues::pause(req, chancy, name),
+        ("POST", ["queues", name, "resume"]) => queues::resume(chancy, name),
+        ("GET", ["workers"]) => workers::list(chancy),
+        ("GET", ["jobs"]) => jobs::list(req, chancy),
+        ("POST", ["jobs"]) => jobs::batch(req, chancy),
+        ("GET", ["jobs", "functions"]) => jobs::functions(chancy),
+        ("GET", ["jobs", id]) => jobs::get(chancy, id),
+        ("POST", ["jobs", id, "cancel"]) => jobs::cancel(chancy, id),
+        ("POST", ["jobs", id, "retry"]) => jobs::retry(chancy, id),
+        ("GET", ["crons"]) => crons::list(chancy),
+        ("GET", ["metrics"]) => metrics::categories(chancy),
+        ("GET", ["metrics", prefix]) => metrics::detail(req, chancy, prefix),
+        ("GET", ["workflows"]) => workflows::list(req, chancy),
+        ("GET", ["workflows", id]) => workflows::get(chancy, id),
+        _ => Err(Reply::error(
+            404,
+            format!("no route for {} {}", req.method, req.path),
+        )),
+    }
+}
+
+impl From<Error> for Reply {
+    fn from(err: Error) -> Reply {
+        let status = if err.is_invalid_input() {
+            400
+        } else if err.is_not_found() {
+            404
+        } else if err.is_unavailable() {
+            503
+        } else {
+            500
+        };
+        if status >= 500 {
+            log::warn!("web: {err}");
+        }
+        Reply::error(status, err.to_string())
+    }
+}
+
+/// A time as Python's `datetime.isoformat()` writes it (`+00:00`, microseconds).
+pub(crate) fn iso(t: &DateTime<Utc>) -> Value {
+    Value::String(t.to_rfc3339_opts(SecondsFormat::Micros, false))
+}
+
+/// [`iso`] or `null`.
+pub(crate) fn iso_opt(t: &Option<DateTime<Utc>>) -> Value {
+    t.as_ref().map_or(Value::Null, iso)
+}
+
+/// A job row as JSON (every column, like upstream's `SELECT *`).
+pub(crate) fn job_json(job: &QueuedJob) -> Value {
+    json!({
+        "id": job.id.to_string(),
+        "queue": job.queue,
+        "func": job.func,
+        "kwargs": job.kwargs,
+        "limits": job.limits,
+        "meta": job.meta,
+        "state": job.state.as_str(),
+        "priority": job.priority,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "taken_by": job.taken_by,
+        "created_at": iso(&job.created_at),
+        "started_at": iso_opt(&job.started_at),
+        "completed_at": iso_opt(&job.completed_at),
+        "scheduled_at": iso(&job.scheduled_at),
+        "unique_key": job.unique_key,
+        "errors": job.errors,
+        "claim_id": job.claim_id.map(|c| c.to_string()),
+    })
+}
+
+/// A queue as upstream's `Queue.pack()`.
+pub(crate) fn queue_json(q: &Queue) -> Value {
+    json!({
+        "name": q.name,
+        "concurrency": q.concurrency,
+        "tags": q.tags.iter().collect::<Vec<_>>(),
+        "state": q.state.as_str(),
+        "executor": q.executor,
+        "executor_options": q.executor_options,
+        "polling_interval": q.polling_interval.as_secs(),
+        "rate_limit": q.rate_limit,
+        "rate_limit_window": q.rate_limit_window.map(|w| w.as_secs()),
+        "resume_at": iso_opt(&q.resume_at),
+        "eager_polling": q.eager_polling,
+    })
+}
+
+/// A UUID from a path segment or parameter, or 400 naming `what`.
+pub(crate) fn parse_uuid(text: &str, what: &str) -> Result<Uuid, Reply> {
+    Uuid::parse_str(text.trim())
+        .map_err(|_| Reply::error(400, format!("{what} must be a UUID, got {text:?}")))
+}
+
+/// `limit` (default [`MAX_LIMIT`]), 1..=[`MAX_LIMIT`], or 400.
+pub(crate) fn parse_limit(req: &Req) -> Result<u32, Reply> {
+    match req.param("limit") {
+        None => Ok(MAX_LIMIT),
+        Some(text) => match text.trim().parse::<u32>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(Reply::error(
+                400,
+                format!("limit must be an integer from 1 to {MAX_LIMIT}, got {text:?}"),
+            )),
+        },
+    }
+}
+
+/// `pagination=true|1` (anything else is false; a typo is a 400).
+pub(crate) fn wants_pagination(req: &Req) -> Result<bool, Reply> {
+    match req.param("pagination") {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") => Ok(true),
+        Some(other) => Err(Reply::error(
+            400,
+            format!("pagination must be true or false, got {other:?}"),
+        )),
+    }
+}
+
+/// A page (`{"items", "has_more", "next_cursor"}`) or a plain list. `rows` holds up to
+/// `limit + 1` items (the extra one only tells that there is more).
+pub(crate) fn page(mut rows: Vec<(Uuid, Value)>, limit: u32, paginate: bool) -> Reply {
+    let has_more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_cursor = if has_more {
+        rows.last().map(|(id, _)| Value::String(id.to_string()))
+    } else {
+        None
+    };
+    let items: Vec<Value> = rows.into_iter().map(|(_, v)| v).collect();
+    if paginate {
+        Reply::json(json!({
+            "items": items,
+            "has_more": has_more,
+            "next_cursor": next_cursor,
+        }))
+    } else {
+        Reply::json(Value::Array(items))
+    }
+}

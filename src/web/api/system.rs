@@ -1,0 +1,104 @@
+//! `/api/v1/configuration`, `/api/v1/system` and our `/api/v1/overview`.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use super::Out;
+use crate::error::Error;
+use crate::web::http::Reply;
+use crate::Chancy;
+
+/// The state names every overview row carries, zero when absent.
+const COUNTED_STATES: [&str; 7] = [
+    "pending",
+    "running",
+    "retrying",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "expired",
+];
+
+/// `GET /api/v1/configuration`: `{"plugins": [identifiers]}`.
+pub(super) fn configuration(chancy: &Chancy) -> Out {
+    let plugins: Vec<&str> = chancy.plugins().iter().map(|p| p.identifier()).collect();
+    Ok(Reply::json(json!({ "plugins": plugins })))
+}
+
+/// `GET /api/v1/system`: this crate's version, the server's version and the prefix.
+pub(super) fn system(chancy: &Chancy) -> Out {
+    let mut conn = chancy.connection()?;
+    let row = conn
+        .client
+        .query_one("SHOW server_version", &[])
+        .map_err(|e| Error::database("reading the server version", e))?;
+    let version: String = row.get(0);
+    Ok(Reply::json(json!({
+        "chancy_version": env!("CARGO_PKG_VERSION"),
+        "database": { "version": version, "prefix": chancy.prefix().as_str() },
+    })))
+}
+
+/// `GET /api/v1/overview`: per queue its settings and job counts by state, the number of
+/// live workers and the leader.
+pub(super) fn overview(chancy: &Chancy) -> Out {
+    let p = chancy.prefix();
+    let counts_sql = format!(
+        "SELECT queue, state, count(*) FROM {} GROUP BY queue, state",
+        p.table("jobs")
+    );
+    let workers_sql = format!(
+        "SELECT (SELECT count(*) FROM {} WHERE expires_at > NOW()), \
+                (SELECT worker_id FROM {} WHERE expires_at > NOW() LIMIT 1)",
+        p.table("workers"),
+        p.table("leader")
+    );
+    let queues = chancy.get_all_queues()?;
+    let mut conn = chancy.connection()?;
+    let db = |e| Error::database("reading the overview", e);
+    let mut counts: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    for row in conn.client.query(counts_sql.as_str(), &[]).map_err(db)? {
+        let (queue, state, n): (String, String, i64) = (row.get(0), row.get(1), row.get(2));
+        counts
+            .entry(queue)
+            .or_insert_with(zero_counts)
+            .insert(state, json!(n));
+    }
+    let row = conn
+        .client
+        .query_one(workers_sql.as_str(), &[])
+        .map_err(db)?;
+    let workers: i64 = row.get(0);
+    let leader: Option<String> = row.get(1);
+    let mut rows: Vec<Value> = queues
+        .iter()
+        .map(|q| {
+            json!({
+                "name": q.name,
+                "state": q.state.as_str(),
+                "executor": q.executor,
+                "concurrency": q.concurrency,
+                "counts": counts.remove(&q.name).unwrap_or_else(zero_counts),
+            })
+        })
+        .collect();
+    // Jobs of queues that were never declared (or were deleted) still show up.
+    for (name, c) in counts {
+        rows.push(json!({
+            "name": name, "state": null, "executor": null, "concurrency": null, "counts": c,
+        }));
+    }
+    Ok(Reply::json(json!({
+        "queues": rows,
+        "workers": workers,
+        "leader": leader,
+    })))
+}
+
+fn zero_counts() -> Map<String, Value> {
+    COUNTED_STATES
+        .iter()
+        .map(|s| (s.to_string(), json!(0)))
+        .collect()
+}

@@ -1,0 +1,145 @@
+//! [`WebConfig`]: where the server listens, who may log in, and its limits.
+
+use std::time::Duration;
+
+/// Default listening address: loopback only.
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+/// Default port (upstream's).
+pub const DEFAULT_PORT: u16 = 8000;
+/// Username when none is configured.
+pub const DEFAULT_USERNAME: &str = "admin";
+/// Handler threads serving requests.
+pub const DEFAULT_HANDLER_THREADS: usize = 4;
+/// How long a session token is valid (upstream: 7 days).
+pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Failed logins allowed per client within [`DEFAULT_LOGIN_WINDOW`] before 429.
+pub const DEFAULT_LOGIN_ATTEMPTS: u32 = 5;
+/// The window over which failed logins are counted.
+pub const DEFAULT_LOGIN_WINDOW: Duration = Duration::from_secs(60);
+/// Environment variable read by `chancy web` for the username.
+pub const ENV_USERNAME: &str = "CHANCY_WEB_USERNAME";
+/// Environment variable read by `chancy web` for the password.
+pub const ENV_PASSWORD: &str = "CHANCY_WEB_PASSWORD";
+/// Environment variable read by `chancy web` for the token-signing secret.
+pub const ENV_SECRET: &str = "CHANCY_WEB_SECRET";
+/// Name of the session cookie set by `POST /api/v1/login`.
+pub const SESSION_COOKIE: &str = "chancy_session";
+
+/// Settings of a [`WebServer`](super::WebServer): a consuming builder.
+///
+/// ```
+/// use std::time::Duration;
+/// use chancy::web::WebConfig;
+/// let config = WebConfig::new()
+///     .host("127.0.0.1")
+///     .port(0) // any free port
+///     .allow_origin("https://ops.example.com")
+///     .username("ops")
+///     .password("correct horse battery staple")
+///     .token_lifetime(Duration::from_secs(3600));
+/// assert_eq!(config.get_port(), 0);
+/// ```
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) allow_origins: Vec<String>,
+    pub(crate) username: String,
+    pub(crate) password: Option<String>,
+    pub(crate) secret: Option<Vec<u8>>,
+    pub(crate) threads: usize,
+    pub(crate) token_lifetime: Duration,
+    pub(crate) login_attempts: u32,
+    pub(crate) login_window: Duration,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            host: DEFAULT_HOST.to_string(),
+            port: DEFAULT_PORT,
+            allow_origins: Vec::new(),
+            username: DEFAULT_USERNAME.to_string(),
+            password: None,
+            secret: None,
+            threads: DEFAULT_HANDLER_THREADS,
+            token_lifetime: DEFAULT_TOKEN_LIFETIME,
+            login_attempts: DEFAULT_LOGIN_ATTEMPTS,
+            login_window: DEFAULT_LOGIN_WINDOW,
+        }
+    }
+}
+
+impl WebConfig {
+    /// The defaults: `127.0.0.1:8000`, user `admin`, a random password and secret.
+    pub fn new() -> WebConfig {
+        WebConfig::default()
+    }
+
+    /// The address to bind (default [`DEFAULT_HOST`], loopback). Put a TLS-terminating
+    /// proxy in front before binding a public address.
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.host = host.into();
+        self
+    }
+
+    /// The port (default [`DEFAULT_PORT`]); `0` picks a free one (see
+    /// [`WebServer::local_addr`](super::WebServer::local_addr)).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Adds an origin (e.g. `https://ops.example.com`) allowed to call the API from a
+    /// browser page it serves (CORS). None by default: same-origin only.
+    pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
+        self.allow_origins.push(origin.into());
+        self
+    }
+
+    /// The login name (default [`DEFAULT_USERNAME`]).
+    pub fn username(mut self, username: impl Into<String>) -> Self {
+        self.username = username.into();
+        self
+    }
+
+    /// The password. Without one, a random password is generated at start (read it with
+    /// [`WebServer::generated_password`](super::WebServer::generated_password)).
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// The secret that signs session tokens. Without one, a random secret is generated at
+    /// start, so tokens do not survive a restart; set one to keep sessions across restarts
+    /// or to share them between several servers.
+    pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.secret = Some(secret.as_ref().to_vec());
+        self
+    }
+
+    /// Handler threads (default [`DEFAULT_HANDLER_THREADS`], at least 1).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// How long a token from login stays valid (default [`DEFAULT_TOKEN_LIFETIME`]).
+    pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.token_lifetime = lifetime;
+        self
+    }
+
+    /// Failed logins allowed per client address within `window` before the server answers
+    /// 429 (defaults [`DEFAULT_LOGIN_ATTEMPTS`] per [`DEFAULT_LOGIN_WINDOW`]).
+    pub fn login_rate_limit(mut self, attempts: u32, window: Duration) -> Self {
+        self.login_attempts = attempts.max(1);
+        self.login_window = window;
+        self
+    }
+
+    /// The configured port.
+    pub fn get_port(&self) -> u16 {
+        self.port
+    }
+}

@@ -1,0 +1,231 @@
+//! The request and response types the handlers see, decoupled from tiny_http: a parsed
+//! request (method, decoded path segments, query, headers, body) and a JSON reply.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::IpAddr;
+
+use serde_json::{json, Value};
+
+/// Largest request body read (1 MiB); longer bodies are refused with 413.
+pub(crate) const MAX_BODY: usize = 1 << 20;
+
+/// A parsed request.
+#[derive(Debug, Clone)]
+pub(crate) struct Req {
+    pub method: String,
+    /// The raw path, without the query.
+    pub path: String,
+    /// Percent-decoded query parameters (the last value wins).
+    pub query: BTreeMap<String, String>,
+    /// Header names lower-cased.
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+    pub client: Option<IpAddr>,
+}
+
+impl Req {
+    /// Reads a tiny_http request (body capped at [`MAX_BODY`]).
+    pub fn read(request: &mut tiny_http::Request) -> Result<Req, Reply> {
+        let url = request.url().to_string();
+        let (path, query) = match url.split_once('?') {
+            Some((p, q)) => (p.to_string(), parse_query(q)),
+            None => (url, BTreeMap::new()),
+        };
+        let headers = request
+            .headers()
+            .iter()
+            .map(|h| {
+                (
+                    h.field.as_str().as_str().to_ascii_lowercase(),
+                    h.value.as_str().to_string(),
+                )
+            })
+            .collect();
+        let mut body = Vec::new();
+        let read = request
+            .as_reader()
+            .take(MAX_BODY as u64 + 1)
+            .read_to_end(&mut body);
+        if read.is_err() {
+            return Err(Reply::error(400, "could not read the request body"));
+        }
+        if body.len() > MAX_BODY {
+            return Err(Reply::error(413, "the request body is larger than 1 MiB"));
+        }
+        Ok(Req {
+            method: request.method().as_str().to_ascii_uppercase(),
+            path,
+            query,
+            headers,
+            body,
+            client: request.remote_addr().map(|a| a.ip()),
+        })
+    }
+
+    /// A header by lower-case name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    /// The decoded path segments after `prefix` (e.g. `/api/v1/`), or `None` when the path
+    /// does not start with it or a segment is not valid percent-encoding.
+    pub fn segments_after(&self, prefix: &str) -> Option<Vec<String>> {
+        let rest = self.path.strip_prefix(prefix)?;
+        rest.trim_end_matches('/')
+            .split('/')
+            .map(|s| percent_decode(s, false))
+            .collect()
+    }
+
+    /// The body as JSON; an empty body reads as `{}`.
+    pub fn json(&self) -> Result<Value, Reply> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(json!({}));
+        }
+        serde_json::from_slice(&self.body)
+            .map_err(|e| Reply::error(400, format!("the request body is not valid JSON: {e}")))
+    }
+
+    /// Whether the Content-Type is `application/json` (parameters allowed).
+    pub fn is_json(&self) -> bool {
+        self.header("content-type").is_some_and(|ct| {
+            ct.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        })
+    }
+
+    /// A query parameter, empty values counting as absent.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// A response: status, body and extra headers.
+#[derive(Debug, Clone)]
+pub(crate) struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    /// `200` with a JSON body.
+    pub fn json(value: Value) -> Reply {
+        Reply::json_status(200, value)
+    }
+
+    /// A JSON body with `status`.
+    pub fn json_status(status: u16, value: Value) -> Reply {
+        Reply {
+            status,
+            content_type: "application/json",
+            body: value.to_string().into_bytes(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// `{"error": message}` with `status`.
+    pub fn error(status: u16, message: impl Into<String>) -> Reply {
+        Reply::json_status(status, json!({ "error": message.into() }))
+    }
+
+    /// A static asset.
+    pub fn asset(content_type: &'static str, body: &'static str) -> Reply {
+        Reply {
+            status: 200,
+            content_type,
+            body: body.as_bytes().to_vec(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Reply {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+
+    /// Converts to a tiny_http response.
+    pub fn into_response(self) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+        let mut response = tiny_http::Response::from_data(self.body).with_status_code(self.status);
+        let mut add = |name: &str, value: &str| {
+            if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+                response.add_header(h);
+            }
+        };
+        add("Content-Type", self.content_type);
+        add("X-Content-Type-Options", "nosniff");
+        add("Cache-Control", "no-store");
+        for (name, value) in &self.headers {
+            add(name, value);
+        }
+        response
+    }
+}
+
+/// Splits `a=1&b=x%20y` into decoded pairs (`+` is a space); pairs that do not decode are
+/// kept raw, so a bad value is reported by the parameter's own parser.
+pub(crate) fn parse_query(query: &str) -> BTreeMap<String, String> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |s: &str| percent_decode(s, true).unwrap_or_else(|| s.to_string());
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+/// Decodes `%XX` escapes (and `+` as a space when `plus_is_space`); `None` when an escape
+/// is malformed or the result is not UTF-8.
+pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_decoded() {
+        let q = parse_query("func=my%2Eapp+x&limit=5&empty=&flag");
+        assert_eq!(q["func"], "my.app x");
+        assert_eq!(q["limit"], "5");
+        assert_eq!(q["empty"], "");
+        assert_eq!(q["flag"], "");
+    }
+
+    #[test]
+    fn malformed_escapes_are_refused() {
+        assert_eq!(percent_decode("a%2", false), None);
+        assert_eq!(percent_decode("a%zz", false), None);
+        assert_eq!(percent_decode("a%20b+c", false).as_deref(), Some("a b+c"));
+    }
+}

@@ -1,0 +1,126 @@
+//! Dispatch: static assets, `/health`, login/logout, then authentication, the CSRF checks
+//! and the `/api/v1/` resources. CORS headers are added to every answer for listed origins.
+
+use serde_json::{json, Value};
+
+use super::api::{self, Out};
+use super::assets;
+use super::auth::Auth;
+use super::config::SESSION_COOKIE;
+use super::cors;
+use super::http::{Reply, Req};
+use crate::Chancy;
+
+/// What every handler thread shares.
+pub(crate) struct Ctx {
+    pub chancy: Chancy,
+    pub auth: Auth,
+    pub allow_origins: Vec<String>,
+}
+
+const API: &str = "/api/v1/";
+
+/// Answers one request.
+pub(crate) fn route(req: &Req, ctx: &Ctx) -> Reply {
+    let reply = match dispatch(req, ctx) {
+        Ok(reply) | Err(reply) => reply,
+    };
+    cors::decorate(reply, req, &ctx.allow_origins)
+}
+
+fn dispatch(req: &Req, ctx: &Ctx) -> Out {
+    if req.method == "OPTIONS" {
+        return Ok(cors::preflight(req, &ctx.allow_origins));
+    }
+    if req.method != "GET" && !cors::origin_allowed(req, &ctx.allow_origins) {
+        return Err(Reply::error(
+            403,
+            "cross-origin request refused: the Origin is neither this server nor an allowed origin",
+        ));
+    }
+    if let Some(reply) = assets::serve(req) {
+        return Ok(reply);
+    }
+    if req.path == "/health" {
+        return Ok(Reply::json(json!({ "status": "healthy" })));
+    }
+    let Some(segments) = req.segments_after(API) else {
+        return Err(Reply::error(404, format!("no route for {}", req.path)));
+    };
+    let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+    match (req.method.as_str(), segs.as_slice()) {
+        ("POST", ["login"]) => return login(req, ctx),
+        ("POST", ["logout"]) => return Ok(logout()),
+        _ => {}
+    }
+    let via_cookie = authenticate(req, ctx)?;
+    if via_cookie && req.method != "GET" && !req.is_json() {
+        return Err(Reply::error(
+            403,
+            "a cookie-authenticated request that changes something must send Content-Type: \
+             application/json",
+        ));
+    }
+    api::dispatch(req, &ctx.chancy, &segs)
+}
+
+/// Ok(true) for a cookie session, Ok(false) for a Bearer token, 403 otherwise.
+fn authenticate(req: &Req, ctx: &Ctx) -> Result<bool, Reply> {
+    let bearer = req.header("authorization").and_then(|h| {
+        h.strip_prefix("Bearer ")
+            .or_else(|| h.strip_prefix("bearer "))
+    });
+    if let Some(token) = bearer {
+        if ctx.auth.verify(token).is_some() {
+            return Ok(false);
+        }
+    }
+    if let Some(token) = cookie(req, SESSION_COOKIE) {
+        if ctx.auth.verify(token).is_some() {
+            return Ok(true);
+        }
+    }
+    Err(Reply::error(403, "Not authenticated"))
+}
+
+fn cookie<'a>(req: &'a Req, name: &str) -> Option<&'a str> {
+    req.header("cookie")?.split(';').find_map(|pair| {
+        let (k, v) = pair.trim().split_once('=')?;
+        (k == name).then_some(v)
+    })
+}
+
+fn login(req: &Req, ctx: &Ctx) -> Out {
+    let limiter = ctx.auth.limiter();
+    if let Some(wait) = limiter.blocked(req.client) {
+        let secs = wait.as_secs().max(1);
+        return Err(Reply::error(
+            429,
+            format!("too many failed logins from this address; try again in {secs} s"),
+        )
+        .with_header("Retry-After", secs.to_string()));
+    }
+    let body = req.json()?;
+    let field = |name: &str| body.get(name).and_then(Value::as_str).unwrap_or_default();
+    if !ctx
+        .auth
+        .check_credentials(field("username"), field("password"))
+    {
+        limiter.failed(req.client);
+        return Err(Reply::error(401, "Invalid username or password"));
+    }
+    limiter.succeeded(req.client);
+    let token = ctx.auth.issue();
+    let cookie = format!(
+        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        ctx.auth.lifetime().as_secs()
+    );
+    Ok(Reply::json(json!({ "token": token })).with_header("Set-Cookie", cookie))
+}
+
+fn logout() -> Reply {
+    Reply::json(json!({ "success": true })).with_header(
+        "Set-Cookie",
+        format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+    )
+}
