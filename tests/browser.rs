@@ -121,6 +121,11 @@ fn drop_prefix(url: &str, prefix: &str) {
 
 /// Runs one job that fails for good through a real worker; returns its id.
 fn seed_failed_job(chancy: &Chancy) -> String {
+    // Declared first so it runs on threads (a worker would declare `default` with upstream's
+    // process executor, whose children must be this test binary's own `main`).
+    chancy
+        .declare(&Queue::new("default").concurrency(1))
+        .expect("declare default");
     let worker = Worker::builder(chancy)
         .worker_id("browser-test-worker")
         .job(FAILING_FUNC, |_ctx: &JobContext| -> Result<(), JobError> {
