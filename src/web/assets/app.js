@@ -374,50 +374,65 @@ async function loadThroughput(card, windowIndex = 0) {
   card.replaceChildren(h('div', { class: 'card-head' }, h('h2', {}, 'Throughput'), picker), body);
 }
 
-function throughputChart(data, win) {
-  const series = data?.series || {};
+const RESOLUTION_SECONDS = { '1min': 60, '5min': 300, '1hour': 3600, '1day': 86400 };
+
+/** Finished attempts per bucket over the whole window (buckets without data count 0). */
+function throughputBuckets(data, win) {
+  const step = (RESOLUTION_SECONDS[data?.resolution] || RESOLUTION_SECONDS[win.resolution]) * 1000;
   const finished = ['succeeded', 'failed', 'retrying'];
   const byTime = new Map();
-  for (const [key, s] of Object.entries(series)) {
-    const st = key.split(':').pop();
-    if (!key.startsWith('global:status:') || !finished.includes(st)) continue;
-    for (const point of s.data || []) {
-      const t = new Date(point.timestamp).getTime();
-      const entry = byTime.get(t) || { t, succeeded: 0, failed: 0, retrying: 0 };
-      entry[st] += Number(point.value) || 0;
+  for (const [key, series] of Object.entries(data?.series || {})) {
+    const state = key.split(':').pop();
+    if (!key.startsWith('global:status:') || !finished.includes(state)) continue;
+    for (const point of series.data || []) {
+      const t = Math.floor(new Date(point.timestamp).getTime() / step) * step;
+      if (Number.isNaN(t)) continue;
+      const entry = byTime.get(t) || { t, all: 0, failed: 0 };
+      const value = Number(point.value) || 0;
+      entry.all += value;
+      if (state === 'failed') entry.failed += value;
       byTime.set(t, entry);
     }
   }
-  const points = [...byTime.values()].sort((a, b) => a.t - b.t);
+  if (byTime.size === 0) return [];
+  const end = Math.floor(Date.now() / step) * step;
+  const start = Math.min(end - Math.round((win.range * 1000) / step) * step + step, ...byTime.keys());
+  const points = [];
+  for (let t = start; t <= end; t += step) points.push(byTime.get(t) || { t, all: 0, failed: 0 });
+  return points;
+}
+
+function throughputChart(data, win) {
+  const points = throughputBuckets(data, win);
   if (points.length === 0) {
     return h('p', { class: 'muted', testid: 'throughput-empty' }, `No jobs finished in the ${win.label} (or no worker runs the metrics plugin).`);
   }
-  const total = points.reduce((acc, p) => acc + p.succeeded + p.failed + p.retrying, 0);
+  const total = points.reduce((acc, p) => acc + p.all, 0);
   const failed = points.reduce((acc, p) => acc + p.failed, 0);
+  const peak = Math.max(...points.map((p) => p.all));
+  const plural = (n, word) => `${fmtNumber(n)} ${word}${n === 1 ? '' : 's'}`;
   return h('div', { class: 'throughput' },
-    sparkline(points, win),
+    sparkline(points, win, peak),
     h('p', { class: 'muted small' },
-      `${fmtNumber(total)} attempts finished in the ${win.label} (${fmtNumber(failed)} failed for good), per ${win.resolution} bucket; `,
+      `${plural(total, 'attempt')} finished in the ${win.label}, ${fmtNumber(failed)} of them failed; peak ${fmtNumber(peak)} per ${win.resolution}. `,
       h('span', { class: 'legend legend-ok' }, 'finished'), ' ', h('span', { class: 'legend legend-bad' }, 'failed')));
 }
 
 /** An inline SVG sparkline of finished attempts per bucket, failures overlaid in red. */
-function sparkline(points, win) {
+function sparkline(points, win, peak) {
   const width = 600;
   const height = 90;
   const pad = 4;
-  const end = Date.now();
-  const start = end - win.range * 1000;
-  const max = Math.max(1, ...points.map((p) => p.succeeded + p.failed + p.retrying));
-  const x = (t) => pad + ((t - start) / (end - start)) * (width - 2 * pad);
+  const max = Math.max(1, peak);
+  const span = Math.max(1, points.length - 1);
+  const x = (i) => pad + (i / span) * (width - 2 * pad);
   const y = (v) => height - pad - (v / max) * (height - 2 * pad);
-  const line = (f) => points.map((p, i) => `${i ? 'L' : 'M'}${x(p.t).toFixed(1)},${y(f(p)).toFixed(1)}`).join(' ');
-  const all = (p) => p.succeeded + p.failed + p.retrying;
-  const area = `${line(all)} L${x(points[points.length - 1].t).toFixed(1)},${height - pad} L${x(points[0].t).toFixed(1)},${height - pad} Z`;
+  const line = (f) => points.map((p, i) => `${i ? 'L' : 'M'}${x(i).toFixed(1)},${y(f(p)).toFixed(1)}`).join(' ');
+  const area = `${line((p) => p.all)} L${x(points.length - 1).toFixed(1)},${height - pad} L${x(0).toFixed(1)},${height - pad} Z`;
   return s('svg', { class: 'sparkline', viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: 'none', role: 'img', 'aria-label': `throughput, ${win.label}`, 'data-testid': 'sparkline' },
-    s('title', {}, `max ${max} per ${win.resolution}`),
+    s('title', {}, `peak ${peak} per ${win.resolution}`),
     s('path', { d: area, class: 'spark-area' }),
-    s('path', { d: line(all), class: 'spark-line' }),
+    s('path', { d: line((p) => p.all), class: 'spark-line' }),
     s('path', { d: line((p) => p.failed), class: 'spark-fail' }));
 }
 
@@ -468,10 +483,9 @@ async function viewJobs(params) {
     func: params.get('func') || '',
   };
   const before = params.get('before') || '';
-  const [page, queues, functions] = await Promise.all([
+  const [page, queues] = await Promise.all([
     api('GET', `jobs${query({ ...filters, before, limit: PAGE_SIZE, pagination: 'true' })}`),
     api('GET', 'queues').catch((e) => { if (e instanceof AuthError) throw e; return []; }),
-    api('GET', 'jobs/functions').catch((e) => { if (e instanceof AuthError) throw e; return []; }),
   ]);
   const items = Array.isArray(page) ? page : page.items || [];
   const nextCursor = Array.isArray(page) ? null : (page.has_more ? page.next_cursor : null);
@@ -494,14 +508,14 @@ async function viewJobs(params) {
 
   return h('div', {},
     h('h1', {}, 'Jobs'),
-    jobFilters(filters, queues, functions),
+    jobFilters(filters, queues),
     h('section', { class: 'card' },
       table(['id', 'func', 'queue', 'state', h('th', { class: 'num' }, 'attempts'), h('th', { class: 'hide-narrow' }, 'created'), h('th', { class: 'hide-narrow' }, 'completed')],
         rows, { testid: 'jobs-table' }),
       pager));
 }
 
-function jobFilters(filters, queues, functions) {
+function jobFilters(filters, queues) {
   const select = (id, name, values, current, any) => h('select', { id, name },
     h('option', { value: '' }, any),
     values.map((v) => h('option', { value: v, selected: v === current }, v)),
@@ -510,7 +524,7 @@ function jobFilters(filters, queues, functions) {
     h('label', {}, 'State', select('filter-state', 'state', STATES, filters.state, 'any state')),
     h('label', {}, 'Queue', select('filter-queue', 'queue', queues.map((q) => q.name), filters.queue, 'any queue')),
     h('label', {}, 'Function', h('input', { id: 'filter-func', name: 'func', value: filters.func, list: 'func-list', placeholder: 'contains…' })),
-    h('datalist', { id: 'func-list' }, functions.map((f) => h('option', { value: f }))),
+    funcSuggestions(),
     h('div', { class: 'filter-buttons' },
       h('button', { type: 'submit', class: 'btn btn-primary', testid: 'filter-apply' }, 'Filter'),
       h('a', { class: 'btn btn-quiet', href: '#/jobs' }, 'Clear')));
@@ -523,6 +537,15 @@ function jobFilters(filters, queues, functions) {
     if (event.target.tagName === 'SELECT') form.requestSubmit();
   });
   return form;
+}
+
+/** A datalist of known job functions, filled when the server answers (it never blocks the list). */
+function funcSuggestions() {
+  const list = h('datalist', { id: 'func-list' });
+  api('GET', 'jobs/functions')
+    .then((funcs) => list.replaceChildren(...(funcs || []).map((f) => h('option', { value: f }))))
+    .catch(() => {});
+  return list;
 }
 
 async function viewJob(id) {
