@@ -6,4 +6,5 @@ mod plugins;
 mod plugins_sched;
 mod process;
 mod producer;
+mod web;
 mod worker;

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::{iso, iso_opt, Out};
+use super::{iso, iso_opt, job_definition_json, Out};
 use crate::plugins::Cron;
 use crate::web::http::Reply;
 use crate::Chancy;
@@ -24,7 +24,7 @@ pub(super) fn list(chancy: &Chancy) -> Out {
                 "timezone": s.timezone,
                 "next_run": iso(&s.next_run),
                 "last_run": iso_opt(&s.last_run),
-                "job": s.job.pack(),
+                "job": job_definition_json(&s.job),
             })
         })
         .collect();

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::http::{Reply, Req};
 use crate::error::Error;
-use crate::{Chancy, Queue, QueuedJob};
+use crate::{Chancy, Job, Queue, QueuedJob};
 
 /// A handler's answer: the error side is also a reply (`{"error": …}` with its status).
 pub(crate) type Out = Result<Reply, Reply>;
@@ -100,6 +100,30 @@ pub(crate) fn job_json(job: &QueuedJob) -> Value {
         "unique_key": job.unique_key,
         "errors": job.errors,
         "claim_id": job.claim_id.map(|c| c.to_string()),
+    })
+}
+
+/// A job definition (cron, workflow step) with readable keys instead of the packed
+/// one-letter ones: `func`, `queue`, `kwargs`, `priority`, `max_attempts`, `limits`,
+/// `unique_key`, `meta`, `scheduled_at`.
+pub(crate) fn job_definition_json(job: &Job) -> Value {
+    let packed = job.pack();
+    let key = |k: &str| packed.get(k).cloned().unwrap_or(Value::Null);
+    let scheduled = packed
+        .get("s")
+        .and_then(Value::as_f64)
+        .and_then(|s| DateTime::from_timestamp_micros((s * 1e6).round() as i64))
+        .map_or(Value::Null, |t| iso(&t));
+    json!({
+        "func": key("f"),
+        "queue": key("q"),
+        "kwargs": key("k"),
+        "priority": key("p"),
+        "max_attempts": key("a"),
+        "limits": key("l"),
+        "unique_key": key("u"),
+        "meta": key("m"),
+        "scheduled_at": scheduled,
     })
 }
 

@@ -4,7 +4,7 @@ use postgres::types::ToSql;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::{iso_opt, page, parse_limit, parse_uuid, wants_pagination, Out};
+use super::{iso_opt, job_definition_json, page, parse_limit, parse_uuid, wants_pagination, Out};
 use crate::error::Error;
 use crate::plugins::{Workflow, WorkflowPlugin, WorkflowState};
 use crate::web::http::{Reply, Req};
@@ -83,7 +83,7 @@ fn workflow_json(w: &Workflow) -> Value {
                 "state": s.state.map(|st| st.as_str()),
                 "job_id": s.job_id.map(|j| j.to_string()),
                 "dependencies": s.dependencies,
-                "job": s.job.pack(),
+                "job": job_definition_json(&s.job),
             })
         })
         .collect();
