@@ -150,8 +150,10 @@ function chips(list, cls = 'chip') {
   return h('span', { class: 'chips' }, list.map((t) => h('span', { class: cls }, t)));
 }
 
+/** The distinctive end of an id (chancy ids start with a timestamp, so their heads repeat). */
 function shortId(id) {
-  return String(id).slice(0, 8);
+  const text = String(id);
+  return text.length > 12 ? `…${text.slice(-10)}` : text;
 }
 
 function table(headers, rows, attrs = {}) {
