@@ -492,9 +492,16 @@ async function viewJobs(params) {
   const items = Array.isArray(page) ? page : page.items || [];
   const nextCursor = Array.isArray(page) ? null : (page.has_more ? page.next_cursor : null);
 
+  const selection = new Set();
+  const bulk = bulkBar(selection);
+  const checkbox = (job) => h('input', {
+    type: 'checkbox', class: 'select', testid: 'job-select', 'aria-label': `select job ${job.id}`,
+    onchange: (e) => { if (e.target.checked) selection.add(job.id); else selection.delete(job.id); bulk.update(); },
+  });
   const rows = items.length === 0
-    ? [emptyRow(7, before ? 'No older jobs.' : 'No jobs match these filters.')]
+    ? [emptyRow(8, before ? 'No older jobs.' : 'No jobs match these filters.')]
     : items.map((job) => h('tr', { testid: 'job-row', 'data-job-id': job.id, 'data-state': job.state },
+      h('td', { class: 'check' }, checkbox(job)),
       h('td', { class: 'mono' }, h('a', { href: href(`jobs/${job.id}`), testid: `job-link-${job.id}`, title: job.id }, shortId(job.id))),
       h('td', { class: 'func' }, job.func),
       h('td', {}, job.queue),
@@ -502,6 +509,14 @@ async function viewJobs(params) {
       h('td', { class: 'num' }, `${job.attempts}/${job.max_attempts}`),
       h('td', { class: 'hide-narrow' }, timeCell(job.created_at)),
       h('td', { class: 'hide-narrow' }, timeCell(job.completed_at))));
+  const selectAll = h('input', {
+    type: 'checkbox', class: 'select', 'aria-label': 'select every job on this page', testid: 'job-select-all',
+    onchange: (e) => {
+      for (const box of e.target.closest('table').querySelectorAll('tbody input.select')) {
+        if (box.checked !== e.target.checked) box.click();
+      }
+    },
+  });
 
   const pager = h('div', { class: 'pager' },
     before ? h('a', { class: 'btn btn-small', href: href('jobs', filters), testid: 'jobs-newest' }, '« Newest') : null,
@@ -512,9 +527,47 @@ async function viewJobs(params) {
     h('h1', {}, 'Jobs'),
     jobFilters(filters, queues),
     h('section', { class: 'card' },
-      table(['id', 'func', 'queue', 'state', h('th', { class: 'num' }, 'attempts'), h('th', { class: 'hide-narrow' }, 'created'), h('th', { class: 'hide-narrow' }, 'completed')],
+      bulk.element,
+      table([h('th', { class: 'check' }, items.length ? selectAll : null), 'id', 'func', 'queue', 'state', h('th', { class: 'num' }, 'attempts'), h('th', { class: 'hide-narrow' }, 'created'), h('th', { class: 'hide-narrow' }, 'completed')],
         rows, { testid: 'jobs-table' }),
       pager));
+}
+
+/** Retry / Cancel / Purge for the jobs ticked on this page (one batch request). */
+function bulkBar(selection) {
+  const count = h('span', { class: 'muted small', testid: 'bulk-count' });
+  const run = async (action) => {
+    const ids = [...selection];
+    if (ids.length === 0) return;
+    const verb = { retry: 'Retry', cancel: 'Cancel', purge: 'Delete' }[action];
+    if (action !== 'retry' && !window.confirm(`${verb} ${ids.length} job${ids.length === 1 ? '' : 's'}?`)) return;
+    try {
+      const answer = await api('POST', 'jobs', { action, ids });
+      const results = answer?.results || [];
+      const jobs = (n) => `${n} job${n === 1 ? '' : 's'}`;
+      const done = results.filter((r) => r.status === 'completed').length;
+      const notDone = results.filter((r) => r.status !== 'completed');
+      const reasons = [...new Set(notDone.map((r) => r.message).filter(Boolean))];
+      const past = { retry: 'Retried', cancel: 'Cancelled', purge: 'Deleted' }[action];
+      flash(`${past} ${jobs(done)}.${notDone.length ? ` Left ${jobs(notDone.length)} alone${reasons.length ? ` (${reasons.join('; ')})` : ''}.` : ''}`,
+        notDone.some((r) => r.status === 'failed') ? 'error' : 'ok');
+      await render();
+    } catch (e) {
+      if (!(e instanceof AuthError)) flash(e.message, 'error');
+    }
+  };
+  const buttons = [
+    h('button', { type: 'button', class: 'btn btn-small', testid: 'bulk-retry', onclick: () => run('retry') }, 'Retry'),
+    h('button', { type: 'button', class: 'btn btn-small btn-warn', testid: 'bulk-cancel', onclick: () => run('cancel') }, 'Cancel'),
+    h('button', { type: 'button', class: 'btn btn-small btn-danger', testid: 'bulk-purge', onclick: () => run('purge') }, 'Delete'),
+  ];
+  const element = h('div', { class: 'bulk' }, count, buttons);
+  const update = () => {
+    count.textContent = selection.size ? `${selection.size} selected:` : 'Tick jobs to act on several at once:';
+    for (const b of buttons) b.disabled = selection.size === 0;
+  };
+  update();
+  return { element, update };
 }
 
 function jobFilters(filters, queues) {
