@@ -115,7 +115,10 @@ fn drop_prefix(url: &str, prefix: &str) {
         .map(|r| format!("\"{}\"", r.get::<_, String>(0)))
         .collect();
     if !names.is_empty() {
-        let _ = c.batch_execute(&format!("DROP TABLE IF EXISTS {} CASCADE", names.join(", ")));
+        let _ = c.batch_execute(&format!(
+            "DROP TABLE IF EXISTS {} CASCADE",
+            names.join(", ")
+        ));
     }
 }
 
@@ -323,7 +326,10 @@ fn dashboard_login_failed_job_in_three_clicks_and_cancel_in_headless_chromium() 
         JobState::Failed,
         "cancelling from the page marks the job failed (as upstream 0.26)"
     );
-    assert!(job.completed_at.is_some(), "a cancelled job has completed_at");
+    assert!(
+        job.completed_at.is_some(),
+        "a cancelled job has completed_at"
+    );
     for name in SCREENSHOTS {
         assert_png(&artifacts.join(format!("{name}.png")));
     }

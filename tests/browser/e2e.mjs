@@ -91,6 +91,8 @@ try {
   await page.click('#login-submit');
   await page.locator('[data-testid="overview-table"]').waitFor({ state: 'visible' });
   await page.locator('#login').waitFor({ state: 'hidden' });
+  // The seeding worker ran the metrics plugin, which flushed when it stopped.
+  await page.locator('[data-testid="sparkline"]').waitFor({ state: 'visible' });
   await shot(page, 'overview');
 
   step(`click 2: the failed count of queue ${failedQueue}`);
