@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chancy::{Chancy, Job, JobContext, JobError, JobState, Queue, Worker};
+use chancy::{Chancy, Job, JobContext, JobError, JobState, Queue, QueueState, Worker};
 use postgres::{Client, NoTls};
 
 const DEFAULT_TEST_URL: &str = "postgresql://postgres@127.0.0.1:5432/postgres";
@@ -23,12 +23,13 @@ const USERNAME: &str = "browser-user";
 const PASSWORD: &str = "browser-secret-pw";
 const FAILING_FUNC: &str = "reports.render_invoice";
 const FAILURE_TEXT: &str = "printer on fire: tray 2 jammed";
-const SCREENSHOTS: [&str; 6] = [
+const SCREENSHOTS: [&str; 7] = [
     "login",
     "overview",
     "failed-job",
     "jobs",
     "cancelled-job",
+    "queues",
     "overview-narrow",
 ];
 
@@ -329,6 +330,12 @@ fn dashboard_login_failed_job_in_three_clicks_and_cancel_in_headless_chromium() 
     assert!(
         job.completed_at.is_some(),
         "a cancelled job has completed_at"
+    );
+    let emails = chancy.get_queue("emails").expect("read the emails queue");
+    assert_eq!(
+        emails.state,
+        QueueState::Active,
+        "the page paused and resumed the emails queue"
     );
     for name in SCREENSHOTS {
         assert_png(&artifacts.join(format!("{name}.png")));

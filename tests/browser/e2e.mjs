@@ -123,8 +123,17 @@ try {
   if (await page.locator('#job-cancel').isEnabled()) throw new Error('Cancel is still enabled after cancelling');
   await shot(page, 'cancelled-job');
 
+  step('pause and resume the emails queue');
+  await page.click('[data-testid="nav-queues"]');
+  await expectText(page.locator('[data-testid="queue-state-emails"]'), 'active', 'emails queue state');
+  await page.click('[data-testid="queue-pause-emails"]');
+  await expectText(page.locator('[data-testid="queue-state-emails"]'), 'paused', 'paused emails queue');
+  await shot(page, 'queues');
+  await page.click('[data-testid="queue-resume-emails"]');
+  await expectText(page.locator('[data-testid="queue-state-emails"]'), 'active', 'resumed emails queue');
+
   step('the other views render');
-  for (const [nav, testid] of [['queues', 'queues-table'], ['workers', 'workers-table'], ['workflows', 'workflows-table']]) {
+  for (const [nav, testid] of [['workers', 'workers-table'], ['workflows', 'workflows-table']]) {
     await page.click(`[data-testid="nav-${nav}"]`);
     await page.locator(`[data-testid="${testid}"]`).waitFor({ state: 'visible' });
   }
