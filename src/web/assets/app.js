@@ -361,7 +361,10 @@ const THROUGHPUT_WINDOWS = [
 ];
 
 /** Fills the throughput card from the metrics endpoint (jobs finished per bucket). */
-async function loadThroughput(card, windowIndex = 0) {
+let throughputWindow = 0;
+
+async function loadThroughput(card, windowIndex = throughputWindow) {
+  throughputWindow = windowIndex;
   const win = THROUGHPUT_WINDOWS[windowIndex];
   const picker = h('div', { class: 'segmented' }, THROUGHPUT_WINDOWS.map((w, i) =>
     h('button', { type: 'button', class: i === windowIndex ? 'btn btn-small active' : 'btn btn-small', onclick: () => loadThroughput(card, i) }, w.label)));
@@ -863,7 +866,24 @@ async function viewCrons() {
 // ---------------------------------------------------------------------------------------
 // Start
 
+const LIVE_INTERVAL_MS = 5000;
+const LIVE_VIEWS = new Set(['overview', 'queues', 'workers', 'jobs/<id>', 'workflows/<id>']);
+
+/** With "live" ticked, views that show changing state reload every few seconds while visible. */
+function setUpAutoRefresh() {
+  const box = $('#auto-refresh');
+  box.checked = localStorage.getItem('chancy.live') === '1';
+  box.addEventListener('change', () => localStorage.setItem('chancy.live', box.checked ? '1' : '0'));
+  setInterval(() => {
+    if (!box.checked || document.visibilityState !== 'visible' || !$('#login').hidden) return;
+    const { parts } = currentRoute();
+    const key = parts[1] ? `${parts[0]}/<id>` : parts[0];
+    if (LIVE_VIEWS.has(key) && !$('#view').hasAttribute('aria-busy')) render();
+  }, LIVE_INTERVAL_MS);
+}
+
 function start() {
+  setUpAutoRefresh();
   $('#login-form').addEventListener('submit', onLogin);
   $('#logout').addEventListener('click', onLogout);
   $('#refresh').addEventListener('click', () => render());
