@@ -161,7 +161,11 @@ fn every_api_route_refuses_anonymous_access() {
         ("GET", "/api/v1/configuration".to_string()),
         ("GET", "/api/v1/system".to_string()),
         ("GET", "/api/v1/overview".to_string()),
+        ("GET", "/api/v1/plugins".to_string()),
         ("GET", "/api/v1/queues".to_string()),
+        ("POST", "/api/v1/queues".to_string()),
+        ("PATCH", "/api/v1/queues/default".to_string()),
+        ("DELETE", "/api/v1/queues/default".to_string()),
         ("POST", "/api/v1/queues/default/pause".to_string()),
         ("POST", "/api/v1/queues/default/resume".to_string()),
         ("GET", "/api/v1/workers".to_string()),
@@ -169,6 +173,7 @@ fn every_api_route_refuses_anonymous_access() {
         ("POST", "/api/v1/jobs".to_string()),
         ("GET", "/api/v1/jobs/functions".to_string()),
         ("GET", format!("/api/v1/jobs/{id}")),
+        ("DELETE", format!("/api/v1/jobs/{id}")),
         ("POST", format!("/api/v1/jobs/{id}/cancel")),
         ("POST", format!("/api/v1/jobs/{id}/retry")),
         ("GET", "/api/v1/crons".to_string()),
@@ -179,7 +184,7 @@ fn every_api_route_refuses_anonymous_access() {
     ];
     let json_ct = [("Content-Type", "application/json")];
     for (method, path) in &routes {
-        let body = (*method == "POST").then(|| json!({}));
+        let body = (*method != "GET").then(|| json!({}));
         let r = web.send(method, path, &json_ct, body.as_ref());
         assert_eq!(r.status, 403, "{method} {path} without a token");
         assert_eq!(r.error(), "Not authenticated", "{method} {path}");
@@ -875,4 +880,125 @@ fn a_stopped_server_refuses_connections_and_stop_is_idempotent() {
         .timeout(Duration::from_secs(5))
         .call();
     assert!(r.is_err(), "the stopped server still answered");
+}
+
+#[test]
+fn queues_are_created_updated_and_deleted_and_jobs_deleted() {
+    let web = Web::new();
+    let token = web.login();
+    let auth = bearer(&token);
+    let json_headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+
+    let r = web.post(
+        &token,
+        "/api/v1/queues",
+        json!({ "name": "reports", "concurrency": 2, "tags": ["has=pdf"], "rate_limit": 10, "rate_limit_window": 60 }),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let stored = web.app.chancy.get_queue("reports").unwrap();
+    assert_eq!(stored.concurrency, Some(2));
+    assert_eq!(stored.rate_limit, Some(10));
+    assert_eq!(stored.rate_limit_window, Some(Duration::from_secs(60)));
+    assert!(stored.tags.contains("has=pdf"));
+
+    let r = web.send(
+        "PATCH",
+        "/api/v1/queues/reports",
+        &json_headers,
+        Some(&json!({ "concurrency": 5, "eager_polling": true })),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["concurrency"], 5);
+    let stored = web.app.chancy.get_queue("reports").unwrap();
+    assert_eq!(stored.concurrency, Some(5));
+    assert!(stored.eager_polling);
+    assert_eq!(stored.rate_limit, Some(10), "fields not given are kept");
+
+    for (method, path, body) in [
+        ("POST", "/api/v1/queues", json!({ "concurrency": 1 })),
+        (
+            "POST",
+            "/api/v1/queues",
+            json!({ "name": "x", "colour": "red" }),
+        ),
+        (
+            "POST",
+            "/api/v1/queues",
+            json!({ "name": "x", "concurrency": 0 }),
+        ),
+        (
+            "PATCH",
+            "/api/v1/queues/reports",
+            json!({ "tags": "has=pdf" }),
+        ),
+        (
+            "PATCH",
+            "/api/v1/queues/reports",
+            json!({ "name": "renamed" }),
+        ),
+    ] {
+        let r = web.send(method, path, &json_headers, Some(&body));
+        assert_eq!(r.status, 400, "{method} {path} {body}: {}", r.body);
+        assert!(!r.error().is_empty());
+    }
+    let r = web.send(
+        "PATCH",
+        "/api/v1/queues/nowhere",
+        &json_headers,
+        Some(&json!({})),
+    );
+    assert_eq!(r.status, 404);
+
+    let job = web
+        .app
+        .chancy
+        .push(&Job::new("app.r").queue("reports"))
+        .unwrap();
+    let r = web.send(
+        "DELETE",
+        "/api/v1/queues/reports?purge_jobs=false",
+        &json_headers,
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(web
+        .app
+        .chancy
+        .get_queue("reports")
+        .unwrap_err()
+        .is_not_found());
+    assert!(
+        web.state_of(&job.to_string()).is_some(),
+        "purge_jobs=false keeps the jobs"
+    );
+    let r = web.send("DELETE", "/api/v1/queues/reports", &json_headers, None);
+    assert_eq!(r.status, 404);
+
+    let r = web.send(
+        "DELETE",
+        &format!("/api/v1/jobs/{job}"),
+        &json_headers,
+        None,
+    );
+    assert_eq!((r.status, r.body.clone()), (200, json!({"success": true})));
+    assert!(web.state_of(&job.to_string()).is_none());
+    let r = web.send(
+        "DELETE",
+        &format!("/api/v1/jobs/{job}"),
+        &json_headers,
+        None,
+    );
+    assert_eq!(r.status, 404);
+
+    let plugins = web.get(&token, "/api/v1/plugins");
+    let cron = plugins
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["identifier"] == "chancy.cron")
+        .expect("the cron plugin");
+    assert_eq!(cron["migrate_key"], "cron");
 }

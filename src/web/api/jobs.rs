@@ -226,6 +226,12 @@ pub(super) fn get(chancy: &Chancy, id: &str) -> Out {
     }
 }
 
+/// `DELETE /api/v1/jobs/{id}`: deletes the job (any state); 404 when missing.
+pub(super) fn purge(chancy: &Chancy, id: &str) -> Out {
+    let id = parse_uuid(id, "the job id")?;
+    single(act(chancy, Action::Purge, id)?)
+}
+
 /// What one action did to one job.
 enum Outcome {
     Done,
