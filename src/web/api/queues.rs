@@ -116,10 +116,10 @@ fn apply(mut queue: Queue, fields: &serde_json::Map<String, Value>) -> Result<Qu
         }
     };
     let seconds = |key: &str, v: &Value| -> Result<Option<Duration>, Reply> {
-        Ok(int(key, v)?
+        int(key, v)?
             .map(|n| u64::try_from(n).map(Duration::from_secs))
             .transpose()
-            .map_err(|_| bad(key, "a non-negative number of seconds"))?)
+            .map_err(|_| bad(key, "a non-negative number of seconds"))
     };
     for (key, v) in fields {
         match key.as_str() {
