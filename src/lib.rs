@@ -18,6 +18,8 @@
 //!   chancy-exec-<q>-<n> run handlers (catch_unwind, deadline, cancel flag) ─► writer
 //!   chancy-writer       one fenced UPDATE per batch, retries, flushes at stop
 //!   chancy-plugin-<id>  plugin services (leadership, recovery, pruner, ...)
+//!  web::WebServer (optional) ─────────────────────────────────────────────────────────────
+//!   chancy-web-<n>      dashboard + JSON API handlers (tiny_http, blocking)
 //! ```
 //!
 //! ```no_run

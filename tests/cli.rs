@@ -892,3 +892,113 @@ fn worker_start_with_plugins_none_runs_jobs_and_stops_on_sigterm() {
     assert!(stderr.contains("with plugins []"), "{stderr}");
     assert!(!stderr.contains("ERROR"), "{stderr}");
 }
+
+/// Reads the child's stdout until the `dashboard:` and `login:` lines; returns the base
+/// URL and the rest of the login line.
+fn dashboard_lines(child: &mut Child) -> (String, String) {
+    use std::io::{BufRead, BufReader};
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut url = None;
+    while let Some(Ok(line)) = lines.next() {
+        if let Some(u) = line.strip_prefix("dashboard: ") {
+            url = Some(u.trim_end_matches('/').to_string());
+        } else if let Some(login) = line.strip_prefix("login: ") {
+            return (
+                url.expect("the dashboard line comes first"),
+                login.to_string(),
+            );
+        }
+    }
+    let _ = child.kill();
+    panic!("the server exited before printing its URL and login");
+}
+
+fn web_login(base: &str, password: &str) -> Result<Value, u16> {
+    let r = ureq::post(&format!("{base}/api/v1/login"))
+        .timeout(Duration::from_secs(10))
+        .send_json(serde_json::json!({ "username": "admin", "password": password }));
+    match r {
+        Ok(resp) => Ok(resp.into_json().expect("JSON")),
+        Err(ureq::Error::Status(code, _)) => Err(code),
+        Err(e) => panic!("login request failed: {e}"),
+    }
+}
+
+#[test]
+fn web_serves_health_and_accepts_the_printed_password() {
+    let ns = Ns::migrated();
+    let id = ns.push(&["chancy.builtin.noop"]);
+    let mut child = ns
+        .command(&["web", "--port", "0"])
+        .env_remove("CHANCY_WEB_PASSWORD")
+        .env_remove("CHANCY_WEB_USERNAME")
+        .env_remove("CHANCY_WEB_SECRET")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn chancy web");
+    let (base, login) = dashboard_lines(&mut child);
+    assert!(
+        base.starts_with("http://127.0.0.1:"),
+        "loopback by default: {base}"
+    );
+    let password = login
+        .strip_prefix("admin / ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no generated password in {login:?}"))
+        .to_string();
+    let health: Value = ureq::get(&format!("{base}/health"))
+        .call()
+        .expect("GET /health")
+        .into_json()
+        .unwrap();
+    assert_eq!(health["status"], "healthy");
+    assert_eq!(web_login(&base, "wrong").unwrap_err(), 401);
+    let token = web_login(&base, &password).expect("login with the printed password");
+    let token = token["token"].as_str().unwrap();
+    let job: Value = ureq::get(&format!("{base}/api/v1/jobs/{id}"))
+        .set("Authorization", &format!("Bearer {token}"))
+        .call()
+        .expect("GET the job")
+        .into_json()
+        .unwrap();
+    assert_eq!(job["func"], "chancy.builtin.noop");
+    // SIGTERM ends it like Ctrl-C: the process handler exits with 130.
+    assert_eq!(terminate(&mut child).code(), Some(130));
+}
+
+#[test]
+fn worker_start_web_serves_the_api_until_the_worker_stops() {
+    let ns = Ns::migrated();
+    let mut child = ns
+        .command(&["worker", "start", "--web", "--web-port", "0"])
+        .env("CHANCY_WEB_PASSWORD", "s3cret")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn chancy worker start --web");
+    let (base, login) = dashboard_lines(&mut child);
+    assert!(!login.contains("generated"), "{login}");
+    let token = web_login(&base, "s3cret").expect("login with the configured password");
+    let token = token["token"].as_str().unwrap().to_string();
+    eventually(
+        Duration::from_secs(30),
+        "the worker in /api/v1/workers",
+        || {
+            let workers: Value = ureq::get(&format!("{base}/api/v1/workers"))
+                .set("Authorization", &format!("Bearer {token}"))
+                .call()
+                .expect("GET workers")
+                .into_json()
+                .unwrap();
+            !workers.as_array().unwrap().is_empty()
+        },
+    );
+    let status = terminate(&mut child);
+    assert_eq!(status.code(), Some(0), "a clean worker stop");
+    assert!(
+        ureq::get(&format!("{base}/health")).call().is_err(),
+        "the dashboard stops with the worker"
+    );
+}

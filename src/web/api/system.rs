@@ -26,6 +26,24 @@ pub(super) fn configuration(chancy: &Chancy) -> Out {
     Ok(Reply::json(json!({ "plugins": plugins })))
 }
 
+/// `GET /api/v1/plugins`: per plugin its identifier, tables, migration key and
+/// dependencies.
+pub(super) fn plugins(chancy: &Chancy) -> Out {
+    let rows: Vec<Value> = chancy
+        .plugins()
+        .iter()
+        .map(|p| {
+            json!({
+                "identifier": p.identifier(),
+                "tables": p.tables(),
+                "migrate_key": p.migration_key(),
+                "dependencies": p.dependencies(),
+            })
+        })
+        .collect();
+    Ok(Reply::json(Value::Array(rows)))
+}
+
 /// `GET /api/v1/system`: this crate's version, the server's version and the prefix.
 pub(super) fn system(chancy: &Chancy) -> Out {
     let mut conn = chancy.connection()?;

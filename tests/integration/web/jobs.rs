@@ -1,0 +1,287 @@
+//! Jobs: filters, pagination, bad parameters and actions.
+
+use super::*;
+
+#[test]
+fn jobs_are_filtered_by_state_queue_and_function() {
+    let web = Web::new();
+    let c = &web.app.chancy;
+    let a = c
+        .push(&Job::new("app.send_email").queue("mail").priority(5))
+        .unwrap();
+    let b = c.push(&Job::new("app.send_sms").queue("mail")).unwrap();
+    let d = c.push(&Job::new("app.resize").queue("images")).unwrap();
+    c.cancel_job(&b).unwrap();
+    let token = web.login();
+
+    let mail = web.get(&token, "/api/v1/jobs?queue=mail");
+    assert_eq!(
+        ids(&mail),
+        vec![b.to_string(), a.to_string()],
+        "newest first"
+    );
+    let failed = web.get(&token, "/api/v1/jobs?state=failed");
+    assert_eq!(ids(&failed), vec![b.to_string()]);
+    let send = web.get(&token, "/api/v1/jobs?func=SEND_");
+    assert_eq!(
+        ids(&send),
+        vec![b.to_string(), a.to_string()],
+        "func is a case-insensitive substring"
+    );
+    let pending_mail = web.get(&token, "/api/v1/jobs?queue=mail&state=pending");
+    assert_eq!(ids(&pending_mail), vec![a.to_string()]);
+    let filters = r#"[["priority",">=",1],["func","~","email"]]"#;
+    let filtered = web.get(&token, &format!("/api/v1/jobs?filters={}", encode(filters)));
+    assert_eq!(ids(&filtered), vec![a.to_string()]);
+    let exact = r#"[["func","=","app.resize"],["queue","=","images"]]"#;
+    let filtered = web.get(&token, &format!("/api/v1/jobs?filters={}", encode(exact)));
+    assert_eq!(ids(&filtered), vec![d.to_string()]);
+    assert!(ids(&web.get(&token, "/api/v1/jobs?queue=nowhere")).is_empty());
+
+    let job = web.get(&token, &format!("/api/v1/jobs/{a}"));
+    for key in [
+        "id",
+        "queue",
+        "func",
+        "kwargs",
+        "limits",
+        "meta",
+        "state",
+        "priority",
+        "attempts",
+        "max_attempts",
+        "taken_by",
+        "created_at",
+        "started_at",
+        "completed_at",
+        "scheduled_at",
+        "unique_key",
+        "errors",
+    ] {
+        assert!(job.get(key).is_some(), "job JSON lacks {key}: {job}");
+    }
+    assert_eq!(job["priority"], 5);
+    assert!(job["created_at"].as_str().unwrap().ends_with("+00:00"));
+    let funcs = web.get(&token, "/api/v1/jobs/functions");
+    assert_eq!(
+        funcs,
+        json!(["app.resize", "app.send_email", "app.send_sms"])
+    );
+}
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn pagination_walks_every_job_exactly_once() {
+    let web = Web::new();
+    let jobs: Vec<Job> = (0..250)
+        .map(|i| Job::new(format!("app.task{}", i % 3)))
+        .collect();
+    let pushed: HashSet<String> = web
+        .app
+        .chancy
+        .push_many(&jobs)
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let token = web.login();
+    let mut seen: Vec<String> = Vec::new();
+    let mut pages = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/jobs?pagination=true&limit=100&before={c}"),
+            None => "/api/v1/jobs?pagination=true&limit=100".to_string(),
+        };
+        let page = web.get(&token, &path);
+        pages += 1;
+        seen.extend(ids(&page["items"]));
+        if !page["has_more"].as_bool().unwrap() {
+            assert!(page["next_cursor"].is_null());
+            break;
+        }
+        cursor = Some(page["next_cursor"].as_str().unwrap().to_string());
+        assert_eq!(cursor.as_deref(), seen.last().map(String::as_str));
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen.len(), 250);
+    assert_eq!(seen.iter().cloned().collect::<HashSet<_>>(), pushed);
+    let mut sorted = seen.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(seen, sorted, "ordered by id, newest first");
+    let plain = web.get(&token, "/api/v1/jobs?limit=7");
+    assert_eq!(
+        plain.as_array().unwrap().len(),
+        7,
+        "a plain list without pagination"
+    );
+}
+
+#[test]
+fn bad_parameters_are_refused_with_a_message() {
+    let web = Web::new();
+    let token = web.login();
+    for (path, status) in [
+        ("/api/v1/jobs?limit=0", 400),
+        ("/api/v1/jobs?limit=abc", 400),
+        ("/api/v1/jobs?limit=101", 400),
+        ("/api/v1/jobs?before=not-a-uuid", 400),
+        ("/api/v1/jobs?state=done", 400),
+        ("/api/v1/jobs?filters=%5B%5B", 400),
+        (
+            "/api/v1/jobs?filters=%5B%5B%22kwargs%22%2C%22%3D%22%2C1%5D%5D",
+            400,
+        ),
+        (
+            "/api/v1/jobs?filters=%5B%5B%22priority%22%2C%22~%22%2C1%5D%5D",
+            400,
+        ),
+        ("/api/v1/jobs?pagination=maybe", 400),
+        ("/api/v1/jobs/not-a-uuid", 400),
+        ("/api/v1/workflows?limit=-1", 400),
+        ("/api/v1/workflows/xyz", 400),
+        ("/api/v1/metrics/queue?resolution=2min", 400),
+        ("/api/v1/metrics/queue?range=abc", 400),
+        ("/api/v1/metrics/queue?resolution=1min&range=7", 400),
+        ("/api/v1/nothing-here", 404),
+    ] {
+        let r = web.send("GET", path, &[("Authorization", &bearer(&token))], None);
+        assert_eq!(r.status, status, "GET {path}: {}", r.body);
+        assert!(
+            !r.error().is_empty(),
+            "GET {path} has no error message: {}",
+            r.body
+        );
+    }
+    let missing = uuid::Uuid::new_v4();
+    let r = web.send(
+        "GET",
+        &format!("/api/v1/jobs/{missing}"),
+        &[("Authorization", &bearer(&token))],
+        None,
+    );
+    assert_eq!((r.status, r.error()), (404, "Job not found"));
+    let r = web.send(
+        "GET",
+        &format!("/api/v1/workflows/{missing}"),
+        &[("Authorization", &bearer(&token))],
+        None,
+    );
+    assert_eq!((r.status, r.error()), (404, "Workflow not found"));
+    let r = web.post(&token, "/api/v1/queues/nowhere/pause", json!({}));
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(r.error().contains("nowhere"));
+    let r = web.post(&token, "/api/v1/queues/nowhere/resume", json!({}));
+    assert_eq!(r.status, 404);
+    web.app.chancy.declare(&Queue::new("q")).unwrap();
+    let r = web.post(
+        &token,
+        "/api/v1/queues/q/pause",
+        json!({ "resume_at": "tomorrow" }),
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.error().contains("resume_at"));
+    let r = web.post(
+        &token,
+        "/api/v1/jobs",
+        json!({ "action": "explode", "ids": [] }),
+    );
+    assert_eq!(r.status, 400);
+    let r = web.post(
+        &token,
+        "/api/v1/jobs",
+        json!({ "action": "cancel", "ids": ["x"] }),
+    );
+    assert_eq!(r.status, 400);
+    let r = web.send(
+        "POST",
+        "/api/v1/jobs",
+        &[
+            ("Authorization", &bearer(&token)),
+            ("Content-Type", "application/json"),
+        ],
+        None,
+    );
+    assert_eq!(r.status, 400, "an empty body has no action");
+}
+
+#[test]
+fn job_actions_change_the_database() {
+    let web = Web::new();
+    let c = &web.app.chancy;
+    let a = c.push(&Job::new("app.a")).unwrap().to_string();
+    let b = c.push(&Job::new("app.b")).unwrap().to_string();
+    let token = web.login();
+
+    let r = web.post(&token, &format!("/api/v1/jobs/{a}/cancel"), json!({}));
+    assert_eq!((r.status, r.body.clone()), (200, json!({"success": true})));
+    assert_eq!(web.state_of(&a), Some(JobState::Failed));
+    let again = web.post(&token, &format!("/api/v1/jobs/{a}/cancel"), json!({}));
+    assert_eq!(again.status, 409, "a finished job cannot be cancelled");
+    assert!(!again.error().is_empty());
+
+    let r = web.post(&token, &format!("/api/v1/jobs/{a}/retry"), json!({}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(web.state_of(&a), Some(JobState::Retrying));
+    let missing = uuid::Uuid::new_v4();
+    let r = web.post(&token, &format!("/api/v1/jobs/{missing}/retry"), json!({}));
+    assert_eq!((r.status, r.error()), (404, "Job not found"));
+    let r = web.post(&token, &format!("/api/v1/jobs/{missing}/cancel"), json!({}));
+    assert_eq!(r.status, 404);
+
+    // Running jobs cannot be retried.
+    web.app
+        .client()
+        .execute(
+            &web.app
+                .sql("UPDATE {jobs} SET state = 'running' WHERE id = $1"),
+            &[&uuid::Uuid::parse_str(&b).unwrap()],
+        )
+        .unwrap();
+    let r = web.post(&token, &format!("/api/v1/jobs/{b}/retry"), json!({}));
+    assert_eq!(r.status, 409);
+    assert_eq!(web.state_of(&b), Some(JobState::Running));
+
+    let r = web.post(
+        &token,
+        "/api/v1/jobs",
+        json!({ "action": "cancel", "ids": [b, missing.to_string(), b, a] }),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["ok"], true);
+    let results = r.body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3, "duplicates are dropped: {}", r.body);
+    assert_eq!(results[0]["id"], json!(b));
+    assert_eq!(results[0]["status"], "completed");
+    assert_eq!(results[1]["status"], "skipped");
+    assert_eq!(
+        results[2]["status"], "completed",
+        "a retrying job can be cancelled"
+    );
+    assert_eq!(web.state_of(&b), Some(JobState::Failed));
+    assert_eq!(web.state_of(&a), Some(JobState::Failed));
+
+    let r = web.post(
+        &token,
+        "/api/v1/jobs",
+        json!({ "action": "retry", "ids": [a] }),
+    );
+    assert_eq!(r.body["results"][0]["status"], "completed");
+    assert_eq!(web.state_of(&a), Some(JobState::Retrying));
+    let r = web.post(
+        &token,
+        "/api/v1/jobs",
+        json!({ "action": "purge", "ids": [a, b] }),
+    );
+    assert_eq!(r.body["results"][1]["status"], "completed", "{}", r.body);
+    assert_eq!(web.state_of(&a), None);
+    assert_eq!(web.state_of(&b), None);
+}
