@@ -75,7 +75,9 @@ async function api(method, path, body) {
   } catch {
     data = null;
   }
-  if (response.status === 403 && path !== 'login') {
+  // 403 means "log in" unless the server refused for another reason (e.g. its CSRF checks).
+  const notAuthenticated = !data || !data.error || /not authenticated/i.test(data.error);
+  if (response.status === 403 && path !== 'login' && notAuthenticated) {
     showLogin();
     throw new AuthError('Not authenticated');
   }
