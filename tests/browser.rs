@@ -2,7 +2,7 @@
 //! and a job that failed (run by an in-process worker), starts the built `chancy web` on a
 //! free port, and runs `tests/browser/e2e.mjs` (playwright-core driving `/usr/bin/chromium`),
 //! which logs in, follows the three clicks to the failed job's error text, cancels the pending
-//! job and saves screenshots to `target/browser-artifacts/`. Then checks the database and the
+//! job, pauses and resumes a queue, checks the workflow graph and saves screenshots to `target/browser-artifacts/`. Then checks the database and the
 //! screenshots.
 //!
 //! Needs `node` (20+), `npm ci --prefix tests/browser` and Debian's `chromium` package;
@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use chancy::plugins::{Workflow, WorkflowPlugin, WorkflowState};
 use chancy::{Chancy, Job, JobContext, JobError, JobState, Queue, QueueState, Worker};
 use postgres::{Client, NoTls};
 
@@ -23,13 +24,14 @@ const USERNAME: &str = "browser-user";
 const PASSWORD: &str = "browser-secret-pw";
 const FAILING_FUNC: &str = "reports.render_invoice";
 const FAILURE_TEXT: &str = "printer on fire: tray 2 jammed";
-const SCREENSHOTS: [&str; 7] = [
+const SCREENSHOTS: [&str; 8] = [
     "login",
     "overview",
     "failed-job",
     "jobs",
     "cancelled-job",
     "queues",
+    "workflow",
     "overview-narrow",
 ];
 
@@ -123,21 +125,44 @@ fn drop_prefix(url: &str, prefix: &str) {
     }
 }
 
-/// Runs one job that fails for good through a real worker; returns its id.
-fn seed_failed_job(chancy: &Chancy) -> String {
-    // Declared first so it runs on threads (a worker would declare `default` with upstream's
+/// What the page is checked against: ids of rows made by a real worker.
+struct Seeded {
+    failed_job: String,
+    workflow: String,
+}
+
+/// Runs, through a real in-process worker (which also is the leader and runs the workflow
+/// and metrics plugins), one job that fails for good and a workflow whose `mail` step fails,
+/// so its `archive` step is never pushed.
+fn seed(chancy: &Chancy) -> Seeded {
+    // Declared first so they run on threads (a worker would declare `default` with upstream's
     // process executor, whose children must be this test binary's own `main`).
-    chancy
-        .declare(&Queue::new("default").concurrency(1))
-        .expect("declare default");
+    for name in ["default", "reports"] {
+        chancy
+            .declare(&Queue::new(name).concurrency(2))
+            .expect("declare a queue");
+    }
+    let succeed = |_ctx: &JobContext| -> Result<(), JobError> { Ok(()) };
     let worker = Worker::builder(chancy)
         .worker_id("browser-test-worker")
         .job(FAILING_FUNC, |_ctx: &JobContext| -> Result<(), JobError> {
             Err(JobError::new(FAILURE_TEXT))
         })
+        .job("reports.fetch", succeed)
+        .job("reports.render", succeed)
+        .job(
+            "reports.mail",
+            |_ctx: &JobContext| -> Result<(), JobError> {
+                Err(JobError::new("SMTP relay refused the message"))
+            },
+        )
         .build()
         .expect("build worker");
     worker.start().expect("start worker");
+    assert!(
+        worker.is_leader().wait_timeout(Duration::from_secs(30)),
+        "the only worker becomes the leader"
+    );
     let reference = chancy
         .push(
             &Job::new(FAILING_FUNC)
@@ -145,13 +170,31 @@ fn seed_failed_job(chancy: &Chancy) -> String {
                 .max_attempts(1),
         )
         .expect("push the failing job");
+    let step = |func: &str| Job::new(func).queue("reports");
+    let workflow = Workflow::new("month-end-report")
+        .add("fetch", step("reports.fetch"), &[])
+        .add("render_pdf", step("reports.render"), &["fetch"])
+        .add("render_csv", step("reports.render"), &["fetch"])
+        .add("mail", step("reports.mail"), &["render_pdf", "render_csv"])
+        .add("archive", step("reports.fetch"), &["mail"]);
+    let workflow_id = WorkflowPlugin::push(chancy, &workflow).expect("push the workflow");
     let job = chancy
         .wait_for_job(&reference, Duration::from_secs(60))
         .expect("the failing job finishes")
         .expect("the failing job exists");
+    let workflow = WorkflowPlugin::wait_for_workflow(chancy, workflow_id, Duration::from_secs(60))
+        .expect("the workflow finishes");
     assert!(worker.stop(), "the worker stops cleanly");
     assert_eq!(job.state, JobState::Failed);
-    job.id.to_string()
+    assert_eq!(
+        workflow.state,
+        WorkflowState::Failed,
+        "its mail step failed"
+    );
+    Seeded {
+        failed_job: job.id.to_string(),
+        workflow: workflow_id.to_string(),
+    }
 }
 
 fn free_port() -> u16 {
@@ -277,7 +320,7 @@ fn dashboard_login_failed_job_in_three_clicks_and_cancel_in_headless_chromium() 
         .expect("build chancy");
     chancy.migrate().expect("migrate");
 
-    let failed_id = seed_failed_job(&chancy);
+    let seeded = seed(&chancy);
     // Declared after the worker stopped, so nothing ever runs this job.
     chancy
         .declare(&Queue::new("emails").concurrency(2))
@@ -304,7 +347,8 @@ fn dashboard_login_failed_job_in_three_clicks_and_cancel_in_headless_chromium() 
         ("CHANCY_USERNAME", USERNAME.to_string()),
         ("CHANCY_PASSWORD", PASSWORD.to_string()),
         ("CHANCY_PENDING_JOB", pending_id.clone()),
-        ("CHANCY_FAILED_JOB", failed_id),
+        ("CHANCY_FAILED_JOB", seeded.failed_job),
+        ("CHANCY_WORKFLOW", seeded.workflow),
         ("CHANCY_FAILED_QUEUE", "default".to_string()),
         ("CHANCY_FAILED_TEXT", FAILURE_TEXT.to_string()),
         ("CHANCY_ARTIFACTS", artifacts.display().to_string()),

@@ -4,7 +4,7 @@
 //
 //   CHANCY_URL=http://127.0.0.1:8000/ CHANCY_USERNAME=u CHANCY_PASSWORD=p \
 //   CHANCY_PENDING_JOB=<id> CHANCY_FAILED_JOB=<id> CHANCY_FAILED_QUEUE=default \
-//   CHANCY_FAILED_TEXT='some error text' node tests/browser/e2e.mjs
+//   CHANCY_FAILED_TEXT='some error text' CHANCY_WORKFLOW=<id> node tests/browser/e2e.mjs
 //
 // Exits 0 when every step passed, 1 otherwise (the failing step is printed, and a
 // screenshot of the page at that moment is saved as failure.png). Screenshots go to
@@ -30,6 +30,7 @@ const pendingJob = env('CHANCY_PENDING_JOB');
 const failedJob = env('CHANCY_FAILED_JOB');
 const failedQueue = env('CHANCY_FAILED_QUEUE', 'default');
 const failedText = env('CHANCY_FAILED_TEXT');
+const workflow = env('CHANCY_WORKFLOW');
 const cancelledState = env('CHANCY_CANCELLED_STATE', 'failed');
 const executablePath = env('CHROMIUM', '/usr/bin/chromium');
 const artifacts = env('CHANCY_ARTIFACTS', 'target/browser-artifacts');
@@ -131,6 +132,20 @@ try {
   await shot(page, 'queues');
   await page.click('[data-testid="queue-resume-emails"]');
   await expectText(page.locator('[data-testid="queue-state-emails"]'), 'active', 'resumed emails queue');
+
+  step('the workflow page draws every step, coloured by state');
+  await page.click('[data-testid="nav-workflows"]');
+  await page.click(`[data-testid="workflow-link-${workflow}"]`);
+  await expectText(page.locator('[data-testid="workflow-state"]'), 'failed', 'workflow state');
+  const dag = page.locator('[data-testid="workflow-dag"]');
+  await dag.waitFor({ state: 'visible' });
+  const nodeClasses = await dag.locator('g.dag-node').evaluateAll((nodes) => nodes.map((n) => n.getAttribute('class')));
+  const count = (cls) => nodeClasses.filter((c) => c.includes(cls)).length;
+  if (nodeClasses.length !== 5 || count('node-succeeded') !== 3 || count('node-failed') !== 1 || count('node-none') !== 1) {
+    throw new Error(`unexpected workflow graph nodes: ${JSON.stringify(nodeClasses)}`);
+  }
+  if ((await dag.locator('path.dag-edge').count()) !== 5) throw new Error('the graph should have 5 edges');
+  await shot(page, 'workflow');
 
   step('the other views render');
   for (const [nav, testid] of [['workers', 'workers-table'], ['workflows', 'workflows-table']]) {

@@ -707,7 +707,7 @@ async function viewWorkflows(params) {
       const steps = wf.steps || [];
       const done = steps.filter((st) => st.state === 'succeeded').length;
       return h('tr', { testid: 'workflow-row', 'data-workflow-id': wf.id },
-        h('td', {}, h('a', { href: href(`workflows/${wf.id}`), title: wf.id }, wf.name || shortId(wf.id))),
+        h('td', {}, h('a', { href: href(`workflows/${wf.id}`), title: wf.id, testid: `workflow-link-${wf.id}` }, wf.name || shortId(wf.id))),
         h('td', {}, badge(wf.state)),
         h('td', {}, progressBar(done, steps.length)),
         h('td', { class: 'hide-narrow' }, timeCell(wf.created_at)),
@@ -741,7 +741,10 @@ async function viewWorkflow(id) {
     }
     throw e;
   }
-  const steps = wf.steps || [];
+  const depths = stepDepths(wf.steps || []);
+  // Steps in the order they can run: by dependency depth, then by id.
+  const steps = [...(wf.steps || [])].sort((a, b) => (depths.get(a.step_id) - depths.get(b.step_id))
+    || String(a.step_id).localeCompare(String(b.step_id)));
   const rows = steps.length === 0
     ? [emptyRow(4, 'This workflow has no steps.')]
     : steps.map((st) => h('tr', { testid: 'step-row', 'data-step-id': st.step_id },
@@ -889,7 +892,10 @@ function start() {
   $('#login-form').addEventListener('submit', onLogin);
   $('#logout').addEventListener('click', onLogout);
   $('#refresh').addEventListener('click', () => render());
-  window.addEventListener('hashchange', () => render());
+  window.addEventListener('hashchange', () => {
+    $('#flash').hidden = true; // a message belongs to the view it was shown on
+    render();
+  });
   if (!location.hash) history.replaceState(null, '', '#/overview');
   loadSystemInfo();
   render();
