@@ -10,6 +10,7 @@ const API = 'api/v1/';
 const PAGE_SIZE = 50;
 const STATES = ['pending', 'running', 'retrying', 'succeeded', 'failed'];
 const ACTIVE_STATES = ['pending', 'running', 'retrying'];
+const SHORT_STATE = { pending: 'pend', running: 'run', retrying: 'retry', succeeded: 'ok', failed: 'fail' };
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
 // ---------------------------------------------------------------------------------------
@@ -326,8 +327,9 @@ async function viewOverview() {
   const rows = queues.length === 0
     ? [emptyRow(4 + states.length, 'No queues declared yet.')]
     : queues.map((q) => h('tr', { testid: 'overview-queue', 'data-queue': q.name },
-      h('td', {}, h('a', { href: href('jobs', { queue: q.name }) }, q.name)),
-      h('td', {}, badge(q.state)),
+      h('td', {}, h('a', { href: href('jobs', { queue: q.name }) }, q.name),
+        q.state !== 'active' ? h('span', { class: 'show-narrow' }, ' ', badge(q.state)) : null),
+      h('td', { class: 'hide-narrow' }, badge(q.state)),
       h('td', { class: 'hide-narrow' }, executorName(q.executor)),
       h('td', { class: 'num hide-narrow' }, fmtNumber(q.concurrency)),
       states.map((st) => {
@@ -345,8 +347,9 @@ async function viewOverview() {
     cards,
     h('section', { class: 'card' },
       h('h2', {}, 'Queues'),
-      table(['queue', 'state', h('th', { class: 'hide-narrow' }, 'executor'), h('th', { class: 'num hide-narrow' }, 'concurrency'),
-        states.map((st) => h('th', { class: 'num' }, st))], rows, { testid: 'overview-table' })),
+      table(['queue', h('th', { class: 'hide-narrow' }, 'state'), h('th', { class: 'hide-narrow' }, 'executor'), h('th', { class: 'num hide-narrow' }, 'concurrency'),
+        states.map((st) => h('th', { class: 'num', title: st }, h('span', { class: 'long' }, st), h('span', { class: 'short' }, SHORT_STATE[st] || st)))],
+      rows, { testid: 'overview-table' })),
     throughput);
 }
 
