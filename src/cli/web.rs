@@ -19,7 +19,7 @@ pub struct WebArgs {
     #[arg(long, default_value_t = DEFAULT_PORT)]
     pub port: u16,
     /// An origin allowed to call the API from its pages (CORS), e.g.
-    /// https://ops.example.com (repeatable).
+    /// `https://ops.example.com` (repeatable).
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allow_origins: Vec<String>,
     /// Login name [default: admin].

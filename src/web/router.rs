@@ -111,10 +111,17 @@ fn login(req: &Req, ctx: &Ctx) -> Out {
     }
     limiter.succeeded(req.client);
     let token = ctx.auth.issue();
-    let cookie = format!(
+    let mut cookie = format!(
         "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
         ctx.auth.lifetime().as_secs()
     );
+    // Behind a TLS-terminating proxy the browser talks HTTPS: keep the cookie there.
+    if req
+        .header("x-forwarded-proto")
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"))
+    {
+        cookie.push_str("; Secure");
+    }
     Ok(Reply::json(json!({ "token": token })).with_header("Set-Cookie", cookie))
 }
 

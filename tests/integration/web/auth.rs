@@ -100,6 +100,21 @@ fn login_sets_a_strict_http_only_cookie_that_authenticates_like_the_bearer_token
     assert!(via_cookie.body.is_array());
     assert!(web.get(&token, "/api/v1/queues").is_array());
 
+    let behind_tls = web.send(
+        "POST",
+        "/api/v1/login",
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Forwarded-Proto", "https"),
+        ],
+        Some(&json!({ "username": "admin", "password": PASSWORD })),
+    );
+    assert!(behind_tls
+        .header("set-cookie")
+        .unwrap()
+        .ends_with("; Secure"));
+    assert!(!cookie.contains("Secure"), "plain HTTP gets no Secure flag");
+
     let out = web.send(
         "POST",
         "/api/v1/logout",
