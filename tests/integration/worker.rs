@@ -350,17 +350,24 @@ fn queues_are_removed_updated_and_routed_by_tags() {
     });
     assert!(!plain.queues().contains(&"gpu".to_string()));
 
+    // Subscribe before acting: the event may fire before a later wait_for could listen.
+    let (tx, rx) = crossbeam_channel::unbounded();
+    for name in [chancy::QUEUE_UPDATED, chancy::QUEUE_REMOVED] {
+        let tx = tx.clone();
+        plain.hub().on(name, move |e| {
+            let _ = tx.send((e.name.clone(), e.body.clone()));
+        });
+    }
+    let next = |wanted: &str| loop {
+        let (name, body) = rx.recv_timeout(WAIT).expect(wanted);
+        if name == wanted {
+            break body;
+        }
+    };
     declare(&app, Queue::new("temp").concurrency(4));
-    assert!(plain
-        .hub()
-        .wait_for(&[chancy::QUEUE_UPDATED], WAIT)
-        .is_some());
+    next(chancy::QUEUE_UPDATED);
     app.chancy.delete_queue("temp", true).unwrap();
-    let removed = plain
-        .hub()
-        .wait_for(&[chancy::QUEUE_REMOVED], WAIT)
-        .expect("removed event");
-    assert_eq!(removed.body["queue"], "temp");
+    assert_eq!(next(chancy::QUEUE_REMOVED)["queue"], "temp");
     wait_until(|| !plain.queues().contains(&"temp".to_string()));
 
     let r = app.chancy.push(&Job::new("t.noop").queue("gpu")).unwrap();
