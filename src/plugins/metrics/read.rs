@@ -45,8 +45,8 @@ GROUP BY d.id, d.key, p.bucket
 ORDER BY d.key, p.bucket"#;
 
 /// What [`Metrics::get_metrics`](super::Metrics::get_metrics) reads. The window ends at
-/// the end of the current bucket and spans `range` (default: a day or the retention,
-/// whichever is shorter).
+/// `end` (default: the end of the current bucket) and starts at `start` or spans `range`
+/// before the end (default: a day or the retention, whichever is shorter).
 #[derive(Debug, Clone)]
 pub struct MetricsQuery {
     /// A key or prefix: `queue:default` matches that key and its `:`-separated descendants.
@@ -55,8 +55,13 @@ pub struct MetricsQuery {
     pub worker_id: Option<String>,
     /// Bucket width (default 5 minutes).
     pub resolution: Resolution,
-    /// Length of the window; a multiple of the resolution within retention.
+    /// Length of the window; a multiple of the resolution within retention. Not together
+    /// with `start`.
     pub range: Option<Duration>,
+    /// First bucket of the window (aligned to the resolution).
+    pub start: Option<DateTime<Utc>>,
+    /// End of the window, exclusive (aligned to the resolution).
+    pub end: Option<DateTime<Utc>>,
 }
 
 impl Default for MetricsQuery {
@@ -66,6 +71,8 @@ impl Default for MetricsQuery {
             worker_id: None,
             resolution: Resolution::FiveMinutes,
             range: None,
+            start: None,
+            end: None,
         }
     }
 }
@@ -145,7 +152,33 @@ fn like_children(prefix: &str) -> String {
 /// `(start, end)` in Unix seconds for `query`.
 fn window(query: &MetricsQuery, retention: i64) -> Result<(i64, i64)> {
     let seconds = query.resolution.seconds();
-    let end = bucket_start(Utc::now().timestamp(), seconds) + seconds;
+    let aligned = |t: &DateTime<Utc>, what: &str| {
+        let secs = t.timestamp();
+        if secs.rem_euclid(seconds) != 0 || t.timestamp_subsec_nanos() != 0 {
+            return Err(Error::invalid_input(format!(
+                "{what} must be aligned to the {} resolution",
+                query.resolution.name()
+            )));
+        }
+        Ok(secs)
+    };
+    let end = match &query.end {
+        Some(t) => aligned(t, "end")?,
+        None => bucket_start(Utc::now().timestamp(), seconds) + seconds,
+    };
+    if let Some(t) = &query.start {
+        if query.range.is_some() {
+            return Err(Error::invalid_input("give either range or start, not both"));
+        }
+        let start = aligned(t, "start")?;
+        if start >= end {
+            return Err(Error::invalid_input("start must be before end"));
+        }
+        if (end - start) / seconds > MAX_BUCKETS {
+            return Err(Error::invalid_input("the window exceeds 1000 buckets"));
+        }
+        return Ok((start, end));
+    }
     let span = match query.range {
         Some(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         None => retention.min(86_400),

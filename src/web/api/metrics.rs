@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Map, Value};
 
 use super::{iso, Out};
@@ -32,7 +32,7 @@ pub(super) fn categories(chancy: &Chancy) -> Out {
     Ok(Reply::json(json!(counts)))
 }
 
-/// `GET /api/v1/metrics/{prefix}?resolution=&range=&worker_id=`.
+/// `GET /api/v1/metrics/{prefix}?resolution=&range=&start=&end=&limit=&worker_id=`.
 pub(super) fn detail(req: &Req, chancy: &Chancy, prefix: &str) -> Out {
     let resolution = match req.param("resolution") {
         None => Resolution::FiveMinutes,
@@ -54,24 +54,46 @@ pub(super) fn detail(req: &Req, chancy: &Chancy, prefix: &str) -> Out {
             |_| Reply::error(400, format!("range must be whole seconds, got {text:?}")),
         )?)),
     };
+    let limit = match req.param("limit") {
+        None => None,
+        Some(text) => Some(
+            text.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    Reply::error(
+                        400,
+                        format!("limit must be a positive integer, got {text:?}"),
+                    )
+                })?,
+        ),
+    };
     let query = MetricsQuery {
         prefix: Some(prefix.to_string()),
         worker_id: req.param("worker_id").map(str::to_string),
         resolution,
         range,
+        start: timestamp(req, "start")?,
+        end: timestamp(req, "end")?,
     };
     let series = metrics.get_metrics(chancy, &query)?;
     let seconds = resolution.seconds();
     let now = Utc::now().timestamp();
-    let end = now - now.rem_euclid(seconds) + seconds;
-    let span = range.map_or(retention.min(86_400), |d| d.as_secs()) as i64;
+    let end = query
+        .end
+        .map_or(now - now.rem_euclid(seconds) + seconds, |t| t.timestamp());
+    let start = query.start.map_or_else(
+        || end - range.map_or(retention.min(86_400), |d| d.as_secs()) as i64,
+        |t| t.timestamp(),
+    );
     let at = |secs: i64| iso(&Utc.timestamp_opt(secs, 0).single().unwrap_or_default());
     let series: Map<String, Value> = series
         .iter()
-        .map(|(key, metric)| (key.clone(), series_json(metric)))
+        .map(|(key, metric)| (key.clone(), series_json(metric, limit)))
         .collect();
     Ok(Reply::json(json!({
-        "start": at(end - span),
+        "start": at(start),
         "end": at(end),
         "resolution": resolution.name(),
         "generated_at": iso(&Utc::now()),
@@ -79,10 +101,33 @@ pub(super) fn detail(req: &Req, chancy: &Chancy, prefix: &str) -> Out {
     })))
 }
 
-fn series_json(metric: &Metric) -> Value {
+/// An ISO 8601 parameter with a time zone (`Z` or an offset), as upstream requires.
+fn timestamp(req: &Req, name: &str) -> Result<Option<DateTime<Utc>>, Reply> {
+    let Some(text) = req.param(name) else {
+        return Ok(None);
+    };
+    // An unencoded `+` in a query string arrives as a space: take it back.
+    let text = text.trim().replace(' ', "+");
+    DateTime::parse_from_rfc3339(&text)
+        .map(|t| Some(t.with_timezone(&Utc)))
+        .map_err(|_| {
+            Reply::error(
+                400,
+                format!(
+                    "{name} must be an ISO 8601 time with a time zone \
+                     (e.g. 2026-01-01T00:00:00+00:00), got {text:?}"
+                ),
+            )
+        })
+}
+
+/// The series as JSON; with `limit`, only its newest `limit` buckets.
+fn series_json(metric: &Metric, limit: Option<usize>) -> Value {
+    let skip = limit.map_or(0, |n| metric.data.len().saturating_sub(n));
     let data: Vec<Value> = metric
         .data
         .iter()
+        .skip(skip)
         .map(|p| {
             json!({
                 "timestamp": iso(&p.timestamp),

@@ -151,6 +151,21 @@ fn bad_parameters_are_refused_with_a_message() {
         ("/api/v1/metrics/queue?resolution=2min", 400),
         ("/api/v1/metrics/queue?range=abc", 400),
         ("/api/v1/metrics/queue?resolution=1min&range=7", 400),
+        ("/api/v1/metrics/queue?start=yesterday", 400),
+        ("/api/v1/metrics/queue?start=2026-01-01T00:00:00", 400),
+        (
+            "/api/v1/metrics/queue?resolution=1min&start=2026-01-01T00:00:30Z",
+            400,
+        ),
+        (
+            "/api/v1/metrics/queue?resolution=1min&start=2026-01-01T00:05:00Z&end=2026-01-01T00:01:00Z",
+            400,
+        ),
+        (
+            "/api/v1/metrics/queue?resolution=1min&range=60&start=2026-01-01T00:00:00Z",
+            400,
+        ),
+        ("/api/v1/metrics/queue?limit=0", 400),
         ("/api/v1/nothing-here", 404),
     ] {
         let r = web.send("GET", path, &[("Authorization", &bearer(&token))], None);

@@ -317,4 +317,31 @@ fn workflows_crons_and_metrics_have_the_documented_shapes() {
     assert_eq!(point["value"], 3.0);
     assert!(point["timestamp"].is_string() && point["sampled_at"].is_string());
     assert_eq!(detail["series"]["queue:mail:depth"]["type"], "gauge");
+
+    // An explicit window: the bucket holding the point, then an hour before it.
+    let at = chrono::DateTime::parse_from_rfc3339(point["timestamp"].as_str().unwrap()).unwrap();
+    let window = |from: chrono::DateTime<chrono::FixedOffset>| {
+        let to = from + chrono::Duration::minutes(1);
+        let q = |t: chrono::DateTime<chrono::FixedOffset>| t.to_rfc3339().replace('+', "%2B");
+        web.get(
+            &token,
+            &format!(
+                "/api/v1/metrics/queue:mail?resolution=1min&start={}&end={}&limit=5",
+                q(from),
+                q(to)
+            ),
+        )
+    };
+    let hit = window(at);
+    assert_eq!(hit["start"], point["timestamp"]);
+    assert_eq!(
+        hit["series"]["queue:mail:succeeded"]["data"][0]["value"],
+        3.0
+    );
+    let before = window(at - chrono::Duration::hours(1));
+    let data = &before["series"]["queue:mail:succeeded"]["data"];
+    assert!(
+        data.as_array().map_or(true, |d| d.is_empty()),
+        "an hour earlier has no data: {before}"
+    );
 }
