@@ -14,9 +14,9 @@ use crate::error::Error;
 use crate::web::http::{Reply, Req};
 use crate::{Chancy, JobState, QueuedJob, Reference};
 
-/// Job states accepted in filters: the five chancy writes, plus two some upstream
-/// versions show.
-const STATES: [&str; 7] = [
+/// Job states accepted in filters and counted in the overview: the five chancy writes,
+/// plus two some upstream versions show.
+pub(super) const STATES: [&str; 7] = [
     "pending",
     "running",
     "retrying",

@@ -9,17 +9,6 @@ use crate::error::Error;
 use crate::web::http::Reply;
 use crate::Chancy;
 
-/// The state names every overview row carries, zero when absent.
-const COUNTED_STATES: [&str; 7] = [
-    "pending",
-    "running",
-    "retrying",
-    "succeeded",
-    "failed",
-    "cancelled",
-    "expired",
-];
-
 /// `GET /api/v1/configuration`: `{"plugins": [identifiers]}`.
 pub(super) fn configuration(chancy: &Chancy) -> Out {
     let plugins: Vec<&str> = chancy.plugins().iter().map(|p| p.identifier()).collect();
@@ -115,7 +104,7 @@ pub(super) fn overview(chancy: &Chancy) -> Out {
 }
 
 fn zero_counts() -> Map<String, Value> {
-    COUNTED_STATES
+    super::jobs::STATES
         .iter()
         .map(|s| (s.to_string(), json!(0)))
         .collect()
