@@ -964,8 +964,12 @@ fn web_serves_health_and_accepts_the_printed_password() {
         .into_json()
         .unwrap();
     assert_eq!(job["func"], "chancy.builtin.noop");
-    // SIGTERM ends it like Ctrl-C: the process handler exits with 130.
-    assert_eq!(terminate(&mut child).code(), Some(130));
+    // SIGTERM stops the server gracefully: exit 0, and the port no longer answers.
+    assert_eq!(terminate(&mut child).code(), Some(0));
+    assert!(
+        ureq::get(&format!("{base}/health")).call().is_err(),
+        "the server still answers after SIGTERM"
+    );
 }
 
 #[test]

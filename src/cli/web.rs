@@ -74,7 +74,6 @@ pub(crate) fn start(chancy: &Chancy, config: WebConfig) -> Result<WebServer> {
 
 /// `chancy web`: serves until Ctrl-C or SIGTERM.
 pub(super) fn run(chancy: &Chancy, a: &WebArgs) -> Result<i32> {
-    crate::worker::signals::ensure_handler()?;
     let config = config(
         &a.host,
         a.port,
@@ -83,8 +82,10 @@ pub(super) fn run(chancy: &Chancy, a: &WebArgs) -> Result<i32> {
         a.password.clone(),
         a.secret.clone(),
     );
-    let server = start(chancy, config)?;
-    // The signal handler exits the process (no worker runs here); until then, serve.
+    let server = std::sync::Arc::new(start(chancy, config)?);
+    // The first SIGINT/SIGTERM stops the server gracefully (exit 0); a second one exits.
+    let stopping = std::sync::Arc::clone(&server);
+    crate::worker::signals::on_stop(move || stopping.stop())?;
     server.join();
     Ok(0)
 }

@@ -1,7 +1,8 @@
 //! The process's one SIGINT/SIGTERM handler. It stops every private PostgreSQL server
 //! ([`crate::pgtemp`]) and exits with 130 when there is one; otherwise the first signal stops
 //! every registered worker gracefully and a second one exits the process at once (with no
-//! worker registered, it exits at once, as the default action would).
+//! worker registered, it runs the stop callbacks registered with [`on_stop`] — `chancy web`
+//! uses one — and with none of those either it exits at once, as the default action would).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -10,6 +11,19 @@ use super::{spawn_named, Worker, WorkerShared};
 use crate::error::{Error, Result};
 
 static TARGETS: Mutex<Vec<Weak<WorkerShared>>> = Mutex::new(Vec::new());
+
+type Stopper = Box<dyn FnOnce() + Send>;
+static STOPPERS: Mutex<Vec<Stopper>> = Mutex::new(Vec::new());
+
+/// Runs `stop` (once, on its own thread) at the first SIGINT/SIGTERM, installing the
+/// process handler on first use; a second signal exits the process.
+pub(crate) fn on_stop(stop: impl FnOnce() + Send + 'static) -> Result<()> {
+    STOPPERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Box::new(stop));
+    ensure_handler()
+}
 
 /// Registers `shared` for signals, installing the process handler on first use.
 pub(crate) fn install(shared: &Arc<WorkerShared>) -> Result<()> {
@@ -41,8 +55,13 @@ fn on_process_signal() {
         .iter()
         .filter_map(Weak::upgrade)
         .collect();
-    if live.is_empty() {
+    let stoppers = std::mem::take(&mut *STOPPERS.lock().unwrap_or_else(|e| e.into_inner()));
+    if live.is_empty() && stoppers.is_empty() {
         std::process::exit(130);
+    }
+    for stop in stoppers {
+        log::info!("received a stop signal; stopping (send it again to force)");
+        spawn_named("chancy-signal-stop", stop);
     }
     for shared in live {
         on_signal(&shared);
