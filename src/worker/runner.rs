@@ -18,7 +18,19 @@ use super::slots::JobQueue;
 use super::{spawn_named, WorkerShared};
 use crate::job::QueuedJob;
 use crate::pool::Conn;
-use crate::queue::{Queue, QueueState, ASYNC_EXECUTOR, PROCESS_EXECUTOR};
+use crate::queue::{
+    Queue, QueueState, ASYNC_EXECUTOR, PROCESS_EXECUTOR, SUB_INTERPRETER_EXECUTOR,
+    THREADED_EXECUTOR,
+};
+
+/// Executor strings a worker knows. Any other (e.g. a custom Python executor class) runs on
+/// the thread pool, with a warning when the queue starts.
+const KNOWN_EXECUTORS: [&str; 4] = [
+    THREADED_EXECUTOR,
+    ASYNC_EXECUTOR,
+    SUB_INTERPRETER_EXECUTOR,
+    PROCESS_EXECUTOR,
+];
 
 /// Local hub events of a queue runner.
 pub const QUEUE_STARTED: &str = "worker.queue.started";
@@ -209,6 +221,13 @@ impl RunnerState {
     }
 
     fn start_pool(&self, queue: &Queue) -> Pool {
+        if !KNOWN_EXECUTORS.contains(&queue.executor.as_str()) {
+            log::warn!(
+                "queue {:?}: unknown executor {:?}; running its jobs on the thread pool (as {THREADED_EXECUTOR})",
+                queue.name,
+                queue.executor
+            );
+        }
         let concurrency = effective_concurrency(queue);
         let jobs = Arc::new(JobQueue::default());
         let threads = (0..concurrency)
@@ -340,7 +359,6 @@ pub(crate) const STOP_POLL: Duration = Duration::from_millis(10);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::THREADED_EXECUTOR;
 
     #[test]
     fn null_concurrency_uses_the_executor_default_like_upstream() {

@@ -1,5 +1,6 @@
 //! Integration tests against a real PostgreSQL (`$DATABASE_URL`).
 
+mod bad_input;
 mod common;
 mod migrations;
 mod plugins;
