@@ -7,4 +7,5 @@ mod plugins;
 mod plugins_sched;
 mod process;
 mod producer;
+mod security;
 mod worker;
