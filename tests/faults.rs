@@ -271,3 +271,60 @@ fn terminating_every_worker_connection_repeatedly_loses_nothing() {
     eprintln!("terminate test: {rounds} rounds, {killed} backends terminated");
     assert_drained(pg.url(), drain, "pg_terminate_backend");
 }
+
+#[test]
+fn the_chancy_binary_rides_out_a_restart_and_stops_cleanly() {
+    const N: i64 = 4_000;
+    let pg = server();
+    let chancy = Chancy::builder(pg.url()).prefix(PREFIX).build().unwrap();
+    chancy.migrate().unwrap();
+    chancy
+        .declare(
+            &Queue::new("drain")
+                .concurrency(16)
+                .eager_polling(true)
+                .polling_interval(Duration::from_secs(1)),
+        )
+        .unwrap();
+    let jobs: Vec<Job> = (0..N)
+        .map(|_| {
+            Job::new("chancy.builtin.sleep")
+                .queue("drain")
+                .kwargs(serde_json::json!({"seconds": 0.002}))
+        })
+        .collect();
+    chancy.push_many(&jobs).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chancy"))
+        .args(["--database-url", pg.url(), "--prefix", PREFIX, "-q"])
+        .args(["worker", "start", "--worker-id", "binary"])
+        .args([
+            "--heartbeat-poll-interval",
+            "1",
+            "--queue-change-poll-interval",
+            "1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the chancy binary");
+    wait_succeeded(pg.url(), 300, DRAIN_LIMIT);
+    pg.restart().unwrap();
+    let after = states(pg.url()).unwrap();
+    assert!(count(&after, "succeeded") < N, "the restart hit the drain");
+    let end = wait_succeeded(pg.url(), N, DRAIN_LIMIT);
+    // SAFETY: kill(2) on our own child, which has not been reaped yet.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "a graceful stop after the restart");
+    assert_eq!(end.get("succeeded"), Some(&N), "{end:?}");
+    assert_eq!(count(&end, "running"), 0);
+    let mut c = Client::connect(pg.url(), NoTls).unwrap();
+    let bad: i64 = c
+        .query_one(
+            &format!("SELECT count(*) FROM \"{PREFIX}jobs\" WHERE attempts <> 1"),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(bad, 0, "one attempt per job");
+}
