@@ -37,6 +37,9 @@ struct Drain {
 }
 
 fn server() -> TempPostgres {
+    // `RUST_LOG=chancy=warn cargo test --test faults -- --nocapture` shows what the worker
+    // went through.
+    let _ = env_logger::builder().is_test(true).try_init();
     TempPostgres::start().expect("start a private PostgreSQL (needs the server binaries)")
 }
 
@@ -327,4 +330,64 @@ fn the_chancy_binary_rides_out_a_restart_and_stops_cleanly() {
         .unwrap()
         .get(0);
     assert_eq!(bad, 0, "one attempt per job");
+}
+
+#[test]
+fn a_claim_lost_with_the_fetchers_connection_is_released_by_the_fetcher_at_once() {
+    let pg = server();
+    let url = format!("{}?application_name={WORKER_APP}", pg.url());
+    let chancy = Chancy::builder(url.as_str())
+        .prefix(PREFIX)
+        .no_default_plugins()
+        .build()
+        .unwrap();
+    chancy.migrate().unwrap();
+    chancy
+        .declare(&Queue::new("default").polling_interval(Duration::from_secs(1)))
+        .unwrap();
+    let lost = chancy.push(&Job::new("t.work")).unwrap();
+    let worker = Worker::builder(&chancy)
+        .worker_id("fault-worker")
+        .backoff(Duration::from_millis(50), Duration::from_millis(500))
+        .job("t.work", |_| Ok(()))
+        .build()
+        .unwrap();
+    let mut c = Client::connect(pg.url(), NoTls).unwrap();
+    // As if this worker's claim committed and its response never arrived: running, taken by
+    // the worker, a claim no thread of it holds. The heartbeat's sweep would wait 10 s.
+    c.execute(
+        &format!(
+            "UPDATE \"{PREFIX}jobs\" SET state = 'running', taken_by = 'fault-worker', \
+             claim_id = gen_random_uuid(), started_at = NOW() WHERE id = $1"
+        ),
+        &[&lost.0],
+    )
+    .unwrap();
+    worker.start().unwrap();
+    // Kill the fetcher's connection (the one whose last statement was the claim).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let killed = loop {
+        let n = c
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE application_name = $1 AND query LIKE '%selected_jobs%'",
+                &[&WORKER_APP],
+            )
+            .unwrap()
+            .len();
+        if n > 0 || Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        killed, 1,
+        "the fetcher's connection was found and terminated"
+    );
+    let job = chancy
+        .wait_for_job(&lost, Duration::from_secs(8))
+        .expect("released by the fetcher before the heartbeat's 10 s grace")
+        .unwrap();
+    assert_eq!((job.state, job.attempts), (chancy::JobState::Succeeded, 1));
+    assert!(worker.stop());
 }
