@@ -176,15 +176,31 @@ fn restart_sequence_keeps_the_data_and_changes_the_pid() {
     let mut c = Client::connect(pg.url(), NoTls).unwrap();
     c.batch_execute("CREATE TABLE kept (n int); INSERT INTO kept VALUES (42)")
         .unwrap();
+    let producer = Chancy::builder(pg.url())
+        .prefix(PREFIX)
+        .connection_timeout(Duration::from_secs(2))
+        .no_default_plugins()
+        .build()
+        .unwrap();
+    producer.migrate().unwrap();
+    let before = producer.push(&Job::new("t.work")).unwrap();
     let first = pg.pid();
     pg.restart().unwrap();
     assert!(pg.is_running());
+    // The pool's connections died with the server: the next calls replace them themselves.
+    let after = producer.push(&Job::new("t.work")).unwrap();
+    assert!(producer.get_job(&before).unwrap().is_some());
+    assert!(producer.get_job(&after).unwrap().is_some());
     assert_ne!(pg.pid(), first, "a new postmaster");
     assert!(c.simple_query("SELECT 1").is_err(), "old connections died");
     pg.stop_server();
     assert!(!pg.is_running());
     assert!(!chancy::pgtemp::answers(pg.url(), Duration::from_secs(1)));
+    let err = producer.push(&Job::new("t.work")).unwrap_err();
+    eprintln!("push while the server is down: {err}");
+    assert!(err.is_unavailable(), "{err:?}");
     pg.start_server().unwrap();
+    producer.push(&Job::new("t.work")).unwrap();
     pg.start_server().unwrap(); // idempotent
     let mut c = Client::connect(pg.url(), NoTls).unwrap();
     let n: i32 = c.query_one("SELECT n FROM kept", &[]).unwrap().get(0);
