@@ -360,6 +360,7 @@ fn job_rows_with_garbage_columns_fail_clearly_and_the_rest_run() {
     let limits_text = insert_raw(&app, ", limits", ", '\"garbage\"'");
     let limits_kind = insert_raw(&app, ", limits", ", '[{\"t\": \"cpu\", \"v\": 1}]'");
     let null_priority = insert_raw(&app, ", priority", ", NULL");
+    let null_attempts = insert_raw(&app, ", attempts", ", NULL");
     let meta_array = insert_raw(&app, ", meta", ", '[1]'");
     let errors_object = insert_raw(&app, ", errors, max_attempts", ", '{\"x\": 1}', 2");
     let weird_state = insert_raw(&app, ", state", ", 'sideways'");
@@ -394,6 +395,12 @@ fn job_rows_with_garbage_columns_fail_clearly_and_the_rest_run() {
     for r in [&null_priority, &meta_array, &errors_object] {
         assert_eq!(finished(&app, r).state, JobState::Succeeded);
     }
+    let job = finished(&app, &null_attempts);
+    assert_eq!(
+        (job.state, job.attempts),
+        (JobState::Succeeded, 1),
+        "NULL attempts counts as 0"
+    );
     for r in &good {
         assert_eq!(finished(&app, r).state, JobState::Succeeded);
     }
