@@ -1,7 +1,8 @@
 //! Soak: three workers (each on its own `Chancy`, one prefix) under continuous mixed load —
 //! no-ops, short sleeps, flaky jobs that succeed on their second attempt, jobs that always
 //! fail, panics, long cancellable jobs — with random cancels and pauses/resumes of one queue,
-//! for `CHANCY_SOAK_SECS` seconds (default 45). Then the load stops, the workers stop
+//! for `CHANCY_SOAK_SECS` seconds (default 45), while a chaos thread terminates random
+//! connections of the workers every 1–3 s. Then the load stops, the workers stop
 //! mid-drain, and the invariants are checked on the database and on a side record of every
 //! handler run:
 //!
@@ -188,6 +189,37 @@ fn drive(
     (pushed, cancelled)
 }
 
+/// Every 1–3 s, terminates up to two random connections of the soak's workers (found by
+/// their `application_name`) until `on` is cleared; returns (rounds, connections killed).
+fn chaos(app_name: &str, on: Arc<AtomicBool>, seed: u64) -> std::thread::JoinHandle<(u32, u32)> {
+    let app_name = app_name.to_string();
+    std::thread::spawn(move || {
+        let mut rng = Rng(seed.rotate_left(17) | 1);
+        let mut c = common::client();
+        let (mut rounds, mut killed) = (0, 0);
+        loop {
+            let until = Instant::now() + Duration::from_millis(1000 + rng.below(2000) as u64);
+            while Instant::now() < until {
+                if !on.load(Ordering::SeqCst) {
+                    return (rounds, killed);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let n = c
+                .query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE application_name = $1 AND pid <> pg_backend_pid() \
+                     ORDER BY random() LIMIT 2",
+                    &[&app_name],
+                )
+                .expect("terminate")
+                .len() as u32;
+            rounds += 1;
+            killed += n;
+        }
+    })
+}
+
 struct Row {
     kind: &'static str,
     state: JobState,
@@ -222,9 +254,15 @@ fn soak_mixed_load_with_cancels_and_pauses_keeps_every_invariant() {
     }
     let log: RunLog = Arc::default();
     // Each worker on its own Chancy (own pool), as separate processes would be.
+    // The workers' connections carry an application_name unique to this run, so the chaos
+    // thread below terminates only them (the server may be shared).
+    let app_name = format!("chancy-soak-{}", app.prefix.trim_end_matches('_'));
+    let base = common::database_url();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let worker_url = format!("{base}{sep}application_name={app_name}");
     let apps: Vec<chancy::Chancy> = (0..3)
         .map(|_| {
-            chancy::Chancy::builder(common::database_url())
+            chancy::Chancy::builder(worker_url.as_str())
                 .prefix(app.prefix.clone())
                 .no_default_plugins()
                 .plugin(
@@ -260,7 +298,16 @@ fn soak_mixed_load_with_cancels_and_pauses_keeps_every_invariant() {
         | 1;
     eprintln!("soak: seed {seed}, duration {:?}", soak_duration());
     let mut rng = Rng(seed);
+    let chaos_on = Arc::new(AtomicBool::new(true));
+    let chaos = chaos(&app_name, Arc::clone(&chaos_on), seed);
     let (pushed, cancelled) = drive(&app, Instant::now() + soak_duration(), &mut rng);
+    chaos_on.store(false, Ordering::SeqCst);
+    let (rounds, killed) = chaos.join().expect("the chaos thread");
+    eprintln!("soak: chaos terminated {killed} worker connections in {rounds} rounds");
+    assert!(
+        killed > 0 || soak_duration() < Duration::from_secs(5),
+        "the chaos thread terminated worker connections"
+    );
     // Let the workers drain a little, then stop them while work may remain.
     std::thread::sleep(Duration::from_secs(2));
     let stopped_at = Instant::now();
