@@ -135,6 +135,13 @@ fn assert_drained(url: &str, drain: Drain, fault: &str) {
         "{fault}: {total} succeeded, listener reconnects: {}",
         drain.reconnects.load(Ordering::SeqCst)
     );
+    assert!(
+        drain
+            .worker
+            .is_leader()
+            .wait_timeout(Duration::from_secs(30)),
+        "{fault}: the leadership plugin holds the lease again"
+    );
     assert!(drain.worker.stop(), "{fault}: the worker stopped cleanly");
     assert_eq!(
         end.get("succeeded"),
@@ -155,6 +162,14 @@ fn assert_drained(url: &str, drain: Drain, fault: &str) {
     assert_eq!(
         bad_attempts, 0,
         "{fault}: every job took exactly one attempt"
+    );
+    let metric_rows: i64 = c
+        .query_one(&format!("SELECT count(*) FROM \"{PREFIX}metrics\""), &[])
+        .unwrap()
+        .get(0);
+    assert!(
+        metric_rows > 0,
+        "{fault}: the metrics plugin saved its data at the stop"
     );
     let runs = drain.runs.lock();
     assert_eq!(runs.len(), drain.total, "{fault}: every job's handler ran");
