@@ -468,3 +468,82 @@ fn unknown_executors_run_on_threads_and_unreadable_queue_rows_are_skipped() {
     );
     worker.stop();
 }
+
+#[test]
+fn nul_characters_in_meta_and_errors_are_stored_as_replacement_characters() {
+    let app = TestApp::new();
+    app.chancy
+        .declare(&Queue::new("default").concurrency(4).eager_polling(true))
+        .unwrap();
+    let worker = fast_worker(&app)
+        .job("t.nul_meta", |ctx| {
+            ctx.set_meta("text", json!("a\u{0}b"));
+            Ok(())
+        })
+        .job("t.nul_error", |_| {
+            Err(chancy::JobError::new("bad\u{0}byte"))
+        })
+        .build()
+        .unwrap();
+    worker.start().unwrap();
+    let nul_meta = app.chancy.push(&Job::new("t.nul_meta")).unwrap();
+    let nul_error = app.chancy.push(&Job::new("t.nul_error")).unwrap();
+    let good: Vec<Reference> = (0..30)
+        .map(|_| app.chancy.push(&Job::new("t.noop")).unwrap())
+        .collect();
+    for r in &good {
+        assert_eq!(finished(&app, r).state, JobState::Succeeded);
+    }
+    // jsonb cannot hold U+0000: it is stored as U+FFFD instead of blocking the writer.
+    let meta = finished(&app, &nul_meta);
+    assert_eq!(meta.state, JobState::Succeeded, "{meta:?}");
+    assert_eq!(meta.meta["text"], json!("a\u{FFFD}b"));
+    let err = finished(&app, &nul_error);
+    assert_eq!(err.state, JobState::Failed, "{err:?}");
+    assert_eq!(traceback(&err), "JobError: bad\u{FFFD}byte");
+    worker.stop();
+}
+
+#[test]
+fn an_outcome_the_database_refuses_is_stored_without_its_meta_and_blocks_nothing() {
+    let app = TestApp::new();
+    // Another constraint of this prefix's table that some outcomes break (SQLSTATE 23514).
+    app.client()
+        .batch_execute(
+            &app.sql("ALTER TABLE {jobs} ADD CONSTRAINT no_poison CHECK (meta->>'poison' IS NULL)"),
+        )
+        .unwrap();
+    app.chancy
+        .declare(&Queue::new("default").concurrency(4).eager_polling(true))
+        .unwrap();
+    let worker = fast_worker(&app)
+        .send_outgoing_interval(Duration::from_millis(50)) // batches with the poison in them
+        .job("t.poison", |ctx| {
+            ctx.set_meta("poison", json!(true));
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    worker.start().unwrap();
+    let mut jobs = vec![Job::new("t.noop"); 40];
+    jobs.insert(20, Job::new("t.poison"));
+    let refs = app.chancy.push_many(&jobs).unwrap();
+    let done = app
+        .chancy
+        .wait_for_jobs(&refs, Duration::from_secs(30))
+        .expect("every outcome was written");
+    worker.stop();
+    for job in &done {
+        assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+        assert_eq!(job.attempts, 1);
+    }
+    let poison = done.iter().find(|j| j.func == "t.poison").unwrap();
+    assert!(poison.meta.is_empty(), "{:?}", poison.meta);
+    let note = traceback(poison);
+    assert!(
+        note.starts_with("chancy: the database refused this attempt's outcome as written (")
+            && note.contains("no_poison")
+            && note.ends_with("it was stored without its meta"),
+        "{note}"
+    );
+}
