@@ -331,14 +331,6 @@ impl UpdateColumns {
 /// PostgreSQL's `jsonb` cannot hold the character U+0000 (`\u0000`), which a handler's meta
 /// or error text may contain: it is replaced by U+FFFD in every string and key.
 fn without_nul(value: Value) -> Value {
-    fn has_nul(v: &Value) -> bool {
-        match v {
-            Value::String(s) => s.contains('\0'),
-            Value::Array(a) => a.iter().any(has_nul),
-            Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
-            _ => false,
-        }
-    }
     fn clean(v: Value) -> Value {
         match v {
             Value::String(s) => Value::String(s.replace('\0', "\u{FFFD}")),
@@ -351,7 +343,7 @@ fn without_nul(value: Value) -> Value {
             other => other,
         }
     }
-    if has_nul(&value) {
+    if crate::job::json_has_nul(&value) {
         clean(value)
     } else {
         value

@@ -144,6 +144,18 @@ fn bad_kwargs_and_unknown_functions_fail_clearly_and_other_jobs_run() {
         .unwrap()
         .get(0);
     assert_eq!(none, 0, "a rejected batch writes nothing");
+    let err = app
+        .chancy
+        .push_many(&[
+            Job::new("t.noop"),
+            Job::new("t.noop").kwargs(json!({"s": "a\u{0}b"})),
+        ])
+        .unwrap_err();
+    assert!(err.is_invalid_input(), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "kwargs of \"t.noop\" contains the character U+0000, which PostgreSQL cannot store"
+    );
     let worker = fast_worker(&app)
         .worker_id("w-bad-kwargs")
         .job("t.typed", |ctx| {
