@@ -119,7 +119,7 @@ fn runnable(shared: &WorkerShared, rows: &[postgres::Row]) -> Vec<QueuedJob> {
 }
 
 /// Why a claimed row's columns cannot be used as written, if they cannot.
-pub(crate) fn unusable_columns(row: &postgres::Row) -> Option<String> {
+fn unusable_columns(row: &postgres::Row) -> Option<String> {
     let kind = |v: &Value| match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
