@@ -324,7 +324,7 @@ fn the_chancy_binary_rides_out_a_restart_and_stops_cleanly() {
         .map(|_| {
             Job::new("chancy.builtin.sleep")
                 .queue("drain")
-                .kwargs(serde_json::json!({"seconds": 0.002}))
+                .kwargs(serde_json::json!({"seconds": 0.005}))
         })
         .collect();
     chancy.push_many(&jobs).unwrap();
