@@ -142,6 +142,23 @@ impl Error {
         self.kind == Kind::Timeout
     }
 
+    /// Whether the server refused the data itself (SQLSTATE class 22 data exception, 23
+    /// integrity constraint violation or 54 program limit exceeded): the same statement with
+    /// the same values will fail again.
+    pub(crate) fn is_rejected_data(&self) -> bool {
+        self.kind == Kind::Database
+            && self
+                .source
+                .as_ref()
+                .and_then(|s| s.downcast_ref::<postgres::Error>())
+                .and_then(postgres::Error::code)
+                .is_some_and(|c| {
+                    ["22", "23", "54"]
+                        .iter()
+                        .any(|class| c.code().starts_with(class))
+                })
+    }
+
     /// Whether retrying the same operation later may succeed (the database was unreachable or
     /// the server reported a transient condition such as a serialization failure).
     pub fn is_transient(&self) -> bool {

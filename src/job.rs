@@ -221,6 +221,21 @@ impl Job {
                 self.func, self.meta
             )));
         }
+        let nul_in = [
+            ("func", self.func.contains('\0')),
+            ("kwargs", json_has_nul(&self.kwargs)),
+            ("meta", json_has_nul(&self.meta)),
+            (
+                "unique_key",
+                self.unique_key.as_deref().is_some_and(|k| k.contains('\0')),
+            ),
+        ];
+        if let Some((field, _)) = nul_in.iter().find(|(_, has)| *has) {
+            return Err(Error::invalid_input(format!(
+                "{field} of {:?} contains the character U+0000, which PostgreSQL cannot store",
+                self.func
+            )));
+        }
         if self.max_attempts < 1 {
             return Err(Error::invalid_input(format!(
                 "max_attempts of {:?} must be at least 1, got {}",
@@ -450,6 +465,16 @@ impl QueuedJob {
     /// The first limit of `kind`.
     pub fn limit(&self, kind: LimitKind) -> Option<Limit> {
         first_limit(&self.limits, kind)
+    }
+}
+
+/// Whether a string or key anywhere in `v` contains U+0000 (which `jsonb` cannot hold).
+pub(crate) fn json_has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(json_has_nul),
+        Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || json_has_nul(v)),
+        _ => false,
     }
 }
 

@@ -154,8 +154,17 @@ impl<'a> Migrator<'a> {
             .map_err(|e| Error::database("creating the schema_version table", e))
     }
 
+    /// The recorded version (0 when the version table does not exist yet). Only reads, so a
+    /// role without CREATE privilege can check migrations.
     pub(crate) fn current(&self, client: &mut impl GenericClient) -> Result<i32> {
-        self.ensure_version_table(client)?;
+        let table = self.prefix.table("schema_version");
+        let exists: bool = client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+            .map_err(|e| Error::database("looking for the schema_version table", e))?
+            .get(0);
+        if !exists {
+            return Ok(0);
+        }
         let sql = format!(
             "SELECT version FROM {} WHERE version_of = $1",
             self.prefix.table("schema_version")
@@ -196,6 +205,7 @@ impl<'a> Migrator<'a> {
         let lock_key = format!("chancy-migrate:{}", self.prefix);
         tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&lock_key])
             .map_err(|e| Error::database("locking for migration", e))?;
+        self.ensure_version_table(&mut tx)?;
         let mut current = self.current(&mut tx)?;
         if current == target {
             return Ok(false);

@@ -36,7 +36,6 @@
 //! ```
 
 use std::ffi::{CStr, CString};
-use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -217,7 +216,6 @@ pub struct TempPostgres {
     server: Arc<Server>,
     url: String,
     version: String,
-    pid: u32,
     startup: Duration,
 }
 
@@ -258,22 +256,24 @@ impl TempPostgres {
         // From here on the directory belongs to `server`: its drop removes it.
         let server = Arc::new(Server {
             dir: dir.clone(),
+            bins: bins.clone(),
+            owner,
             state: Mutex::new(State {
                 postmaster: None,
+                pid: 0,
                 watchdog: spawn_watchdog(&dir),
                 stopped: false,
             }),
         });
         register(&server);
         let version = init_cluster(bins, &dir, owner)?;
-        let pid = server.launch(bins, owner)?;
+        server.launch()?;
         let url = socket_url(&dir, SERVER_USER, "postgres");
         server.wait_ready(&url, began + ready_timeout)?;
         Ok(TempPostgres {
             server,
             url,
             version,
-            pid,
             startup: began.elapsed(),
         })
     }
@@ -293,9 +293,97 @@ impl TempPostgres {
         &self.version
     }
 
-    /// The process id of the postmaster.
+    /// The process id of the postmaster (the latest one after a
+    /// [`restart`](TempPostgres::restart)).
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.server.lock().pid
+    }
+
+    /// Whether the server process is running (false between
+    /// [`stop_server`](TempPostgres::stop_server) and
+    /// [`start_server`](TempPostgres::start_server)).
+    pub fn is_running(&self) -> bool {
+        self.server.lock().postmaster.is_some()
+    }
+
+    /// Restarts the server on the same data directory and socket: a fast shutdown (every
+    /// client connection is terminated, committed data is kept) followed by a start, like
+    /// `pg_ctl restart -m fast`. Returns once it accepts connections again. Meant for fault
+    /// tests: clients see their connections die and must reconnect.
+    ///
+    /// ```no_run
+    /// let server = chancy::pgtemp::TempPostgres::start()?;
+    /// let old = server.pid();
+    /// server.restart()?;
+    /// assert_ne!(server.pid(), old);
+    /// # Ok::<(), chancy::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`start_server`](TempPostgres::start_server).
+    pub fn restart(&self) -> Result<()> {
+        self.stop_server();
+        self.start_server()
+    }
+
+    /// Stops the server process with a fast shutdown (`pg_ctl stop -m fast`: clients are
+    /// disconnected, committed data is kept) and waits for it to exit, keeping the data
+    /// directory; connecting fails until [`start_server`](TempPostgres::start_server).
+    /// Does nothing when it is not running.
+    ///
+    /// ```no_run
+    /// let server = chancy::pgtemp::TempPostgres::start()?;
+    /// server.stop_server();
+    /// assert!(!chancy::pgtemp::answers(server.url(), std::time::Duration::from_secs(1)));
+    /// server.start_server()?;
+    /// # Ok::<(), chancy::Error>(())
+    /// ```
+    pub fn stop_server(&self) {
+        let postmaster = {
+            let mut state = self.server.lock();
+            if let Some((_, stdin)) = state.watchdog.as_mut() {
+                // Nothing for the watchdog to stop while the server is down.
+                let _ = writeln!(stdin, "pid");
+            }
+            state.postmaster.take()
+        };
+        if let Some(mut child) = postmaster {
+            stop_postmaster(&mut child, libc::SIGINT);
+        }
+    }
+
+    /// Starts the server again on the same data directory and socket after
+    /// [`stop_server`](TempPostgres::stop_server), waiting up to [`DEFAULT_READY_TIMEOUT`]
+    /// for it to accept connections. Does nothing when it is running.
+    ///
+    /// ```no_run
+    /// let server = chancy::pgtemp::TempPostgres::start()?;
+    /// server.stop_server();
+    /// server.start_server()?;
+    /// assert!(server.is_running());
+    /// # Ok::<(), chancy::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// When the server was removed ([`stop`](TempPostgres::stop) or the signal path), fails
+    /// to start (the message has its log's last lines), or does not accept connections in
+    /// time.
+    pub fn start_server(&self) -> Result<()> {
+        {
+            let state = self.server.lock();
+            if state.stopped {
+                return Err(Error::unavailable(format!(
+                    "the private PostgreSQL server in {} was removed",
+                    self.server.dir.display()
+                )));
+            }
+            if state.postmaster.is_some() {
+                return Ok(());
+            }
+        }
+        self.server.launch()?;
+        self.server
+            .wait_ready(&self.url, Instant::now() + DEFAULT_READY_TIMEOUT)
     }
 
     /// How long [`TempPostgres::start`] took, from creating the directory to the first
@@ -376,20 +464,34 @@ fn register(server: &Arc<Server>) {
 #[derive(Debug)]
 struct Server {
     dir: PathBuf,
+    bins: PgBinaries,
+    owner: Option<(u32, u32)>,
     state: Mutex<State>,
 }
 
 #[derive(Debug)]
 struct State {
     postmaster: Option<Child>,
+    /// The latest postmaster's pid.
+    pid: u32,
     watchdog: Option<(Child, ChildStdin)>,
     stopped: bool,
 }
 
 impl Server {
-    fn launch(&self, bins: &PgBinaries, owner: Option<(u32, u32)>) -> Result<u32> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts the postmaster (appending to `postgres.log`) and tells the watchdog its pid.
+    fn launch(&self) -> Result<u32> {
+        let (bins, owner) = (&self.bins, self.owner);
         let log_path = self.dir.join("postgres.log");
-        let log = File::create(&log_path).map_err(|e| io_error("creating", &log_path, e))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| io_error("creating", &log_path, e))?;
         let log2 = log
             .try_clone()
             .map_err(|e| io_error("opening", &log_path, e))?;
@@ -412,8 +514,9 @@ impl Server {
             .spawn()
             .map_err(|e| Error::unavailable(format!("could not run postgres: {e}")))?;
         let pid = child.id();
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.lock();
         state.postmaster = Some(child);
+        state.pid = pid;
         if let Some((_, stdin)) = state.watchdog.as_mut() {
             let _ = writeln!(stdin, "pid {pid}");
         }
@@ -474,7 +577,7 @@ impl Server {
             let _ = watchdog.wait();
         }
         if let Some(mut postmaster) = state.postmaster.take() {
-            stop_postmaster(&mut postmaster);
+            stop_postmaster(&mut postmaster, libc::SIGQUIT);
         }
         match std::fs::remove_dir_all(&self.dir) {
             Ok(()) => Ok(()),
@@ -492,14 +595,15 @@ impl Drop for Server {
     }
 }
 
-/// SIGQUIT (immediate shutdown: the postmaster stops its children, then exits), then SIGKILL
-/// to the whole process group if it takes longer than [`STOP_TIMEOUT`].
-fn stop_postmaster(child: &mut Child) {
+/// `signal` (SIGQUIT: immediate shutdown; SIGINT: fast shutdown — either way the postmaster
+/// stops its children, then exits), then SIGKILL to the whole process group if it takes
+/// longer than [`STOP_TIMEOUT`].
+fn stop_postmaster(child: &mut Child, signal: libc::c_int) {
     let Ok(pid) = libc::pid_t::try_from(child.id()) else {
         return;
     };
     // SAFETY: plain kill(2) on our own child, which has not been reaped yet.
-    unsafe { libc::kill(pid, libc::SIGQUIT) };
+    unsafe { libc::kill(pid, signal) };
     let deadline = Instant::now() + STOP_TIMEOUT;
     while Instant::now() < deadline {
         if !matches!(child.try_wait(), Ok(None)) {

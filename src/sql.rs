@@ -78,7 +78,7 @@ WITH selected_jobs AS (
     SELECT id FROM "{prefix}jobs"
     WHERE queue = $1
       AND (state = 'pending' OR state = 'retrying')
-      AND attempts < max_attempts
+      AND COALESCE(attempts, 0) < max_attempts
       AND (scheduled_at IS NULL OR scheduled_at <= NOW())
     ORDER BY priority DESC, id ASC
     LIMIT $2

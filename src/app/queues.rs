@@ -104,6 +104,23 @@ impl Chancy {
         rows.iter().map(Queue::from_row).collect()
     }
 
+    /// Every queue row parsed on its own, with its name: a row another client wrote with
+    /// values chancy cannot read is an error for that queue only (the worker skips it).
+    pub(crate) fn read_queue_rows(&self) -> Result<Vec<(String, Result<Queue>)>> {
+        let mut conn = self.connection()?;
+        let rows = conn
+            .client
+            .query(self.sql().all_queues.as_str(), &[])
+            .map_err(|e| Error::database("reading queues", e))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let name = r.try_get::<_, String>("name").unwrap_or_default();
+                (name, Queue::from_row(r))
+            })
+            .collect())
+    }
+
     /// Pauses a queue (workers stop claiming from it) until [`Chancy::resume_queue`] or, if
     /// given, `resume_at`. NOTIFYs `queue.paused`.
     ///

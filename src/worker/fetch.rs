@@ -3,9 +3,14 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use chrono::Utc;
+use serde_json::Value;
+
+use super::context::{JobError, JobErrorKind};
+use super::executor::record_outcome;
 use super::WorkerShared;
 use crate::error::{Error, Result};
-use crate::job::QueuedJob;
+use crate::job::{Limit, QueuedJob};
 use crate::pool::Conn;
 use crate::queue::Queue;
 
@@ -35,7 +40,7 @@ pub(crate) fn fetch_jobs(
     let sql = shared.chancy.sql();
     let fetch = conn.prepared(&sql.fetch)?;
     let limit = match queue.rate_limit.filter(|l| *l > 0) {
-        None => return claim(conn, &fetch, queue, up_to as i64, &shared.worker_id),
+        None => return claim(shared, conn, &fetch, queue, up_to as i64),
         Some(limit) => limit,
     };
     let window = queue.rate_limit_window.map_or(1, |w| w.as_secs().max(1)) as i64;
@@ -68,19 +73,75 @@ pub(crate) fn fetch_jobs(
     }
     tx.commit()
         .map_err(|e| Error::database("fetching jobs", e))?;
-    rows.iter().map(QueuedJob::from_row).collect()
+    Ok(runnable(shared, &rows))
 }
 
 fn claim(
+    shared: &WorkerShared,
     conn: &mut Conn,
     fetch: &postgres::Statement,
     queue: &Queue,
     up_to: i64,
-    worker_id: &str,
 ) -> Result<Vec<QueuedJob>> {
     let rows = conn
         .client
-        .query(fetch, &[&queue.name, &up_to, &worker_id])
+        .query(fetch, &[&queue.name, &up_to, &shared.worker_id])
         .map_err(|e| Error::database("claiming jobs", e))?;
-    rows.iter().map(QueuedJob::from_row).collect()
+    Ok(runnable(shared, &rows))
+}
+
+/// The claimed rows that can run. Rows another client wrote with columns chancy cannot use
+/// (kwargs that are not a JSON object, limits that are not `[{"t", "v"}]` entries) fail
+/// their attempt at once with a clear error instead of running with a guess; a row that
+/// cannot be read at all is logged and left to the heartbeat's orphan sweep.
+fn runnable(shared: &WorkerShared, rows: &[postgres::Row]) -> Vec<QueuedJob> {
+    let mut jobs = Vec::with_capacity(rows.len());
+    for row in rows {
+        let job = match QueuedJob::from_row(row) {
+            Ok(job) => job,
+            Err(err) => {
+                let id = row.try_get::<_, uuid::Uuid>("id").ok();
+                log::error!("chancy-fetch: cannot read claimed job {id:?}: {err}");
+                continue;
+            }
+        };
+        match unusable_columns(row) {
+            None => jobs.push(job),
+            Some(text) => {
+                log::error!("job {} ({:?}) cannot run: {text}", job.id, job.func);
+                let error = JobError::with_kind(JobErrorKind::Failed, text);
+                shared.remember_claims(std::slice::from_ref(&job));
+                shared.queue_update(record_outcome(job, Some(&error), Utc::now()));
+            }
+        }
+    }
+    jobs
+}
+
+/// Why a claimed row's columns cannot be used as written, if they cannot.
+fn unusable_columns(row: &postgres::Row) -> Option<String> {
+    let kind = |v: &Value| match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    };
+    let kwargs: Option<Value> = row.try_get("kwargs").unwrap_or(None);
+    if let Some(v) = kwargs.as_ref().filter(|v| !v.is_object()) {
+        return Some(format!(
+            "TypeError: the job's kwargs must be a JSON object, found {}",
+            kind(v)
+        ));
+    }
+    let limits: Option<Value> = row.try_get("limits").unwrap_or(None);
+    if let Some(v) = limits.filter(|v| !v.is_null()) {
+        if let Err(e) = serde_json::from_value::<Vec<Limit>>(v) {
+            return Some(format!(
+                "ValueError: the job's limits must be a list of {{\"t\": \"time\"|\"memory\", \"v\": <int>}}: {e}"
+            ));
+        }
+    }
+    None
 }

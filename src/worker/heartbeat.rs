@@ -40,16 +40,21 @@ pub(crate) const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_s
 pub(crate) fn beat(shared: &WorkerShared) -> Result<()> {
     crate::app::in_transaction(&shared.chancy, "sending a heartbeat", |tx| {
         announce(shared, tx)?;
-        release_orphans(shared, tx)
+        release_orphans(shared, tx, &shared.queue_names(), ORPHAN_GRACE).map(drop)
     })
 }
 
-/// Claims this worker holds in the database but no longer in memory go back to pending
-/// (attempts unchanged: they never ran), with `queue.pushed` so a worker picks them up.
-fn release_orphans(shared: &WorkerShared, client: &mut impl GenericClient) -> Result<()> {
+/// Claims of `queues` older than `grace` that this worker holds in the database but no
+/// longer in memory go back to pending (attempts unchanged: they never ran), with
+/// `queue.pushed` so a worker picks them up. Returns how many were released.
+pub(crate) fn release_orphans(
+    shared: &WorkerShared,
+    client: &mut impl GenericClient,
+    queues: &[String],
+    grace: std::time::Duration,
+) -> Result<usize> {
     let sql = shared.chancy.sql();
-    let queues = shared.queue_names();
-    let grace = ORPHAN_GRACE.as_secs_f64();
+    let grace = grace.as_secs_f64();
     let rows = client
         .query(
             sql.held_claims.as_str(),
@@ -64,7 +69,7 @@ fn release_orphans(shared: &WorkerShared, client: &mut impl GenericClient) -> Re
             .unzip()
     };
     if ids.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let released = client
         .query(sql.release_orphans.as_str(), &[&ids, &claims])
@@ -79,5 +84,6 @@ fn release_orphans(shared: &WorkerShared, client: &mut impl GenericClient) -> Re
         .iter()
         .map(|q| (events::QUEUE_PUSHED, json!({ "q": q })))
         .collect();
-    shared.chancy.notify_ex(client, &notes)
+    shared.chancy.notify_ex(client, &notes)?;
+    Ok(released.len())
 }

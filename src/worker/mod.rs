@@ -605,6 +605,9 @@ impl Worker {
 
     /// Claims up to `up_to` jobs of `queue` for this worker (the claim sets `running`,
     /// `started_at`, `taken_by` and a fresh `claim_id`), honouring the queue's rate limit.
+    /// A claimed row another client wrote with kwargs that are not a JSON object or limits
+    /// that cannot be read is not returned: its attempt fails at once with a `TypeError` /
+    /// `ValueError` text (queued for the writer).
     ///
     /// # Errors
     /// When a statement fails.

@@ -10,12 +10,25 @@ use crate::error::Result;
 
 /// One pass: reconcile the runners with the queues table.
 pub(crate) fn reconcile(shared: &Arc<WorkerShared>) -> Result<()> {
-    let queues = shared.chancy.get_all_queues()?;
-    let wanted: Vec<_> = queues
-        .into_iter()
-        .filter(|q| q.matches_tags(&shared.tags))
+    let mut unreadable = Vec::new();
+    let mut wanted = Vec::new();
+    for (name, row) in shared.chancy.read_queue_rows()? {
+        match row {
+            Ok(q) if q.matches_tags(&shared.tags) => wanted.push(q),
+            Ok(_) => {}
+            Err(err) => {
+                // Written by another client with values chancy cannot read: skip it (a
+                // runner already serving it keeps its last good settings), serve the rest.
+                log::error!("chancy-queues: ignoring queue {name:?}: {err}");
+                unreadable.push(name);
+            }
+        }
+    }
+    let names: HashSet<&str> = wanted
+        .iter()
+        .map(|q| q.name.as_str())
+        .chain(unreadable.iter().map(String::as_str))
         .collect();
-    let names: HashSet<&str> = wanted.iter().map(|q| q.name.as_str()).collect();
     let mut runners = shared.runners.lock();
     for (name, runner) in runners.iter() {
         if !names.contains(name.as_str()) {

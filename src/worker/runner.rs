@@ -18,7 +18,19 @@ use super::slots::JobQueue;
 use super::{spawn_named, WorkerShared};
 use crate::job::QueuedJob;
 use crate::pool::Conn;
-use crate::queue::{Queue, QueueState, ASYNC_EXECUTOR, PROCESS_EXECUTOR};
+use crate::queue::{
+    Queue, QueueState, ASYNC_EXECUTOR, PROCESS_EXECUTOR, SUB_INTERPRETER_EXECUTOR,
+    THREADED_EXECUTOR,
+};
+
+/// Executor strings a worker knows. Any other (e.g. a custom Python executor class) runs on
+/// the thread pool, with a warning when the queue starts.
+const KNOWN_EXECUTORS: [&str; 4] = [
+    THREADED_EXECUTOR,
+    ASYNC_EXECUTOR,
+    SUB_INTERPRETER_EXECUTOR,
+    PROCESS_EXECUTOR,
+];
 
 /// Local hub events of a queue runner.
 pub const QUEUE_STARTED: &str = "worker.queue.started";
@@ -105,6 +117,8 @@ impl RunnerState {
         let mut pool = self.start_pool(&active);
         self.emit(QUEUE_STARTED, &active, pool.concurrency);
         let mut conn: Option<Conn> = None;
+        // Set when a claim failed: its commit may have happened with the response lost.
+        let mut claims_in_doubt = false;
         let mut backoff = Backoff::new(
             self.shared.config.backoff_initial,
             self.shared.config.backoff_max,
@@ -138,13 +152,14 @@ impl RunnerState {
                 self.emit(QUEUE_FULL, &active, pool.concurrency);
                 continue;
             }
-            match self.fetch(&mut conn, &active, free) {
+            match self.fetch(&mut conn, &mut claims_in_doubt, &active, free) {
                 Ok(jobs) => {
                     backoff.reset();
                     self.dispatch(&pool, jobs);
                 }
                 Err(err) => {
                     conn = None;
+                    claims_in_doubt = true;
                     let delay = backoff.fail();
                     log::error!(
                         "chancy-fetch-{}: fetching jobs failed (attempt {}), retrying in {delay:?}: {err}",
@@ -164,6 +179,7 @@ impl RunnerState {
     fn fetch(
         &self,
         conn: &mut Option<Conn>,
+        claims_in_doubt: &mut bool,
         queue: &Queue,
         up_to: usize,
     ) -> crate::Result<Vec<QueuedJob>> {
@@ -171,6 +187,19 @@ impl RunnerState {
             *conn = Some(super::fetch::connect_for_claims(&self.shared.chancy)?);
         }
         let c = conn.as_mut().expect("connection was just set");
+        if *claims_in_doubt {
+            // A claim whose response was lost committed rows no thread holds. Only this
+            // thread claims this queue for this worker and every claim it dispatched is in
+            // `shared.claims` until its outcome is written, so such rows can be released at
+            // once instead of after the heartbeat's grace period.
+            super::heartbeat::release_orphans(
+                &self.shared,
+                &mut c.client,
+                std::slice::from_ref(&queue.name),
+                Duration::ZERO,
+            )?;
+            *claims_in_doubt = false;
+        }
         super::fetch::fetch_jobs(&self.shared, queue, c, up_to)
     }
 
@@ -209,6 +238,13 @@ impl RunnerState {
     }
 
     fn start_pool(&self, queue: &Queue) -> Pool {
+        if !KNOWN_EXECUTORS.contains(&queue.executor.as_str()) {
+            log::warn!(
+                "queue {:?}: unknown executor {:?}; running its jobs on the thread pool (as {THREADED_EXECUTOR})",
+                queue.name,
+                queue.executor
+            );
+        }
         let concurrency = effective_concurrency(queue);
         let jobs = Arc::new(JobQueue::default());
         let threads = (0..concurrency)
@@ -340,7 +376,6 @@ pub(crate) const STOP_POLL: Duration = Duration::from_millis(10);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::THREADED_EXECUTOR;
 
     #[test]
     fn null_concurrency_uses_the_executor_default_like_upstream() {

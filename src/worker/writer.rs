@@ -86,7 +86,7 @@ pub(crate) fn run(shared: Arc<WorkerShared>) {
         let batch = gather(&out.rx, first, shared.config.send_outgoing_interval);
         let n = batch.len();
         let claims: Vec<Option<Uuid>> = batch.iter().map(|j| j.claim_id).collect();
-        write_until_done(&shared, &mut conn, &mut backoff, batch);
+        write_until_done(&shared, &mut conn, &mut backoff, batch, Attempt::AsIs);
         shared.forget_claims(claims);
         out.pending.fetch_sub(n, Ordering::SeqCst);
     }
@@ -109,11 +109,21 @@ fn gather(rx: &Receiver<QueuedJob>, first: QueuedJob, window: Duration) -> Vec<Q
     batch
 }
 
+/// How [`write_until_done`] treats a batch the database refuses as data.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    /// The outcomes as the executors produced them.
+    AsIs,
+    /// One outcome already refused: its meta dropped and a note added.
+    Degraded,
+}
+
 fn write_until_done(
     shared: &WorkerShared,
     conn: &mut Option<Conn>,
     backoff: &mut Backoff,
     batch: Vec<QueuedJob>,
+    attempt: Attempt,
 ) {
     let give_up_after = shared.config.shutdown_timeout;
     let mut closed_since: Option<Instant> = None;
@@ -125,6 +135,12 @@ fn write_until_done(
                 if std::panic::catch_unwind(hooks).is_err() {
                     log::error!("chancy-writer: a plugin's on_job_updated hook panicked");
                 }
+                return;
+            }
+            Err(err) if err.is_rejected_data() => {
+                // Retrying the same values cannot succeed, and must not hold up every other
+                // outcome: find the culprit alone and store it without what was refused.
+                reject(shared, conn, backoff, batch, attempt, &err);
                 return;
             }
             Err(err) => {
@@ -151,6 +167,56 @@ fn write_until_done(
             }
         }
     }
+}
+
+/// A batch the database refused as data: several outcomes are written one by one; a single
+/// one is written again without its meta and with a note in its errors; if even that is
+/// refused it is dropped with an error log (the row stays `running` until the heartbeat's
+/// orphan sweep releases it).
+fn reject(
+    shared: &WorkerShared,
+    conn: &mut Option<Conn>,
+    backoff: &mut Backoff,
+    batch: Vec<QueuedJob>,
+    attempt: Attempt,
+    err: &Error,
+) {
+    if batch.len() > 1 {
+        log::warn!(
+            "chancy-writer: the database refused a batch of {} job updates ({err}); writing them one by one",
+            batch.len()
+        );
+        for job in batch {
+            write_until_done(shared, conn, backoff, vec![job], Attempt::AsIs);
+        }
+        return;
+    }
+    let Some(mut job) = batch.into_iter().next() else {
+        return;
+    };
+    if attempt == Attempt::Degraded {
+        log::error!(
+            "chancy-writer: the database refused even the reduced outcome of job {} ({err}); \
+             dropping it, the row stays running until the orphan sweep releases it",
+            job.id
+        );
+        return;
+    }
+    log::error!(
+        "chancy-writer: the database refused the outcome of job {} ({:?}): {err}; storing it \
+         without its meta",
+        job.id,
+        job.func
+    );
+    job.meta = serde_json::Map::new();
+    job.errors.push(crate::job::ErrorRecord {
+        attempt: i64::from(job.attempts - 1),
+        traceback: format!(
+            "chancy: the database refused this attempt's outcome as written ({err}); it was \
+             stored without its meta"
+        ),
+    });
+    write_until_done(shared, conn, backoff, vec![job], Attempt::Degraded);
 }
 
 /// Writes one batch in one transaction; returns the ids whose update was accepted.
@@ -249,9 +315,54 @@ impl UpdateColumns {
             completed: jobs.iter().map(|j| j.completed_at).collect(),
             scheduled: jobs.iter().map(|j| j.scheduled_at).collect(),
             attempts: jobs.iter().map(|j| j.attempts).collect(),
-            errors: jobs.iter().map(|j| serde_json::json!(j.errors)).collect(),
-            metas: jobs.iter().map(|j| Value::Object(j.meta.clone())).collect(),
+            errors: jobs
+                .iter()
+                .map(|j| without_nul(serde_json::json!(j.errors)))
+                .collect(),
+            metas: jobs
+                .iter()
+                .map(|j| without_nul(Value::Object(j.meta.clone())))
+                .collect(),
             max_attempts: jobs.iter().map(|j| j.max_attempts).collect(),
         }
+    }
+}
+
+/// PostgreSQL's `jsonb` cannot hold the character U+0000 (`\u0000`), which a handler's meta
+/// or error text may contain: it is replaced by U+FFFD in every string and key.
+fn without_nul(value: Value) -> Value {
+    fn clean(v: Value) -> Value {
+        match v {
+            Value::String(s) => Value::String(s.replace('\0', "\u{FFFD}")),
+            Value::Array(a) => Value::Array(a.into_iter().map(clean).collect()),
+            Value::Object(m) => Value::Object(
+                m.into_iter()
+                    .map(|(k, v)| (k.replace('\0', "\u{FFFD}"), clean(v)))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+    if crate::job::json_has_nul(&value) {
+        clean(value)
+    } else {
+        value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn nul_characters_are_replaced_everywhere_and_clean_values_are_untouched() {
+        let dirty = json!({"a\0": ["x\0y", {"k": "\0"}], "n": 1});
+        assert_eq!(
+            without_nul(dirty),
+            json!({"a\u{FFFD}": ["x\u{FFFD}y", {"k": "\u{FFFD}"}], "n": 1})
+        );
+        let clean = json!({"a": ["b", 2, null, {"c": true}]});
+        assert_eq!(without_nul(clean.clone()), clean);
     }
 }

@@ -1,10 +1,12 @@
 //! Integration tests against a real PostgreSQL (`$DATABASE_URL`).
 
+mod bad_input;
 mod common;
 mod migrations;
 mod plugins;
 mod plugins_sched;
 mod process;
 mod producer;
+mod security;
 mod web;
 mod worker;

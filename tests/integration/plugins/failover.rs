@@ -235,3 +235,125 @@ fn sigterm_during_a_busy_drain_writes_every_finished_outcome_and_loses_nothing()
     );
     assert!(left > 0, "the stop interrupted the drain: {states:?}");
 }
+
+#[test]
+fn sigkill_with_1000_jobs_in_flight_recovers_every_job_once_and_fences_the_dead_claims() {
+    const N: usize = 1000;
+    let app = TestApp::with(|b| {
+        b.no_default_plugins()
+            .plugin(ImmediateLeadership)
+            .plugin(Recovery::new().poll_interval(Duration::from_millis(500)))
+    });
+    app.chancy
+        .declare(
+            &Queue::new("crowd")
+                .concurrency(N as i32)
+                .polling_interval(Duration::from_secs(1)),
+        )
+        .unwrap();
+    let jobs: Vec<Job> = (0..N)
+        .map(|_| {
+            Job::new("chancy.builtin.sleep")
+                .queue("crowd")
+                .kwargs(json!({"seconds": 60}))
+        })
+        .collect();
+    let refs = app.chancy.push_many(&jobs).unwrap();
+    let mut doomed = worker_process(&app, "doomed-1000", &[]);
+    assert!(
+        wait_for(Duration::from_secs(60), || running_by(&app, "doomed-1000")
+            == N as i64),
+        "the process claimed all {N} jobs"
+    );
+    let dead_claims: HashMap<uuid::Uuid, Option<uuid::Uuid>> = app
+        .client()
+        .query(&app.sql("SELECT id, claim_id FROM {jobs}"), &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert!(dead_claims.values().all(Option::is_some));
+    kill9(&mut doomed);
+
+    let runs: Arc<Mutex<HashMap<uuid::Uuid, u32>>> = Arc::default();
+    let r = Arc::clone(&runs);
+    let survivor = fast_worker(&app)
+        .worker_id("survivor-1000")
+        .heartbeat_timeout(Duration::from_secs(3))
+        .job("chancy.builtin.sleep", move |ctx| {
+            *r.lock().entry(ctx.job().id).or_default() += 1;
+            std::thread::sleep(Duration::from_millis(5));
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    survivor.start().unwrap();
+    let done = app
+        .chancy
+        .wait_for_jobs(&refs, Duration::from_secs(90))
+        .unwrap();
+    assert_eq!(done.len(), N);
+    for job in &done {
+        assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+        assert_eq!(
+            (job.attempts, job.max_attempts),
+            (1, 2),
+            "the killed run never finished an attempt; recovery added one"
+        );
+        assert_eq!(job.taken_by.as_deref(), Some("survivor-1000"));
+        assert_ne!(job.claim_id, dead_claims[&job.id], "a fresh claim");
+    }
+    {
+        let runs = runs.lock();
+        assert_eq!(runs.len(), N, "every job ran on the survivor");
+        assert!(runs.values().all(|n| *n == 1), "each exactly once");
+    }
+
+    // Fencing: a late outcome of the killed run (its claim) changes nothing.
+    let before = app
+        .client()
+        .query(
+            &app.sql("SELECT id, state, attempts, errors::text FROM {jobs} ORDER BY id"),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let row: (uuid::Uuid, String, i32, String) = (r.get(0), r.get(1), r.get(2), r.get(3));
+            row
+        })
+        .collect::<Vec<_>>();
+    for job in done.iter().take(50) {
+        let mut late = job.clone();
+        late.claim_id = dead_claims[&job.id];
+        late.state = JobState::Failed;
+        late.attempts = 7;
+        late.errors.push(chancy::ErrorRecord {
+            attempt: 0,
+            traceback: "late outcome of a killed run".into(),
+        });
+        assert!(survivor.queue_update(late));
+    }
+    assert!(
+        wait_for(WAIT, || survivor.outgoing().pending() == 0),
+        "the writer handled the late outcomes"
+    );
+    let after = app
+        .client()
+        .query(
+            &app.sql("SELECT id, state, attempts, errors::text FROM {jobs} ORDER BY id"),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let row: (uuid::Uuid, String, i32, String) = (r.get(0), r.get(1), r.get(2), r.get(3));
+            row
+        })
+        .collect::<Vec<_>>();
+    survivor.stop();
+    assert_eq!(
+        before, after,
+        "outcomes under the dead claims were fenced out"
+    );
+}
