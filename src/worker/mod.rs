@@ -617,6 +617,35 @@ impl Worker {
         fetch::fetch_jobs(&self.shared, queue, conn, up_to)
     }
 
+    /// Writes outcomes now, on `conn`, the way the update writer writes one batch: one
+    /// transaction, one fenced `UPDATE … FROM unnest(…)` (a row changes only while its
+    /// `claim_id` still matches), the plugins' in-transaction hooks. Returns how many
+    /// updates were accepted. A running worker's writer thread does this by itself; this is
+    /// for tools and benchmarks that claim by hand with [`Worker::fetch_jobs`]. After-commit
+    /// hooks are not called.
+    ///
+    /// ```no_run
+    /// # fn main() -> chancy::Result<()> {
+    /// use chancy::{Chancy, JobState, Queue, Worker};
+    /// let chancy = Chancy::builder("postgresql://localhost/postgres").build()?;
+    /// let worker = Worker::builder(&chancy).build()?;
+    /// let mut conn = chancy.connection()?;
+    /// let mut jobs = worker.fetch_jobs(&Queue::new("default"), &mut conn, 10)?;
+    /// for job in &mut jobs {
+    ///     job.state = JobState::Succeeded;
+    ///     job.completed_at = Some(chrono::Utc::now());
+    /// }
+    /// assert_eq!(worker.write_updates(&mut conn, &jobs)?, jobs.len());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// When a statement or a plugin hook fails (nothing is written then).
+    pub fn write_updates(&self, conn: &mut Conn, jobs: &[QueuedJob]) -> Result<usize> {
+        writer::write_batch(&self.shared, conn, jobs).map(|accepted| accepted.len())
+    }
+
     /// Queues an outcome for the writer. Returns false (dropped) after the stop's cut-off.
     pub fn queue_update(&self, job: QueuedJob) -> bool {
         self.shared.queue_update(job)

@@ -118,7 +118,7 @@ fn write_until_done(
     let give_up_after = shared.config.shutdown_timeout;
     let mut closed_since: Option<Instant> = None;
     loop {
-        match write_batch(shared, conn, &batch) {
+        match connected(shared, conn).and_then(|c| write_batch(shared, c, &batch)) {
             Ok(accepted) => {
                 backoff.reset();
                 let hooks = std::panic::AssertUnwindSafe(|| shared.after_commit(&batch, &accepted));
@@ -153,16 +153,20 @@ fn write_until_done(
     }
 }
 
-/// Writes one batch in one transaction; returns the ids whose update was accepted.
-pub(crate) fn write_batch(
-    shared: &WorkerShared,
-    conn: &mut Option<Conn>,
-    batch: &[QueuedJob],
-) -> Result<HashSet<Uuid>> {
+/// The writer's connection, opened if there is none.
+fn connected<'a>(shared: &WorkerShared, conn: &'a mut Option<Conn>) -> Result<&'a mut Conn> {
     if conn.is_none() {
         *conn = Some(shared.chancy.connect_dedicated()?);
     }
-    let c = conn.as_mut().expect("connection was just set");
+    Ok(conn.as_mut().expect("connection was just set"))
+}
+
+/// Writes one batch in one transaction; returns the ids whose update was accepted.
+pub(crate) fn write_batch(
+    shared: &WorkerShared,
+    c: &mut Conn,
+    batch: &[QueuedJob],
+) -> Result<HashSet<Uuid>> {
     let stmt = c.prepared(&shared.chancy.sql().update_batch)?;
     let mut tx = c
         .client
