@@ -159,10 +159,9 @@ impl WorkerShared {
         batch: &[QueuedJob],
         accepted: &std::collections::HashSet<Uuid>,
     ) {
-        for job in batch.iter().filter(|j| accepted.contains(&j.id)) {
-            for plugin in self.plugins() {
-                plugin.on_job_updated(job);
-            }
+        let jobs: Vec<&QueuedJob> = batch.iter().filter(|j| accepted.contains(&j.id)).collect();
+        for plugin in self.plugins() {
+            plugin.on_jobs_updated(&jobs);
         }
         self.wake_eager_queues(batch);
     }
