@@ -560,8 +560,7 @@ impl Plugin for Metrics {
     /// values. Same buckets as one record per observation, a fraction of the hashing.
     fn on_jobs_updated(&self, jobs: &[&QueuedJob]) {
         let mut order: Vec<(String, Option<&str>)> = Vec::new();
-        let mut groups: HashMap<(String, Option<&str>), (MetricType, &'static str, Vec<f64>)> =
-            HashMap::new();
+        let mut groups: HashMap<(String, Option<&str>), Group> = HashMap::new();
         for job in jobs {
             let worker = job.taken_by.as_deref();
             for (key, kind, unit, value) in job_observations(job) {
@@ -601,6 +600,9 @@ impl Plugin for Metrics {
         Ok((removed > 0).then_some(removed))
     }
 }
+
+/// The observations of one metric key in a batch: type, unit, values in order.
+type Group = (MetricType, &'static str, Vec<f64>);
 
 /// What one job update adds to the metrics (upstream's keys): its execution time for a
 /// finished run, and a count per state, function and queue.
