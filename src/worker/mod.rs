@@ -252,6 +252,30 @@ impl WorkerBuilder {
         self
     }
 
+    /// Whether the worker's claim and outcome transactions wait for their WAL flush (default
+    /// `true`, PostgreSQL's default). `false` sets `synchronous_commit = off` on the fetcher
+    /// and writer connections only: a commit returns before the WAL reaches disk, which saves
+    /// a flush wait per claim and per outcome batch. Nothing is weaker than at-least-once: if
+    /// the *database server* crashes, its last fraction of a second of these commits may be
+    /// lost — a lost claim leaves the job claimable again (it may run twice), a lost outcome
+    /// leaves the job `running` until recovery puts it back (it runs again). Pushes, queue
+    /// changes and your own transactions are not affected.
+    ///
+    /// ```
+    /// # fn main() -> chancy::Result<()> {
+    /// let chancy = chancy::Chancy::builder("postgresql://localhost/postgres").build()?;
+    /// let worker = chancy::Worker::builder(&chancy)
+    ///     .synchronous_commit(false)
+    ///     .build()?;
+    /// assert!(!worker.synchronous_commit());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn synchronous_commit(mut self, on: bool) -> Self {
+        self.config.synchronous_commit = on;
+        self
+    }
+
     /// Install SIGINT/SIGTERM handlers: the first signal stops gracefully, the second exits
     /// at once (default off for library use; the CLI turns it on).
     pub fn register_signal_handlers(mut self, on: bool) -> Self {
@@ -688,6 +712,12 @@ impl Worker {
     /// The writer's batching window.
     pub fn send_outgoing_interval(&self) -> Duration {
         self.shared.config.send_outgoing_interval
+    }
+
+    /// Whether the fetcher and writer commits wait for the WAL flush
+    /// ([`WorkerBuilder::synchronous_commit`]).
+    pub fn synchronous_commit(&self) -> bool {
+        self.shared.config.synchronous_commit
     }
 
     /// Whether signal handlers are installed at start.

@@ -168,7 +168,7 @@ impl RunnerState {
         up_to: usize,
     ) -> crate::Result<Vec<QueuedJob>> {
         if conn.is_none() {
-            *conn = Some(super::fetch::connect_for_claims(&self.shared.chancy)?);
+            *conn = Some(super::fetch::connect_for_claims(&self.shared)?);
         }
         let c = conn.as_mut().expect("connection was just set");
         super::fetch::fetch_jobs(&self.shared, queue, c, up_to)

@@ -156,7 +156,9 @@ fn write_until_done(
 /// The writer's connection, opened if there is none.
 fn connected<'a>(shared: &WorkerShared, conn: &'a mut Option<Conn>) -> Result<&'a mut Conn> {
     if conn.is_none() {
-        *conn = Some(shared.chancy.connect_dedicated()?);
+        let mut fresh = shared.chancy.connect_dedicated()?;
+        super::fetch::apply_commit_mode(shared, &mut fresh)?;
+        *conn = Some(fresh);
     }
     Ok(conn.as_mut().expect("connection was just set"))
 }

@@ -97,6 +97,7 @@ fn counting_worker(chancy: &Chancy, args: &BenchArgs, done: Arc<AtomicUsize>) ->
     let sleep = args.sleep_duration();
     let d = Arc::clone(&done);
     Worker::builder(chancy)
+        .synchronous_commit(!args.async_commit)
         .job(NOOP, move |_| {
             d.fetch_add(1, Ordering::Relaxed);
             Ok(())

@@ -75,6 +75,10 @@ pub struct BenchArgs {
     /// to measure what it costs. By default the worker runs with it, as a real one does.
     #[arg(long)]
     pub no_default_plugins: bool,
+    /// `synchronous_commit = off` on the worker's fetch and write connections
+    /// (`WorkerBuilder::synchronous_commit(false)`; see the README's tuning notes).
+    #[arg(long)]
+    pub async_commit: bool,
     /// Print the results as one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -37,6 +37,8 @@ pub(super) struct Settings {
     pub kind: &'static str,
     pub sleep_ms: u64,
     pub executor: String,
+    /// `synchronous_commit` of the draining worker's fetch and write connections.
+    pub synchronous_commit: bool,
     /// Identifiers of the plugins the worker ran with.
     pub plugins: Vec<&'static str>,
 }
@@ -141,6 +143,7 @@ impl Report {
                 },
                 sleep_ms: args.sleep,
                 executor: args.executor.clone(),
+                synchronous_commit: !args.async_commit,
                 plugins: chancy
                     .plugins()
                     .iter()
@@ -163,7 +166,7 @@ impl Report {
         t.row(vec![
             "settings".into(),
             format!(
-                "{} jobs, {} queue(s) × {} slots, {} jobs{}, {} executor, plugins: {}",
+                "{} jobs, {} queue(s) × {} slots, {} jobs{}, {} executor{}, plugins: {}",
                 s.jobs,
                 s.queues,
                 s.concurrency,
@@ -174,6 +177,11 @@ impl Report {
                     String::new()
                 },
                 s.executor,
+                if s.synchronous_commit {
+                    ""
+                } else {
+                    ", synchronous_commit off"
+                },
                 if s.plugins.is_empty() {
                     "none".to_string()
                 } else {
