@@ -92,6 +92,7 @@ def plot():
     ax.set_xscale("log", base=2)
     ax.set_xlabel("queue concurrency (executor threads)")
     ax.set_ylabel("drain jobs/s (20k no-op jobs)")
+    ax.set_ylim(bottom=0)
     ax.set_title("Drain by concurrency")
     ax.legend()
     ax = axes[1]
@@ -107,6 +108,9 @@ def plot():
     ax.set_xscale("log")
     ax.set_xlabel("jobs pushed before the drain (backlog)")
     ax.set_ylabel("drain jobs/s (c=256)")
+    ax.axhline(40_000, color="red", linestyle="--", label="target 40k/s")
+    ax.set_ylim(bottom=0)
+    ax.legend()
     ax.set_title("Drain by backlog")
     fig.tight_layout()
     out = pathlib.Path(__file__).parent / "drain.png"
