@@ -863,6 +863,7 @@ fn worker_start_with_plugins_none_runs_jobs_and_stops_on_sigterm() {
             "none",
             "--worker-id",
             "no-plugins",
+            "--async-commit",
             "--heartbeat-poll-interval",
             "0.5",
             "--queue-change-poll-interval",
