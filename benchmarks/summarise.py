@@ -75,19 +75,23 @@ def plot():
         print("\n(matplotlib not installed: no plot)", file=sys.stderr)
         return
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    conc = load("concurrency")
-    xs, ys, lo, hi = [], [], [], []
-    for args, runs in conc.items():
-        m = re.search(r"--concurrency (\d+)", args)
-        drains = [r["drain"]["jobs_per_second"] for r in runs]
-        xs.append(int(m.group(1)))
-        ys.append(statistics.median(drains))
-        lo.append(min(drains))
-        hi.append(max(drains))
-    order = sorted(range(len(xs)), key=lambda i: xs[i])
     ax = axes[0]
-    ax.plot([xs[i] for i in order], [ys[i] for i in order], "o-", label="median of 3")
-    ax.fill_between([xs[i] for i in order], [lo[i] for i in order], [hi[i] for i in order], alpha=0.2, label="min–max")
+    for name, label in (("concurrency", "09:50 series, load 2.7–3.0"), ("quiet", "10:15 series, load 1.8 → 20")):
+        xs, ys, lo, hi = [], [], [], []
+        for args, runs in load(name).items():
+            m = re.search(r"--concurrency (\d+)$", args)
+            if not m or "--jobs 20000" not in args:
+                continue
+            drains = [r["drain"]["jobs_per_second"] for r in runs]
+            xs.append(int(m.group(1)))
+            ys.append(statistics.median(drains))
+            lo.append(min(drains))
+            hi.append(max(drains))
+        order = sorted(range(len(xs)), key=lambda i: xs[i])
+        if not order:
+            continue
+        line = ax.plot([xs[i] for i in order], [ys[i] for i in order], "o-", label=f"median of 3, {label}")
+        ax.fill_between([xs[i] for i in order], [lo[i] for i in order], [hi[i] for i in order], alpha=0.15, color=line[0].get_color())
     ax.axhline(40_000, color="red", linestyle="--", label="target 40k/s")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("queue concurrency (executor threads)")
@@ -96,15 +100,16 @@ def plot():
     ax.set_title("Drain by concurrency")
     ax.legend()
     ax = axes[1]
-    points = []
-    for name in ("backlog", "concurrency"):
-        for args, runs in load(name).items():
-            if "--concurrency 256" in args and "--queues" not in args and "--no-default" not in args and "--async" not in args:
-                n = int(re.search(r"--jobs (\d+)", args).group(1))
-                points.append((n, statistics.median(r["drain"]["jobs_per_second"] for r in runs)))
-    points.sort()
-    if points:
-        ax.plot([p[0] for p in points], [p[1] for p in points], "o-")
+    for names, label in ((("backlog", "concurrency"), "09:50–10:07 series, load 2.7–4"), (("quiet",), "10:15 series, load 1.8 → 17")):
+        points = []
+        for name in names:
+            for args, runs in load(name).items():
+                if args.endswith("--concurrency 256"):
+                    n = int(re.search(r"--jobs (\d+)", args).group(1))
+                    points.append((n, statistics.median(r["drain"]["jobs_per_second"] for r in runs)))
+        points.sort()
+        if points:
+            ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=label)
     ax.set_xscale("log")
     ax.set_xlabel("jobs pushed before the drain (backlog)")
     ax.set_ylabel("drain jobs/s (c=256)")
