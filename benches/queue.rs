@@ -1,6 +1,6 @@
 //! Criterion benches against the real PostgreSQL at `$DATABASE_URL`
 //! (default `postgresql://postgres@127.0.0.1:5432/postgres`). Each bench migrates its own
-//! table prefix and drops it at the end.
+//! table prefix (`bench_<pid>_<name>_`) and drops its tables at the end.
 //!
 //! - `push_many/<n>`: one bulk push of `n` keyless no-op jobs (COPY from 64 on);
 //!   `push_many_unique/<n>`: the same with a distinct unique key per job (one
@@ -26,7 +26,10 @@ fn measuring() -> bool {
     std::env::args().any(|a| a == "--bench")
 }
 
-fn app(prefix: &str) -> Chancy {
+/// A migrated app on `bench_<pid>_<name>_` (unique per process: helpers and CI may run
+/// the benches at the same time against one server).
+fn app(name: &str) -> Chancy {
+    let prefix = format!("bench_{}_{name}_", std::process::id());
     let url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/postgres".into());
     let chancy = Chancy::builder(url)
@@ -37,6 +40,19 @@ fn app(prefix: &str) -> Chancy {
     chancy.migrate_to(0).expect("clean");
     chancy.migrate().expect("migrate (is PostgreSQL running?)");
     chancy
+}
+
+/// Migrates the prefix down and drops its `schema_version` table too (the prefix is per
+/// process, nothing else will reuse it).
+fn teardown(chancy: &Chancy) {
+    chancy.migrate_to(0).expect("teardown");
+    execute(
+        chancy,
+        &format!(
+            "DROP TABLE IF EXISTS {}",
+            chancy.prefix().table("schema_version")
+        ),
+    );
 }
 
 fn execute(chancy: &Chancy, sql: &str) {
@@ -52,7 +68,7 @@ fn push_many(c: &mut Criterion) {
     } else {
         &[10, 1000]
     };
-    let chancy = app("bench_push_");
+    let chancy = app("push");
     let truncate = format!("TRUNCATE {}", chancy.prefix().table("jobs"));
     for &n in sizes {
         let jobs: Vec<Job> = (0..n).map(|_| Job::new("bench.noop")).collect();
@@ -76,7 +92,7 @@ fn push_many(c: &mut Criterion) {
         execute(&chancy, &truncate);
     }
     group.finish();
-    chancy.migrate_to(0).expect("teardown");
+    teardown(&chancy);
 }
 
 fn fill(chancy: &Chancy, n: usize) {
@@ -121,7 +137,7 @@ fn bench_claims(
     backlog: usize,
     per_claim: usize,
 ) {
-    let chancy = app("bench_fetch_");
+    let chancy = app("fetch");
     fill(&chancy, backlog);
     let queue = Queue::new(QUEUE);
     let worker = Worker::builder(&chancy).build().expect("worker");
@@ -144,7 +160,7 @@ fn bench_claims(
         })
     });
     drop((conn, other));
-    chancy.migrate_to(0).expect("teardown");
+    teardown(&chancy);
 }
 
 fn fetch_batch(c: &mut Criterion) {
@@ -188,7 +204,7 @@ fn succeeded(mut jobs: Vec<QueuedJob>) -> Vec<QueuedJob> {
 fn writer_batch(c: &mut Criterion) {
     let mut group = c.benchmark_group("writer_batch");
     group.sample_size(30);
-    let chancy = app("bench_writer_");
+    let chancy = app("writer");
     fill(&chancy, 20_000);
     let queue = Queue::new(QUEUE);
     let worker = Worker::builder(&chancy).build().expect("worker");
@@ -213,7 +229,7 @@ fn writer_batch(c: &mut Criterion) {
     }
     group.finish();
     drop((conn, other));
-    chancy.migrate_to(0).expect("teardown");
+    teardown(&chancy);
 }
 
 criterion_group! {
