@@ -104,6 +104,15 @@ pub trait Plugin: Send + Sync {
     /// Called after commit for each accepted update, in batch order.
     fn on_job_updated(&self, _job: &QueuedJob) {}
 
+    /// Called after commit with all accepted updates of one writer batch, in batch order.
+    /// The default calls [`Plugin::on_job_updated`] for each; override it to handle a batch
+    /// at once (the metrics plugin aggregates per metric key here).
+    fn on_jobs_updated(&self, jobs: &[&QueuedJob]) {
+        for job in jobs {
+            self.on_job_updated(job);
+        }
+    }
+
     /// Called by the pruner; returns how many rows it removed, if it counts.
     ///
     /// # Errors

@@ -863,6 +863,7 @@ fn worker_start_with_plugins_none_runs_jobs_and_stops_on_sigterm() {
             "none",
             "--worker-id",
             "no-plugins",
+            "--async-commit",
             "--heartbeat-poll-interval",
             "0.5",
             "--queue-change-poll-interval",
@@ -973,6 +974,89 @@ fn web_serves_health_and_accepts_the_printed_password() {
 }
 
 #[test]
+fn bench_json_reports_every_section_consistently() {
+    let ns = Ns::new();
+    let report = ns.json(&[
+        "-q",
+        "bench",
+        "--jobs",
+        "120",
+        "--queues",
+        "2",
+        "--concurrency",
+        "4",
+        "--kind",
+        "sleep",
+        "--sleep",
+        "1",
+        "--latency-samples",
+        "5",
+        "--json",
+    ]);
+    let settings = &report["settings"];
+    assert_eq!(settings["mode"], "all");
+    assert_eq!(settings["jobs"], 120);
+    assert_eq!(settings["queues"], 2);
+    assert_eq!(settings["kind"], "sleep");
+    assert_eq!(settings["sleep_ms"], 1);
+    let plugins: Vec<&str> = settings["plugins"]
+        .as_array()
+        .expect("plugins")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(plugins.contains(&"chancy.leadership"), "{plugins:?}");
+    assert!(plugins.contains(&"chancy.metrics"), "{plugins:?}");
+
+    let enqueue = &report["enqueue"];
+    assert_eq!(enqueue["jobs"], 120);
+    assert!(enqueue["jobs_per_second"].as_f64().unwrap() > 0.0);
+    assert!(enqueue["wal_bytes_per_job"].as_f64().unwrap() > 0.0);
+    let drain = &report["drain"];
+    assert_eq!(drain["jobs"], 120);
+    assert_eq!(drain["succeeded"], 120, "every drained job succeeded");
+    let (secs, rate) = (
+        drain["seconds"].as_f64().unwrap(),
+        drain["jobs_per_second"].as_f64().unwrap(),
+    );
+    assert!((secs * rate - 120.0).abs() < 1.0, "{drain}");
+    assert!(drain["wal_bytes_per_job"].as_f64().unwrap() > 0.0);
+
+    let latency = &report["latency"];
+    assert_eq!(latency["samples"], 5);
+    for key in ["push_to_start_ms", "push_to_completed_ms"] {
+        let p = &latency[key];
+        let ordered: Vec<f64> = ["p50", "p95", "p99", "max"]
+            .iter()
+            .map(|k| p[k].as_f64().expect(k))
+            .collect();
+        assert!(ordered[0] > 0.0, "{key}: {p}");
+        assert!(ordered.windows(2).all(|w| w[0] <= w[1]), "{key}: {p}");
+    }
+    assert!(
+        latency["push_to_completed_ms"]["p50"].as_f64()
+            >= latency["push_to_start_ms"]["p50"].as_f64(),
+        "a job completes after it starts: {latency}"
+    );
+    assert!(
+        report["idle"].is_null(),
+        "no --idle-seconds: {}",
+        report["idle"]
+    );
+    let table = &report["jobs_table"];
+    assert_eq!(table["rows"], 125, "120 drained + 5 latency jobs: {table}");
+    assert!(table["dead_tuples"].as_i64().unwrap() >= 0);
+    let left: Vec<String> = tables_of(&format!("{}bench_", ns.prefix))
+        .into_iter()
+        .filter(|t| !t.ends_with("schema_version"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "bench drops its tables without --keep: {left:?}"
+    );
+}
+
+#[test]
 fn worker_start_web_serves_the_api_until_the_worker_stops() {
     let ns = Ns::migrated();
     let mut child = ns
@@ -1005,4 +1089,26 @@ fn worker_start_web_serves_the_api_until_the_worker_stops() {
         ureq::get(&format!("{base}/health")).call().is_err(),
         "the dashboard stops with the worker"
     );
+}
+
+#[test]
+fn bench_latency_mode_skips_the_drain() {
+    let ns = Ns::new();
+    let report = ns.json(&[
+        "-q",
+        "bench",
+        "--mode",
+        "latency",
+        "--latency-samples",
+        "3",
+        "--no-default-plugins",
+        "--json",
+    ]);
+    assert!(
+        report["enqueue"].is_null() && report["drain"].is_null(),
+        "{report}"
+    );
+    assert_eq!(report["latency"]["samples"], 3);
+    assert_eq!(report["settings"]["plugins"], serde_json::json!([]));
+    assert_eq!(report["jobs_table"]["rows"], 3);
 }

@@ -71,6 +71,10 @@ pub struct StartArgs {
     /// Do not LISTEN/NOTIFY (for transaction-pooling proxies); rely on polling alone.
     #[arg(long)]
     pub no_notifications: bool,
+    /// `synchronous_commit = off` on this worker's claim and outcome connections: commits
+    /// do not wait for the WAL flush. Still at-least-once; see the README's tuning notes.
+    #[arg(long)]
+    pub async_commit: bool,
     /// Comma-separated plugins to run (short names or identifiers), or `none`
     /// [default: leadership,pruner,recovery,workflow].
     #[arg(long, value_name = "LIST")]
@@ -141,6 +145,7 @@ pub(super) fn start(chancy: &Chancy, a: &StartArgs, registry: Registry) -> Resul
         .heartbeat_timeout(a.heartbeat_timeout)
         .queue_change_poll_interval(a.queue_change_poll_interval)
         .shutdown_timeout(a.shutdown_timeout)
+        .synchronous_commit(!a.async_commit)
         .register_signal_handlers(true)
         .registry(super::builtin_registry().merge(registry));
     if let Some(id) = &a.worker_id {

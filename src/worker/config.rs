@@ -30,6 +30,7 @@ pub(crate) struct WorkerConfig {
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     pub process_executable: Option<std::path::PathBuf>,
+    pub synchronous_commit: bool,
 }
 
 impl Default for WorkerConfig {
@@ -44,6 +45,7 @@ impl Default for WorkerConfig {
             backoff_initial: DEFAULT_BACKOFF_INITIAL,
             backoff_max: DEFAULT_BACKOFF_MAX,
             process_executable: None,
+            synchronous_commit: true,
         }
     }
 }

@@ -22,12 +22,24 @@ use crate::queue::Queue;
 const CLAIM_SESSION_SETTINGS: &str = "SET enable_sort = off; SET enable_bitmapscan = off";
 
 /// A dedicated connection for a queue's fetcher.
-pub(crate) fn connect_for_claims(chancy: &crate::Chancy) -> Result<Conn> {
-    let mut conn = chancy.connect_dedicated()?;
+pub(crate) fn connect_for_claims(shared: &WorkerShared) -> Result<Conn> {
+    let mut conn = shared.chancy.connect_dedicated()?;
     conn.client
         .batch_execute(CLAIM_SESSION_SETTINGS)
         .map_err(|e| Error::database("configuring the fetch connection", e))?;
+    apply_commit_mode(shared, &mut conn)?;
     Ok(conn)
+}
+
+/// `SET synchronous_commit = off` on one of the worker's own connections when the worker
+/// was built with `synchronous_commit(false)`.
+pub(crate) fn apply_commit_mode(shared: &WorkerShared, conn: &mut Conn) -> Result<()> {
+    if shared.config.synchronous_commit {
+        return Ok(());
+    }
+    conn.client
+        .batch_execute("SET synchronous_commit = off")
+        .map_err(|e| Error::database("setting synchronous_commit", e))
 }
 
 /// Claims up to `up_to` jobs of `queue` for this worker in one transaction.

@@ -159,10 +159,9 @@ impl WorkerShared {
         batch: &[QueuedJob],
         accepted: &std::collections::HashSet<Uuid>,
     ) {
-        for job in batch.iter().filter(|j| accepted.contains(&j.id)) {
-            for plugin in self.plugins() {
-                plugin.on_job_updated(job);
-            }
+        let jobs: Vec<&QueuedJob> = batch.iter().filter(|j| accepted.contains(&j.id)).collect();
+        for plugin in self.plugins() {
+            plugin.on_jobs_updated(&jobs);
         }
         self.wake_eager_queues(batch);
     }
@@ -250,6 +249,30 @@ impl WorkerBuilder {
     /// The writer's batching window after the first outcome of a batch (default 5 ms).
     pub fn send_outgoing_interval(mut self, d: Duration) -> Self {
         self.config.send_outgoing_interval = d;
+        self
+    }
+
+    /// Whether the worker's claim and outcome transactions wait for their WAL flush (default
+    /// `true`, PostgreSQL's default). `false` sets `synchronous_commit = off` on the fetcher
+    /// and writer connections only: a commit returns before the WAL reaches disk, which saves
+    /// a flush wait per claim and per outcome batch. Nothing is weaker than at-least-once: if
+    /// the *database server* crashes, its last fraction of a second of these commits may be
+    /// lost — a lost claim leaves the job claimable again (it may run twice), a lost outcome
+    /// leaves the job `running` until recovery puts it back (it runs again). Pushes, queue
+    /// changes and your own transactions are not affected.
+    ///
+    /// ```
+    /// # fn main() -> chancy::Result<()> {
+    /// let chancy = chancy::Chancy::builder("postgresql://localhost/postgres").build()?;
+    /// let worker = chancy::Worker::builder(&chancy)
+    ///     .synchronous_commit(false)
+    ///     .build()?;
+    /// assert!(!worker.synchronous_commit());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn synchronous_commit(mut self, on: bool) -> Self {
+        self.config.synchronous_commit = on;
         self
     }
 
@@ -620,6 +643,35 @@ impl Worker {
         fetch::fetch_jobs(&self.shared, queue, conn, up_to)
     }
 
+    /// Writes outcomes now, on `conn`, the way the update writer writes one batch: one
+    /// transaction, one fenced `UPDATE … FROM unnest(…)` (a row changes only while its
+    /// `claim_id` still matches), the plugins' in-transaction hooks. Returns how many
+    /// updates were accepted. A running worker's writer thread does this by itself; this is
+    /// for tools and benchmarks that claim by hand with [`Worker::fetch_jobs`]. After-commit
+    /// hooks are not called.
+    ///
+    /// ```no_run
+    /// # fn main() -> chancy::Result<()> {
+    /// use chancy::{Chancy, JobState, Queue, Worker};
+    /// let chancy = Chancy::builder("postgresql://localhost/postgres").build()?;
+    /// let worker = Worker::builder(&chancy).build()?;
+    /// let mut conn = chancy.connection()?;
+    /// let mut jobs = worker.fetch_jobs(&Queue::new("default"), &mut conn, 10)?;
+    /// for job in &mut jobs {
+    ///     job.state = JobState::Succeeded;
+    ///     job.completed_at = Some(chrono::Utc::now());
+    /// }
+    /// assert_eq!(worker.write_updates(&mut conn, &jobs)?, jobs.len());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// When a statement or a plugin hook fails (nothing is written then).
+    pub fn write_updates(&self, conn: &mut Conn, jobs: &[QueuedJob]) -> Result<usize> {
+        writer::write_batch(&self.shared, conn, jobs).map(|accepted| accepted.len())
+    }
+
     /// Queues an outcome for the writer. Returns false (dropped) after the stop's cut-off.
     pub fn queue_update(&self, job: QueuedJob) -> bool {
         self.shared.queue_update(job)
@@ -663,6 +715,12 @@ impl Worker {
     /// The writer's batching window.
     pub fn send_outgoing_interval(&self) -> Duration {
         self.shared.config.send_outgoing_interval
+    }
+
+    /// Whether the fetcher and writer commits wait for the WAL flush
+    /// ([`WorkerBuilder::synchronous_commit`]).
+    pub fn synchronous_commit(&self) -> bool {
+        self.shared.config.synchronous_commit
     }
 
     /// Whether signal handlers are installed at start.

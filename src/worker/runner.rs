@@ -184,7 +184,7 @@ impl RunnerState {
         up_to: usize,
     ) -> crate::Result<Vec<QueuedJob>> {
         if conn.is_none() {
-            *conn = Some(super::fetch::connect_for_claims(&self.shared.chancy)?);
+            *conn = Some(super::fetch::connect_for_claims(&self.shared)?);
         }
         let c = conn.as_mut().expect("connection was just set");
         if *claims_in_doubt {

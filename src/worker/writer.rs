@@ -128,7 +128,7 @@ fn write_until_done(
     let give_up_after = shared.config.shutdown_timeout;
     let mut closed_since: Option<Instant> = None;
     loop {
-        match write_batch(shared, conn, &batch) {
+        match connected(shared, conn).and_then(|c| write_batch(shared, c, &batch)) {
             Ok(accepted) => {
                 backoff.reset();
                 let hooks = std::panic::AssertUnwindSafe(|| shared.after_commit(&batch, &accepted));
@@ -219,16 +219,22 @@ fn reject(
     write_until_done(shared, conn, backoff, vec![job], Attempt::Degraded);
 }
 
+/// The writer's connection, opened if there is none.
+fn connected<'a>(shared: &WorkerShared, conn: &'a mut Option<Conn>) -> Result<&'a mut Conn> {
+    if conn.is_none() {
+        let mut fresh = shared.chancy.connect_dedicated()?;
+        super::fetch::apply_commit_mode(shared, &mut fresh)?;
+        *conn = Some(fresh);
+    }
+    Ok(conn.as_mut().expect("connection was just set"))
+}
+
 /// Writes one batch in one transaction; returns the ids whose update was accepted.
 pub(crate) fn write_batch(
     shared: &WorkerShared,
-    conn: &mut Option<Conn>,
+    c: &mut Conn,
     batch: &[QueuedJob],
 ) -> Result<HashSet<Uuid>> {
-    if conn.is_none() {
-        *conn = Some(shared.chancy.connect_dedicated()?);
-    }
-    let c = conn.as_mut().expect("connection was just set");
     let stmt = c.prepared(&shared.chancy.sql().update_batch)?;
     let mut tx = c
         .client

@@ -454,3 +454,48 @@ fn bulk_pushes_mix_copy_and_unique_inserts() {
     let later = app.chancy.get_job(&refs[102]).unwrap().unwrap();
     assert!(later.scheduled_at > Utc::now() + chrono::Duration::seconds(3000));
 }
+
+#[test]
+fn bulk_unique_push_spans_chunks_and_reuses_waiting_jobs() {
+    let app = TestApp::new();
+    let mut listener = Listener::new(&format!("{}events", app.prefix));
+    let earlier: Vec<Job> = (0..500)
+        .map(|i| Job::new("u").unique_key(format!("k{i:05}")))
+        .collect();
+    let earlier_refs = app.chancy.push_many(&earlier).unwrap();
+    listener.collect(Duration::from_millis(200));
+
+    // 12,000 distinct keys (more than one INSERT chunk), the first 500 already waiting, and
+    // every key twice in the call, over two queues.
+    let jobs: Vec<Job> = (0..24_000)
+        .map(|i| {
+            Job::new("u")
+                .queue(if i % 2 == 0 { "a" } else { "b" })
+                .unique_key(format!("k{:05}", i % 12_000))
+        })
+        .collect();
+    let refs = app.chancy.push_many(&jobs).unwrap();
+    assert_eq!(refs.len(), jobs.len());
+    assert_eq!(
+        &refs[..500],
+        &earlier_refs[..],
+        "waiting jobs keep their key"
+    );
+    for i in 0..12_000 {
+        assert_eq!(refs[i], refs[i + 12_000], "one job per key in one call");
+    }
+    let mut c = app.client();
+    let n: i64 = c
+        .query_one(&app.sql("SELECT count(*) FROM {jobs}"), &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 12_000, "500 earlier jobs + 11,500 new ones");
+    assert_eq!(
+        listener.collect(Duration::from_millis(300)),
+        vec![
+            r#"{"t": "queue.pushed", "q": "a"}"#.to_string(),
+            r#"{"t": "queue.pushed", "q": "b"}"#.to_string(),
+        ],
+        "one notification per queue for the whole call"
+    );
+}

@@ -903,3 +903,53 @@ fn panicking_plugins_do_not_kill_worker_threads_and_lose_no_job() {
         "the service recovered"
     );
 }
+
+/// Records `synchronous_commit` as seen inside the writer's transaction.
+struct CommitModeProbe(Arc<Mutex<Vec<String>>>);
+
+impl chancy::Plugin for CommitModeProbe {
+    fn identifier(&self) -> &'static str {
+        "test.commit_mode_probe"
+    }
+
+    fn on_jobs_updated_in_transaction(
+        &self,
+        _chancy: &chancy::Chancy,
+        _jobs: &[&chancy::QueuedJob],
+        tx: &mut postgres::Transaction<'_>,
+    ) -> chancy::Result<()> {
+        let row = tx.query_one("SHOW synchronous_commit", &[]).expect("SHOW");
+        self.0.lock().push(row.get(0));
+        Ok(())
+    }
+}
+
+#[test]
+fn synchronous_commit_off_applies_to_the_writer_only_when_asked() {
+    for (setting, expected) in [(None, "on"), (Some(false), "off")] {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let probe = CommitModeProbe(Arc::clone(&seen));
+        let app = TestApp::with(|b| b.no_default_plugins().plugin(probe));
+        let mut builder = fast_worker(&app);
+        if let Some(on) = setting {
+            builder = builder.synchronous_commit(on);
+        }
+        let worker = builder.build().unwrap();
+        assert_eq!(worker.synchronous_commit(), expected == "on");
+        worker.start().unwrap();
+        let refs = app.chancy.push_many(&vec![Job::new("t.noop"); 4]).unwrap();
+        let done = app
+            .chancy
+            .wait_for_jobs_with(&refs, &chancy::WaitOptions::timeout(WAIT))
+            .unwrap();
+        assert_eq!(done.len(), refs.len());
+        assert!(done.iter().all(|j| j.state == JobState::Succeeded));
+        assert!(worker.stop());
+        let seen = seen.lock().clone();
+        assert!(!seen.is_empty(), "the writer committed at least one batch");
+        assert!(seen.iter().all(|s| s == expected), "{setting:?}: {seen:?}");
+        let mut c = app.client();
+        let mine: String = c.query_one("SHOW synchronous_commit", &[]).unwrap().get(0);
+        assert_eq!(mine, "on", "other connections keep the server default");
+    }
+}

@@ -110,6 +110,7 @@ pub(crate) fn is_valid(key: &str, unit: &str, value: f64) -> bool {
 
 impl Buffer {
     /// Records one observation at `now` in every resolution's bucket.
+    #[cfg(test)]
     #[allow(clippy::too_many_arguments)]
     pub fn record(
         &mut self,
@@ -121,7 +122,27 @@ impl Buffer {
         now: DateTime<Utc>,
         max_points: usize,
     ) -> Result<(), Rejected> {
-        if !is_valid(key, unit, value) {
+        self.record_many(key, &[value], kind, unit, origin, now, max_points)
+    }
+
+    /// Records several observations of one metric at `now`: the same buckets as recording
+    /// them one by one in this order, with the keys built and hashed once. All or nothing:
+    /// one invalid value rejects the call.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_many(
+        &mut self,
+        key: &str,
+        values: &[f64],
+        kind: MetricType,
+        unit: &str,
+        origin: &Origin,
+        now: DateTime<Utc>,
+        max_points: usize,
+    ) -> Result<(), Rejected> {
+        let Some(&last) = values.last() else {
+            return Ok(());
+        };
+        if values.iter().any(|v| !is_valid(key, unit, *v)) {
             return Err(Rejected::Invalid);
         }
         if let Some((k, u)) = self.types.get(key) {
@@ -146,35 +167,49 @@ impl Buffer {
         if self.buckets.len() + new > max_points {
             return Err(Rejected::Full);
         }
+        let fresh = |value: f64| Bucket {
+            kind,
+            unit: unit.to_string(),
+            count: 1,
+            total: value,
+            minimum: value,
+            maximum: value,
+            value,
+            sampled_at: now,
+            version: 0,
+        };
         let mut updates = Vec::with_capacity(keys.len());
         for k in keys {
             let point = match self.buckets.get(&k) {
                 Some(old) if kind != MetricType::Gauge => {
-                    let total = old.total + value;
+                    let total = values.iter().fold(old.total, |t, v| t + v);
                     if !total.is_finite() {
                         return Err(Rejected::Overflow);
                     }
                     Bucket {
-                        count: old.count + 1,
+                        count: old.count + values.len() as i64,
                         total,
-                        minimum: old.minimum.min(value),
-                        maximum: old.maximum.max(value),
-                        value,
+                        minimum: values.iter().fold(old.minimum, |m, v| m.min(*v)),
+                        maximum: values.iter().fold(old.maximum, |m, v| m.max(*v)),
+                        value: last,
                         sampled_at: now,
                         ..old.clone()
                     }
                 }
-                _ => Bucket {
-                    kind,
-                    unit: unit.to_string(),
-                    count: 1,
-                    total: value,
-                    minimum: value,
-                    maximum: value,
-                    value,
-                    sampled_at: now,
-                    version: 0,
-                },
+                _ if kind == MetricType::Gauge => fresh(last),
+                _ => {
+                    let total: f64 = values.iter().sum();
+                    if !total.is_finite() {
+                        return Err(Rejected::Overflow);
+                    }
+                    Bucket {
+                        count: values.len() as i64,
+                        total,
+                        minimum: values.iter().copied().fold(f64::INFINITY, f64::min),
+                        maximum: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                        ..fresh(last)
+                    }
+                }
             };
             updates.push((k, point));
         }
@@ -277,6 +312,58 @@ mod tests {
             session: Uuid::nil(),
             worker_id: "w".into(),
         }
+    }
+
+    #[test]
+    fn record_many_equals_recording_one_by_one() {
+        let now = at(1_000_000_123);
+        for kind in [
+            MetricType::Counter,
+            MetricType::Histogram,
+            MetricType::Gauge,
+        ] {
+            let (mut one, mut many) = (Buffer::default(), Buffer::default());
+            let values = [3.0, 1.0, 2.5];
+            // An existing bucket first, then a batch on top of it.
+            for b in [&mut one, &mut many] {
+                b.record("m", 7.0, kind, "u", &origin(), now, 100).unwrap();
+            }
+            for v in values {
+                one.record("m", v, kind, "u", &origin(), now, 100).unwrap();
+            }
+            many.record_many("m", &values, kind, "u", &origin(), now, 100)
+                .unwrap();
+            many.record_many("fresh", &values, kind, "u", &origin(), now, 100)
+                .unwrap();
+            for v in values {
+                one.record("fresh", v, kind, "u", &origin(), now, 100)
+                    .unwrap();
+            }
+            for name in ["m", "fresh"] {
+                let k = key(name, 60, bucket_start(now.timestamp(), 60));
+                let (a, b) = (one.get(&k).unwrap(), many.get(&k).unwrap());
+                assert_eq!(
+                    (a.count, a.total, a.minimum, a.maximum, a.value),
+                    (b.count, b.total, b.minimum, b.maximum, b.value),
+                    "{kind:?} {name}"
+                );
+            }
+            assert_eq!(one.len(), many.len());
+        }
+        let mut b = Buffer::default();
+        assert_eq!(
+            b.record_many(
+                "m",
+                &[1.0, f64::NAN],
+                MetricType::Counter,
+                "u",
+                &origin(),
+                now,
+                100
+            ),
+            Err(Rejected::Invalid)
+        );
+        assert_eq!(b.len(), 0, "nothing recorded from a rejected call");
     }
 
     #[test]

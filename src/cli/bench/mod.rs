@@ -1,0 +1,166 @@
+//! `chancy bench`: a reproducible throughput and latency run on a private table prefix.
+//!
+//! Modes: `drain` (push every job first, then one worker drains them), `latency` (single
+//! pushes into an idle worker), `all` (both, drain first). Results come out as a table or,
+//! with `--json`, as one JSON object ([`report::Report`]).
+
+mod drain;
+mod latency;
+mod report;
+mod stats;
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::error::Result;
+use crate::Chancy;
+
+use report::Report;
+
+/// What a benchmark job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JobKind {
+    /// Returns at once (`chancy.builtin.noop`).
+    Noop,
+    /// Sleeps `--sleep` milliseconds (`chancy.builtin.sleep`).
+    Sleep,
+}
+
+/// Which measurements to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Push all jobs, then one worker drains them.
+    Drain,
+    /// Single pushes into an idle worker: push→start and push→completed percentiles.
+    Latency,
+    /// Drain, then latency.
+    All,
+}
+
+/// Arguments of `chancy bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Jobs pushed before the worker starts (drain mode).
+    #[arg(long, default_value_t = 20_000)]
+    pub jobs: usize,
+    /// Executor slots of each benchmark queue.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: i32,
+    /// Benchmark queues the jobs are spread over (round robin), each with `--concurrency`
+    /// slots, all served by the one worker.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub queues: u32,
+    /// What each job does.
+    #[arg(long, value_enum, default_value_t = JobKind::Noop)]
+    pub kind: JobKind,
+    /// Milliseconds each `--kind sleep` job sleeps.
+    #[arg(long, default_value_t = 1)]
+    pub sleep: u64,
+    /// Which measurements to run.
+    #[arg(long, value_enum, default_value_t = Mode::All)]
+    pub mode: Mode,
+    /// Single pushes timed in latency mode (0 skips the latency run).
+    #[arg(long, default_value_t = 200)]
+    pub latency_samples: usize,
+    /// Also measure an idle worker serving 10 empty queues for this many seconds (CPU and
+    /// RSS of this process, from /proc).
+    #[arg(long, default_value_t = 0)]
+    pub idle_seconds: u64,
+    /// Executor of the benchmark queues: `thread` (default) or `process` (one child process
+    /// per slot; measures the per-job overhead of process isolation).
+    #[arg(long, default_value = "thread", value_parser = ["thread", "process"])]
+    pub executor: String,
+    /// Run without the default plugin set (leadership, pruner, recovery, metrics, workflow),
+    /// to measure what it costs. By default the worker runs with it, as a real one does.
+    #[arg(long)]
+    pub no_default_plugins: bool,
+    /// `synchronous_commit = off` on the worker's fetch and write connections
+    /// (`WorkerBuilder::synchronous_commit(false)`; see the README's tuning notes).
+    #[arg(long)]
+    pub async_commit: bool,
+    /// Print the results as one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Keep the benchmark tables afterwards (they use the prefix `<prefix>bench_`).
+    #[arg(long)]
+    pub keep: bool,
+}
+
+impl BenchArgs {
+    /// The sleep of a `--kind sleep` job.
+    fn sleep_duration(&self) -> Duration {
+        Duration::from_millis(self.sleep)
+    }
+
+    /// Names of the benchmark queues: `bench`, `bench1`, `bench2`, …
+    fn queue_names(&self) -> Vec<String> {
+        (0..self.queues)
+            .map(|i| {
+                if i == 0 {
+                    "bench".to_string()
+                } else {
+                    format!("bench{i}")
+                }
+            })
+            .collect()
+    }
+}
+
+pub(super) fn bench(url: &str, prefix: &str, args: &BenchArgs) -> Result<i32> {
+    let bench_prefix = format!("{prefix}bench_");
+    let probe = latency::CompletionProbe::new();
+    let mut builder = Chancy::builder(url)
+        .prefix(bench_prefix.clone())
+        .plugin_arc(probe.clone());
+    if args.no_default_plugins {
+        builder = builder.no_default_plugins();
+    }
+    let chancy = builder.build()?;
+    chancy.migrate_to(0)?;
+    chancy.migrate()?;
+    if !args.json {
+        println!(
+            "chancy bench on {} (prefix {bench_prefix}), {} cpus, load average {}",
+            chancy.database(),
+            stats::cpus(),
+            stats::load_average()
+                .iter()
+                .map(|l| format!("{l:.2}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    let result = run(&chancy, &probe, args);
+    if !args.keep {
+        chancy.migrate_to(0)?;
+    }
+    let report = result?;
+    if args.json {
+        super::print_json(&serde_json::to_value(&report).unwrap_or_default());
+    } else {
+        report.table().print();
+    }
+    Ok(0)
+}
+
+fn run(
+    chancy: &Chancy,
+    probe: &std::sync::Arc<latency::CompletionProbe>,
+    args: &BenchArgs,
+) -> Result<Report> {
+    let mut report = Report::new(chancy, args);
+    if matches!(args.mode, Mode::Drain | Mode::All) {
+        let (enqueue, drain) = drain::run(chancy, args)?;
+        report.enqueue = Some(enqueue);
+        report.drain = Some(drain);
+    }
+    if matches!(args.mode, Mode::Latency | Mode::All) && args.latency_samples > 0 {
+        report.latency = Some(latency::run(chancy, probe, args)?);
+    }
+    if args.idle_seconds > 0 {
+        report.idle = Some(stats::idle(chancy, Duration::from_secs(args.idle_seconds))?);
+    }
+    report.jobs_table = Some(stats::table_stats(chancy)?);
+    Ok(report)
+}

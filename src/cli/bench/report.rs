@@ -1,0 +1,249 @@
+//! The results of a bench run: one serializable report, shown as a table or as JSON.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::stats::{cpus, load_average};
+use super::{BenchArgs, JobKind, Mode};
+use crate::cli::table::Table;
+use crate::Chancy;
+
+/// Everything one `chancy bench` run measured. Sections of modes that did not run are
+/// `null` in the JSON.
+#[derive(Debug, Serialize)]
+pub(super) struct Report {
+    pub database: String,
+    pub prefix: String,
+    pub cpus: usize,
+    /// 1, 5 and 15 minute load averages when the run started.
+    pub load_average: Vec<f64>,
+    pub settings: Settings,
+    pub enqueue: Option<Enqueue>,
+    pub drain: Option<Drain>,
+    pub latency: Option<Latency>,
+    pub idle: Option<Idle>,
+    /// The jobs table after the run.
+    pub jobs_table: Option<TableStats>,
+}
+
+/// The options the run used.
+#[derive(Debug, Serialize)]
+pub(super) struct Settings {
+    pub mode: &'static str,
+    pub jobs: usize,
+    pub concurrency: i32,
+    pub queues: u32,
+    pub kind: &'static str,
+    pub sleep_ms: u64,
+    pub executor: String,
+    /// `synchronous_commit` of the draining worker's fetch and write connections.
+    pub synchronous_commit: bool,
+    /// Identifiers of the plugins the worker ran with.
+    pub plugins: Vec<&'static str>,
+}
+
+/// `push_many` of every drain job in one call.
+#[derive(Debug, Serialize)]
+pub(super) struct Enqueue {
+    pub jobs: usize,
+    pub seconds: f64,
+    pub jobs_per_second: f64,
+    pub wal_bytes_per_job: f64,
+}
+
+/// One worker draining the pushed jobs: from its start until the last outcome is committed.
+#[derive(Debug, Serialize)]
+pub(super) struct Drain {
+    pub jobs: usize,
+    pub seconds: f64,
+    pub jobs_per_second: f64,
+    /// Rows in state `succeeded` afterwards (equals `jobs` unless something was lost).
+    pub succeeded: i64,
+    pub wal_bytes_per_job: f64,
+}
+
+/// Single pushes into an idle worker.
+#[derive(Debug, Serialize)]
+pub(super) struct Latency {
+    pub samples: usize,
+    /// From just before `push` to the handler starting.
+    pub push_to_start_ms: Percentiles,
+    /// From just before `push` to the writer's commit of the outcome.
+    pub push_to_completed_ms: Percentiles,
+}
+
+/// Percentiles in milliseconds.
+#[derive(Debug, Serialize)]
+pub(super) struct Percentiles {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    pub(super) fn of(mut samples: Vec<Duration>) -> Percentiles {
+        samples.sort();
+        let pct = |p: f64| {
+            if samples.is_empty() {
+                return 0.0;
+            }
+            let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+            samples[i].as_secs_f64() * 1000.0
+        };
+        Percentiles {
+            p50: pct(0.5),
+            p95: pct(0.95),
+            p99: pct(0.99),
+            max: pct(1.0),
+        }
+    }
+}
+
+/// An idle worker serving empty queues.
+#[derive(Debug, Serialize)]
+pub(super) struct Idle {
+    pub seconds: f64,
+    pub queues: usize,
+    /// CPU time of this process over the period, in percent of one core.
+    pub cpu_percent: f64,
+    pub rss_mb: f64,
+}
+
+/// The jobs table: row count and `pg_stat_user_tables` figures.
+#[derive(Debug, Serialize)]
+pub(super) struct TableStats {
+    /// Rows in the table (counted).
+    pub rows: i64,
+    pub dead_tuples: i64,
+    /// (Auto)vacuums of the table during the run.
+    pub vacuums: i64,
+}
+
+impl Report {
+    pub(super) fn new(chancy: &Chancy, args: &BenchArgs) -> Report {
+        Report {
+            database: chancy.database().to_string(),
+            prefix: chancy.prefix().to_string(),
+            cpus: cpus(),
+            load_average: load_average(),
+            settings: Settings {
+                mode: match args.mode {
+                    Mode::Drain => "drain",
+                    Mode::Latency => "latency",
+                    Mode::All => "all",
+                },
+                jobs: args.jobs,
+                concurrency: args.concurrency,
+                queues: args.queues,
+                kind: match args.kind {
+                    JobKind::Noop => "noop",
+                    JobKind::Sleep => "sleep",
+                },
+                sleep_ms: args.sleep,
+                executor: args.executor.clone(),
+                synchronous_commit: !args.async_commit,
+                plugins: chancy
+                    .plugins()
+                    .iter()
+                    .map(|p| p.identifier())
+                    .filter(|id| !id.starts_with("chancy.bench."))
+                    .collect(),
+            },
+            enqueue: None,
+            drain: None,
+            latency: None,
+            idle: None,
+            jobs_table: None,
+        }
+    }
+
+    /// The human-readable form: one row per figure.
+    pub(super) fn table(&self) -> Table {
+        let mut t = Table::new(&["measure", "value"]);
+        let s = &self.settings;
+        t.row(vec![
+            "settings".into(),
+            format!(
+                "{} jobs, {} queue(s) × {} slots, {} jobs{}, {} executor{}, plugins: {}",
+                s.jobs,
+                s.queues,
+                s.concurrency,
+                s.kind,
+                if s.kind == "sleep" {
+                    format!(" ({} ms)", s.sleep_ms)
+                } else {
+                    String::new()
+                },
+                s.executor,
+                if s.synchronous_commit {
+                    ""
+                } else {
+                    ", synchronous_commit off"
+                },
+                if s.plugins.is_empty() {
+                    "none".to_string()
+                } else {
+                    s.plugins.join(", ")
+                }
+            ),
+        ]);
+        if let Some(e) = &self.enqueue {
+            t.row(vec![
+                "enqueue (push_many)".into(),
+                format!(
+                    "{:.0} jobs/s ({} jobs in {:.3} s)",
+                    e.jobs_per_second, e.jobs, e.seconds
+                ),
+            ]);
+            t.row(vec![
+                "enqueue WAL".into(),
+                format!("{:.0} bytes/job", e.wal_bytes_per_job),
+            ]);
+        }
+        if let Some(d) = &self.drain {
+            t.row(vec![
+                "drain (one worker)".into(),
+                format!(
+                    "{:.0} jobs/s ({} jobs in {:.3} s, {} succeeded)",
+                    d.jobs_per_second, d.jobs, d.seconds, d.succeeded
+                ),
+            ]);
+            t.row(vec![
+                "drain WAL".into(),
+                format!("{:.0} bytes/job", d.wal_bytes_per_job),
+            ]);
+        }
+        if let Some(l) = &self.latency {
+            for (name, p) in [
+                ("push→start", &l.push_to_start_ms),
+                ("push→completed", &l.push_to_completed_ms),
+            ] {
+                t.row(vec![
+                    format!("{name} ({} samples)", l.samples),
+                    format!(
+                        "p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                        p.p50, p.p95, p.p99, p.max
+                    ),
+                ]);
+            }
+        }
+        if let Some(i) = &self.idle {
+            t.row(vec![
+                format!("idle worker ({} queues)", i.queues),
+                format!("{:.2}% of one core, RSS {:.1} MB", i.cpu_percent, i.rss_mb),
+            ]);
+        }
+        if let Some(j) = &self.jobs_table {
+            t.row(vec![
+                "jobs table after the run".into(),
+                format!(
+                    "{} rows, {} dead tuples, {} vacuum(s)",
+                    j.rows, j.dead_tuples, j.vacuums
+                ),
+            ]);
+        }
+        t
+    }
+}

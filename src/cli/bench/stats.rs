@@ -1,0 +1,132 @@
+//! Measurements from /proc (CPU, RSS, load) and from PostgreSQL (WAL position, table stats).
+
+use std::time::{Duration, Instant};
+
+use super::report::{Idle, TableStats};
+use crate::error::{Error, Result};
+use crate::{Chancy, Queue, Worker};
+
+/// CPU share and RSS of a worker with 10 empty queues (default polling, notifications on).
+pub(super) fn idle(chancy: &Chancy, period: Duration) -> Result<Idle> {
+    for i in 0..10 {
+        chancy.declare_upsert(&Queue::new(format!("idle{i}")).concurrency(4))?;
+    }
+    let worker = Worker::builder(chancy).build()?;
+    worker.start()?;
+    std::thread::sleep(Duration::from_secs(2));
+    let before = cpu_ticks();
+    let t = Instant::now();
+    std::thread::sleep(period);
+    let used = cpu_ticks().saturating_sub(before) as f64 / ticks_per_second();
+    let idle = Idle {
+        seconds: t.elapsed().as_secs_f64(),
+        queues: worker.queues().len(),
+        cpu_percent: used / t.elapsed().as_secs_f64() * 100.0,
+        rss_mb: rss_kb() as f64 / 1024.0,
+    };
+    worker.stop();
+    Ok(idle)
+}
+
+/// The server's current WAL insert position, in bytes.
+pub(super) fn wal_position(chancy: &Chancy) -> Result<i64> {
+    let mut conn = chancy.connection()?;
+    let row = conn
+        .client
+        .query_one(
+            "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::int8",
+            &[],
+        )
+        .map_err(|e| Error::database("reading the WAL position", e))?;
+    Ok(row.get(0))
+}
+
+/// Rows and dead tuples of the jobs table. Rows are counted exactly; dead tuples come from
+/// `pg_stat_user_tables`, which the worker's connections update when they close (read after
+/// the worker stopped), so it is exact unless autovacuum ran (`vacuums` says so).
+pub(super) fn table_stats(chancy: &Chancy) -> Result<TableStats> {
+    // Backends flush their counters when they exit or go idle; give the last ones a moment.
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut conn = chancy.connection()?;
+    let row = conn
+        .client
+        .query_one(
+            format!(
+                "SELECT (SELECT count(*) FROM {table}), coalesce(n_dead_tup, 0), \
+                        coalesce(autovacuum_count, 0) + coalesce(vacuum_count, 0) \
+                 FROM pg_stat_user_tables WHERE relid = to_regclass($1)",
+                table = chancy.prefix().table("jobs")
+            )
+            .as_str(),
+            &[&chancy.prefix().table("jobs")],
+        )
+        .map_err(|e| Error::database("reading table statistics", e))?;
+    Ok(TableStats {
+        rows: row.get(0),
+        dead_tuples: row.get(1),
+        vacuums: row.get(2),
+    })
+}
+
+/// Jobs of the benchmark prefix in state `succeeded`.
+pub(super) fn count_succeeded(chancy: &Chancy) -> Result<i64> {
+    let mut conn = chancy.connection()?;
+    let sql = format!(
+        "SELECT count(*) FROM {} WHERE state = 'succeeded'",
+        chancy.prefix().table("jobs")
+    );
+    let row = conn
+        .client
+        .query_one(sql.as_str(), &[])
+        .map_err(|e| Error::database("counting jobs", e))?;
+    Ok(row.get(0))
+}
+
+/// The 1, 5 and 15 minute load averages of this machine.
+pub(super) fn load_average() -> Vec<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .filter_map(|v| v.parse().ok())
+        .collect()
+}
+
+pub(super) fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// utime + stime of this process, in clock ticks.
+fn cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
+}
+
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
+
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
