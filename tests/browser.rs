@@ -16,9 +16,11 @@ use std::time::{Duration, Instant};
 
 use chancy::plugins::{Workflow, WorkflowPlugin, WorkflowState};
 use chancy::{Chancy, Job, JobContext, JobError, JobState, Queue, QueueState, Worker};
-use postgres::{Client, NoTls};
 
-const DEFAULT_TEST_URL: &str = "postgresql://postgres@127.0.0.1:5432/postgres";
+#[path = "support/db.rs"]
+mod db;
+use db::{database_url, drop_prefix};
+
 const BIN: &str = env!("CARGO_BIN_EXE_chancy");
 const USERNAME: &str = "browser-user";
 const PASSWORD: &str = "browser-secret-pw";
@@ -34,22 +36,6 @@ const SCREENSHOTS: [&str; 8] = [
     "workflow",
     "overview-narrow",
 ];
-
-fn database_url() -> String {
-    if let Ok(url) = std::env::var("DATABASE_URL") {
-        return url;
-    }
-    if chancy::pgtemp::answers(DEFAULT_TEST_URL, Duration::from_secs(3)) {
-        return DEFAULT_TEST_URL.to_string();
-    }
-    match chancy::pgtemp::process_wide() {
-        Ok(server) => server.url().to_string(),
-        Err(e) => panic!(
-            "no database for the browser test: DATABASE_URL is not set, nothing answers at \
-             {DEFAULT_TEST_URL}, and a private PostgreSQL could not be started: {e}"
-        ),
-    }
-}
 
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -98,30 +84,7 @@ impl Drop for Harness {
             let _ = child.kill();
             let _ = child.wait();
         }
-        drop_prefix(&self.url, &self.prefix);
-    }
-}
-
-fn drop_prefix(url: &str, prefix: &str) {
-    let Ok(mut c) = Client::connect(url, NoTls) else {
-        return;
-    };
-    let like = format!("{}%", prefix.replace('_', "\\_"));
-    let Ok(rows) = c.query(
-        "SELECT tablename FROM pg_tables WHERE tablename LIKE $1",
-        &[&like],
-    ) else {
-        return;
-    };
-    let names: Vec<String> = rows
-        .iter()
-        .map(|r| format!("\"{}\"", r.get::<_, String>(0)))
-        .collect();
-    if !names.is_empty() {
-        let _ = c.batch_execute(&format!(
-            "DROP TABLE IF EXISTS {} CASCADE",
-            names.join(", ")
-        ));
+        drop_prefix(&self.prefix);
     }
 }
 

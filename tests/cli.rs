@@ -7,30 +7,13 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
+
+#[path = "support/db.rs"]
+mod db;
+use db::{database_url, drop_prefix};
 use serde_json::Value;
 
-const DEFAULT_TEST_URL: &str = "postgresql://postgres@127.0.0.1:5432/postgres";
 const BIN: &str = env!("CARGO_BIN_EXE_chancy");
-
-fn database_url() -> String {
-    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    URL.get_or_init(|| {
-        if let Ok(url) = std::env::var("DATABASE_URL") {
-            return url;
-        }
-        if chancy::pgtemp::answers(DEFAULT_TEST_URL, Duration::from_secs(3)) {
-            return DEFAULT_TEST_URL.to_string();
-        }
-        match chancy::pgtemp::process_wide() {
-            Ok(server) => server.url().to_string(),
-            Err(e) => panic!(
-                "no database for the CLI tests: DATABASE_URL is not set, nothing answers at \
-                 {DEFAULT_TEST_URL}, and a private PostgreSQL could not be started: {e}"
-            ),
-        }
-    })
-    .clone()
-}
 
 fn client() -> Client {
     let url = database_url();
@@ -119,12 +102,7 @@ impl Ns {
 impl Drop for Ns {
     fn drop(&mut self) {
         let _ = self.run(&["-q", "migrate", "--to-version", "0"]);
-        let Ok(mut c) = Client::connect(&database_url(), NoTls) else {
-            return;
-        };
-        for t in tables_of(&self.prefix) {
-            let _ = c.batch_execute(&format!("DROP TABLE IF EXISTS \"{t}\" CASCADE"));
-        }
+        drop_prefix(&self.prefix);
     }
 }
 

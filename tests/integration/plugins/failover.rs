@@ -310,19 +310,20 @@ fn sigkill_with_1000_jobs_in_flight_recovers_every_job_once_and_fences_the_dead_
     }
 
     // Fencing: a late outcome of the killed run (its claim) changes nothing.
-    let before = app
-        .client()
-        .query(
-            &app.sql("SELECT id, state, attempts, errors::text FROM {jobs} ORDER BY id"),
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let row: (uuid::Uuid, String, i32, String) = (r.get(0), r.get(1), r.get(2), r.get(3));
-            row
-        })
-        .collect::<Vec<_>>();
+    let snapshot = || {
+        app.client()
+            .query(
+                &app.sql("SELECT id, state, attempts, errors::text FROM {jobs} ORDER BY id"),
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| -> (uuid::Uuid, String, i32, String) {
+                (r.get(0), r.get(1), r.get(2), r.get(3))
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = snapshot();
     for job in done.iter().take(50) {
         let mut late = job.clone();
         late.claim_id = dead_claims[&job.id];
@@ -338,19 +339,7 @@ fn sigkill_with_1000_jobs_in_flight_recovers_every_job_once_and_fences_the_dead_
         wait_for(WAIT, || survivor.outgoing().pending() == 0),
         "the writer handled the late outcomes"
     );
-    let after = app
-        .client()
-        .query(
-            &app.sql("SELECT id, state, attempts, errors::text FROM {jobs} ORDER BY id"),
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let row: (uuid::Uuid, String, i32, String) = (r.get(0), r.get(1), r.get(2), r.get(3));
-            row
-        })
-        .collect::<Vec<_>>();
+    let after = snapshot();
     survivor.stop();
     assert_eq!(
         before, after,
