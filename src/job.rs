@@ -428,21 +428,26 @@ impl QueuedJob {
     /// Reads a `SELECT *` / `RETURNING *` row of the jobs table.
     ///
     /// # Errors
-    /// When a column is missing or holds a value chancy cannot read (e.g. an unknown state).
+    /// When a column is missing or holds a value chancy cannot read (e.g. an unknown state,
+    /// reported with the job's id).
     pub fn from_row(row: &Row) -> Result<QueuedJob> {
         let get_json = |name: &str| -> Result<Value> {
             row.try_get::<_, Value>(name)
                 .map_err(|e| Error::database(&format!("reading jobs.{name}"), e))
         };
+        let id: Uuid = col(row, "id")?;
         let state: String = col(row, "state")?;
+        let state = state
+            .parse()
+            .map_err(|e: Error| Error::invalid_input(format!("job {id}: {e}")))?;
         Ok(QueuedJob {
-            id: col(row, "id")?,
+            id,
             queue: col(row, "queue")?,
             func: col(row, "func")?,
             kwargs: into_object(get_json("kwargs")?),
             limits: serde_json::from_value(get_json("limits")?).unwrap_or_default(),
             meta: into_object(get_json("meta")?),
-            state: state.parse()?,
+            state,
             priority: col::<Option<i32>>(row, "priority")?.unwrap_or(0),
             attempts: col::<Option<i32>>(row, "attempts")?.unwrap_or(0),
             max_attempts: col(row, "max_attempts")?,

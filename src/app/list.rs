@@ -60,6 +60,9 @@ impl Chancy {
     /// # Ok::<(), chancy::Error>(())
     /// ```
     ///
+    /// Rows chancy cannot read (written by another client with, say, an unknown state) are
+    /// left out with a logged warning.
+    ///
     /// # Errors
     /// When the database is unreachable or the schema is not migrated.
     pub fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<QueuedJob>> {
@@ -78,6 +81,18 @@ impl Chancy {
             .client
             .query(sql.as_str(), &[&filter.queue, &state, &filter.func, &limit])
             .map_err(|e| Error::database("listing jobs", e))?;
-        rows.iter().map(QueuedJob::from_row).collect()
+        Ok(rows.iter().filter_map(readable).collect())
+    }
+}
+
+/// A listed row as a job; a row another client filled with something chancy cannot read
+/// (say an unknown state) is left out of the list with a warning instead of failing it.
+pub(crate) fn readable(row: &postgres::Row) -> Option<QueuedJob> {
+    match QueuedJob::from_row(row) {
+        Ok(job) => Some(job),
+        Err(e) => {
+            log::warn!("skipping an unreadable job row: {e}");
+            None
+        }
     }
 }

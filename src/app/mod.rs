@@ -2,7 +2,7 @@
 //! call. It runs nothing in the background; a [`Worker`](crate::Worker) does that.
 
 mod jobs;
-mod list;
+pub(crate) mod list;
 mod push;
 mod queues;
 mod workers;

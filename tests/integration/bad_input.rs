@@ -423,6 +423,14 @@ fn job_rows_with_garbage_columns_fail_clearly_and_the_rest_run() {
         err.to_string().contains("unknown job state \"sideways\""),
         "{err}"
     );
+    assert!(
+        err.to_string().contains(&weird_state.0.to_string()),
+        "{err}"
+    );
+    // Listing leaves the unreadable row out instead of failing, and lists the rest.
+    let listed = app.chancy.list_jobs(&chancy::JobFilter::default()).unwrap();
+    assert!(listed.iter().all(|j| j.id != weird_state.0));
+    assert!(good.iter().all(|r| listed.iter().any(|j| j.id == r.0)));
     let state: String = app
         .client()
         .query_one(

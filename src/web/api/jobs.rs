@@ -84,8 +84,10 @@ pub(super) fn list(req: &Req, chancy: &Chancy) -> Out {
         .map_err(|e| Error::database("listing jobs", e))?;
     let mut items = Vec::with_capacity(rows.len());
     for row in &rows {
-        let job = QueuedJob::from_row(row)?;
-        items.push((job.id, job_json(&job)));
+        items.push(match QueuedJob::from_row(row) {
+            Ok(job) => (job.id, job_json(&job)),
+            Err(e) => unreadable_json(row, &e),
+        });
     }
     Ok(page(items, limit, paginate))
 }
@@ -353,4 +355,21 @@ fn act(chancy: &Chancy, action: Action, id: Uuid) -> Result<Outcome, Error> {
             }
         }
     })
+}
+
+/// A row another client filled with something chancy cannot read (say an unknown state):
+/// listed with its raw id, queue, func and state and the reason, so the page still loads
+/// and pagination stays exact.
+fn unreadable_json(row: &postgres::Row, err: &Error) -> (Uuid, Value) {
+    let text = |name: &str| row.try_get::<_, Option<String>>(name).ok().flatten();
+    let id: Uuid = row.try_get("id").unwrap_or_default();
+    log::warn!("listing an unreadable job row: {err}");
+    let value = json!({
+        "id": id.to_string(),
+        "queue": text("queue"),
+        "func": text("func"),
+        "state": text("state"),
+        "unreadable": err.to_string(),
+    });
+    (id, value)
 }

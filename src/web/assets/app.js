@@ -514,7 +514,7 @@ async function viewJobs(params) {
       h('td', { class: 'func' }, job.func),
       h('td', {}, job.queue),
       h('td', {}, badge(job.state)),
-      h('td', { class: 'num' }, `${job.attempts}/${job.max_attempts}`),
+      h('td', { class: 'num', title: job.unreadable || null }, job.unreadable ? 'unreadable' : `${job.attempts}/${job.max_attempts}`),
       h('td', { class: 'hide-narrow' }, timeCell(job.created_at)),
       h('td', { class: 'hide-narrow' }, timeCell(job.completed_at))));
   const selectAll = h('input', {

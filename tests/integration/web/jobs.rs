@@ -300,3 +300,37 @@ fn job_actions_change_the_database() {
     assert_eq!(web.state_of(&a), None);
     assert_eq!(web.state_of(&b), None);
 }
+
+#[test]
+fn a_row_chancy_cannot_read_is_listed_raw_and_does_not_break_the_page() {
+    let web = Web::new();
+    let good = web.app.chancy.push(&Job::new("app.fine")).unwrap();
+    let weird = uuid::Uuid::new_v4();
+    web.app
+        .client()
+        .execute(
+            &web.app.sql(
+                "INSERT INTO {jobs} (id, queue, func, kwargs, limits, meta, state, priority, \
+                 attempts, max_attempts, created_at, scheduled_at) VALUES \
+                 ($1, 'default', 'other.client', '{}', '[]', '{}', 'sideways', 0, 0, 1, now(), now())",
+            ),
+            &[&weird],
+        )
+        .unwrap();
+    let token = web.login();
+    let page = web.get(&token, "/api/v1/jobs?pagination=true");
+    let items = page["items"].as_array().unwrap();
+    let row = items
+        .iter()
+        .find(|j| j["id"] == weird.to_string())
+        .expect("the unreadable row is listed");
+    assert_eq!(row["state"], "sideways");
+    assert!(
+        row["unreadable"]
+            .as_str()
+            .unwrap()
+            .contains("unknown job state \"sideways\""),
+        "{row}"
+    );
+    assert!(items.iter().any(|j| j["id"] == good.to_string()));
+}
