@@ -47,6 +47,32 @@ fn chromium_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
 }
 
+/// Installs what the test needs when it can, the way `.ci/run` does: the pinned npm package
+/// (`npm ci`, no browser download) and, as root on Debian, the `chromium` package.
+fn provision() {
+    let package = manifest_dir().join("tests/browser/node_modules/playwright-core/package.json");
+    if !package.exists() {
+        eprintln!("browser test: installing its npm package (npm ci --prefix tests/browser)");
+        let _ = Command::new("npm")
+            .args(["ci", "--prefix", "tests/browser", "--no-audit", "--no-fund"])
+            .args(["--loglevel=error"])
+            .current_dir(manifest_dir())
+            .status();
+    }
+    let is_root = unsafe { libc::geteuid() } == 0;
+    let apt = Path::new("/usr/bin/apt-get").exists();
+    if std::env::var_os("CHROMIUM").is_none() && !chromium_path().exists() && is_root && apt {
+        eprintln!("browser test: installing Debian's chromium (apt-get install chromium)");
+        let _ = Command::new("sh")
+            .args([
+                "-c",
+                "apt-get update -qq && apt-get install -y -qq chromium >/dev/null",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status();
+    }
+}
+
 /// Fails (never skips) with install advice when node, the npm package or Chromium is missing.
 fn check_requirements() {
     let node = Command::new("node").arg("--version").output();
@@ -268,6 +294,7 @@ fn assert_png(path: &Path) {
 
 #[test]
 fn dashboard_login_failed_job_in_three_clicks_and_cancel_in_headless_chromium() {
+    provision();
     check_requirements();
     let url = database_url();
     let id = uuid::Uuid::new_v4().simple().to_string();
