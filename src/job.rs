@@ -431,35 +431,7 @@ impl QueuedJob {
     /// When a column is missing or holds a value chancy cannot read (e.g. an unknown state,
     /// reported with the job's id).
     pub fn from_row(row: &Row) -> Result<QueuedJob> {
-        let get_json = |name: &str| -> Result<Value> {
-            row.try_get::<_, Value>(name)
-                .map_err(|e| Error::database(&format!("reading jobs.{name}"), e))
-        };
-        let id: Uuid = col(row, "id")?;
-        let state: String = col(row, "state")?;
-        let state = state
-            .parse()
-            .map_err(|e: Error| Error::invalid_input(format!("job {id}: {e}")))?;
-        Ok(QueuedJob {
-            id,
-            queue: col(row, "queue")?,
-            func: col(row, "func")?,
-            kwargs: into_object(get_json("kwargs")?),
-            limits: serde_json::from_value(get_json("limits")?).unwrap_or_default(),
-            meta: into_object(get_json("meta")?),
-            state,
-            priority: col::<Option<i32>>(row, "priority")?.unwrap_or(0),
-            attempts: col::<Option<i32>>(row, "attempts")?.unwrap_or(0),
-            max_attempts: col(row, "max_attempts")?,
-            taken_by: col(row, "taken_by")?,
-            created_at: col(row, "created_at")?,
-            started_at: col(row, "started_at")?,
-            completed_at: col(row, "completed_at")?,
-            scheduled_at: col(row, "scheduled_at")?,
-            unique_key: col(row, "unique_key")?,
-            errors: serde_json::from_value(get_json("errors")?).unwrap_or_default(),
-            claim_id: row.try_get("claim_id").unwrap_or(None),
-        })
+        read_row(row).map(|(job, _)| job)
     }
 
     /// A reference to this job.
@@ -480,6 +452,73 @@ pub(crate) fn json_has_nul(v: &Value) -> bool {
         Value::Array(a) => a.iter().any(json_has_nul),
         Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || json_has_nul(v)),
         _ => false,
+    }
+}
+
+/// Reads a jobs row (see [`QueuedJob::from_row`]), decoding each column once, and also says
+/// why its kwargs or limits cannot be used as written, if they cannot: another client may
+/// have stored kwargs that are not a JSON object or limits that are not `[{"t", "v"}]`
+/// entries. The job then carries `{}` / no limits, and the fetcher fails its attempt with
+/// that text instead of running it with a guess.
+pub(crate) fn read_row(row: &Row) -> Result<(QueuedJob, Option<String>)> {
+    let get_json = |name: &str| -> Result<Value> {
+        row.try_get::<_, Value>(name)
+            .map_err(|e| Error::database(&format!("reading jobs.{name}"), e))
+    };
+    let id: Uuid = col(row, "id")?;
+    let state: String = col(row, "state")?;
+    let state = state
+        .parse()
+        .map_err(|e: Error| Error::invalid_input(format!("job {id}: {e}")))?;
+    let kwargs = get_json("kwargs")?;
+    let mut problem = (!kwargs.is_object()).then(|| {
+        format!(
+            "TypeError: the job's kwargs must be a JSON object, found {}",
+            json_kind(&kwargs)
+        )
+    });
+    let limits = get_json("limits")?;
+    let limits_were_null = limits.is_null();
+    let limits = serde_json::from_value::<Vec<Limit>>(limits).unwrap_or_else(|e| {
+        if problem.is_none() && !limits_were_null {
+            problem = Some(format!(
+                "ValueError: the job's limits must be a list of {{\"t\": \"time\"|\"memory\", \"v\": <int>}}: {e}"
+            ));
+        }
+        Vec::new()
+    });
+    let job = QueuedJob {
+        id,
+        queue: col(row, "queue")?,
+        func: col(row, "func")?,
+        kwargs: into_object(kwargs),
+        limits,
+        meta: into_object(get_json("meta")?),
+        state,
+        priority: col::<Option<i32>>(row, "priority")?.unwrap_or(0),
+        attempts: col::<Option<i32>>(row, "attempts")?.unwrap_or(0),
+        max_attempts: col(row, "max_attempts")?,
+        taken_by: col(row, "taken_by")?,
+        created_at: col(row, "created_at")?,
+        started_at: col(row, "started_at")?,
+        completed_at: col(row, "completed_at")?,
+        scheduled_at: col(row, "scheduled_at")?,
+        unique_key: col(row, "unique_key")?,
+        errors: serde_json::from_value(get_json("errors")?).unwrap_or_default(),
+        claim_id: row.try_get("claim_id").unwrap_or(None),
+    };
+    Ok((job, problem))
+}
+
+/// How a JSON value's type reads in an error message.
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 

@@ -4,13 +4,12 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::Utc;
-use serde_json::Value;
 
 use super::context::{JobError, JobErrorKind};
 use super::executor::record_outcome;
 use super::WorkerShared;
 use crate::error::{Error, Result};
-use crate::job::{Limit, QueuedJob};
+use crate::job::{read_row, QueuedJob};
 use crate::pool::Conn;
 use crate::queue::Queue;
 
@@ -103,57 +102,24 @@ fn claim(
 }
 
 /// The claimed rows that can run. Rows another client wrote with columns chancy cannot use
-/// (kwargs that are not a JSON object, limits that are not `[{"t", "v"}]` entries) fail
-/// their attempt at once with a clear error instead of running with a guess; a row that
-/// cannot be read at all is logged and left to the heartbeat's orphan sweep.
+/// (see [`read_row`]) fail their attempt at once with a clear error instead of running with a
+/// guess; a row that cannot be read at all is logged and left to the heartbeat's orphan sweep.
 fn runnable(shared: &WorkerShared, rows: &[postgres::Row]) -> Vec<QueuedJob> {
     let mut jobs = Vec::with_capacity(rows.len());
     for row in rows {
-        let job = match QueuedJob::from_row(row) {
-            Ok(job) => job,
-            Err(err) => {
-                let id = row.try_get::<_, uuid::Uuid>("id").ok();
-                log::error!("chancy-fetch: cannot read claimed job {id:?}: {err}");
-                continue;
-            }
-        };
-        match unusable_columns(row) {
-            None => jobs.push(job),
-            Some(text) => {
+        match read_row(row) {
+            Ok((job, None)) => jobs.push(job),
+            Ok((job, Some(text))) => {
                 log::error!("job {} ({:?}) cannot run: {text}", job.id, job.func);
                 let error = JobError::with_kind(JobErrorKind::Failed, text);
                 shared.remember_claims(std::slice::from_ref(&job));
                 shared.queue_update(record_outcome(job, Some(&error), Utc::now()));
             }
+            Err(err) => {
+                let id = row.try_get::<_, uuid::Uuid>("id").ok();
+                log::error!("chancy-fetch: cannot read claimed job {id:?}: {err}");
+            }
         }
     }
     jobs
-}
-
-/// Why a claimed row's columns cannot be used as written, if they cannot.
-fn unusable_columns(row: &postgres::Row) -> Option<String> {
-    let kind = |v: &Value| match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    };
-    let kwargs: Option<Value> = row.try_get("kwargs").unwrap_or(None);
-    if let Some(v) = kwargs.as_ref().filter(|v| !v.is_object()) {
-        return Some(format!(
-            "TypeError: the job's kwargs must be a JSON object, found {}",
-            kind(v)
-        ));
-    }
-    let limits: Option<Value> = row.try_get("limits").unwrap_or(None);
-    if let Some(v) = limits.filter(|v| !v.is_null()) {
-        if let Err(e) = serde_json::from_value::<Vec<Limit>>(v) {
-            return Some(format!(
-                "ValueError: the job's limits must be a list of {{\"t\": \"time\"|\"memory\", \"v\": <int>}}: {e}"
-            ));
-        }
-    }
-    None
 }
