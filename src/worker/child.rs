@@ -65,7 +65,7 @@ fn serve(registry: &Registry) {
     for line in stdin.lock().lines() {
         let Ok(line) = line else { return };
         let response = match serde_json::from_str::<ChildRequest>(&line) {
-            Ok(request) => run_one(registry, &request),
+            Ok(request) => run_one(registry, request),
             Err(e) => ChildResponse {
                 error: Some(format!(
                     "ProtocolError: the executor child could not read a job: {e}"
@@ -85,16 +85,16 @@ fn serve(registry: &Registry) {
     }
 }
 
-fn run_one(registry: &Registry, request: &ChildRequest) -> ChildResponse {
+fn run_one(registry: &Registry, request: ChildRequest) -> ChildResponse {
     let memory = request
         .job
         .limit(LimitKind::Memory)
         .map(|l| l.value.max(0) as u64);
     let previous = memory.map(set_address_space_limit);
-    let (result, meta) = run_handler(
+    let (_, (result, meta)) = run_handler(
         registry,
         &request.worker_id,
-        &request.job,
+        request.job,
         Arc::new(AtomicBool::new(false)),
     );
     if let Some(Some(previous)) = previous {

@@ -278,4 +278,9 @@ impl JobContext {
     pub(crate) fn take_meta(&self) -> Option<JsonObject> {
         self.meta.lock().take()
     }
+
+    /// The job back, once its handler has returned.
+    pub(crate) fn into_job(self) -> QueuedJob {
+        self.job
+    }
 }

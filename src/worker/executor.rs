@@ -17,18 +17,19 @@ use crate::job::{ErrorRecord, JobState, JsonObject, LimitKind, QueuedJob};
 /// What running a handler produced: the outcome and, if the job changed it, its meta.
 pub(crate) type RunResult = (Result<(), JobError>, Option<JsonObject>);
 
-/// Runs `job` through `run` (which gets the job and its cancel flag) with the plugin hooks
-/// around it, and returns the job as it must be written back.
+/// Runs `job` through `run` (which gets the job and its cancel flag, and hands the job back
+/// with the result, so the job is moved rather than copied) with the plugin hooks around it,
+/// and returns the job as it must be written back.
 pub(crate) fn execute(
     shared: &WorkerShared,
     job: QueuedJob,
-    run: impl FnOnce(&QueuedJob, Arc<AtomicBool>) -> RunResult,
+    run: impl FnOnce(QueuedJob, Arc<AtomicBool>) -> (QueuedJob, RunResult),
 ) -> QueuedJob {
     let guard = shared.executions.register(job.id, job.claim_id);
     for plugin in shared.plugins() {
         plugin.on_job_starting(&job, &shared.worker_id);
     }
-    let (result, meta) = run(&job, Arc::clone(&guard.cancelled));
+    let (job, (result, meta)) = run(job, Arc::clone(&guard.cancelled));
     drop(guard);
     let mut done = record_outcome(job, result.as_ref().err(), Utc::now());
     if let Some(meta) = meta {
@@ -44,52 +45,55 @@ pub(crate) fn execute(
 /// here, so such jobs fail (as on upstream's thread executor).
 pub(crate) fn run_on_thread(
     shared: &WorkerShared,
-    job: &QueuedJob,
+    job: QueuedJob,
     cancelled: Arc<AtomicBool>,
-) -> RunResult {
+) -> (QueuedJob, RunResult) {
     if job.limit(LimitKind::Memory).is_some() {
         let text = "ValueError: the thread executor does not support memory limits; \
                     run this job on a process-executor queue";
-        return (
-            Err(JobError::with_kind(JobErrorKind::Failed, text.into())),
-            None,
-        );
+        let error = JobError::with_kind(JobErrorKind::Failed, text.into());
+        return (job, (Err(error), None));
     }
     run_handler(&shared.registry, &shared.worker_id, job, cancelled)
 }
 
-/// Looks up and runs the handler of `job` under `catch_unwind`, with its deadline. A job that
-/// returns after its deadline is a timeout, like upstream's cooperative limits.
+/// Looks up and runs the handler of `job` under `catch_unwind`, with its deadline, and hands
+/// the job back with the result. A job that returns after its deadline is a timeout, like
+/// upstream's cooperative limits.
 pub(crate) fn run_handler(
     registry: &Registry,
     worker_id: &str,
-    job: &QueuedJob,
+    job: QueuedJob,
     cancelled: Arc<AtomicBool>,
-) -> RunResult {
+) -> (QueuedJob, RunResult) {
     let Some(handler) = registry.get(&job.func) else {
         let text = format!(
             "LookupError: no handler is registered for job function {:?} on worker {worker_id}",
             job.func
         );
-        return (Err(JobError::with_kind(JobErrorKind::Failed, text)), None);
+        return (
+            job,
+            (Err(JobError::with_kind(JobErrorKind::Failed, text)), None),
+        );
     };
     let deadline = job
         .limit(LimitKind::Time)
         .and_then(|l| l.as_duration())
         .map(|d| Instant::now() + d);
-    let ctx = JobContext::new(job.clone(), cancelled, deadline, worker_id.to_string());
+    let ctx = JobContext::new(job, cancelled, deadline, worker_id.to_string());
     let outcome = match panics::catch(|| handler(&ctx)) {
         Ok(result) => result,
         Err(panic) => Err(JobError::with_kind(
             JobErrorKind::Failed,
-            format!("Panic: job {:?} {panic}", job.func),
+            format!("Panic: job {:?} {panic}", ctx.job().func),
         )),
     };
     let outcome = match outcome {
         Ok(()) if deadline.is_some_and(|d| Instant::now() > d) => Err(JobError::timeout()),
         other => other,
     };
-    (outcome, ctx.take_meta())
+    let meta = ctx.take_meta();
+    (ctx.into_job(), (outcome, meta))
 }
 
 /// The job after one attempt with `error` (`None` = success), completed at `now`.
@@ -177,10 +181,10 @@ mod tests {
 
     #[test]
     fn unknown_functions_fail_with_a_clear_text() {
-        let (result, meta) = run_handler(
+        let (_, (result, meta)) = run_handler(
             &Registry::new(),
             "w1",
-            &job(0, 1),
+            job(0, 1),
             Arc::new(AtomicBool::new(false)),
         );
         assert!(result

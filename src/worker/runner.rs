@@ -129,8 +129,8 @@ impl RunnerState {
             if self.shared.shutdown.is_triggered() || self.removed.load(Ordering::SeqCst) {
                 break;
             }
-            let desired = self.desired.lock().clone();
-            if desired != active {
+            let changed = *self.desired.lock() != active;
+            if changed {
                 if self.in_flight.load(Ordering::SeqCst) > 0 {
                     self.draining.store(true, Ordering::SeqCst);
                     continue;
@@ -138,7 +138,7 @@ impl RunnerState {
                 self.draining.store(false, Ordering::SeqCst);
                 self.emit(QUEUE_UPDATED, &active, pool.concurrency);
                 pool.stop();
-                active = desired;
+                active = self.desired.lock().clone();
                 pool = self.start_pool(&active);
             }
             if active.state == QueueState::Paused {
@@ -267,9 +267,10 @@ impl RunnerState {
                         // Handlers run under catch_unwind already; this guards the plugin
                         // hooks around them, so a panicking hook cannot kill the thread.
                         let run = std::panic::AssertUnwindSafe(|| match slot.as_mut() {
-                            Some(slot) => {
-                                execute(&shared, job, |j, c| slot.run(&shared.worker_id, j, c))
-                            }
+                            Some(slot) => execute(&shared, job, |j, c| {
+                                let result = slot.run(&shared.worker_id, &j, c);
+                                (j, result)
+                            }),
                             None => execute(&shared, job, |j, c| run_on_thread(&shared, j, c)),
                         });
                         match std::panic::catch_unwind(run) {
