@@ -306,11 +306,9 @@ fn create_triggers(client: &mut impl GenericClient, chancy: &Chancy, t: &Target)
             .iter()
             .find(|k| k.eq_ignore_ascii_case(op))
             .ok_or_else(|| Error::invalid_input(format!("invalid stored operation {op:?}")))?;
+        let (trigger, table) = trigger_and_table(t, keyword)?;
         let sql = format!(
-            "CREATE TRIGGER {} AFTER {keyword} ON {}.{} FOR EACH STATEMENT EXECUTE FUNCTION {function}()",
-            quote_ident(&format!("{}_{}", t.name, keyword.to_ascii_lowercase()))?,
-            quote_ident(&t.schema)?,
-            quote_ident(&t.table)?,
+            "CREATE TRIGGER {trigger} AFTER {keyword} ON {table} FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
         );
         client
             .batch_execute(&sql)
@@ -321,17 +319,21 @@ fn create_triggers(client: &mut impl GenericClient, chancy: &Chancy, t: &Target)
 
 fn drop_triggers(client: &mut impl GenericClient, t: &Target) -> Result<()> {
     for op in &t.operations {
-        let sql = format!(
-            "DROP TRIGGER IF EXISTS {} ON {}.{}",
-            quote_ident(&format!("{}_{}", t.name, op.to_ascii_lowercase()))?,
-            quote_ident(&t.schema)?,
-            quote_ident(&t.table)?,
-        );
+        let (trigger, table) = trigger_and_table(t, op)?;
+        let sql = format!("DROP TRIGGER IF EXISTS {trigger} ON {table}");
         client
             .batch_execute(&sql)
             .map_err(|e| Error::database("dropping a database trigger", e))?;
     }
     Ok(())
+}
+
+/// The quoted name of `t`'s trigger for operation `op` (`<name>_<op>`) and its quoted
+/// `schema.table`.
+fn trigger_and_table(t: &Target, op: &str) -> Result<(String, String)> {
+    let trigger = quote_ident(&format!("{}_{}", t.name, op.to_ascii_lowercase()))?;
+    let table = format!("{}.{}", quote_ident(&t.schema)?, quote_ident(&t.table)?);
+    Ok((trigger, table))
 }
 
 /// Quotes an identifier like Postgres' `quote_ident` (always quoted, `"` doubled).
