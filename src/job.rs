@@ -455,6 +455,33 @@ pub(crate) fn json_has_nul(v: &Value) -> bool {
     }
 }
 
+#[cfg(test)]
+impl QueuedJob {
+    /// A job of `func` as a worker holds it right after claiming it (unit-test fixture).
+    pub(crate) fn claimed_for_test(func: &str) -> QueuedJob {
+        QueuedJob {
+            id: Uuid::new_v4(),
+            queue: "q".into(),
+            func: func.into(),
+            kwargs: Map::new(),
+            limits: vec![],
+            meta: Map::new(),
+            state: JobState::Running,
+            priority: 0,
+            attempts: 0,
+            max_attempts: 1,
+            taken_by: Some("w".into()),
+            created_at: Utc::now(),
+            started_at: Some(Utc::now()),
+            completed_at: None,
+            scheduled_at: Utc::now(),
+            unique_key: None,
+            errors: vec![],
+            claim_id: Some(Uuid::new_v4()),
+        }
+    }
+}
+
 /// Reads a jobs row (see [`QueuedJob::from_row`]), decoding each column once, and also says
 /// why its kwargs or limits cannot be used as written, if they cannot: another client may
 /// have stored kwargs that are not a JSON object or limits that are not `[{"t", "v"}]`

@@ -78,12 +78,10 @@ mod tests {
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
 
-    use chrono::Utc;
-    use serde_json::{json, Map};
-    use uuid::Uuid;
+    use serde_json::json;
 
     use super::*;
-    use crate::job::{JobState, QueuedJob};
+    use crate::job::QueuedJob;
     use crate::worker::JobErrorKind;
 
     fn ctx(func: &str, kwargs: Value, cancelled: bool) -> JobContext {
@@ -91,24 +89,8 @@ mod tests {
             panic!("kwargs must be an object")
         };
         let job = QueuedJob {
-            id: Uuid::new_v4(),
-            queue: "q".into(),
-            func: func.into(),
             kwargs,
-            limits: vec![],
-            meta: Map::new(),
-            state: JobState::Running,
-            priority: 0,
-            attempts: 0,
-            max_attempts: 1,
-            taken_by: Some("w".into()),
-            created_at: Utc::now(),
-            started_at: Some(Utc::now()),
-            completed_at: None,
-            scheduled_at: Utc::now(),
-            unique_key: None,
-            errors: vec![],
-            claim_id: Some(Uuid::new_v4()),
+            ..QueuedJob::claimed_for_test(func)
         };
         JobContext::new(job, Arc::new(AtomicBool::new(cancelled)), None, "w".into())
     }

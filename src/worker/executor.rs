@@ -129,29 +129,12 @@ pub(crate) fn record_outcome(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Map;
-    use uuid::Uuid;
 
     fn job(attempts: i32, max: i32) -> QueuedJob {
         QueuedJob {
-            id: Uuid::new_v4(),
-            queue: "q".into(),
-            func: "f".into(),
-            kwargs: Map::new(),
-            limits: vec![],
-            meta: Map::new(),
-            state: JobState::Running,
-            priority: 0,
             attempts,
             max_attempts: max,
-            taken_by: Some("w".into()),
-            created_at: Utc::now(),
-            started_at: Some(Utc::now()),
-            completed_at: None,
-            scheduled_at: Utc::now(),
-            unique_key: None,
-            errors: vec![],
-            claim_id: Some(Uuid::new_v4()),
+            ..QueuedJob::claimed_for_test("f")
         }
     }
 
