@@ -52,6 +52,7 @@ mod error;
 pub mod events;
 mod id;
 mod job;
+mod json;
 pub mod migrate;
 pub mod pgtemp;
 mod plugin;

@@ -1,7 +1,8 @@
 //! `chancy cron …`: schedule, unschedule and list cron jobs (the `cron` plugin's table,
 //! created by `chancy migrate --plugin cron`).
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use super::table::time;
+use chrono::Utc;
 use clap::{Args, Subcommand};
 
 use super::args;
@@ -156,8 +157,4 @@ fn list(chancy: &Chancy) -> Result<i32> {
         t.print();
     }
     Ok(0)
-}
-
-fn time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }

@@ -1,10 +1,10 @@
 //! `chancy job …`: push, inspect, list, cancel, retry and wait for jobs.
 
+use super::table::time;
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use serde_json::{json, Value};
 
 use super::args;
 use super::table::{or_dash, truncate, Table};
@@ -133,7 +133,7 @@ pub(super) fn run(chancy: &Chancy, command: &JobCommand) -> Result<i32> {
         JobCommand::Push(a) => push(chancy, a),
         JobCommand::Get { id } => {
             let job = get(chancy, id)?;
-            super::print_json(&to_json(&job));
+            super::print_json(&crate::json::job_json(&job));
             Ok(0)
         }
         JobCommand::List(a) => list(chancy, a),
@@ -286,38 +286,4 @@ fn wait(chancy: &Chancy, a: &WaitArgs) -> Result<i32> {
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
-}
-
-fn time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-fn opt_time(t: Option<DateTime<Utc>>) -> Value {
-    t.map_or(Value::Null, |t| {
-        Value::String(t.to_rfc3339_opts(SecondsFormat::Micros, true))
-    })
-}
-
-/// The job as a JSON object with the column names of the jobs table.
-pub(crate) fn to_json(j: &QueuedJob) -> Value {
-    json!({
-        "id": j.id.to_string(),
-        "queue": j.queue,
-        "func": j.func,
-        "kwargs": j.kwargs,
-        "limits": j.limits,
-        "meta": j.meta,
-        "state": j.state.as_str(),
-        "priority": j.priority,
-        "attempts": j.attempts,
-        "max_attempts": j.max_attempts,
-        "taken_by": j.taken_by,
-        "created_at": opt_time(Some(j.created_at)),
-        "started_at": opt_time(j.started_at),
-        "completed_at": opt_time(j.completed_at),
-        "scheduled_at": opt_time(Some(j.scheduled_at)),
-        "unique_key": j.unique_key,
-        "errors": j.errors,
-        "claim_id": j.claim_id.map(|c| c.to_string()),
-    })
 }

@@ -1,11 +1,11 @@
 //! `chancy queue …`: declare, list, inspect, pause, resume and delete queues.
 
+use super::table::time;
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use serde_json::{json, Value};
 
 use super::args;
 use super::table::{or_dash, Table};
@@ -113,7 +113,7 @@ pub(super) fn run(chancy: &Chancy, command: &QueueCommand) -> Result<i32> {
         QueueCommand::List => list(chancy),
         QueueCommand::Get { name } => {
             let queue = chancy.get_queue(name)?;
-            super::print_json(&to_json(&queue));
+            super::print_json(&crate::json::queue_json(&queue));
             Ok(0)
         }
         QueueCommand::Pause(a) => {
@@ -259,27 +259,6 @@ fn confirm(name: &str, keep_jobs: bool) -> Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }
 
-fn time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-/// The queue as a JSON object with Python Chancy's field names.
-pub(crate) fn to_json(q: &Queue) -> Value {
-    json!({
-        "name": q.name,
-        "state": q.state.as_str(),
-        "concurrency": q.concurrency,
-        "tags": q.tags,
-        "executor": q.executor,
-        "executor_options": q.executor_options,
-        "polling_interval": q.polling_interval.as_secs(),
-        "rate_limit": q.rate_limit,
-        "rate_limit_window": q.rate_limit_window.map(|w| w.as_secs()),
-        "resume_at": q.resume_at.map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true)),
-        "eager_polling": q.eager_polling,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,11 +273,11 @@ mod tests {
 
     #[test]
     fn queue_json_has_python_field_names() {
-        let v = to_json(&Queue::new("q").concurrency(3));
+        let v = crate::json::queue_json(&Queue::new("q").concurrency(3));
         assert_eq!(v["name"], "q");
         assert_eq!(v["concurrency"], 3);
         assert_eq!(v["executor"], THREADED_EXECUTOR);
-        assert_eq!(v["tags"], json!([".*"]));
+        assert_eq!(v["tags"], serde_json::json!([".*"]));
         assert_eq!(v["polling_interval"], 5);
     }
 }

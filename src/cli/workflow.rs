@@ -1,7 +1,8 @@
 //! `chancy workflow …`: list and inspect workflows (the workflow plugin's tables, created
 //! by `chancy migrate`).
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use super::table::time;
+use crate::json::iso_opt;
 use clap::Subcommand;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -95,16 +96,6 @@ fn list(chancy: &Chancy, state: Option<WorkflowState>, limit: u32) -> Result<i32
     Ok(0)
 }
 
-fn time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-fn opt_time(t: Option<DateTime<Utc>>) -> Value {
-    t.map_or(Value::Null, |t| {
-        Value::String(t.to_rfc3339_opts(SecondsFormat::Micros, true))
-    })
-}
-
 /// The workflow as JSON: its row plus every step with its job, its job's id once pushed and
 /// that job's state.
 pub(crate) fn to_json(wf: &Workflow) -> Value {
@@ -127,8 +118,8 @@ pub(crate) fn to_json(wf: &Workflow) -> Value {
         "id": wf.id.to_string(),
         "name": wf.name,
         "state": wf.state.as_str(),
-        "created_at": opt_time(wf.created_at),
-        "updated_at": opt_time(wf.updated_at),
+        "created_at": iso_opt(&wf.created_at),
+        "updated_at": iso_opt(&wf.updated_at),
         "steps": steps,
     })
 }
