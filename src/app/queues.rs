@@ -96,12 +96,10 @@ impl Chancy {
     /// # Errors
     /// When the database is unreachable.
     pub fn get_all_queues(&self) -> Result<Vec<Queue>> {
-        let mut conn = self.connection()?;
-        let rows = conn
-            .client
-            .query(self.sql().all_queues.as_str(), &[])
-            .map_err(|e| Error::database("reading queues", e))?;
-        rows.iter().map(Queue::from_row).collect()
+        self.read_queue_rows()?
+            .into_iter()
+            .map(|(_, queue)| queue)
+            .collect()
     }
 
     /// Every queue row parsed on its own, with its name: a row another client wrote with
