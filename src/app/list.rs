@@ -87,7 +87,7 @@ impl Chancy {
 
 /// A listed row as a job; a row another client filled with something chancy cannot read
 /// (say an unknown state) is left out of the list with a warning instead of failing it.
-pub(crate) fn readable(row: &postgres::Row) -> Option<QueuedJob> {
+fn readable(row: &postgres::Row) -> Option<QueuedJob> {
     match QueuedJob::from_row(row) {
         Ok(job) => Some(job),
         Err(e) => {

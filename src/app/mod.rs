@@ -2,7 +2,7 @@
 //! call. It runs nothing in the background; a [`Worker`](crate::Worker) does that.
 
 mod jobs;
-pub(crate) mod list;
+mod list;
 mod push;
 mod queues;
 mod workers;
