@@ -222,6 +222,11 @@ impl Metrics {
         Duration::from_secs(self.retention_secs(resolution.seconds()) as u64)
     }
 
+    /// The `[start, end)` window `query` reads, in Unix seconds (as `get_metrics` uses it).
+    pub(crate) fn window(&self, query: &MetricsQuery) -> Result<(i64, i64)> {
+        read::window(query, self.retention_secs(query.resolution.seconds()))
+    }
+
     fn retention_secs(&self, seconds: i64) -> i64 {
         let config = &self.inner.config;
         let points = Resolution::from_seconds(seconds)

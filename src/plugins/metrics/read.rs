@@ -150,7 +150,7 @@ fn like_children(prefix: &str) -> String {
 }
 
 /// `(start, end)` in Unix seconds for `query`.
-fn window(query: &MetricsQuery, retention: i64) -> Result<(i64, i64)> {
+pub(crate) fn window(query: &MetricsQuery, retention: i64) -> Result<(i64, i64)> {
     let seconds = query.resolution.seconds();
     let aligned = |t: &DateTime<Utc>, what: &str| {
         let secs = t.timestamp();

@@ -47,7 +47,6 @@ pub(super) fn detail(req: &Req, chancy: &Chancy, prefix: &str) -> Out {
             })?,
     };
     let metrics = reader()?;
-    let retention = metrics.retention(resolution).as_secs();
     let range = match req.param("range") {
         None => None,
         Some(text) => Some(Duration::from_secs(text.trim().parse::<u64>().map_err(
@@ -78,15 +77,7 @@ pub(super) fn detail(req: &Req, chancy: &Chancy, prefix: &str) -> Out {
         end: timestamp(req, "end")?,
     };
     let series = metrics.get_metrics(chancy, &query)?;
-    let seconds = resolution.seconds();
-    let now = Utc::now().timestamp();
-    let end = query
-        .end
-        .map_or(now - now.rem_euclid(seconds) + seconds, |t| t.timestamp());
-    let start = query.start.map_or_else(
-        || end - range.map_or(retention.min(86_400), |d| d.as_secs()) as i64,
-        |t| t.timestamp(),
-    );
+    let (start, end) = metrics.window(&query)?;
     let at = |secs: i64| iso(&Utc.timestamp_opt(secs, 0).single().unwrap_or_default());
     let series: Map<String, Value> = series
         .iter()
