@@ -99,6 +99,28 @@ pub(crate) fn build_pool(
         .build_unchecked(ConnectionManager::new(config)))
 }
 
+/// Prepares every connection a pool opens (session settings), as r2d2 calls it on connect.
+pub(crate) type Customizer = Box<dyn r2d2::CustomizeConnection<Conn, postgres::Error>>;
+
+/// A small pool for one of the worker's own loops (the fetch scheduler): `size` connections
+/// at most, none opened before first use, each prepared by `customizer` when opened. Taking
+/// a connection waits at most `timeout`; it is not tested on check-out (a broken connection
+/// is noticed by the statement that fails and then discarded by `has_broken`).
+pub(crate) fn build_worker_pool(
+    config: postgres::Config,
+    size: u32,
+    timeout: Duration,
+    customizer: Customizer,
+) -> Pool {
+    r2d2::Pool::builder()
+        .max_size(size.max(1))
+        .min_idle(Some(0))
+        .connection_timeout(timeout)
+        .test_on_check_out(false)
+        .connection_customizer(customizer)
+        .build_unchecked(ConnectionManager::new(config))
+}
+
 /// Opens one dedicated (unpooled) connection, e.g. for LISTEN.
 pub(crate) fn connect(config: &postgres::Config) -> Result<Conn> {
     config.connect(NoTls).map(Conn::new).map_err(|e| {

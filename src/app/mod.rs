@@ -255,10 +255,34 @@ impl Chancy {
             .map_err(|e| Error::pool_unavailable(&self.inner.target, e))
     }
 
+    /// A pooled connection, waiting at most `timeout` (the worker's loops wait in short
+    /// steps so they notice shutdown).
+    pub(crate) fn connection_within(&self, timeout: Duration) -> Result<PooledConn> {
+        self.inner
+            .pool
+            .get_timeout(timeout)
+            .map_err(|e| Error::pool_unavailable(&self.inner.target, e))
+    }
+
     /// Opens a dedicated connection outside the pool (used for LISTEN and long-lived worker
     /// loops).
     pub(crate) fn connect_dedicated(&self) -> Result<pool::Conn> {
         pool::connect(&self.inner.config)
+    }
+
+    /// The connection settings (for the worker's own small pools).
+    pub(crate) fn pg_config(&self) -> &postgres::Config {
+        &self.inner.config
+    }
+
+    /// The longest wait for a pooled connection.
+    pub(crate) fn connection_timeout(&self) -> Duration {
+        self.inner.pool.connection_timeout()
+    }
+
+    /// The most connections the pool opens.
+    pub(crate) fn max_pool_size(&self) -> u32 {
+        self.inner.pool.max_size()
     }
 
     pub(crate) fn sql(&self) -> &Sql {

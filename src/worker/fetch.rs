@@ -20,25 +20,36 @@ use crate::queue::Queue;
 /// few rows, so the fetcher's connection rules it out.
 const CLAIM_SESSION_SETTINGS: &str = "SET enable_sort = off; SET enable_bitmapscan = off";
 
-/// A dedicated connection for a queue's fetcher.
-pub(crate) fn connect_for_claims(shared: &WorkerShared) -> Result<Conn> {
-    let mut conn = shared.chancy.connect_dedicated()?;
-    conn.client
-        .batch_execute(CLAIM_SESSION_SETTINGS)
-        .map_err(|e| Error::database("configuring the fetch connection", e))?;
-    apply_commit_mode(shared, &mut conn)?;
-    Ok(conn)
+/// Prepares each connection of the fetch pool: the claim's planner settings and the
+/// worker's commit mode, set once per connection (not per claim).
+#[derive(Debug)]
+struct ClaimSettings {
+    synchronous_commit: bool,
 }
 
-/// `SET synchronous_commit = off` on one of the worker's own connections when the worker
-/// was built with `synchronous_commit(false)`.
-pub(crate) fn apply_commit_mode(shared: &WorkerShared, conn: &mut Conn) -> Result<()> {
-    if shared.config.synchronous_commit {
-        return Ok(());
+impl r2d2::CustomizeConnection<Conn, postgres::Error> for ClaimSettings {
+    fn on_acquire(&self, conn: &mut Conn) -> std::result::Result<(), postgres::Error> {
+        conn.client.batch_execute(CLAIM_SESSION_SETTINGS)?;
+        if !self.synchronous_commit {
+            conn.client.batch_execute("SET synchronous_commit = off")?;
+        }
+        Ok(())
     }
-    conn.client
-        .batch_execute("SET synchronous_commit = off")
-        .map_err(|e| Error::database("setting synchronous_commit", e))
+}
+
+/// The fetch scheduler's pool: `size` connections with the claim's session settings.
+/// Fetchers borrow from it; no queue owns a connection.
+pub(crate) fn claim_pool(
+    chancy: &crate::Chancy,
+    size: u32,
+    synchronous_commit: bool,
+) -> crate::pool::Pool {
+    crate::pool::build_worker_pool(
+        chancy.pg_config().clone(),
+        size,
+        chancy.connection_timeout(),
+        Box::new(ClaimSettings { synchronous_commit }),
+    )
 }
 
 /// Claims up to `up_to` jobs of `queue` for this worker in one transaction.

@@ -5,8 +5,10 @@
 //!  heartbeat    announce_worker every heartbeat_poll_interval
 //!  queues       on queue.* events or every queue_change_poll_interval: start/retune/stop
 //!               one runner per queue whose tags match the worker's tags
-//!  fetch-<q>    waits for a wake-up (NOTIFY, polling_interval, eager slot, shutdown) and
-//!               claims exactly the free slots ─► bounded channel ─► exec-<q>-<n> threads
+//!  fetch        one scheduler for every queue: visits a queue when woken (NOTIFY, freed
+//!               slots, reconnect) or due (polling_interval) and claims exactly its free
+//!               slots on a connection borrowed from a small fetch pool ─► the queue's
+//!               exec-<q> threads (started on demand up to its concurrency, retired idle)
 //!  writer       batches outcomes into one fenced UPDATE per batch, retries, flushes at stop
 //!  plugin-<id>  each plugin with an interval
 //! ```
@@ -27,6 +29,7 @@ mod panics;
 mod process;
 mod queues;
 mod runner;
+mod scheduler;
 pub(crate) mod signals;
 mod slots;
 mod writer;
@@ -70,6 +73,9 @@ use flag::Shutdown;
 use manager::LoopSpec;
 use runner::{QueueRunner, STOP_POLL};
 
+/// Connections of the fetch scheduler's pool (one scheduler thread claims for every queue).
+const FETCH_CONNECTIONS: u32 = 1;
+
 /// Local hub event: the worker started.
 pub const WORKER_STARTED: &str = "worker.started";
 /// Local hub event: the worker stopped cleanly.
@@ -90,8 +96,10 @@ pub(crate) struct WorkerShared {
     pub(crate) manager: Manager,
     pub(crate) outgoing: Outgoing,
     pub(crate) executions: Executions,
-    pub(crate) runners: Mutex<HashMap<String, QueueRunner>>,
+    pub(crate) runners: Mutex<HashMap<String, Arc<QueueRunner>>>,
     pub(crate) queues_wake: Arc<Flag>,
+    /// Wakes the fetch scheduler (set by every queue's wake-up and by shutdown).
+    pub(crate) fetch_wake: Arc<Flag>,
     /// Claims fetched by this worker whose outcome is not yet written: anything else this
     /// worker holds as `running` in the database is an orphan (see `heartbeat`).
     pub(crate) claims: Mutex<std::collections::HashSet<Uuid>>,
@@ -338,6 +346,7 @@ impl WorkerBuilder {
                 executions: Executions::default(),
                 runners: Mutex::new(HashMap::new()),
                 queues_wake: Arc::new(Flag::new()),
+                fetch_wake: Arc::new(Flag::new()),
                 claims: Mutex::new(std::collections::HashSet::new()),
                 started: AtomicBool::new(false),
                 stop_lock: Mutex::new(None),
@@ -426,7 +435,8 @@ impl Worker {
         } else {
             None
         };
-        self.spawn_services(listener_conn);
+        let fetch_pool = self.check_connection_budget(listener_conn.is_some())?;
+        self.spawn_services(listener_conn, fetch_pool);
         s.chancy
             .declare(&Queue::new("default").executor(PROCESS_EXECUTOR))?;
         if s.config.register_signal_handlers {
@@ -473,10 +483,69 @@ impl Worker {
         });
     }
 
-    fn spawn_services(&self, listener_conn: Option<Conn>) {
+    /// The worker's connections are a fixed budget (see [`Worker::connection_budget`]).
+    /// Start fails here, with the server's message, when even one connection of each kind
+    /// cannot be had at the same time: the listener's (already open), one from the
+    /// application pool and one from the fetch pool.
+    fn check_connection_budget(&self, listening: bool) -> Result<crate::pool::Pool> {
+        let s = &self.shared;
+        let budget = self.connection_budget();
+        let fail = |what: &str, err: &dyn std::fmt::Display| {
+            Error::unavailable(format!(
+                "worker {} cannot start: it needs {} connection(s) at the same time ({}{} from                  the application pool, 1 for fetching) and could not get {what}: {err}",
+                s.worker_id,
+                if listening { 3 } else { 2 },
+                if listening { "1 listener, " } else { "" },
+                1,
+            ))
+        };
+        log::info!(
+            "worker {}: connection budget {budget} (application pool {} + fetch 1{})",
+            s.worker_id,
+            s.chancy.max_pool_size(),
+            if listening { " + listener 1" } else { "" }
+        );
+        let pooled = s
+            .chancy
+            .connection()
+            .map_err(|e| fail("a pooled connection", &e))?;
+        let fetch_pool =
+            fetch::claim_pool(&s.chancy, FETCH_CONNECTIONS, s.config.synchronous_commit);
+        let fetch_conn = fetch_pool
+            .get()
+            .map_err(|e| fail("the fetch connection", &e))?;
+        drop((pooled, fetch_conn));
+        Ok(fetch_pool)
+    }
+
+    /// The most PostgreSQL connections this worker opens, whatever its number of queues:
+    /// the application pool's `max_connection_pool_size` (shared with the heartbeat, the
+    /// queue loop, the writer, the plugins and your own calls on the same [`Chancy`]) + 1
+    /// fetch connection + 1 listener when notifications are on. Default 10 + 1 + 1 = 12.
+    pub fn connection_budget(&self) -> u32 {
+        let s = &self.shared;
+        s.chancy.max_pool_size() + FETCH_CONNECTIONS + u32::from(s.chancy.notifications())
+    }
+
+    /// Executor threads alive now, over every queue (they start on demand and retire when
+    /// idle).
+    pub fn executor_threads(&self) -> usize {
+        self.shared
+            .runners
+            .lock()
+            .values()
+            .map(|r| r.executor_threads())
+            .sum()
+    }
+
+    fn spawn_services(&self, listener_conn: Option<Conn>, fetch_pool: crate::pool::Pool) {
         let s = &self.shared;
         let shared = Arc::clone(s);
         s.manager.spawn("writer", move |_| writer::run(shared));
+        s.shutdown.register(&s.fetch_wake);
+        let shared = Arc::clone(s);
+        s.manager
+            .spawn("fetch", move |_| scheduler::run(shared, fetch_pool));
         if let Some(conn) = listener_conn {
             let shared = Arc::clone(s);
             s.manager
@@ -591,8 +660,7 @@ impl Worker {
     fn drain(&self, deadline: Instant) -> bool {
         loop {
             let all_done = {
-                let mut runners = self.shared.runners.lock();
-                runners.values_mut().for_each(QueueRunner::join_if_finished);
+                let runners = self.shared.runners.lock();
                 runners.values().all(|r| r.finished.is_set())
             };
             if all_done {

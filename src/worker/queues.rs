@@ -35,10 +35,7 @@ pub(crate) fn reconcile(shared: &Arc<WorkerShared>) -> Result<()> {
             runner.remove();
         }
     }
-    runners.retain(|name, runner| {
-        runner.join_if_finished();
-        names.contains(name.as_str()) || !runner.finished.is_set()
-    });
+    runners.retain(|name, runner| names.contains(name.as_str()) || !runner.finished.is_set());
     for queue in wanted {
         match runners.get(&queue.name) {
             Some(runner) if !runner.removed.load(std::sync::atomic::Ordering::SeqCst) => {

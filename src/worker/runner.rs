@@ -1,10 +1,10 @@
-//! One queue served by this worker: a fetcher thread that claims exactly the free slots, and
-//! a pool of executor threads that run what it claims.
+//! One queue served by this worker: the state the fetch scheduler keeps for it (it claims
+//! exactly the free slots) and the executor threads, started on demand, that run what it
+//! claims.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use parking_lot::Mutex;
@@ -15,7 +15,7 @@ use super::executor::{execute, run_on_thread};
 use super::flag::Flag;
 use super::process::{ChildSlot, DEFAULT_MAXIMUM_JOBS_PER_CHILD};
 use super::slots::JobQueue;
-use super::{spawn_named, WorkerShared};
+use super::WorkerShared;
 use crate::job::QueuedJob;
 use crate::pool::Conn;
 use crate::queue::{
@@ -41,40 +41,123 @@ pub const QUEUE_UPDATED: &str = "worker.queue.updated";
 /// A wake-up found no free slot.
 pub const QUEUE_FULL: &str = "worker.queue.full";
 
-/// The handle the queue-maintenance loop keeps for each served queue.
+/// Executor threads of a threaded queue retire after this long without a job.
+const THREAD_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Executor threads of a process-executor queue (each owns a child process, which is slow
+/// to start) retire after this long without a job.
+const PROCESS_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A queue whose last claim filled every free slot claims again when half its slots are
+/// free, but not sooner than this after that claim (eager queues: at once).
+pub(crate) const REFILL_COOLDOWN: Duration = Duration::from_millis(20);
+
+/// A wake-up of one queue: marks the queue and pokes the fetch scheduler.
+pub(crate) struct Wake {
+    pending: AtomicBool,
+    scheduler: Arc<Flag>,
+}
+
+impl Wake {
+    fn new(scheduler: &Arc<Flag>) -> Wake {
+        Wake {
+            pending: AtomicBool::new(false),
+            scheduler: Arc::clone(scheduler),
+        }
+    }
+
+    /// Asks the scheduler to visit the queue now.
+    pub(crate) fn set(&self) {
+        self.pending.store(true, Ordering::SeqCst);
+        self.scheduler.set();
+    }
+
+    fn take(&self) -> bool {
+        self.pending.swap(false, Ordering::SeqCst)
+    }
+
+    /// Keeps a wake-up for a later visit without poking the scheduler again.
+    fn keep(&self) {
+        self.pending.store(true, Ordering::SeqCst);
+    }
+}
+
+/// One queue this worker serves: what the queue-maintenance loop wants it to be, and the
+/// state the fetch scheduler keeps between its visits. No thread of its own: the fetch
+/// scheduler visits it, and executor threads exist only while it has jobs.
 pub(crate) struct QueueRunner {
-    pub(crate) desired: Arc<Mutex<Queue>>,
-    pub(crate) wake: Arc<Flag>,
-    pub(crate) removed: Arc<AtomicBool>,
-    pub(crate) finished: Arc<Flag>,
-    handle: Option<JoinHandle<()>>,
+    /// Written by the queue-maintenance loop, read by the scheduler.
+    pub(crate) desired: Mutex<Queue>,
+    /// NOTIFY, listener reconnects, writer commits, finished jobs while draining.
+    pub(crate) wake: Wake,
+    /// Set by finished jobs after a claim that filled every free slot (backlog).
+    refill: Wake,
+    pub(crate) removed: AtomicBool,
+    pub(crate) finished: Flag,
+    in_flight: AtomicUsize,
+    /// Set while a reconfiguration waits for running jobs: finishing jobs wake the scheduler.
+    draining: AtomicBool,
+    /// The last claim filled every free slot: there is probably more waiting.
+    refill_armed: AtomicBool,
+    /// Only the fetch scheduler locks it (`try_lock`: a visit in progress is skipped).
+    visit: Mutex<Visit>,
+}
+
+struct Visit {
+    active: Queue,
+    pool: ExecPool,
+    next_poll: Instant,
+    last_claim: Instant,
+    backoff: Backoff,
+    /// Set when a claim failed: its commit may have happened with the response lost.
+    claims_in_doubt: bool,
+    retiring: bool,
+    done: bool,
+}
+
+/// The executor threads of one configuration of a queue, started on demand.
+struct ExecPool {
+    jobs: Arc<JobQueue>,
+    concurrency: usize,
+    eager: bool,
+    child_max_jobs: Option<u32>,
 }
 
 impl QueueRunner {
-    pub(crate) fn start(shared: &Arc<WorkerShared>, queue: Queue) -> QueueRunner {
-        let name = queue.name.clone();
-        let state = RunnerState {
-            shared: Arc::clone(shared),
-            desired: Arc::new(Mutex::new(queue)),
-            wake: Arc::new(Flag::new()),
-            removed: Arc::new(AtomicBool::new(false)),
-            finished: Arc::new(Flag::new()),
-            in_flight: Arc::new(AtomicUsize::new(0)),
-            draining: Arc::new(AtomicBool::new(false)),
-        };
-        shared.shutdown.register(&state.wake);
-        let runner = QueueRunner {
-            desired: Arc::clone(&state.desired),
-            wake: Arc::clone(&state.wake),
-            removed: Arc::clone(&state.removed),
-            finished: Arc::clone(&state.finished),
-            handle: None,
-        };
-        let handle = spawn_named(&format!("chancy-fetch-{name}"), move || state.run());
-        QueueRunner {
-            handle: Some(handle),
-            ..runner
+    pub(crate) fn start(shared: &Arc<WorkerShared>, queue: Queue) -> Arc<QueueRunner> {
+        if !KNOWN_EXECUTORS.contains(&queue.executor.as_str()) {
+            log::warn!(
+                "queue {:?}: unknown executor {:?}; running its jobs on the thread pool (as {THREADED_EXECUTOR})",
+                queue.name,
+                queue.executor
+            );
         }
+        let now = Instant::now();
+        let pool = ExecPool::new(&queue);
+        let runner = Arc::new(QueueRunner {
+            desired: Mutex::new(queue.clone()),
+            wake: Wake::new(&shared.fetch_wake),
+            refill: Wake::new(&shared.fetch_wake),
+            removed: AtomicBool::new(false),
+            finished: Flag::new(),
+            in_flight: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            refill_armed: AtomicBool::new(false),
+            visit: Mutex::new(Visit {
+                pool,
+                next_poll: now,
+                last_claim: now,
+                backoff: Backoff::new(shared.config.backoff_initial, shared.config.backoff_max),
+                claims_in_doubt: false,
+                retiring: false,
+                done: false,
+                active: queue,
+            }),
+        });
+        {
+            let v = runner.visit.lock();
+            runner.emit(shared, QUEUE_STARTED, &v.active, v.pool.concurrency);
+        }
+        runner.wake.set();
+        runner
     }
 
     /// Stops serving the queue once its running jobs finish.
@@ -83,142 +166,170 @@ impl QueueRunner {
         self.wake.set();
     }
 
-    /// Joins the fetcher thread if it has finished.
-    pub(crate) fn join_if_finished(&mut self) {
-        if self.finished.is_set() {
-            if let Some(h) = self.handle.take() {
-                let _ = h.join();
+    /// One visit of the fetch scheduler: retune, resume, or claim exactly the free slots if
+    /// the queue is due. Returns when it wants the next visit (`None`: only when woken).
+    pub(crate) fn visit(
+        self: &Arc<Self>,
+        shared: &Arc<WorkerShared>,
+        fetch: &mut super::scheduler::FetchConn,
+    ) -> Option<Instant> {
+        let mut guard = self.visit.try_lock()?;
+        let v = &mut *guard;
+        if v.done {
+            return None;
+        }
+        let now = Instant::now();
+        if shared.shutdown.is_triggered() || self.removed.load(Ordering::SeqCst) {
+            return self.retire(shared, v, now);
+        }
+        let woken = self.wake.take();
+        let changed = *self.desired.lock() != v.active;
+        if changed {
+            if self.in_flight.load(Ordering::SeqCst) > 0 {
+                self.draining.store(true, Ordering::SeqCst);
+                return Some(v.next_poll);
+            }
+            self.draining.store(false, Ordering::SeqCst);
+            self.emit(shared, QUEUE_UPDATED, &v.active, v.pool.concurrency);
+            v.pool.jobs.close();
+            v.active = self.desired.lock().clone();
+            v.pool = ExecPool::new(&v.active);
+            v.next_poll = now;
+        }
+        let refill = self.refill.take();
+        let cooldown = if v.active.eager_polling {
+            Duration::ZERO
+        } else {
+            REFILL_COOLDOWN
+        };
+        let refill_at = v.last_claim + cooldown;
+        if !(woken || now >= v.next_poll || (refill && now >= refill_at)) {
+            if refill {
+                self.refill.keep();
+                return Some(v.next_poll.min(refill_at));
+            }
+            return Some(v.next_poll);
+        }
+        v.next_poll = now + v.active.polling_interval;
+        if v.active.state == QueueState::Paused {
+            self.maybe_resume(shared, &mut v.active);
+            return Some(v.next_poll);
+        }
+        v.pool.start_missing_threads(shared, self);
+        let free = v
+            .pool
+            .concurrency
+            .saturating_sub(self.in_flight.load(Ordering::SeqCst));
+        if free == 0 {
+            self.emit(shared, QUEUE_FULL, &v.active, v.pool.concurrency);
+            return Some(v.next_poll);
+        }
+        let Some(conn) = fetch.get(shared) else {
+            // No connection now: stay due; the scheduler retries soon.
+            self.wake.keep();
+            return Some(fetch.retry_at());
+        };
+        v.last_claim = now;
+        match self.claim(shared, conn, v, free) {
+            Ok(jobs) => {
+                v.backoff.reset();
+                let full = !jobs.is_empty() && jobs.len() >= free;
+                self.refill_armed.store(full, Ordering::SeqCst);
+                self.dispatch(shared, v, jobs);
+            }
+            Err(err) => {
+                fetch.discard();
+                v.claims_in_doubt = true;
+                let delay = v.backoff.fail();
+                log::error!(
+                    "chancy-fetch: fetching jobs of queue {:?} failed (attempt {}), retrying in {delay:?}: {err}",
+                    v.active.name,
+                    v.backoff.failures()
+                );
+                v.next_poll = now + delay;
             }
         }
+        Some(v.next_poll)
     }
-}
 
-struct RunnerState {
-    shared: Arc<WorkerShared>,
-    desired: Arc<Mutex<Queue>>,
-    wake: Arc<Flag>,
-    removed: Arc<AtomicBool>,
-    finished: Arc<Flag>,
-    in_flight: Arc<AtomicUsize>,
-    /// Set while a reconfiguration waits for running jobs: finishing jobs wake the fetcher.
-    draining: Arc<AtomicBool>,
-}
-
-/// The executor threads of one configuration of a queue.
-struct Pool {
-    queue: Arc<JobQueue>,
-    threads: Vec<JoinHandle<()>>,
-    concurrency: usize,
-}
-
-impl RunnerState {
-    fn run(self) {
-        let mut active = self.desired.lock().clone();
-        let mut pool = self.start_pool(&active);
-        self.emit(QUEUE_STARTED, &active, pool.concurrency);
-        let mut conn: Option<Conn> = None;
-        // Set when a claim failed: its commit may have happened with the response lost.
-        let mut claims_in_doubt = false;
-        let mut backoff = Backoff::new(
-            self.shared.config.backoff_initial,
-            self.shared.config.backoff_max,
-        );
-        self.wake.set();
-        loop {
-            self.wake.wait_and_clear(active.polling_interval);
-            if self.shared.shutdown.is_triggered() || self.removed.load(Ordering::SeqCst) {
-                break;
-            }
-            let changed = *self.desired.lock() != active;
-            if changed {
-                if self.in_flight.load(Ordering::SeqCst) > 0 {
-                    self.draining.store(true, Ordering::SeqCst);
-                    continue;
-                }
-                self.draining.store(false, Ordering::SeqCst);
-                self.emit(QUEUE_UPDATED, &active, pool.concurrency);
-                pool.stop();
-                active = self.desired.lock().clone();
-                pool = self.start_pool(&active);
-            }
-            if active.state == QueueState::Paused {
-                self.maybe_resume(&mut active);
-                continue;
-            }
-            let free = pool
-                .concurrency
-                .saturating_sub(self.in_flight.load(Ordering::SeqCst));
-            if free == 0 {
-                self.emit(QUEUE_FULL, &active, pool.concurrency);
-                continue;
-            }
-            match self.fetch(&mut conn, &mut claims_in_doubt, &active, free) {
-                Ok(jobs) => {
-                    backoff.reset();
-                    self.dispatch(&pool, jobs);
-                }
-                Err(err) => {
-                    conn = None;
-                    claims_in_doubt = true;
-                    let delay = backoff.fail();
-                    log::error!(
-                        "chancy-fetch-{}: fetching jobs failed (attempt {}), retrying in {delay:?}: {err}",
-                        active.name,
-                        backoff.failures()
-                    );
-                    self.shared.shutdown.sleep(delay);
-                    self.wake.set();
-                }
-            }
+    /// Removed or shutting down: no more claims; finished once the running jobs are done.
+    fn retire(&self, shared: &WorkerShared, v: &mut Visit, now: Instant) -> Option<Instant> {
+        if !v.retiring {
+            v.retiring = true;
+            v.pool.jobs.close();
         }
-        pool.stop();
-        self.emit(QUEUE_REMOVED, &active, pool.concurrency);
+        if !v.pool.jobs.is_drained() {
+            // The last executor thread to end wakes the scheduler; this is a backstop.
+            return Some(now + Duration::from_millis(200));
+        }
+        v.done = true;
+        self.emit(shared, QUEUE_REMOVED, &v.active, v.pool.concurrency);
         self.finished.set();
+        None
     }
 
-    fn fetch(
+    fn claim(
         &self,
-        conn: &mut Option<Conn>,
-        claims_in_doubt: &mut bool,
-        queue: &Queue,
+        shared: &WorkerShared,
+        c: &mut Conn,
+        v: &mut Visit,
         up_to: usize,
     ) -> crate::Result<Vec<QueuedJob>> {
-        if conn.is_none() {
-            *conn = Some(super::fetch::connect_for_claims(&self.shared)?);
-        }
-        let c = conn.as_mut().expect("connection was just set");
-        if *claims_in_doubt {
-            // A claim whose response was lost committed rows no thread holds. Only this
-            // thread claims this queue for this worker and every claim it dispatched is in
-            // `shared.claims` until its outcome is written, so such rows can be released at
-            // once instead of after the heartbeat's grace period.
+        if v.claims_in_doubt {
+            // A claim whose response was lost committed rows no thread holds. Only the
+            // scheduler claims this queue for this worker (one visit at a time) and every
+            // claim it dispatched is in `shared.claims` until its outcome is written, so such
+            // rows can be released at once instead of after the heartbeat's grace period.
             super::heartbeat::release_orphans(
-                &self.shared,
+                shared,
                 &mut c.client,
-                std::slice::from_ref(&queue.name),
+                std::slice::from_ref(&v.active.name),
                 Duration::ZERO,
             )?;
-            *claims_in_doubt = false;
+            v.claims_in_doubt = false;
         }
-        super::fetch::fetch_jobs(&self.shared, queue, c, up_to)
+        super::fetch::fetch_jobs(shared, &v.active, c, up_to)
     }
 
-    fn dispatch(&self, pool: &Pool, jobs: Vec<QueuedJob>) {
-        self.shared.remember_claims(&jobs);
+    fn dispatch(self: &Arc<Self>, shared: &Arc<WorkerShared>, v: &Visit, jobs: Vec<QueuedJob>) {
+        if jobs.is_empty() {
+            return;
+        }
+        shared.remember_claims(&jobs);
         let n = jobs.len();
         self.in_flight.fetch_add(n, Ordering::SeqCst);
-        if pool.queue.push_all(jobs).is_err() {
-            self.in_flight.fetch_sub(n, Ordering::SeqCst);
+        match v.pool.jobs.push_all(jobs) {
+            Ok(start) => v.pool.start_threads(shared, self, start),
+            Err(jobs) => {
+                // Cannot happen (the pool closes only under this lock); never lose the claims.
+                self.in_flight.fetch_sub(n, Ordering::SeqCst);
+                shared.forget_claims(jobs.iter().map(|j| j.claim_id));
+            }
+        }
+    }
+
+    /// Frees a slot when a job finishes and wakes the scheduler if the queue should claim.
+    fn job_finished(&self, eager: bool, refill_at: usize) {
+        let running = self.in_flight.fetch_sub(1, Ordering::SeqCst) - 1;
+        if running <= refill_at {
+            if eager {
+                self.wake.set();
+            } else if self.refill_armed.swap(false, Ordering::SeqCst) {
+                self.refill.set();
+            }
+        }
+        if self.draining.load(Ordering::SeqCst) {
+            self.wake.set();
         }
     }
 
     /// Paused queue: resume it when `resume_at` has passed (like upstream, no fetch now).
-    fn maybe_resume(&self, active: &mut Queue) {
+    fn maybe_resume(&self, shared: &WorkerShared, active: &mut Queue) {
         let Some(at) = active.resume_at else { return };
         if at > Utc::now() {
             return;
         }
-        match self.shared.chancy.resume_queue(&active.name) {
+        match shared.chancy.resume_queue(&active.name) {
             Ok(()) => {
                 log::info!(
                     "queue {:?} resumed automatically (resume_at {at})",
@@ -237,107 +348,106 @@ impl RunnerState {
         }
     }
 
-    fn start_pool(&self, queue: &Queue) -> Pool {
-        if !KNOWN_EXECUTORS.contains(&queue.executor.as_str()) {
-            log::warn!(
-                "queue {:?}: unknown executor {:?}; running its jobs on the thread pool (as {THREADED_EXECUTOR})",
-                queue.name,
-                queue.executor
-            );
-        }
-        let concurrency = effective_concurrency(queue);
-        let jobs = Arc::new(JobQueue::default());
-        let threads = (0..concurrency)
-            .map(|i| {
-                let jobs = Arc::clone(&jobs);
-                let shared = Arc::clone(&self.shared);
-                let done = JobDone {
-                    in_flight: Arc::clone(&self.in_flight),
-                    wake: Arc::clone(&self.wake),
-                    draining: Arc::clone(&self.draining),
-                    eager: queue.eager_polling,
-                    refill_at: concurrency / 2,
-                };
-                let mut slot = uses_processes(queue).then(|| {
-                    ChildSlot::new(shared.process_executable(), max_jobs_per_child(queue))
-                });
-                spawn_named(&format!("chancy-exec-{}-{i}", queue.name), move || {
-                    while let Some(job) = jobs.pop() {
-                        let (id, claim) = (job.id, job.claim_id);
-                        // Handlers run under catch_unwind already; this guards the plugin
-                        // hooks around them, so a panicking hook cannot kill the thread.
-                        let run = std::panic::AssertUnwindSafe(|| match slot.as_mut() {
-                            Some(slot) => execute(&shared, job, |j, c| {
-                                let result = slot.run(&shared.worker_id, &j, c);
-                                (j, result)
-                            }),
-                            None => execute(&shared, job, |j, c| run_on_thread(&shared, j, c)),
-                        });
-                        match std::panic::catch_unwind(run) {
-                            Ok(outcome) => {
-                                shared.queue_update(outcome);
-                            }
-                            Err(_) => {
-                                log::error!(
-                                    "a plugin hook panicked around job {id}; its row stays running \
-                                     until the claim is released"
-                                );
-                                shared.forget_claims([claim]);
-                            }
-                        }
-                        done.finish();
-                    }
-                })
-            })
-            .collect();
-        Pool {
-            queue: jobs,
-            threads,
-            concurrency,
-        }
-    }
-
-    fn emit(&self, event: &str, queue: &Queue, concurrency: usize) {
-        self.shared.hub.emit(
+    fn emit(&self, shared: &WorkerShared, event: &str, queue: &Queue, concurrency: usize) {
+        shared.hub.emit(
             event,
             json!({
                 "queue": queue.name,
                 "executor": queue.executor,
                 "concurrency": concurrency,
-                "worker": self.shared.worker_id,
+                "worker": shared.worker_id,
             }),
         );
     }
+
+    /// Executor threads of this queue alive now (for tests and stats).
+    pub(crate) fn executor_threads(&self) -> usize {
+        self.visit.lock().pool.jobs.threads()
+    }
 }
 
-/// Frees a slot when a job finishes and wakes the fetcher if it should poll again.
-struct JobDone {
-    in_flight: Arc<AtomicUsize>,
-    wake: Arc<Flag>,
-    draining: Arc<AtomicBool>,
-    eager: bool,
-    /// Eager queues re-poll once this many jobs are still running (half the slots free), so
-    /// a busy queue claims in batches instead of one job per finished job.
-    refill_at: usize,
-}
+impl ExecPool {
+    fn new(queue: &Queue) -> ExecPool {
+        let concurrency = effective_concurrency(queue);
+        let process = uses_processes(queue);
+        let idle = if process {
+            PROCESS_IDLE_TIMEOUT
+        } else {
+            THREAD_IDLE_TIMEOUT
+        };
+        ExecPool {
+            jobs: Arc::new(JobQueue::new(concurrency, idle)),
+            concurrency,
+            eager: queue.eager_polling,
+            child_max_jobs: process.then(|| max_jobs_per_child(queue)),
+        }
+    }
 
-impl JobDone {
-    fn finish(&self) {
-        let running = self.in_flight.fetch_sub(1, Ordering::SeqCst) - 1;
-        let refill = self.eager && running <= self.refill_at;
-        if refill || self.draining.load(Ordering::SeqCst) {
-            self.wake.set();
+    /// Starts threads for jobs that are waiting with no thread to take them (a start that
+    /// failed earlier).
+    fn start_missing_threads(&self, shared: &Arc<WorkerShared>, runner: &Arc<QueueRunner>) {
+        let n = self.jobs.threads_needed();
+        self.start_threads(shared, runner, n);
+    }
+
+    /// Starts `n` executor threads (already counted by the job queue). One that cannot be
+    /// started is an error for this queue, not a panic: its jobs wait for the next visit.
+    fn start_threads(&self, shared: &Arc<WorkerShared>, runner: &Arc<QueueRunner>, n: usize) {
+        for _ in 0..n {
+            let name = format!("chancy-exec-{}", runner.desired.lock().name);
+            let jobs = Arc::clone(&self.jobs);
+            let (shared2, runner2) = (Arc::clone(shared), Arc::clone(runner));
+            let (eager, refill_at, max_jobs) =
+                (self.eager, self.concurrency / 2, self.child_max_jobs);
+            let started = std::thread::Builder::new().name(name.clone()).spawn(move || {
+                executor_thread(&shared2, &runner2, &jobs, eager, refill_at, max_jobs)
+            });
+            if let Err(err) = started {
+                self.jobs.start_failed();
+                log::error!("{name}: cannot start an executor thread ({err}); retrying at the next poll");
+            }
         }
     }
 }
 
-impl Pool {
-    /// Closes the job queue and waits for the executor threads to finish their jobs.
-    fn stop(&mut self) {
-        self.queue.close();
-        for t in self.threads.drain(..) {
-            let _ = t.join();
+/// The body of an executor thread: run jobs until the queue closes or stays idle.
+fn executor_thread(
+    shared: &Arc<WorkerShared>,
+    runner: &Arc<QueueRunner>,
+    jobs: &JobQueue,
+    eager: bool,
+    refill_at: usize,
+    child_max_jobs: Option<u32>,
+) {
+    let mut slot = child_max_jobs.map(|max| ChildSlot::new(shared.process_executable(), max));
+    while let Some(job) = jobs.pop() {
+        let (id, claim) = (job.id, job.claim_id);
+        // Handlers run under catch_unwind already; this guards the plugin hooks around
+        // them, so a panicking hook cannot kill the thread.
+        let run = std::panic::AssertUnwindSafe(|| match slot.as_mut() {
+            Some(slot) => execute(shared, job, |j, c| {
+                let result = slot.run(&shared.worker_id, &j, c);
+                (j, result)
+            }),
+            None => execute(shared, job, |j, c| run_on_thread(shared, j, c)),
+        });
+        match std::panic::catch_unwind(run) {
+            Ok(outcome) => {
+                shared.queue_update(outcome);
+            }
+            Err(_) => {
+                log::error!(
+                    "a plugin hook panicked around job {id}; its row stays running until the \
+                     claim is released"
+                );
+                shared.forget_claims([claim]);
+            }
         }
+        runner.job_finished(eager, refill_at);
+    }
+    drop(slot);
+    if jobs.exited() {
+        runner.wake.set();
     }
 }
 

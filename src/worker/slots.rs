@@ -1,8 +1,14 @@
-//! The hand-off from a queue's fetcher to its executor threads: a FIFO under a mutex with a
-//! condvar. Idle executor threads park at once (a shared channel made dozens of idle
-//! threads spin and `sched_yield` on every hand-off), and exactly one is woken per job.
+//! The hand-off from the fetch scheduler to a queue's executor threads: a FIFO under a mutex
+//! with a condvar, and the count of threads serving it.
+//!
+//! Executor threads are started on demand, never more than the queue's concurrency, and
+//! retire after `idle_timeout` without a job, so a worker's idle thread count does not grow
+//! with the sum of its queues' concurrency. Idle threads park at once (a shared channel made
+//! dozens of idle threads spin and `sched_yield` on every hand-off), and exactly one is woken
+//! per job.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
@@ -12,33 +18,73 @@ use crate::job::QueuedJob;
 struct State {
     jobs: VecDeque<QueuedJob>,
     closed: bool,
+    /// Threads started and not yet exited (running a job, parked, or starting).
+    threads: usize,
+    /// Threads parked in `pop`.
+    idle: usize,
 }
 
 /// Claimed jobs waiting for an executor thread.
-#[derive(Default)]
 pub(crate) struct JobQueue {
     state: Mutex<State>,
     ready: Condvar,
+    max_threads: usize,
+    idle_timeout: Duration,
 }
 
 impl JobQueue {
-    /// Hands over `jobs`; returns them back if the queue was closed.
-    pub(crate) fn push_all(&self, jobs: Vec<QueuedJob>) -> Result<(), Vec<QueuedJob>> {
+    /// A queue served by at most `max_threads` threads, each retiring after `idle_timeout`.
+    pub(crate) fn new(max_threads: usize, idle_timeout: Duration) -> JobQueue {
+        JobQueue {
+            state: Mutex::new(State::default()),
+            ready: Condvar::new(),
+            max_threads: max_threads.max(1),
+            idle_timeout,
+        }
+    }
+
+    /// Hands over `jobs`; returns how many threads the caller must start now (counted as
+    /// started already; call [`JobQueue::start_failed`] for each that could not be), or the
+    /// jobs back if the queue was closed.
+    pub(crate) fn push_all(&self, jobs: Vec<QueuedJob>) -> Result<usize, Vec<QueuedJob>> {
         let n = jobs.len();
-        {
+        let start = {
             let mut state = self.state.lock();
             if state.closed {
                 return Err(jobs);
             }
             state.jobs.extend(jobs);
-        }
+            self.reserve_threads(&mut state)
+        };
         for _ in 0..n {
             self.ready.notify_one();
         }
-        Ok(())
+        Ok(start)
     }
 
-    /// The next job; `None` once the queue is closed and empty.
+    /// Threads to start for the jobs waiting now (after an earlier start failed).
+    pub(crate) fn threads_needed(&self) -> usize {
+        let mut state = self.state.lock();
+        if state.closed {
+            return 0;
+        }
+        self.reserve_threads(&mut state)
+    }
+
+    fn reserve_threads(&self, state: &mut State) -> usize {
+        let uncovered = state.jobs.len().saturating_sub(state.idle);
+        let start = uncovered.min(self.max_threads.saturating_sub(state.threads));
+        state.threads += start;
+        start
+    }
+
+    /// A thread counted by `push_all` could not be started.
+    pub(crate) fn start_failed(&self) {
+        self.state.lock().threads -= 1;
+    }
+
+    /// The next job; `None` once the queue is closed and empty, or after `idle_timeout`
+    /// without a job. The caller's thread must then call [`JobQueue::exited`] and end.
     pub(crate) fn pop(&self) -> Option<QueuedJob> {
         let mut state = self.state.lock();
         loop {
@@ -48,13 +94,74 @@ impl JobQueue {
             if state.closed {
                 return None;
             }
-            self.ready.wait(&mut state);
+            state.idle += 1;
+            let waited = self.ready.wait_for(&mut state, self.idle_timeout);
+            state.idle -= 1;
+            if waited.timed_out() && state.jobs.is_empty() {
+                return None;
+            }
         }
+    }
+
+    /// A thread ended; returns whether the queue is now closed with no thread left.
+    pub(crate) fn exited(&self) -> bool {
+        let mut state = self.state.lock();
+        state.threads -= 1;
+        state.closed && state.threads == 0
     }
 
     /// No more jobs: threads finish what is queued, then `pop` returns `None`.
     pub(crate) fn close(&self) {
         self.state.lock().closed = true;
         self.ready.notify_all();
+    }
+
+    /// Closed, and every thread has ended.
+    pub(crate) fn is_drained(&self) -> bool {
+        let state = self.state.lock();
+        state.closed && state.threads == 0
+    }
+
+    /// Threads started and not yet ended.
+    pub(crate) fn threads(&self) -> usize {
+        self.state.lock().threads
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jobs(n: usize) -> Vec<QueuedJob> {
+        (0..n).map(|_| QueuedJob::claimed_for_test("f")).collect()
+    }
+
+    #[test]
+    fn threads_start_on_demand_up_to_the_limit_and_retire_when_idle() {
+        let q = std::sync::Arc::new(JobQueue::new(3, Duration::from_millis(50)));
+        assert_eq!(q.threads(), 0);
+        assert_eq!(q.push_all(jobs(2)).unwrap(), 2);
+        assert_eq!(q.push_all(jobs(5)).unwrap(), 1, "capped at max_threads");
+        assert_eq!(q.threads(), 3);
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                let q = std::sync::Arc::clone(&q);
+                std::thread::spawn(move || {
+                    let mut n = 0;
+                    while q.pop().is_some() {
+                        n += 1;
+                    }
+                    q.exited();
+                    n
+                })
+            })
+            .collect();
+        let ran: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(ran, 7);
+        assert_eq!(q.threads(), 0, "idle threads retired");
+        assert!(!q.is_drained(), "not closed");
+        q.close();
+        assert!(q.is_drained());
+        assert!(q.push_all(jobs(1)).is_err());
     }
 }

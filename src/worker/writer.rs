@@ -15,12 +15,17 @@ use super::backoff::Backoff;
 use super::WorkerShared;
 use crate::error::{Error, Result};
 use crate::job::QueuedJob;
-use crate::pool::Conn;
+use crate::pool::{Conn, PooledConn};
 
 /// Most outcomes per batch.
 pub(crate) const MAX_BATCH: usize = 1000;
 /// Outcomes waiting for the writer before executors block (backpressure).
 pub(crate) const HIGH_WATER: usize = 20_000;
+/// The writer gives its pooled connection back after this long without outcomes.
+const RELEASE_IDLE: Duration = Duration::from_secs(1);
+/// Longest single wait for a pooled connection (the wait repeats; a short one lets the
+/// writer log and notice shutdown).
+const CONNECTION_WAIT: Duration = Duration::from_secs(2);
 
 /// The queue of pending updates (`outgoing`): executors put outcomes in, the writer takes
 /// them out.
@@ -74,19 +79,28 @@ impl Outgoing {
 
 /// The writer thread's body.
 pub(crate) fn run(shared: Arc<WorkerShared>) {
-    let mut conn: Option<Conn> = None;
+    // Borrowed from the application pool while outcomes keep coming, given back when idle:
+    // the writer owns no connection of its own (see README, "Connections").
+    let mut conn: Option<PooledConn> = None;
+    let mut last_write = Instant::now();
     let mut backoff = Backoff::new(shared.config.backoff_initial, shared.config.backoff_max);
     let out = &shared.outgoing;
     loop {
         let first = match out.rx.recv_timeout(Duration::from_millis(50)) {
             Ok(job) => job,
-            Err(RecvTimeoutError::Timeout) if out.is_accepting() || !out.rx.is_empty() => continue,
+            Err(RecvTimeoutError::Timeout) if out.is_accepting() || !out.rx.is_empty() => {
+                if conn.is_some() && last_write.elapsed() >= RELEASE_IDLE {
+                    conn = None;
+                }
+                continue;
+            }
             Err(_) => break,
         };
         let batch = gather(&out.rx, first, shared.config.send_outgoing_interval);
         let n = batch.len();
         let claims: Vec<Option<Uuid>> = batch.iter().map(|j| j.claim_id).collect();
         write_until_done(&shared, &mut conn, &mut backoff, batch, Attempt::AsIs);
+        last_write = Instant::now();
         shared.forget_claims(claims);
         out.pending.fetch_sub(n, Ordering::SeqCst);
     }
@@ -120,7 +134,7 @@ enum Attempt {
 
 fn write_until_done(
     shared: &WorkerShared,
-    conn: &mut Option<Conn>,
+    conn: &mut Option<PooledConn>,
     backoff: &mut Backoff,
     batch: Vec<QueuedJob>,
     attempt: Attempt,
@@ -175,7 +189,7 @@ fn write_until_done(
 /// orphan sweep releases it).
 fn reject(
     shared: &WorkerShared,
-    conn: &mut Option<Conn>,
+    conn: &mut Option<PooledConn>,
     backoff: &mut Backoff,
     batch: Vec<QueuedJob>,
     attempt: Attempt,
@@ -219,14 +233,17 @@ fn reject(
     write_until_done(shared, conn, backoff, vec![job], Attempt::Degraded);
 }
 
-/// The writer's connection, opened if there is none.
-fn connected<'a>(shared: &WorkerShared, conn: &'a mut Option<Conn>) -> Result<&'a mut Conn> {
+/// The writer's connection, borrowed from the application pool if it holds none. When the
+/// pool cannot give one the error (with the server's message) goes to the caller, which logs
+/// it, keeps the batch and retries with backoff.
+fn connected<'a>(
+    shared: &WorkerShared,
+    conn: &'a mut Option<PooledConn>,
+) -> Result<&'a mut Conn> {
     if conn.is_none() {
-        let mut fresh = shared.chancy.connect_dedicated()?;
-        super::fetch::apply_commit_mode(shared, &mut fresh)?;
-        *conn = Some(fresh);
+        *conn = Some(shared.chancy.connection_within(CONNECTION_WAIT)?);
     }
-    Ok(conn.as_mut().expect("connection was just set"))
+    Ok(&mut **conn.as_mut().expect("connection was just set"))
 }
 
 /// Writes one batch in one transaction; returns the ids whose update was accepted.
@@ -240,6 +257,11 @@ pub(crate) fn write_batch(
         .client
         .transaction()
         .map_err(|e| Error::database("writing job updates", e))?;
+    if !shared.config.synchronous_commit {
+        // Local to this transaction: the connection goes back to the application's pool.
+        tx.batch_execute("SET LOCAL synchronous_commit = off")
+            .map_err(|e| Error::database("setting synchronous_commit", e))?;
+    }
     let mut accepted = HashSet::with_capacity(batch.len());
     for round in rounds(batch) {
         let cols = UpdateColumns::from_jobs(&round);

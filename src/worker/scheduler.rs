@@ -1,0 +1,118 @@
+//! The fetch scheduler: one thread that visits every served queue when it is woken (NOTIFY,
+//! a freed slot, a reconnect) or due (`polling_interval`), and claims on a connection
+//! borrowed from the worker's small fetch pool. No queue owns a thread or a connection, so a
+//! worker's threads and connections do not grow with its number of queues.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::runner::QueueRunner;
+use super::WorkerShared;
+use crate::pool::{Pool, PooledConn};
+
+/// Longest sleep of the scheduler between visits when no queue is due sooner.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// One wait for a fetch connection (short, so the scheduler notices shutdown).
+const CONNECTION_WAIT: Duration = Duration::from_secs(1);
+/// After a failed wait, the pause before the next try.
+const CONNECTION_RETRY: Duration = Duration::from_millis(500);
+/// A worker that cannot get a connection says so at most this often.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// The scheduler's claim connection, borrowed from the fetch pool.
+pub(crate) struct FetchConn {
+    pool: Pool,
+    conn: Option<PooledConn>,
+    /// No new attempt to connect before this (after a failure).
+    retry_at: Option<Instant>,
+    last_report: Option<Instant>,
+    failures: u32,
+}
+
+impl FetchConn {
+    pub(crate) fn new(pool: Pool) -> FetchConn {
+        FetchConn {
+            pool,
+            conn: None,
+            retry_at: None,
+            last_report: None,
+            failures: 0,
+        }
+    }
+
+    /// The connection, borrowed now if needed; `None` when the pool cannot give one (logged
+    /// with the server's message at most every [`REPORT_EVERY`]).
+    pub(crate) fn get(&mut self, shared: &WorkerShared) -> Option<&mut crate::pool::Conn> {
+        if self.conn.is_none() {
+            if self.retry_at.is_some_and(|at| Instant::now() < at) {
+                return None;
+            }
+            match self.pool.get_timeout(CONNECTION_WAIT) {
+                Ok(conn) => {
+                    if self.failures > 0 {
+                        log::info!(
+                            "chancy-fetch: worker {} has a database connection again after {} failed attempt(s)",
+                            shared.worker_id,
+                            self.failures
+                        );
+                    }
+                    self.failures = 0;
+                    self.retry_at = None;
+                    self.conn = Some(conn);
+                }
+                Err(err) => {
+                    self.failures += 1;
+                    self.retry_at = Some(Instant::now() + CONNECTION_RETRY);
+                    if self.last_report.is_none_or(|t| t.elapsed() >= REPORT_EVERY) {
+                        self.last_report = Some(Instant::now());
+                        log::error!(
+                            "chancy-fetch: worker {} cannot get a database connection to claim \
+                             jobs ({} attempt(s) so far; retrying): {err}",
+                            shared.worker_id,
+                            self.failures
+                        );
+                    }
+                    return None;
+                }
+            }
+        }
+        self.conn.as_mut().map(|c| &mut **c)
+    }
+
+    /// When the next attempt to connect may be made.
+    pub(crate) fn retry_at(&self) -> Instant {
+        self.retry_at
+            .unwrap_or_else(|| Instant::now() + CONNECTION_RETRY)
+    }
+
+    /// A statement failed: give the connection back (the pool discards it if it is broken).
+    pub(crate) fn discard(&mut self) {
+        self.conn = None;
+    }
+}
+
+/// The scheduler thread's body: visits until shutdown, then until every queue's running jobs
+/// are done (or the stop gave up waiting for them).
+pub(crate) fn run(shared: Arc<WorkerShared>, pool: Pool) {
+    let mut fetch = FetchConn::new(pool);
+    loop {
+        let runners: Vec<Arc<QueueRunner>> = shared.runners.lock().values().cloned().collect();
+        let mut next = Instant::now() + IDLE_WAIT;
+        for runner in &runners {
+            if let Some(at) = runner.visit(&shared, &mut fetch) {
+                next = next.min(at);
+            }
+        }
+        if shared.shutdown.is_triggered() {
+            fetch.discard();
+            let all_done = runners.iter().all(|r| r.finished.is_set());
+            if all_done || !shared.outgoing.is_accepting() {
+                break;
+            }
+        }
+        shared
+            .fetch_wake
+            .wait_and_clear(next.saturating_duration_since(Instant::now()));
+    }
+    log::debug!("fetch scheduler of {} finished", shared.worker_id);
+}
