@@ -530,9 +530,46 @@ fn regression_48(eager: bool) -> bool {
     all_done
 }
 
+/// Upstream polls a non-eager queue only every `polling_interval` (issue 48 there); we refill
+/// after a claim that filled every free slot whatever the setting (README, deviations).
 #[test]
-fn regression_48_no_repoll_without_eager_polling() {
-    assert!(!regression_48(false));
+fn regression_48_a_full_claim_refills_even_without_eager_polling() {
+    assert!(regression_48(false));
+}
+
+/// Non-eager queue, poll 5 s, concurrency 2, 40 short jobs waiting: upstream's rule drains
+/// 2 jobs per poll (100 s); refilling as slots free up drains them in a few seconds.
+#[test]
+fn a_backlog_drains_as_slots_free_up_without_eager_polling() {
+    let app = TestApp::new();
+    declare(
+        &app,
+        Queue::new("backlog")
+            .concurrency(2)
+            .polling_interval(Duration::from_secs(5))
+            .eager_polling(false),
+    );
+    let refs = app
+        .chancy
+        .push_many(&vec![Job::new("t.short").queue("backlog"); 40])
+        .unwrap();
+    let worker = fast_worker(&app)
+        .job("t.short", |_| {
+            std::thread::sleep(Duration::from_millis(20));
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    worker.start().unwrap();
+    // Generous: upstream's rule would need 20 polls of 5 s; refills need well under 1 s.
+    let drained = app.chancy.wait_for_jobs(&refs, Duration::from_secs(30));
+    let took = started.elapsed();
+    worker.stop();
+    drained.expect("the backlog drains long before 20 polling intervals");
+    let jobs = app.chancy.get_jobs(&refs).unwrap();
+    assert!(jobs.iter().all(|j| j.state == JobState::Succeeded && j.attempts == 1));
+    assert!(took < Duration::from_secs(30), "took {took:?}");
 }
 
 #[test]
