@@ -1,6 +1,7 @@
 //! Integration tests against a real PostgreSQL (`$DATABASE_URL`).
 
 mod bad_input;
+mod budget;
 mod common;
 mod migrations;
 mod plugins;
