@@ -52,6 +52,20 @@ pub(crate) fn claim_pool(
     )
 }
 
+/// The queues among `queues` that have a job to claim now (one statement).
+pub(crate) fn queues_with_work(
+    shared: &WorkerShared,
+    conn: &mut Conn,
+    queues: &[String],
+) -> Result<std::collections::HashSet<String>> {
+    let stmt = conn.prepared(&shared.chancy.sql().queues_with_work)?;
+    let rows = conn
+        .client
+        .query(&stmt, &[&queues])
+        .map_err(|e| Error::database("looking for queues with work", e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// Claims up to `up_to` jobs of `queue` for this worker in one transaction.
 pub(crate) fn fetch_jobs(
     shared: &WorkerShared,

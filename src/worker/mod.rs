@@ -100,6 +100,8 @@ pub(crate) struct WorkerShared {
     pub(crate) queues_wake: Arc<Flag>,
     /// Wakes the fetch scheduler (set by every queue's wake-up and by shutdown).
     pub(crate) fetch_wake: Arc<Flag>,
+    /// Queue tag lists → whether they match this worker (only the queues loop uses it).
+    pub(crate) tag_matches: Mutex<HashMap<BTreeSet<String>, bool>>,
     /// Claims fetched by this worker whose outcome is not yet written: anything else this
     /// worker holds as `running` in the database is an orphan (see `heartbeat`).
     pub(crate) claims: Mutex<std::collections::HashSet<Uuid>>,
@@ -347,6 +349,7 @@ impl WorkerBuilder {
                 runners: Mutex::new(HashMap::new()),
                 queues_wake: Arc::new(Flag::new()),
                 fetch_wake: Arc::new(Flag::new()),
+                tag_matches: Mutex::new(HashMap::new()),
                 claims: Mutex::new(std::collections::HashSet::new()),
                 started: AtomicBool::new(false),
                 stop_lock: Mutex::new(None),

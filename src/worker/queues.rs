@@ -8,13 +8,31 @@ use super::runner::QueueRunner;
 use super::WorkerShared;
 use crate::error::Result;
 
+/// Most distinct tag lists remembered by [`matches`].
+const TAG_CACHE_LIMIT: usize = 10_000;
+
+/// Whether `queue`'s tag regexes match this worker, remembered per tag list: compiling the
+/// regexes of 500 queues on every pass cost more CPU than everything else an idle worker does.
+fn matches(shared: &WorkerShared, queue: &crate::Queue) -> bool {
+    let mut cache = shared.tag_matches.lock();
+    if let Some(hit) = cache.get(&queue.tags) {
+        return *hit;
+    }
+    if cache.len() >= TAG_CACHE_LIMIT {
+        cache.clear();
+    }
+    let hit = queue.matches_tags(&shared.tags);
+    cache.insert(queue.tags.clone(), hit);
+    hit
+}
+
 /// One pass: reconcile the runners with the queues table.
 pub(crate) fn reconcile(shared: &Arc<WorkerShared>) -> Result<()> {
     let mut unreadable = Vec::new();
     let mut wanted = Vec::new();
     for (name, row) in shared.chancy.read_queue_rows()? {
         match row {
-            Ok(q) if q.matches_tags(&shared.tags) => wanted.push(q),
+            Ok(q) if matches(shared, &q) => wanted.push(q),
             Ok(_) => {}
             Err(err) => {
                 // Written by another client with values chancy cannot read: skip it (a

@@ -49,6 +49,9 @@ const PROCESS_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A queue whose last claim filled every free slot claims again when half its slots are
 /// free, but not sooner than this after that claim (eager queues: at once).
 pub(crate) const REFILL_COOLDOWN: Duration = Duration::from_millis(20);
+/// A queue whose poll is due within this is polled with the others due now, so quiet
+/// queues are probed together instead of one wake-up each.
+const POLL_SLACK: Duration = Duration::from_millis(100);
 
 /// A wake-up of one queue: marks the queue and pokes the fetch scheduler.
 pub(crate) struct Wake {
@@ -168,10 +171,28 @@ impl QueueRunner {
 
     /// One visit of the fetch scheduler: retune, resume, or claim exactly the free slots if
     /// the queue is due. Returns when it wants the next visit (`None`: only when woken).
+    /// The queue's name if only its polling timer is due (not woken, no refill, active,
+    /// configuration unchanged): the scheduler probes such queues with one statement and
+    /// claims only for those with work.
+    pub(crate) fn due_for_poll(&self, now: Instant) -> Option<String> {
+        let v = self.visit.try_lock()?;
+        let quiet = !v.done
+            && !v.retiring
+            && v.active.state == QueueState::Active
+            && now + POLL_SLACK >= v.next_poll
+            && !self.wake.pending.load(Ordering::SeqCst)
+            && !self.refill.pending.load(Ordering::SeqCst)
+            && !self.removed.load(Ordering::SeqCst)
+            && *self.desired.lock() == v.active;
+        quiet.then(|| v.active.name.clone())
+    }
+
+    /// `without_work`: queues the scheduler's probe found with nothing to claim now.
     pub(crate) fn visit(
         self: &Arc<Self>,
         shared: &Arc<WorkerShared>,
         fetch: &mut super::scheduler::FetchConn,
+        without_work: &std::collections::HashSet<String>,
     ) -> Option<Instant> {
         let mut guard = self.visit.try_lock()?;
         let v = &mut *guard;
@@ -203,14 +224,21 @@ impl QueueRunner {
             REFILL_COOLDOWN
         };
         let refill_at = v.last_claim + cooldown;
-        if !(woken || now >= v.next_poll || (refill && now >= refill_at)) {
+        let refill_now = refill && now >= refill_at;
+        if !(woken || now + POLL_SLACK >= v.next_poll || refill_now) {
             if refill {
                 self.refill.keep();
                 return Some(v.next_poll.min(refill_at));
             }
             return Some(v.next_poll);
         }
+        if refill && !refill_now {
+            self.refill.keep();
+        }
         v.next_poll = now + v.active.polling_interval;
+        if !woken && !refill_now && without_work.contains(&v.active.name) {
+            return Some(v.next_poll);
+        }
         if v.active.state == QueueState::Paused {
             self.maybe_resume(shared, &mut v.active);
             return Some(v.next_poll);
@@ -399,12 +427,16 @@ impl ExecPool {
             let (shared2, runner2) = (Arc::clone(shared), Arc::clone(runner));
             let (eager, refill_at, max_jobs) =
                 (self.eager, self.concurrency / 2, self.child_max_jobs);
-            let started = std::thread::Builder::new().name(name.clone()).spawn(move || {
-                executor_thread(&shared2, &runner2, &jobs, eager, refill_at, max_jobs)
-            });
+            let started = std::thread::Builder::new()
+                .name(name.clone())
+                .spawn(move || {
+                    executor_thread(&shared2, &runner2, &jobs, eager, refill_at, max_jobs)
+                });
             if let Err(err) = started {
                 self.jobs.start_failed();
-                log::error!("{name}: cannot start an executor thread ({err}); retrying at the next poll");
+                log::error!(
+                    "{name}: cannot start an executor thread ({err}); retrying at the next poll"
+                );
             }
         }
     }

@@ -3,6 +3,7 @@
 //! borrowed from the worker's small fetch pool. No queue owns a thread or a connection, so a
 //! worker's threads and connections do not grow with its number of queues.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -91,6 +92,38 @@ impl FetchConn {
     }
 }
 
+/// The queues whose polling timer is due that have nothing to claim, found with one
+/// statement (so an idle worker with many queues costs one query per polling interval, not
+/// one claim per queue). Empty when the probe could not run: then every due queue claims.
+fn probe(
+    shared: &WorkerShared,
+    fetch: &mut FetchConn,
+    runners: &[Arc<QueueRunner>],
+) -> HashSet<String> {
+    if shared.shutdown.is_triggered() {
+        return HashSet::new();
+    }
+    let now = Instant::now();
+    let due: Vec<String> = runners.iter().filter_map(|r| r.due_for_poll(now)).collect();
+    if due.len() < 2 {
+        return HashSet::new();
+    }
+    let Some(conn) = fetch.get(shared) else {
+        return HashSet::new();
+    };
+    match super::fetch::queues_with_work(shared, conn, &due) {
+        Ok(with_work) => due.into_iter().filter(|q| !with_work.contains(q)).collect(),
+        Err(err) => {
+            fetch.discard();
+            log::warn!(
+                "chancy-fetch: probing {} queue(s) for work failed: {err}",
+                due.len()
+            );
+            HashSet::new()
+        }
+    }
+}
+
 /// The scheduler thread's body: visits until shutdown, then until every queue's running jobs
 /// are done (or the stop gave up waiting for them).
 pub(crate) fn run(shared: Arc<WorkerShared>, pool: Pool) {
@@ -98,8 +131,9 @@ pub(crate) fn run(shared: Arc<WorkerShared>, pool: Pool) {
     loop {
         let runners: Vec<Arc<QueueRunner>> = shared.runners.lock().values().cloned().collect();
         let mut next = Instant::now() + IDLE_WAIT;
+        let without_work = probe(&shared, &mut fetch, &runners);
         for runner in &runners {
-            if let Some(at) = runner.visit(&shared, &mut fetch) {
+            if let Some(at) = runner.visit(&shared, &mut fetch, &without_work) {
                 next = next.min(at);
             }
         }

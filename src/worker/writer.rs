@@ -236,10 +236,7 @@ fn reject(
 /// The writer's connection, borrowed from the application pool if it holds none. When the
 /// pool cannot give one the error (with the server's message) goes to the caller, which logs
 /// it, keeps the batch and retries with backoff.
-fn connected<'a>(
-    shared: &WorkerShared,
-    conn: &'a mut Option<PooledConn>,
-) -> Result<&'a mut Conn> {
+fn connected<'a>(shared: &WorkerShared, conn: &'a mut Option<PooledConn>) -> Result<&'a mut Conn> {
     if conn.is_none() {
         *conn = Some(shared.chancy.connection_within(CONNECTION_WAIT)?);
     }

@@ -37,10 +37,35 @@ fn threads(pid: u32) -> usize {
 
 /// utime + stime of `pid`, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_ticks(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU ticks per thread name of `pid` (to say where idle CPU goes).
+fn thread_ticks(pid: u32) -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let path = task.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        *out.entry(name.trim().to_string()).or_default() +=
+            stat_ticks(&path.join("stat").to_string_lossy());
+    }
+    out
+}
+
+fn stat_ticks(path: &str) -> u64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     field(11) + field(12)
 }
 
@@ -75,7 +100,7 @@ fn five_hundred_queues_run_on_the_default_connection_budget_and_few_threads() {
     let url = with_application_name(&database_url(), &app_name);
     let child = Command::new(env!("CARGO_BIN_EXE_chancy"))
         .args(["--database-url", &url, "--prefix", &app.prefix])
-        .args(["worker", "start", "--queue-change-poll-interval", "1"])
+        .args(["worker", "start"])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -101,7 +126,10 @@ fn five_hundred_queues_run_on_the_default_connection_budget_and_few_threads() {
         if served.is_some_and(|n| n as usize > QUEUES) {
             break;
         }
-        assert!(Instant::now() < until, "the worker did not take up 500 queues");
+        assert!(
+            Instant::now() < until,
+            "the worker did not take up 500 queues"
+        );
         if let Ok(Some(status)) = worker.0.try_wait() {
             panic!("the worker exited early ({status})");
         }
@@ -144,13 +172,22 @@ fn five_hundred_queues_run_on_the_default_connection_budget_and_few_threads() {
         peak = peak.max(connections(&app_name));
         idle_threads = threads(pid);
     }
-    let (t0, c0) = (Instant::now(), cpu_ticks(pid));
+    let (t0, c0, per0) = (Instant::now(), cpu_ticks(pid), thread_ticks(pid));
     for _ in 0..25 {
         std::thread::sleep(Duration::from_millis(200));
         peak = peak.max(connections(&app_name));
     }
     let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let cpu = (cpu_ticks(pid) - c0) as f64 / ticks_per_s / t0.elapsed().as_secs_f64();
+    let busiest: Vec<(String, u64)> = thread_ticks(pid)
+        .into_iter()
+        .map(|(name, t)| {
+            let before = per0.get(&name).copied().unwrap_or(0);
+            (name, t.saturating_sub(before))
+        })
+        .filter(|(_, t)| *t > 0)
+        .collect();
+    eprintln!("idle CPU ticks by thread over 5 s: {busiest:?}");
     eprintln!(
         "500 queues: all served {served_in:?} after the push; peak connections {peak}; \
          idle threads {}; idle CPU {:.2}% of a core",

@@ -568,7 +568,9 @@ fn a_backlog_drains_as_slots_free_up_without_eager_polling() {
     worker.stop();
     drained.expect("the backlog drains long before 20 polling intervals");
     let jobs = app.chancy.get_jobs(&refs).unwrap();
-    assert!(jobs.iter().all(|j| j.state == JobState::Succeeded && j.attempts == 1));
+    assert!(jobs
+        .iter()
+        .all(|j| j.state == JobState::Succeeded && j.attempts == 1));
     assert!(took < Duration::from_secs(30), "took {took:?}");
 }
 
