@@ -422,3 +422,108 @@ fn a_claim_lost_with_the_fetchers_connection_is_released_by_the_fetcher_at_once(
     assert_eq!((job.state, job.attempts), (chancy::JobState::Succeeded, 1));
     assert!(worker.stop());
 }
+
+/// The URL of `pg` for role `role` and database `db`.
+fn url_as(pg: &TempPostgres, role: &str, db: &str) -> String {
+    let (_, rest) = pg.url().split_once('@').expect("user@host in the URL");
+    let host = rest.split('/').next().unwrap();
+    format!("postgresql://{role}@{host}/{db}")
+}
+
+/// Three workers whose connection budgets (5 each) add up to more than the server lets them
+/// have (a role limited to 9 connections, the same refusal as `max_connections` with the
+/// server's own "too many connections" message): every job still runs, exactly once. Then,
+/// with only 2 connections left, a worker refuses to start and says why.
+#[test]
+fn workers_short_of_connections_run_every_job_once_and_start_fails_without_any() {
+    let pg = server();
+    let mut admin = Client::connect(pg.url(), NoTls).unwrap();
+    admin
+        .batch_execute("CREATE ROLE budget LOGIN CONNECTION LIMIT 9")
+        .unwrap();
+    admin
+        .batch_execute("CREATE DATABASE budget OWNER budget")
+        .unwrap();
+    let url = url_as(&pg, "budget", "budget");
+    let build = || {
+        Chancy::builder(url.as_str())
+            .prefix(PREFIX)
+            .no_default_plugins()
+            .max_connection_pool_size(3)
+            .connection_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap()
+    };
+    const TOTAL: usize = 3000;
+    let refs = {
+        let chancy = build();
+        chancy.migrate().unwrap();
+        chancy.declare(&Queue::new("default")).unwrap();
+        chancy
+            .declare(
+                &Queue::new("drain")
+                    .concurrency(8)
+                    .eager_polling(true)
+                    .polling_interval(Duration::from_secs(1)),
+            )
+            .unwrap();
+        let jobs: Vec<Job> = (0..TOTAL)
+            .map(|_| Job::new("t.work").queue("drain"))
+            .collect();
+        chancy.push_many(&jobs).unwrap()
+    };
+    let runs: Runs = Arc::default();
+    let mut workers = Vec::new();
+    for i in 0..3 {
+        let r = Arc::clone(&runs);
+        let chancy = build();
+        let worker = Worker::builder(&chancy)
+            .worker_id(format!("short-{i}"))
+            .heartbeat_poll_interval(Duration::from_secs(1))
+            .heartbeat_timeout(Duration::from_secs(60))
+            .queue_change_poll_interval(Duration::from_secs(1))
+            .backoff(Duration::from_millis(50), Duration::from_millis(500))
+            .job("t.work", move |ctx| {
+                *r.lock().entry(ctx.job().id).or_default() += 1;
+                std::thread::sleep(Duration::from_millis(2));
+                Ok(())
+            })
+            .build()
+            .unwrap();
+        assert_eq!(worker.connection_budget(), 5);
+        worker.start().unwrap();
+        workers.push(worker);
+    }
+    let (superuser, rest) = pg.url().split_once('@').unwrap();
+    let host = rest.split('/').next().unwrap();
+    let observer = format!("{superuser}@{host}/budget");
+    let states = wait_succeeded(&observer, TOTAL as i64, DRAIN_LIMIT);
+    for w in &workers {
+        assert!(w.stop(), "worker {} stopped cleanly", w.worker_id());
+    }
+    assert_eq!(count(&states, "succeeded"), TOTAL as i64, "{states:?}");
+    let runs = runs.lock();
+    assert_eq!(runs.len(), TOTAL, "every job ran");
+    assert!(runs.values().all(|n| *n == 1), "no job ran twice");
+    drop(runs);
+    drop(workers);
+
+    // Leave exactly 2 of the role's 9 connections: the pool and the listener get one each,
+    // the fetch connection cannot be had, and start says so with the server's message.
+    let held: Vec<Client> = (0..7)
+        .map(|_| Client::connect(&url, NoTls).unwrap())
+        .collect();
+    let chancy = build();
+    let worker = Worker::builder(&chancy)
+        .job("t.work", |_| Ok(()))
+        .build()
+        .unwrap();
+    let err = worker
+        .start()
+        .expect_err("start must fail without its connections");
+    let text = err.to_string();
+    assert!(text.contains("cannot start"), "{text}");
+    assert!(text.contains("too many connections"), "{text}");
+    drop(held);
+    let _ = refs;
+}
