@@ -17,6 +17,8 @@ pub struct Conn {
     /// transaction on it.
     pub client: Client,
     cache: HashMap<String, Statement>,
+    /// Set by [`Conn::discard`]: the pool closes the connection instead of reusing it.
+    discarded: bool,
 }
 
 impl Conn {
@@ -24,7 +26,14 @@ impl Conn {
         Conn {
             client,
             cache: HashMap::new(),
+            discarded: false,
         }
+    }
+
+    /// Marks the connection as not reusable (e.g. after a failed statement whose effect is
+    /// unknown): the pool closes it when it is given back.
+    pub(crate) fn discard(&mut self) {
+        self.discarded = true;
     }
 
     /// The statement for `sql`, prepared on first use on this connection.
@@ -59,20 +68,38 @@ impl ConnectionManager {
     }
 }
 
+/// A failed connect or check of a pooled connection. Its text is the server's own message
+/// (`postgres::Error` alone prints only "db error", which r2d2 would pass on as the reason a
+/// pool timed out).
+#[derive(Debug)]
+pub struct ConnectError(postgres::Error);
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::error::describe_pg(&self.0))
+    }
+}
+
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
 impl r2d2::ManageConnection for ConnectionManager {
     type Connection = Conn;
-    type Error = postgres::Error;
+    type Error = ConnectError;
 
-    fn connect(&self) -> Result<Conn, postgres::Error> {
-        self.inner.connect().map(Conn::new)
+    fn connect(&self) -> Result<Conn, ConnectError> {
+        self.inner.connect().map(Conn::new).map_err(ConnectError)
     }
 
-    fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
-        self.inner.is_valid(&mut conn.client)
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), ConnectError> {
+        self.inner.is_valid(&mut conn.client).map_err(ConnectError)
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.client.is_closed()
+        conn.discarded || conn.client.is_closed()
     }
 }
 
@@ -97,28 +124,6 @@ pub(crate) fn build_pool(
         .min_idle(Some(min))
         .connection_timeout(timeout)
         .build_unchecked(ConnectionManager::new(config)))
-}
-
-/// Prepares every connection a pool opens (session settings), as r2d2 calls it on connect.
-pub(crate) type Customizer = Box<dyn r2d2::CustomizeConnection<Conn, postgres::Error>>;
-
-/// A small pool for one of the worker's own loops (the fetch scheduler): `size` connections
-/// at most, none opened before first use, each prepared by `customizer` when opened. Taking
-/// a connection waits at most `timeout`; it is not tested on check-out (a broken connection
-/// is noticed by the statement that fails and then discarded by `has_broken`).
-pub(crate) fn build_worker_pool(
-    config: postgres::Config,
-    size: u32,
-    timeout: Duration,
-    customizer: Customizer,
-) -> Pool {
-    r2d2::Pool::builder()
-        .max_size(size.max(1))
-        .min_idle(Some(0))
-        .connection_timeout(timeout)
-        .test_on_check_out(false)
-        .connection_customizer(customizer)
-        .build_unchecked(ConnectionManager::new(config))
 }
 
 /// Opens one dedicated (unpooled) connection, e.g. for LISTEN.

@@ -430,23 +430,24 @@ fn url_as(pg: &TempPostgres, role: &str, db: &str) -> String {
     format!("postgresql://{role}@{host}/{db}")
 }
 
-/// Three workers whose connection budgets (5 each) add up to more than the server lets them
-/// have (a role limited to 9 connections, the same refusal as `max_connections` with the
-/// server's own "too many connections" message): every job still runs, exactly once. Then,
-/// with only 2 connections left, a worker refuses to start and says why.
+/// Three workers whose connection budgets (4 each: a pool of 3 + the listener) add up to
+/// twice what the server lets them have: after they started, their role is limited to 6
+/// connections (the same refusal as `max_connections`, with the server's own "too many
+/// connections" message) and every connection they had is terminated. Every job still runs,
+/// exactly once. Then, with only 1 connection left, a worker refuses to start and says why.
 #[test]
 fn workers_short_of_connections_run_every_job_once_and_start_fails_without_any() {
     let pg = server();
     let mut admin = Client::connect(pg.url(), NoTls).unwrap();
-    admin
-        .batch_execute("CREATE ROLE budget LOGIN CONNECTION LIMIT 9")
-        .unwrap();
+    admin.batch_execute("CREATE ROLE budget LOGIN").unwrap();
     admin
         .batch_execute("CREATE DATABASE budget OWNER budget")
         .unwrap();
     let url = url_as(&pg, "budget", "budget");
-    let build = || {
-        Chancy::builder(url.as_str())
+    let (superuser, rest) = pg.url().split_once('@').unwrap();
+    let observer = format!("{superuser}@{}/budget", rest.split('/').next().unwrap());
+    let build = |url: &str| {
+        Chancy::builder(url)
             .prefix(PREFIX)
             .no_default_plugins()
             .max_connection_pool_size(3)
@@ -455,11 +456,12 @@ fn workers_short_of_connections_run_every_job_once_and_start_fails_without_any()
             .unwrap()
     };
     const TOTAL: usize = 3000;
-    let refs = {
-        let chancy = build();
-        chancy.migrate().unwrap();
-        chancy.declare(&Queue::new("default")).unwrap();
-        chancy
+    {
+        // The role owns the database, so it creates (and owns) the tables.
+        let owner = build(&url);
+        owner.migrate().unwrap();
+        owner.declare(&Queue::new("default")).unwrap();
+        owner
             .declare(
                 &Queue::new("drain")
                     .concurrency(8)
@@ -467,17 +469,14 @@ fn workers_short_of_connections_run_every_job_once_and_start_fails_without_any()
                     .polling_interval(Duration::from_secs(1)),
             )
             .unwrap();
-        let jobs: Vec<Job> = (0..TOTAL)
-            .map(|_| Job::new("t.work").queue("drain"))
-            .collect();
-        chancy.push_many(&jobs).unwrap()
-    };
+    }
+    // Pushes as the superuser, whom the role's limit does not concern.
+    let producer = build(&observer);
     let runs: Runs = Arc::default();
     let mut workers = Vec::new();
     for i in 0..3 {
         let r = Arc::clone(&runs);
-        let chancy = build();
-        let worker = Worker::builder(&chancy)
+        let worker = Worker::builder(&build(&url))
             .worker_id(format!("short-{i}"))
             .heartbeat_poll_interval(Duration::from_secs(1))
             .heartbeat_timeout(Duration::from_secs(60))
@@ -490,13 +489,20 @@ fn workers_short_of_connections_run_every_job_once_and_start_fails_without_any()
             })
             .build()
             .unwrap();
-        assert_eq!(worker.connection_budget(), 5);
+        assert_eq!(worker.connection_budget(), 4);
         worker.start().unwrap();
         workers.push(worker);
     }
-    let (superuser, rest) = pg.url().split_once('@').unwrap();
-    let host = rest.split('/').next().unwrap();
-    let observer = format!("{superuser}@{host}/budget");
+    admin
+        .batch_execute(
+            "ALTER ROLE budget CONNECTION LIMIT 6; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'budget'",
+        )
+        .unwrap();
+    let jobs: Vec<Job> = (0..TOTAL)
+        .map(|_| Job::new("t.work").queue("drain"))
+        .collect();
+    producer.push_many(&jobs).unwrap();
     let states = wait_succeeded(&observer, TOTAL as i64, DRAIN_LIMIT);
     for w in &workers {
         assert!(w.stop(), "worker {} stopped cleanly", w.worker_id());
@@ -508,13 +514,13 @@ fn workers_short_of_connections_run_every_job_once_and_start_fails_without_any()
     drop(runs);
     drop(workers);
 
-    // Leave exactly 2 of the role's 9 connections: the pool and the listener get one each,
-    // the fetch connection cannot be had, and start says so with the server's message.
-    let held: Vec<Client> = (0..7)
+    // Leave exactly 1 of the role's connections: the pool gets it, the listener cannot, and
+    // start says so with the server's message.
+    std::thread::sleep(Duration::from_millis(500));
+    let held: Vec<Client> = (0..5)
         .map(|_| Client::connect(&url, NoTls).unwrap())
         .collect();
-    let chancy = build();
-    let worker = Worker::builder(&chancy)
+    let worker = Worker::builder(&build(&url))
         .job("t.work", |_| Ok(()))
         .build()
         .unwrap();
@@ -525,5 +531,4 @@ fn workers_short_of_connections_run_every_job_once_and_start_fails_without_any()
     assert!(text.contains("cannot start"), "{text}");
     assert!(text.contains("too many connections"), "{text}");
     drop(held);
-    let _ = refs;
 }

@@ -270,19 +270,16 @@ impl Chancy {
         pool::connect(&self.inner.config)
     }
 
-    /// The connection settings (for the worker's own small pools).
-    pub(crate) fn pg_config(&self) -> &postgres::Config {
-        &self.inner.config
-    }
-
-    /// The longest wait for a pooled connection.
-    pub(crate) fn connection_timeout(&self) -> Duration {
-        self.inner.pool.connection_timeout()
-    }
-
     /// The most connections the pool opens.
     pub(crate) fn max_pool_size(&self) -> u32 {
         self.inner.pool.max_size()
+    }
+
+    /// Whether the pool has an idle connection now. The worker's loops give theirs back
+    /// after each use when it has none (someone may be waiting, and under a server-side
+    /// connection shortage opening another may be impossible).
+    pub(crate) fn pool_has_spare(&self) -> bool {
+        self.inner.pool.state().idle_connections > 0
     }
 
     pub(crate) fn sql(&self) -> &Sql {

@@ -7,7 +7,7 @@
 //!               one runner per queue whose tags match the worker's tags
 //!  fetch        one scheduler for every queue: visits a queue when woken (NOTIFY, freed
 //!               slots, reconnect) or due (polling_interval) and claims exactly its free
-//!               slots on a connection borrowed from a small fetch pool ─► the queue's
+//!               slots on a connection borrowed from the pool ─► the queue's
 //!               exec-<q> threads (started on demand up to its concurrency, retired idle)
 //!  writer       batches outcomes into one fenced UPDATE per batch, retries, flushes at stop
 //!  plugin-<id>  each plugin with an interval
@@ -72,9 +72,6 @@ use executions::Executions;
 use flag::Shutdown;
 use manager::LoopSpec;
 use runner::{QueueRunner, STOP_POLL};
-
-/// Connections of the fetch scheduler's pool (one scheduler thread claims for every queue).
-const FETCH_CONNECTIONS: u32 = 1;
 
 /// Local hub event: the worker started.
 pub const WORKER_STARTED: &str = "worker.started";
@@ -427,19 +424,42 @@ impl Worker {
 
     fn start_inner(&self) -> Result<()> {
         let s = &self.shared;
-        s.chancy.ensure_migrated()?;
+        // Start fails here, with the server's message, when the least a worker needs (one
+        // pooled connection and the listener's, at the same time) cannot be had.
+        let no_pool = |e: Error| {
+            if e.is_unavailable() {
+                self.budget_error("a connection from the application pool", &e)
+            } else {
+                e
+            }
+        };
+        s.chancy.ensure_migrated().map_err(no_pool)?;
+        let pooled = s.chancy.connection().map_err(no_pool)?;
+        log::info!(
+            "worker {}: connection budget {} (application pool {}{})",
+            s.worker_id,
+            self.connection_budget(),
+            s.chancy.max_pool_size(),
+            if s.chancy.notifications() {
+                " + listener 1"
+            } else {
+                ""
+            }
+        );
         crate::plugin::check_dependencies(s.chancy.plugins())?;
         self.register_hub_handlers();
         for plugin in s.plugins() {
             plugin.on_worker_started(self)?;
         }
         let listener_conn = if s.chancy.notifications() {
-            Some(listener::connect(s)?)
+            let conn = listener::connect(s)
+                .map_err(|e| self.budget_error("the listener connection", &e))?;
+            Some(conn)
         } else {
             None
         };
-        let fetch_pool = self.check_connection_budget(listener_conn.is_some())?;
-        self.spawn_services(listener_conn, fetch_pool);
+        drop(pooled);
+        self.spawn_services(listener_conn);
         s.chancy
             .declare(&Queue::new("default").executor(PROCESS_EXECUTOR))?;
         if s.config.register_signal_handlers {
@@ -486,48 +506,26 @@ impl Worker {
         });
     }
 
-    /// The worker's connections are a fixed budget (see [`Worker::connection_budget`]).
-    /// Start fails here, with the server's message, when even one connection of each kind
-    /// cannot be had at the same time: the listener's (already open), one from the
-    /// application pool and one from the fetch pool.
-    fn check_connection_budget(&self, listening: bool) -> Result<crate::pool::Pool> {
-        let s = &self.shared;
-        let budget = self.connection_budget();
-        let fail = |what: &str, err: &dyn std::fmt::Display| {
-            Error::unavailable(format!(
-                "worker {} cannot start: it needs {} connection(s) at the same time ({}{} from                  the application pool, 1 for fetching) and could not get {what}: {err}",
-                s.worker_id,
-                if listening { 3 } else { 2 },
-                if listening { "1 listener, " } else { "" },
-                1,
-            ))
-        };
-        log::info!(
-            "worker {}: connection budget {budget} (application pool {} + fetch 1{})",
-            s.worker_id,
-            s.chancy.max_pool_size(),
-            if listening { " + listener 1" } else { "" }
-        );
-        let pooled = s
-            .chancy
-            .connection()
-            .map_err(|e| fail("a pooled connection", &e))?;
-        let fetch_pool =
-            fetch::claim_pool(&s.chancy, FETCH_CONNECTIONS, s.config.synchronous_commit);
-        let fetch_conn = fetch_pool
-            .get()
-            .map_err(|e| fail("the fetch connection", &e))?;
-        drop((pooled, fetch_conn));
-        Ok(fetch_pool)
-    }
-
     /// The most PostgreSQL connections this worker opens, whatever its number of queues:
-    /// the application pool's `max_connection_pool_size` (shared with the heartbeat, the
-    /// queue loop, the writer, the plugins and your own calls on the same [`Chancy`]) + 1
-    /// fetch connection + 1 listener when notifications are on. Default 10 + 1 + 1 = 12.
+    /// the application pool's `max_connection_pool_size` (shared by the fetch scheduler, the
+    /// writer, the heartbeat, the queue loop, the plugins and your own calls on the same
+    /// [`Chancy`]) + 1 listener when notifications are on. Default 10 + 1 = 11.
     pub fn connection_budget(&self) -> u32 {
         let s = &self.shared;
-        s.chancy.max_pool_size() + FETCH_CONNECTIONS + u32::from(s.chancy.notifications())
+        s.chancy.max_pool_size() + u32::from(s.chancy.notifications())
+    }
+
+    /// The error of a start that cannot have the connections a worker needs at least.
+    fn budget_error(&self, what: &str, err: &Error) -> Error {
+        let s = &self.shared;
+        let listening = s.chancy.notifications();
+        Error::unavailable(format!(
+            "worker {} cannot start: it needs {} connection(s) at the same time (1 from the \
+             application pool{}) and could not get {what}: {err}",
+            s.worker_id,
+            1 + u32::from(listening),
+            if listening { ", 1 listener" } else { "" },
+        ))
     }
 
     /// Executor threads alive now, over every queue (they start on demand and retire when
@@ -541,14 +539,13 @@ impl Worker {
             .sum()
     }
 
-    fn spawn_services(&self, listener_conn: Option<Conn>, fetch_pool: crate::pool::Pool) {
+    fn spawn_services(&self, listener_conn: Option<Conn>) {
         let s = &self.shared;
         let shared = Arc::clone(s);
         s.manager.spawn("writer", move |_| writer::run(shared));
         s.shutdown.register(&s.fetch_wake);
         let shared = Arc::clone(s);
-        s.manager
-            .spawn("fetch", move |_| scheduler::run(shared, fetch_pool));
+        s.manager.spawn("fetch", move |_| scheduler::run(shared));
         if let Some(conn) = listener_conn {
             let shared = Arc::clone(s);
             s.manager

@@ -1,7 +1,7 @@
 //! The fetch scheduler: one thread that visits every served queue when it is woken (NOTIFY,
 //! a freed slot, a reconnect) or due (`polling_interval`), and claims on a connection
-//! borrowed from the worker's small fetch pool. No queue owns a thread or a connection, so a
-//! worker's threads and connections do not grow with its number of queues.
+//! borrowed from the application pool. No queue owns a thread or a connection, so a worker's
+//! threads and connections do not grow with its number of queues.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -9,21 +9,24 @@ use std::time::{Duration, Instant};
 
 use super::runner::QueueRunner;
 use super::WorkerShared;
-use crate::pool::{Pool, PooledConn};
+use crate::pool::PooledConn;
 
 /// Longest sleep of the scheduler between visits when no queue is due sooner.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// One wait for a fetch connection (short, so the scheduler notices shutdown).
 const CONNECTION_WAIT: Duration = Duration::from_secs(1);
+/// The connection goes back to the pool after this long without a claim (and after every
+/// pass while the pool has none to spare).
+const RELEASE_IDLE: Duration = Duration::from_secs(1);
 /// After a failed wait, the pause before the next try.
 const CONNECTION_RETRY: Duration = Duration::from_millis(500);
 /// A worker that cannot get a connection says so at most this often.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 
-/// The scheduler's claim connection, borrowed from the fetch pool.
+/// The scheduler's claim connection, borrowed from the application pool.
 pub(crate) struct FetchConn {
-    pool: Pool,
     conn: Option<PooledConn>,
+    last_used: Instant,
     /// No new attempt to connect before this (after a failure).
     retry_at: Option<Instant>,
     last_report: Option<Instant>,
@@ -31,10 +34,10 @@ pub(crate) struct FetchConn {
 }
 
 impl FetchConn {
-    pub(crate) fn new(pool: Pool) -> FetchConn {
+    pub(crate) fn new() -> FetchConn {
         FetchConn {
-            pool,
             conn: None,
+            last_used: Instant::now(),
             retry_at: None,
             last_report: None,
             failures: 0,
@@ -48,7 +51,7 @@ impl FetchConn {
             if self.retry_at.is_some_and(|at| Instant::now() < at) {
                 return None;
             }
-            match self.pool.get_timeout(CONNECTION_WAIT) {
+            match shared.chancy.connection_within(CONNECTION_WAIT) {
                 Ok(conn) => {
                     if self.failures > 0 {
                         log::info!(
@@ -77,7 +80,18 @@ impl FetchConn {
                 }
             }
         }
+        self.last_used = Instant::now();
         self.conn.as_mut().map(|c| &mut **c)
+    }
+
+    /// Gives the connection back when the pool has none to spare (another loop of this
+    /// worker, or your code, may be waiting) or when it was not used for a while.
+    fn release_if_unneeded(&mut self, shared: &WorkerShared) {
+        if self.conn.is_some()
+            && (!shared.chancy.pool_has_spare() || self.last_used.elapsed() >= RELEASE_IDLE)
+        {
+            self.conn = None;
+        }
     }
 
     /// When the next attempt to connect may be made.
@@ -86,9 +100,11 @@ impl FetchConn {
             .unwrap_or_else(|| Instant::now() + CONNECTION_RETRY)
     }
 
-    /// A statement failed: give the connection back (the pool discards it if it is broken).
+    /// A statement failed: the connection is closed, not reused (its state is unknown).
     pub(crate) fn discard(&mut self) {
-        self.conn = None;
+        if let Some(mut conn) = self.conn.take() {
+            conn.discard();
+        }
     }
 }
 
@@ -126,8 +142,8 @@ fn probe(
 
 /// The scheduler thread's body: visits until shutdown, then until every queue's running jobs
 /// are done (or the stop gave up waiting for them).
-pub(crate) fn run(shared: Arc<WorkerShared>, pool: Pool) {
-    let mut fetch = FetchConn::new(pool);
+pub(crate) fn run(shared: Arc<WorkerShared>) {
+    let mut fetch = FetchConn::new();
     loop {
         let runners: Vec<Arc<QueueRunner>> = shared.runners.lock().values().cloned().collect();
         let mut next = Instant::now() + IDLE_WAIT;
@@ -137,8 +153,9 @@ pub(crate) fn run(shared: Arc<WorkerShared>, pool: Pool) {
                 next = next.min(at);
             }
         }
+        fetch.release_if_unneeded(&shared);
         if shared.shutdown.is_triggered() {
-            fetch.discard();
+            fetch.conn = None;
             let all_done = runners.iter().all(|r| r.finished.is_set());
             if all_done || !shared.outgoing.is_accepting() {
                 break;

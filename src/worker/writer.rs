@@ -101,6 +101,10 @@ pub(crate) fn run(shared: Arc<WorkerShared>) {
         let claims: Vec<Option<Uuid>> = batch.iter().map(|j| j.claim_id).collect();
         write_until_done(&shared, &mut conn, &mut backoff, batch, Attempt::AsIs);
         last_write = Instant::now();
+        if !shared.chancy.pool_has_spare() {
+            // Another loop of this worker (or your code) may be waiting for a connection.
+            conn = None;
+        }
         shared.forget_claims(claims);
         out.pending.fetch_sub(n, Ordering::SeqCst);
     }
@@ -158,7 +162,9 @@ fn write_until_done(
                 return;
             }
             Err(err) => {
-                *conn = None;
+                if let Some(mut c) = conn.take() {
+                    c.discard();
+                }
                 let delay = backoff.fail();
                 log::error!(
                     "chancy-writer: writing {} job update(s) failed (attempt {}), retrying in {delay:?}: {err}",
