@@ -275,6 +275,11 @@ impl Chancy {
         self.inner.pool.max_size()
     }
 
+    /// Connections the pool holds open now.
+    pub(crate) fn open_connections(&self) -> u32 {
+        self.inner.pool.state().connections
+    }
+
     /// Whether the pool has an idle connection now. The worker's loops give theirs back
     /// after each use when it has none (someone may be waiting, and under a server-side
     /// connection shortage opening another may be impossible).

@@ -63,10 +63,15 @@ pub struct BenchArgs {
     /// Single pushes timed in latency mode (0 skips the latency run).
     #[arg(long, default_value_t = 200)]
     pub latency_samples: usize,
-    /// Also measure an idle worker serving 10 empty queues for this many seconds (CPU and
-    /// RSS of this process, from /proc).
+    /// Also measure an idle worker serving `--idle-queues` empty queues for this many
+    /// seconds (CPU and RSS of this process from /proc, threads, connections), then the time
+    /// until one job pushed to each of them has run.
     #[arg(long, default_value_t = 0)]
     pub idle_seconds: u64,
+    /// Empty queues of the idle measurement (e.g. 500 to see that connections and threads
+    /// do not grow with the number of queues).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub idle_queues: u32,
     /// Executor of the benchmark queues: `thread` (default) or `process` (one child process
     /// per slot; measures the per-job overhead of process isolation).
     #[arg(long, default_value = "thread", value_parser = ["thread", "process"])]
@@ -159,7 +164,11 @@ fn run(
         report.latency = Some(latency::run(chancy, probe, args)?);
     }
     if args.idle_seconds > 0 {
-        report.idle = Some(stats::idle(chancy, Duration::from_secs(args.idle_seconds))?);
+        report.idle = Some(stats::idle(
+            chancy,
+            Duration::from_secs(args.idle_seconds),
+            args.idle_queues as usize,
+        )?);
     }
     report.jobs_table = Some(stats::table_stats(chancy)?);
     Ok(report)

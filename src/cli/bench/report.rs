@@ -109,6 +109,14 @@ pub(super) struct Idle {
     /// CPU time of this process over the period, in percent of one core.
     pub cpu_percent: f64,
     pub rss_mb: f64,
+    /// Threads of this process (the worker's and the bench's own) at the end of the period.
+    pub threads: usize,
+    /// Most connections the process held (pool, sampled, + listener).
+    pub connections: u32,
+    /// The worker's connection budget.
+    pub budget: u32,
+    /// Seconds from pushing one job to every queue until all ran (`None`: not within 120 s).
+    pub serve_all_seconds: Option<f64>,
 }
 
 /// The jobs table: row count and `pg_stat_user_tables` figures.
@@ -232,7 +240,17 @@ impl Report {
         if let Some(i) = &self.idle {
             t.row(vec![
                 format!("idle worker ({} queues)", i.queues),
-                format!("{:.2}% of one core, RSS {:.1} MB", i.cpu_percent, i.rss_mb),
+                format!(
+                    "{:.2}% of one core, RSS {:.1} MB, {} threads, {} connections (budget {}), \
+                     one job per queue all run in {}",
+                    i.cpu_percent,
+                    i.rss_mb,
+                    i.threads,
+                    i.connections,
+                    i.budget,
+                    i.serve_all_seconds
+                        .map_or("(not within 120 s)".to_string(), |s| format!("{s:.2} s"))
+                ),
             ]);
         }
         if let Some(j) = &self.jobs_table {

@@ -6,23 +6,52 @@ use super::report::{Idle, TableStats};
 use crate::error::{Error, Result};
 use crate::{Chancy, Queue, Worker};
 
-/// CPU share and RSS of a worker with 10 empty queues (default polling, notifications on).
-pub(super) fn idle(chancy: &Chancy, period: Duration) -> Result<Idle> {
-    for i in 0..10 {
-        chancy.declare_upsert(&Queue::new(format!("idle{i}")).concurrency(4))?;
+/// An idle worker with `queues` empty queues (concurrency 4, default polling, notifications
+/// on): its CPU share and RSS over `period`, the threads of this process and the connections
+/// it holds, then the time until one job pushed to every queue has run.
+pub(super) fn idle(chancy: &Chancy, period: Duration, queues: usize) -> Result<Idle> {
+    let names: Vec<String> = (0..queues).map(|i| format!("idle{i}")).collect();
+    for name in &names {
+        chancy.declare_upsert(&Queue::new(name.as_str()).concurrency(4))?;
     }
-    let worker = Worker::builder(chancy).build()?;
+    let worker = Worker::builder(chancy)
+        .job(crate::cli::builtins::NOOP, |_| Ok(()))
+        .build()?;
     worker.start()?;
+    let until = Instant::now() + Duration::from_secs(60);
+    while worker.queues().len() < queues && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     std::thread::sleep(Duration::from_secs(2));
     let before = cpu_ticks();
     let t = Instant::now();
-    std::thread::sleep(period);
+    let mut connections = 0;
+    while t.elapsed() < period {
+        std::thread::sleep(Duration::from_millis(200));
+        connections = connections.max(chancy.open_connections());
+    }
     let used = cpu_ticks().saturating_sub(before) as f64 / ticks_per_second();
+    let seconds = t.elapsed().as_secs_f64();
+    let threads = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
+    let jobs: Vec<crate::Job> = names
+        .iter()
+        .map(|q| crate::Job::new(crate::cli::builtins::NOOP).queue(q.as_str()))
+        .collect();
+    let pushed = Instant::now();
+    let refs = chancy.push_many(&jobs)?;
+    let served = chancy.wait_for_jobs(&refs, Duration::from_secs(120));
+    let serve_all_seconds = pushed.elapsed().as_secs_f64();
+    connections = connections.max(chancy.open_connections());
+    let listener = u32::from(chancy.notifications());
     let idle = Idle {
-        seconds: t.elapsed().as_secs_f64(),
+        seconds,
         queues: worker.queues().len(),
-        cpu_percent: used / t.elapsed().as_secs_f64() * 100.0,
+        cpu_percent: used / seconds * 100.0,
         rss_mb: rss_kb() as f64 / 1024.0,
+        threads,
+        connections: connections + listener,
+        budget: worker.connection_budget(),
+        serve_all_seconds: served.is_ok().then_some(serve_all_seconds),
     };
     worker.stop();
     Ok(idle)
