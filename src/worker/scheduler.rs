@@ -67,7 +67,7 @@ impl FetchConn {
                 Err(err) => {
                     self.failures += 1;
                     self.retry_at = Some(Instant::now() + CONNECTION_RETRY);
-                    if self.last_report.is_none_or(|t| t.elapsed() >= REPORT_EVERY) {
+                    if self.last_report.map_or(true, |t| t.elapsed() >= REPORT_EVERY) {
                         self.last_report = Some(Instant::now());
                         log::error!(
                             "chancy-fetch: worker {} cannot get a database connection to claim \
@@ -81,7 +81,7 @@ impl FetchConn {
             }
         }
         self.last_used = Instant::now();
-        self.conn.as_mut().map(|c| &mut **c)
+        self.conn.as_deref_mut()
     }
 
     /// Gives the connection back when the pool has none to spare (another loop of this
