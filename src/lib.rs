@@ -13,9 +13,11 @@
 //!   chancy-listener     own connection, LISTEN, reconnects with backoff ─► Hub (events)
 //!   chancy-heartbeat    announce_worker every heartbeat_poll_interval
 //!   chancy-queues       on queue.* events / every queue_change_poll_interval: one runner per queue
-//!   chancy-fetch-<q>    wakes on NOTIFY | polling_interval | eager slot | shutdown,
-//!                       claims exactly the free slots ─► bounded channel
-//!   chancy-exec-<q>-<n> run handlers (catch_unwind, deadline, cancel flag) ─► writer
+//!   chancy-fetch        one scheduler for every queue: on NOTIFY | freed slots |
+//!                       polling_interval claims exactly a queue's free slots, on a
+//!                       connection borrowed from the pool ─► the queue's executor threads
+//!   chancy-exec-<q>     run handlers (catch_unwind, deadline, cancel flag) ─► writer;
+//!                       started on demand up to the queue's concurrency, retired when idle
 //!   chancy-writer       one fenced UPDATE per batch, retries, flushes at stop
 //!   chancy-plugin-<id>  plugin services (leadership, recovery, pruner, ...)
 //!  web::WebServer (optional) ─────────────────────────────────────────────────────────────

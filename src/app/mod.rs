@@ -264,8 +264,8 @@ impl Chancy {
             .map_err(|e| Error::pool_unavailable(&self.inner.target, e))
     }
 
-    /// Opens a dedicated connection outside the pool (used for LISTEN and long-lived worker
-    /// loops).
+    /// Opens a dedicated connection outside the pool (the worker's listener; every other
+    /// loop borrows from the pool).
     pub(crate) fn connect_dedicated(&self) -> Result<pool::Conn> {
         pool::connect(&self.inner.config)
     }
