@@ -435,17 +435,6 @@ impl Worker {
         };
         s.chancy.ensure_migrated().map_err(no_pool)?;
         let pooled = s.chancy.connection().map_err(no_pool)?;
-        log::info!(
-            "worker {}: connection budget {} (application pool {}{})",
-            s.worker_id,
-            self.connection_budget(),
-            s.chancy.max_pool_size(),
-            if s.chancy.notifications() {
-                " + listener 1"
-            } else {
-                ""
-            }
-        );
         crate::plugin::check_dependencies(s.chancy.plugins())?;
         self.register_hub_handlers();
         for plugin in s.plugins() {
@@ -459,6 +448,17 @@ impl Worker {
             None
         };
         drop(pooled);
+        log::info!(
+            "worker {}: connection budget {} (application pool {}{})",
+            s.worker_id,
+            self.connection_budget(),
+            s.chancy.max_pool_size(),
+            if s.chancy.notifications() {
+                " + listener 1"
+            } else {
+                ""
+            }
+        );
         self.spawn_services(listener_conn);
         s.chancy
             .declare(&Queue::new("default").executor(PROCESS_EXECUTOR))?;
