@@ -951,6 +951,39 @@ fn web_serves_health_and_accepts_the_printed_password() {
     );
 }
 
+/// `--idle-queues`: the idle worker's connections stay within its budget whatever the number
+/// of queues, and one job pushed to each queue runs.
+#[test]
+fn bench_idle_reports_connections_threads_and_serving_many_queues() {
+    let ns = Ns::new();
+    let report = ns.json(&[
+        "-q",
+        "bench",
+        "--mode",
+        "drain",
+        "--jobs",
+        "10",
+        "--idle-seconds",
+        "1",
+        "--idle-queues",
+        "60",
+        "--json",
+    ]);
+    let idle = &report["idle"];
+    assert!(idle["queues"].as_u64().unwrap() >= 60, "{idle}");
+    let (conns, budget) = (
+        idle["connections"].as_u64().unwrap(),
+        idle["budget"].as_u64().unwrap(),
+    );
+    assert_eq!(budget, 11, "default pool 10 + listener: {idle}");
+    assert!(conns >= 2 && conns <= budget, "{idle}");
+    assert!(idle["threads"].as_u64().unwrap() >= 5, "{idle}");
+    assert!(
+        idle["serve_all_seconds"].as_f64().is_some(),
+        "one job per queue ran: {idle}"
+    );
+}
+
 #[test]
 fn bench_json_reports_every_section_consistently() {
     let ns = Ns::new();

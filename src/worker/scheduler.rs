@@ -67,7 +67,10 @@ impl FetchConn {
                 Err(err) => {
                     self.failures += 1;
                     self.retry_at = Some(Instant::now() + CONNECTION_RETRY);
-                    if self.last_report.map_or(true, |t| t.elapsed() >= REPORT_EVERY) {
+                    if self
+                        .last_report
+                        .map_or(true, |t| t.elapsed() >= REPORT_EVERY)
+                    {
                         self.last_report = Some(Instant::now());
                         log::error!(
                             "chancy-fetch: worker {} cannot get a database connection to claim \
