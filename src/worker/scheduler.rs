@@ -51,7 +51,18 @@ impl FetchConn {
             if self.retry_at.is_some_and(|at| Instant::now() < at) {
                 return None;
             }
-            match shared.chancy.connection_within(CONNECTION_WAIT) {
+            let borrowed = shared
+                .chancy
+                .connection_within(CONNECTION_WAIT)
+                .and_then(|mut conn| {
+                    conn.client
+                        .batch_execute(&super::fetch::claim_settings(shared))
+                        .map_err(|e| {
+                            crate::Error::database("preparing a connection for claims", e)
+                        })?;
+                    Ok(conn)
+                });
+            match borrowed {
                 Ok(conn) => {
                     if self.failures > 0 {
                         log::info!(
@@ -93,7 +104,21 @@ impl FetchConn {
         if self.conn.is_some()
             && (!shared.chancy.pool_has_spare() || self.last_used.elapsed() >= RELEASE_IDLE)
         {
-            self.conn = None;
+            self.release();
+        }
+    }
+
+    /// Gives the connection back to the pool with the claim settings undone (or closes it
+    /// when that fails).
+    fn release(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            if conn
+                .client
+                .batch_execute(super::fetch::RESET_CLAIM_SETTINGS)
+                .is_err()
+            {
+                conn.discard();
+            }
         }
     }
 
@@ -158,7 +183,7 @@ pub(crate) fn run(shared: Arc<WorkerShared>) {
         }
         fetch.release_if_unneeded(&shared);
         if shared.shutdown.is_triggered() {
-            fetch.conn = None;
+            fetch.release();
             let all_done = runners.iter().all(|r| r.finished.is_set());
             if all_done || !shared.outgoing.is_accepting() {
                 break;
