@@ -96,7 +96,7 @@ pub(crate) struct WorkerShared {
     pub(crate) runners: Mutex<HashMap<String, Arc<QueueRunner>>>,
     pub(crate) queues_wake: Arc<Flag>,
     /// Wakes the fetch scheduler (set by every queue's wake-up and by shutdown).
-    pub(crate) fetch_wake: Arc<Flag>,
+    pub(crate) fetch_wake: Arc<scheduler::FetchWake>,
     /// Queue tag lists → whether they match this worker (only the queues loop uses it).
     pub(crate) tag_matches: Mutex<HashMap<BTreeSet<String>, bool>>,
     /// Claims fetched by this worker whose outcome is not yet written: anything else this
@@ -345,7 +345,7 @@ impl WorkerBuilder {
                 executions: Executions::default(),
                 runners: Mutex::new(HashMap::new()),
                 queues_wake: Arc::new(Flag::new()),
-                fetch_wake: Arc::new(Flag::new()),
+                fetch_wake: Arc::new(scheduler::FetchWake::new(scheduler::DEFAULT_FETCH_THREADS)),
                 tag_matches: Mutex::new(HashMap::new()),
                 claims: Mutex::new(std::collections::HashSet::new()),
                 started: AtomicBool::new(false),
@@ -543,9 +543,16 @@ impl Worker {
         let s = &self.shared;
         let shared = Arc::clone(s);
         s.manager.spawn("writer", move |_| writer::run(shared));
-        s.shutdown.register(&s.fetch_wake);
-        let shared = Arc::clone(s);
-        s.manager.spawn("fetch", move |_| scheduler::run(shared));
+        for (i, flag) in s.fetch_wake.flags().iter().enumerate() {
+            s.shutdown.register(flag);
+            let shared = Arc::clone(s);
+            let name = if i == 0 {
+                "fetch".to_string()
+            } else {
+                format!("fetch-{i}")
+            };
+            s.manager.spawn(&name, move |_| scheduler::run(shared, i));
+        }
         if let Some(conn) = listener_conn {
             let shared = Arc::clone(s);
             s.manager

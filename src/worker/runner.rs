@@ -56,11 +56,11 @@ const POLL_SLACK: Duration = Duration::from_millis(100);
 /// A wake-up of one queue: marks the queue and pokes the fetch scheduler.
 pub(crate) struct Wake {
     pending: AtomicBool,
-    scheduler: Arc<Flag>,
+    scheduler: Arc<super::scheduler::FetchWake>,
 }
 
 impl Wake {
-    fn new(scheduler: &Arc<Flag>) -> Wake {
+    fn new(scheduler: &Arc<super::scheduler::FetchWake>) -> Wake {
         Wake {
             pending: AtomicBool::new(false),
             scheduler: Arc::clone(scheduler),
@@ -188,11 +188,14 @@ impl QueueRunner {
     }
 
     /// `without_work`: queues the scheduler's probe found with nothing to claim now.
+    /// `timer_polls`: whether this fetch thread serves polls that are merely due (the first
+    /// one, which probes them together); the others only serve wake-ups and refills.
     pub(crate) fn visit(
         self: &Arc<Self>,
         shared: &Arc<WorkerShared>,
         fetch: &mut super::scheduler::FetchConn,
         without_work: &std::collections::HashSet<String>,
+        timer_polls: bool,
     ) -> Option<Instant> {
         let mut guard = self.visit.try_lock()?;
         let v = &mut *guard;
@@ -225,7 +228,8 @@ impl QueueRunner {
         };
         let refill_at = v.last_claim + cooldown;
         let refill_now = refill && now >= refill_at;
-        if !(woken || now + POLL_SLACK >= v.next_poll || refill_now) {
+        let timer_due = timer_polls && now + POLL_SLACK >= v.next_poll;
+        if !(woken || timer_due || refill_now) {
             if refill {
                 self.refill.keep();
                 return Some(v.next_poll.min(refill_at));
@@ -276,6 +280,10 @@ impl QueueRunner {
                 );
                 v.next_poll = now + delay;
             }
+        }
+        if self.wake.pending.load(Ordering::SeqCst) {
+            // Woken while this visit claimed: another fetch thread skipped the queue.
+            return Some(Instant::now());
         }
         Some(v.next_poll)
     }

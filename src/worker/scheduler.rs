@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::flag::Flag;
 use super::runner::QueueRunner;
 use super::WorkerShared;
 use crate::pool::PooledConn;
@@ -22,6 +23,35 @@ const RELEASE_IDLE: Duration = Duration::from_secs(1);
 const CONNECTION_RETRY: Duration = Duration::from_millis(500);
 /// A worker that cannot get a connection says so at most this often.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// Default number of fetch threads: each borrows a connection while it is busy and visits
+/// the queues the others are not visiting, so claims of different queues run in parallel.
+pub(crate) const DEFAULT_FETCH_THREADS: usize = 2;
+
+/// Wakes every fetch thread (each waits on its own flag, so one wake-up reaches them all).
+#[derive(Debug, Default)]
+pub(crate) struct FetchWake {
+    flags: Vec<Arc<Flag>>,
+}
+
+impl FetchWake {
+    pub(crate) fn new(threads: usize) -> FetchWake {
+        FetchWake {
+            flags: (0..threads.max(1)).map(|_| Arc::new(Flag::new())).collect(),
+        }
+    }
+
+    /// Wakes every fetch thread.
+    pub(crate) fn set(&self) {
+        for flag in &self.flags {
+            flag.set();
+        }
+    }
+
+    pub(crate) fn flags(&self) -> &[Arc<Flag>] {
+        &self.flags
+    }
+}
 
 /// The scheduler's claim connection, borrowed from the application pool.
 pub(crate) struct FetchConn {
@@ -170,14 +200,20 @@ fn probe(
 
 /// The scheduler thread's body: visits until shutdown, then until every queue's running jobs
 /// are done (or the stop gave up waiting for them).
-pub(crate) fn run(shared: Arc<WorkerShared>) {
+pub(crate) fn run(shared: Arc<WorkerShared>, index: usize) {
     let mut fetch = FetchConn::new();
+    let wake = Arc::clone(&shared.fetch_wake.flags()[index]);
     loop {
         let runners: Vec<Arc<QueueRunner>> = shared.runners.lock().values().cloned().collect();
         let mut next = Instant::now() + IDLE_WAIT;
-        let without_work = probe(&shared, &mut fetch, &runners);
+        let timer_polls = index == 0;
+        let without_work = if timer_polls {
+            probe(&shared, &mut fetch, &runners)
+        } else {
+            HashSet::new()
+        };
         for runner in &runners {
-            if let Some(at) = runner.visit(&shared, &mut fetch, &without_work) {
+            if let Some(at) = runner.visit(&shared, &mut fetch, &without_work, timer_polls) {
                 next = next.min(at);
             }
         }
@@ -189,9 +225,7 @@ pub(crate) fn run(shared: Arc<WorkerShared>) {
                 break;
             }
         }
-        shared
-            .fetch_wake
-            .wait_and_clear(next.saturating_duration_since(Instant::now()));
+        wake.wait_and_clear(next.saturating_duration_since(Instant::now()));
     }
     log::debug!("fetch scheduler of {} finished", shared.worker_id);
 }
