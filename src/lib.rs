@@ -13,7 +13,7 @@
 //!   chancy-listener     own connection, LISTEN, reconnects with backoff ─► Hub (events)
 //!   chancy-heartbeat    announce_worker every heartbeat_poll_interval
 //!   chancy-queues       on queue.* events / every queue_change_poll_interval: one runner per queue
-//!   chancy-fetch        one scheduler for every queue: on NOTIFY | freed slots |
+//!   chancy-fetch(-1)    two fetch threads for every queue: on NOTIFY | freed slots |
 //!                       polling_interval claims exactly a queue's free slots, on a
 //!                       connection borrowed from the pool ─► the queue's executor threads
 //!   chancy-exec-<q>     run handlers (catch_unwind, deadline, cancel flag) ─► writer;

@@ -5,8 +5,8 @@
 //!  heartbeat    announce_worker every heartbeat_poll_interval
 //!  queues       on queue.* events or every queue_change_poll_interval: start/retune/stop
 //!               one runner per queue whose tags match the worker's tags
-//!  fetch        one scheduler for every queue: visits a queue when woken (NOTIFY, freed
-//!               slots, reconnect) or due (polling_interval) and claims exactly its free
+//!  fetch(-1)    two fetch threads for every queue: visit a queue when woken (NOTIFY, freed
+//!               slots, reconnect) or due (polling_interval) and claim exactly its free
 //!               slots on a connection borrowed from the pool ─► the queue's
 //!               exec-<q> threads (started on demand up to its concurrency, retired idle)
 //!  writer       batches outcomes into one fenced UPDATE per batch, retries, flushes at stop

@@ -1,7 +1,9 @@
-//! The fetch scheduler: one thread that visits every served queue when it is woken (NOTIFY,
-//! a freed slot, a reconnect) or due (`polling_interval`), and claims on a connection
-//! borrowed from the application pool. No queue owns a thread or a connection, so a worker's
-//! threads and connections do not grow with its number of queues.
+//! The fetch scheduler: [`DEFAULT_FETCH_THREADS`] threads that visit every served queue when
+//! woken (NOTIFY, a freed slot, a reconnect) or due (`polling_interval`, first thread only,
+//! quiet queues probed together), and claim on a connection borrowed from the application
+//! pool. A queue is visited by one thread at a time (the others skip it). No queue owns a
+//! thread or a connection, so a worker's threads and connections do not grow with its number
+//! of queues.
 
 use std::collections::HashSet;
 use std::sync::Arc;
