@@ -230,11 +230,13 @@ impl QueueRunner {
         let refill_now = refill && now >= refill_at;
         let timer_due = timer_polls && now + POLL_SLACK >= v.next_poll;
         if !(woken || timer_due || refill_now) {
+            // Only the thread that serves timer polls wakes up for them.
+            let poll = timer_polls.then_some(v.next_poll);
             if refill {
                 self.refill.keep();
-                return Some(v.next_poll.min(refill_at));
+                return Some(poll.map_or(refill_at, |p| p.min(refill_at)));
             }
-            return Some(v.next_poll);
+            return poll;
         }
         if refill && !refill_now {
             self.refill.keep();
