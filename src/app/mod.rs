@@ -280,11 +280,10 @@ impl Chancy {
         self.inner.pool.state().connections
     }
 
-    /// Whether the pool has an idle connection now. The worker's loops give theirs back
-    /// after each use when it has none (someone may be waiting, and under a server-side
-    /// connection shortage opening another may be impossible).
-    pub(crate) fn pool_has_spare(&self) -> bool {
-        self.inner.pool.state().idle_connections > 0
+    /// Whether the pool is at its size with no idle connection (a new borrower would wait).
+    pub(crate) fn pool_exhausted(&self) -> bool {
+        let state = self.inner.pool.state();
+        state.idle_connections == 0 && state.connections >= self.inner.pool.max_size()
     }
 
     pub(crate) fn sql(&self) -> &Sql {

@@ -97,6 +97,9 @@ pub(crate) struct WorkerShared {
     pub(crate) queues_wake: Arc<Flag>,
     /// Wakes the fetch scheduler (set by every queue's wake-up and by shutdown).
     pub(crate) fetch_wake: Arc<scheduler::FetchWake>,
+    /// Loops of this worker waiting for a pooled connection now (writer, fetch threads): the
+    /// others give theirs back after each use while it is not zero.
+    pub(crate) conn_waiters: AtomicUsize,
     /// Queue tag lists → whether they match this worker (only the queues loop uses it).
     pub(crate) tag_matches: Mutex<HashMap<BTreeSet<String>, bool>>,
     /// Claims fetched by this worker whose outcome is not yet written: anything else this
@@ -109,6 +112,21 @@ pub(crate) struct WorkerShared {
 }
 
 impl WorkerShared {
+    /// A pooled connection for one of the worker's loops, counted in `conn_waiters` while it
+    /// waits.
+    pub(crate) fn borrow_connection(&self, wait: Duration) -> Result<crate::pool::PooledConn> {
+        self.conn_waiters.fetch_add(1, Ordering::SeqCst);
+        let conn = self.chancy.connection_within(wait);
+        self.conn_waiters.fetch_sub(1, Ordering::SeqCst);
+        conn
+    }
+
+    /// Whether a loop holding a pooled connection should give it back after this use:
+    /// another loop of this worker waits for one, or the pool has none left to give.
+    pub(crate) fn connections_wanted(&self) -> bool {
+        self.conn_waiters.load(Ordering::SeqCst) > 0 || self.chancy.pool_exhausted()
+    }
+
     pub(crate) fn plugins(&self) -> &[Arc<dyn Plugin>] {
         self.chancy.plugins()
     }
@@ -347,6 +365,7 @@ impl WorkerBuilder {
                 queues_wake: Arc::new(Flag::new()),
                 fetch_wake: Arc::new(scheduler::FetchWake::new(scheduler::DEFAULT_FETCH_THREADS)),
                 tag_matches: Mutex::new(HashMap::new()),
+                conn_waiters: AtomicUsize::new(0),
                 claims: Mutex::new(std::collections::HashSet::new()),
                 started: AtomicBool::new(false),
                 stop_lock: Mutex::new(None),

@@ -84,8 +84,7 @@ impl FetchConn {
                 return None;
             }
             let borrowed = shared
-                .chancy
-                .connection_within(CONNECTION_WAIT)
+                .borrow_connection(CONNECTION_WAIT)
                 .and_then(|mut conn| {
                     conn.client
                         .batch_execute(&super::fetch::claim_settings(shared))
@@ -134,7 +133,7 @@ impl FetchConn {
     /// worker, or your code, may be waiting) or when it was not used for a while.
     fn release_if_unneeded(&mut self, shared: &WorkerShared) {
         if self.conn.is_some()
-            && (!shared.chancy.pool_has_spare() || self.last_used.elapsed() >= RELEASE_IDLE)
+            && (shared.connections_wanted() || self.last_used.elapsed() >= RELEASE_IDLE)
         {
             self.release();
         }

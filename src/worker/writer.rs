@@ -101,7 +101,7 @@ pub(crate) fn run(shared: Arc<WorkerShared>) {
         let claims: Vec<Option<Uuid>> = batch.iter().map(|j| j.claim_id).collect();
         write_until_done(&shared, &mut conn, &mut backoff, batch, Attempt::AsIs);
         last_write = Instant::now();
-        if !shared.chancy.pool_has_spare() {
+        if shared.connections_wanted() {
             // Another loop of this worker (or your code) may be waiting for a connection.
             conn = None;
         }
@@ -244,7 +244,7 @@ fn reject(
 /// it, keeps the batch and retries with backoff.
 fn connected<'a>(shared: &WorkerShared, conn: &'a mut Option<PooledConn>) -> Result<&'a mut Conn> {
     if conn.is_none() {
-        *conn = Some(shared.chancy.connection_within(CONNECTION_WAIT)?);
+        *conn = Some(shared.borrow_connection(CONNECTION_WAIT)?);
     }
     Ok(&mut **conn.as_mut().expect("connection was just set"))
 }
