@@ -186,13 +186,13 @@ impl WorkerShared {
     }
 }
 
-/// Starts a named thread. Thread creation failing means the process is out of resources;
-/// there is nothing sensible to continue with.
-pub(crate) fn spawn_named<F: FnOnce() + Send + 'static>(name: &str, f: F) -> JoinHandle<()> {
-    std::thread::Builder::new()
-        .name(name.to_string())
-        .spawn(f)
-        .unwrap_or_else(|e| panic!("cannot start thread {name}: {e}"))
+/// Starts a named thread. Failing to start one (the process or user is out of threads or
+/// memory) is an error the caller handles for what that thread was for: it never panics.
+pub(crate) fn spawn_named<F: FnOnce() + Send + 'static>(
+    name: &str,
+    f: F,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(name.to_string()).spawn(f)
 }
 
 /// Configures a [`Worker`]. Created by [`Worker::builder`].
@@ -426,7 +426,7 @@ impl Worker {
         } else {
             None
         };
-        self.spawn_services(listener_conn);
+        self.spawn_services(listener_conn)?;
         s.chancy
             .declare(&Queue::new("default").executor(PROCESS_EXECUTOR))?;
         if s.config.register_signal_handlers {
@@ -473,14 +473,14 @@ impl Worker {
         });
     }
 
-    fn spawn_services(&self, listener_conn: Option<Conn>) {
+    fn spawn_services(&self, listener_conn: Option<Conn>) -> Result<()> {
         let s = &self.shared;
         let shared = Arc::clone(s);
-        s.manager.spawn("writer", move |_| writer::run(shared));
+        s.manager.spawn("writer", move |_| writer::run(shared))?;
         if let Some(conn) = listener_conn {
             let shared = Arc::clone(s);
             s.manager
-                .spawn("listener", move |state| listener::run(shared, conn, state));
+                .spawn("listener", move |state| listener::run(shared, conn, state))?;
         }
         let shared = Arc::clone(s);
         s.manager.spawn_loop(
@@ -492,7 +492,7 @@ impl Worker {
                 Arc::new(Flag::new()),
             ),
             move || heartbeat::beat(&shared),
-        );
+        )?;
         let shared = Arc::clone(s);
         s.manager.spawn_loop(
             Arc::clone(&s.shutdown),
@@ -503,7 +503,7 @@ impl Worker {
                 Arc::clone(&s.queues_wake),
             ),
             move || queues::reconcile(&shared),
-        );
+        )?;
         for plugin in s.plugins() {
             let Some(interval) = plugin.interval() else {
                 continue;
@@ -516,8 +516,9 @@ impl Worker {
                 Arc::clone(&s.shutdown),
                 self.loop_spec(&name, interval, false, wake),
                 move || plugin.run_once(&worker),
-            );
+            )?;
         }
+        Ok(())
     }
 
     fn loop_spec(

@@ -122,7 +122,7 @@ impl ChildSlot {
             .ok_or("ChildProcessError: no stdout pipe")?;
         let (tx, lines) = bounded(1);
         let pid = child.id();
-        super::spawn_named(&format!("chancy-child-{pid}"), move || {
+        let reader = super::spawn_named(&format!("chancy-child-{pid}"), move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if tx.send(line).is_err() {
@@ -130,6 +130,13 @@ impl ChildSlot {
                 }
             }
         });
+        if let Err(e) = reader {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "ChildProcessError: cannot start the thread reading the executor child: {e}"
+            ));
+        }
         match lines.recv_timeout(HELLO_TIMEOUT) {
             Ok(line) if line == HELLO => Ok(Running {
                 child,

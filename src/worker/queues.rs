@@ -14,8 +14,17 @@ pub(crate) fn reconcile(shared: &Arc<WorkerShared>) -> Result<()> {
     let mut wanted = Vec::new();
     for (name, row) in shared.chancy.read_queue_rows()? {
         match row {
-            Ok(q) if q.matches_tags(&shared.tags) => wanted.push(q),
-            Ok(_) => {}
+            Ok(q) => match q.validate() {
+                Ok(()) if q.matches_tags(&shared.tags) => wanted.push(q),
+                Ok(()) => {}
+                Err(err) => {
+                    // Out of bounds or unusable (say concurrency 2147483647 or a tag that is
+                    // not a regex, written by another client): never served with such
+                    // settings, whatever its tags; the other queues are served.
+                    log::error!("chancy-queues: not serving queue {name:?}: {err}");
+                    unreadable.push(name);
+                }
+            },
             Err(err) => {
                 // Written by another client with values chancy cannot read: skip it (a
                 // runner already serving it keeps its last good settings), serve the rest.
@@ -35,9 +44,11 @@ pub(crate) fn reconcile(shared: &Arc<WorkerShared>) -> Result<()> {
             runner.remove();
         }
     }
-    runners.retain(|name, runner| {
+    // A finished runner is dropped: removed, or it could not start its threads (it is
+    // started again below if the queue is still wanted).
+    runners.retain(|_, runner| {
         runner.join_if_finished();
-        names.contains(name.as_str()) || !runner.finished.is_set()
+        !runner.finished.is_set()
     });
     for queue in wanted {
         match runners.get(&queue.name) {
@@ -54,7 +65,12 @@ pub(crate) fn reconcile(shared: &Arc<WorkerShared>) -> Result<()> {
                     break;
                 }
                 let name = queue.name.clone();
-                runners.insert(name, QueueRunner::start(shared, queue));
+                match QueueRunner::start(shared, queue) {
+                    Ok(runner) => {
+                        runners.insert(name, runner);
+                    }
+                    Err(err) => log::error!("chancy-queues: {err}"),
+                }
             }
         }
     }

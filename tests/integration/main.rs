@@ -7,6 +7,7 @@ mod plugins;
 mod plugins_sched;
 mod process;
 mod producer;
+mod queue_bounds;
 mod security;
 mod web;
 mod worker;
