@@ -65,7 +65,7 @@ pub mod web;
 mod worker;
 
 pub use app::{
-    Chancy, ChancyBuilder, JobFilter, WaitOptions, WorkerInfo, DEFAULT_DATABASE_URL,
+    Chancy, ChancyBuilder, JobFilter, JobOutcome, WaitOptions, WorkerInfo, DEFAULT_DATABASE_URL,
     DEFAULT_LIST_LIMIT,
 };
 pub use error::{Error, Result};

@@ -21,8 +21,10 @@ pub(crate) struct Sql {
     pub get_job: String,
     pub get_jobs: String,
     pub cancel_job: String,
-    pub retry_jobs: String,
-    pub purge_jobs: String,
+    pub lock_job: String,
+    pub retry_job: String,
+    pub purge_job: String,
+    pub unique_key_holder: String,
     pub all_workers: String,
     pub fetch: String,
     pub rate_limit_window: String,
@@ -170,13 +172,20 @@ impl Sql {
             cancel_job: r(
                 r#"UPDATE "{prefix}jobs" SET state = 'failed', claim_id = NULL, completed_at = NOW() WHERE id = $1 RETURNING queue"#,
             ),
-            retry_jobs: r(r#"
+            lock_job: r(r#"
+SELECT state, queue, unique_key, scheduled_at, scheduled_at > NOW() AS later,
+       COALESCE(attempts, 0) >= max_attempts AS exhausted
+FROM "{prefix}jobs" WHERE id = $1 FOR UPDATE"#),
+            retry_job: r(r#"
 UPDATE "{prefix}jobs" AS j
 SET started_at = NULL, completed_at = NULL, taken_by = NULL, claim_id = NULL,
     scheduled_at = NOW(), state = 'retrying', attempts = 0
-WHERE j.id = ANY($1) AND j.state != 'running'
-RETURNING j.queue"#),
-            purge_jobs: r(r#"DELETE FROM "{prefix}jobs" WHERE id = ANY($1)"#),
+WHERE j.id = $1"#),
+            purge_job: r(r#"DELETE FROM "{prefix}jobs" WHERE id = $1"#),
+            unique_key_holder: r(r#"
+SELECT id FROM "{prefix}jobs"
+WHERE unique_key = $1 AND state NOT IN ('succeeded', 'failed') AND id <> $2
+ORDER BY id LIMIT 1"#),
             all_workers: r(r#"
 SELECT wr.worker_id, wr.tags, wr.queues, wr.last_seen, wr.expires_at,
        l.worker_id IS NOT NULL AS is_leader

@@ -1090,3 +1090,143 @@ fn bench_latency_mode_skips_the_drain() {
     assert_eq!(report["settings"]["plugins"], serde_json::json!([]));
     assert_eq!(report["jobs_table"]["rows"], 3);
 }
+
+/// Issue 14 item 5: the CLI renders the library's per-job outcomes with documented exit
+/// codes (0 done, 3 not found, 4 not applicable, 5 conflict) and sends NOTIFY only for jobs
+/// it changed.
+#[test]
+fn job_cancel_retry_delete_render_the_library_outcomes_with_exit_codes() {
+    let ns = Ns::migrated();
+    let table = format!("\"{}jobs\"", ns.prefix);
+    let finish = |id: &str, state: &str| {
+        client()
+            .execute(
+                &format!("UPDATE {table} SET state = $2, completed_at = NOW() WHERE id = $1"),
+                &[&uuid::Uuid::parse_str(id).unwrap(), &state],
+            )
+            .unwrap();
+    };
+    // Cancel of a finished job: exit 4, state kept. Unknown id: exit 3, no NOTIFY.
+    let done = ns.push(&["chancy.builtin.noop"]);
+    finish(&done, "succeeded");
+    let mut listener = client();
+    listener
+        .batch_execute(&format!("LISTEN \"{}events\"", ns.prefix))
+        .unwrap();
+    let out = ns.run(&["job", "cancel", &done]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert!(one_line_error(&out).contains("already finished (succeeded)"));
+    assert_eq!(ns.json(&["job", "get", &done])["state"], "succeeded");
+    let unknown = "00000000-0000-0000-0000-000000000000";
+    let out = ns.run(&["job", "cancel", unknown]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(one_line_error(&out).contains("not found"));
+    {
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut notes = listener.notifications();
+        let got: Vec<String> = notes
+            .timeout_iter(Duration::from_millis(300))
+            .map(|n| Ok(n.payload().to_string()))
+            .collect()
+            .unwrap();
+        assert!(got.is_empty(), "nothing changed, nothing sent: {got:?}");
+    }
+
+    // Retry of a job scheduled for later: exit 4 and it stays scheduled.
+    let later = ns.push(&["chancy.builtin.noop", "--delay", "3600"]);
+    let before = ns.json(&["job", "get", &later])["scheduled_at"].clone();
+    let out = ns.run(&["job", "retry", &later]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert!(one_line_error(&out).contains("scheduled for"));
+    assert_eq!(ns.json(&["job", "get", &later])["scheduled_at"], before);
+
+    // Retry of a finished job whose unique key is held by a waiting job: exit 5, holder
+    // named; another job in the same call is retried.
+    let first = ns.push(&["chancy.builtin.noop", "--unique-key", "k"]);
+    finish(&first, "failed");
+    let holder = ns.push(&["chancy.builtin.noop", "--unique-key", "k"]);
+    let other = ns.push(&["chancy.builtin.noop"]);
+    finish(&other, "failed");
+    let out = ns.run(&["job", "retry", &first, &other]);
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    assert!(one_line_error(&out).contains(&holder));
+    assert!(text(&out.stdout).contains(&format!("job {other} will run again")));
+    assert_eq!(ns.json(&["job", "get", &other])["state"], "retrying");
+    assert_eq!(ns.json(&["job", "get", &first])["state"], "failed");
+
+    // Cancel of a waiting job and delete: exit 0.
+    assert!(ns.ok(&["job", "cancel", &later]).contains("cancelled"));
+    assert_eq!(ns.json(&["job", "get", &later])["state"], "failed");
+    assert!(ns.ok(&["job", "delete", &later]).contains("deleted"));
+    assert_eq!(ns.run(&["job", "get", &later]).status.code(), Some(1));
+    assert_eq!(ns.run(&["job", "delete", &later]).status.code(), Some(3));
+}
+
+/// Issue 14 item 4: out-of-bounds settings are refused by `queue declare` with one line
+/// naming the setting and its bound, and nothing is written.
+#[test]
+fn queue_declare_refuses_out_of_bounds_settings() {
+    let ns = Ns::migrated();
+    let cases: [(&[&str], &str); 5] = [
+        (&["--concurrency", "2147483647"], "concurrency must be between 1 and 1024"),
+        (&["--tags", "has=(gpu"], "is not a valid regex"),
+        (&["--polling-interval", "0"], "polling_interval"),
+        (
+            &["--rate-limit", "5", "--rate-limit-window", "99999999"],
+            "rate_limit_window must be a whole number of seconds between 1 and 604800",
+        ),
+        (
+            &["--rate-limit", "2147483647", "--rate-limit-window", "2"],
+            "rate_limit must be between 0 (unlimited) and 1000000",
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut argv = vec!["queue", "declare", "q"];
+        argv.extend_from_slice(args);
+        let out = ns.run(&argv);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        let line = one_line_error(&out);
+        assert!(line.contains(expected), "{args:?}: {line}");
+    }
+    assert!(ns.ok(&["queue", "list"]).starts_with("no queues"));
+}
+
+/// Issue 14 item 4: rows another client wrote outside the bounds are logged and skipped by
+/// a `chancy worker`, which keeps serving the other queues and stops cleanly.
+#[test]
+fn a_cli_worker_logs_out_of_bounds_queue_rows_and_serves_the_rest() {
+    let ns = Ns::migrated();
+    client()
+        .batch_execute(&format!(
+            "INSERT INTO \"{p}queues\" (name, state, concurrency, tags, executor, executor_options, polling_interval) \
+             VALUES ('huge', 'active', 2147483647, '{{.*}}', 'chancy.executors.thread.ThreadedExecutor', '{{}}', 1), \
+                    ('badtag', 'active', 1, '{{\"(\"}}', 'chancy.executors.thread.ThreadedExecutor', '{{}}', 1)",
+            p = ns.prefix
+        ))
+        .unwrap();
+    ns.ok(&["queue", "declare", "default", "--concurrency", "2"]);
+    let stuck = ns.push(&["chancy.builtin.noop", "--queue", "huge"]);
+    let fine = ns.push(&["chancy.builtin.noop"]);
+    let mut worker = ns
+        .command(&["worker", "start", "--queue-change-poll-interval", "0.5"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn worker");
+    let done = ns.run(&["job", "wait", &fine, "--timeout", "30"]);
+    assert_eq!(done.status.code(), Some(0), "{done:?}");
+    std::thread::sleep(Duration::from_millis(1200)); // a few queue passes
+    assert_eq!(ns.json(&["job", "get", &stuck])["state"], "pending");
+    let status = terminate(&mut worker);
+    assert_eq!(status.code(), Some(0), "no abort, a clean stop: {status:?}");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(worker.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("not serving queue \"huge\"") && stderr.contains("concurrency"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("not serving queue \"badtag\"") && stderr.contains("regex"),
+        "{stderr}"
+    );
+}

@@ -5,6 +5,7 @@ mod jobs;
 mod list;
 mod push;
 mod queues;
+mod transitions;
 mod workers;
 
 use std::str::FromStr;
@@ -24,6 +25,7 @@ use crate::sql::Sql;
 
 pub use jobs::WaitOptions;
 pub use list::{JobFilter, DEFAULT_LIST_LIMIT};
+pub use transitions::JobOutcome;
 pub use workers::WorkerInfo;
 
 /// Default URL when none is given: the local server's `postgres` database.

@@ -37,7 +37,10 @@ use crate::{Chancy, ChancyBuilder, DEFAULT_DATABASE_URL};
 
 pub use builtins::{builtin_registry, ECHO, FAIL, NOOP, SLEEP};
 pub use cron::CronCommand;
-pub use job::{JobCommand, WAIT_FAILED, WAIT_SUCCEEDED, WAIT_TIMEOUT};
+pub use job::{
+    JobCommand, EXIT_CONFLICT, EXIT_NOT_APPLICABLE, EXIT_NOT_FOUND, WAIT_FAILED, WAIT_SUCCEEDED,
+    WAIT_TIMEOUT,
+};
 pub use queue::QueueCommand;
 pub use web::WebArgs;
 pub use worker::WorkerCommand;

@@ -9,5 +9,6 @@ mod process;
 mod producer;
 mod queue_bounds;
 mod security;
+mod state_rules;
 mod web;
 mod worker;

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{job_json, page, parse_limit, parse_uuid, wants_pagination, Out};
 use crate::error::Error;
 use crate::web::http::{Reply, Req};
-use crate::{Chancy, JobState, QueuedJob, Reference};
+use crate::{Chancy, JobOutcome, QueuedJob, Reference};
 
 /// Job states accepted in filters and counted in the overview: the five chancy writes,
 /// plus two some upstream versions show.
@@ -234,30 +234,26 @@ pub(super) fn purge(chancy: &Chancy, id: &str) -> Out {
     single(act(chancy, Action::Purge, id)?)
 }
 
-/// What one action did to one job.
-enum Outcome {
-    Done,
-    Missing,
-    NotApplicable(String),
-}
-
-/// `POST /api/v1/jobs/{id}/cancel`: 404 when missing, 409 when already finished.
+/// `POST /api/v1/jobs/{id}/cancel`: 404 when missing, 409 when already finished (the
+/// library's rule, [`Chancy::cancel_job`]).
 pub(super) fn cancel(chancy: &Chancy, id: &str) -> Out {
     let id = parse_uuid(id, "the job id")?;
     single(act(chancy, Action::Cancel, id)?)
 }
 
-/// `POST /api/v1/jobs/{id}/retry`: 404 when missing, 409 when running.
+/// `POST /api/v1/jobs/{id}/retry`: 404 when missing, 409 when running, not finished, or
+/// when another unfinished job holds its unique key ([`Chancy::retry_jobs`]).
 pub(super) fn retry(chancy: &Chancy, id: &str) -> Out {
     let id = parse_uuid(id, "the job id")?;
     single(act(chancy, Action::Retry, id)?)
 }
 
-fn single(outcome: Outcome) -> Out {
+/// Renders the library's outcome: 200, 404, or 409 with its reason.
+fn single(outcome: JobOutcome) -> Out {
     match outcome {
-        Outcome::Done => Ok(Reply::json(json!({ "success": true }))),
-        Outcome::Missing => Err(Reply::error(404, "Job not found")),
-        Outcome::NotApplicable(why) => Err(Reply::error(409, why)),
+        JobOutcome::Done => Ok(Reply::json(json!({ "success": true }))),
+        JobOutcome::NotFound => Err(Reply::error(404, "Job not found")),
+        other => Err(Reply::error(409, other.to_string())),
     }
 }
 
@@ -294,67 +290,42 @@ pub(super) fn batch(req: &Req, chancy: &Chancy) -> Out {
             ids.push(id);
         }
     }
-    let mut ok = true;
-    let results: Vec<Value> = ids
-        .iter()
-        .map(|id| match act(chancy, action, *id) {
-            Ok(Outcome::Done) => json!({ "id": id.to_string(), "status": "completed" }),
-            Ok(Outcome::Missing) => {
+    let refs: Vec<Reference> = ids.into_iter().map(Reference).collect();
+    let results: Vec<Value> = apply(chancy, action, &refs)?
+        .into_iter()
+        .map(|(id, outcome)| match outcome {
+            JobOutcome::Done => json!({ "id": id.to_string(), "status": "completed" }),
+            JobOutcome::NotFound => {
                 json!({ "id": id.to_string(), "status": "skipped", "message": "Job not found" })
             }
-            Ok(Outcome::NotApplicable(why)) => {
-                json!({ "id": id.to_string(), "status": "skipped", "message": why })
-            }
-            Err(e) => {
-                ok = false;
-                json!({ "id": id.to_string(), "status": "failed", "message": e.to_string() })
+            other => {
+                json!({ "id": id.to_string(), "status": "skipped", "message": other.to_string() })
             }
         })
         .collect();
-    Ok(Reply::json(json!({ "ok": ok, "results": results })))
+    Ok(Reply::json(json!({ "ok": true, "results": results })))
 }
 
-/// Applies `action` to job `id` in one transaction that locks the row first.
-fn act(chancy: &Chancy, action: Action, id: Uuid) -> Result<Outcome, Error> {
-    let lock = format!(
-        "SELECT state FROM {} WHERE id = $1 FOR UPDATE",
-        chancy.prefix().table("jobs")
-    );
-    let purge = format!(
-        "DELETE FROM {} WHERE id = $1",
-        chancy.prefix().table("jobs")
-    );
-    crate::app::in_transaction(chancy, "changing a job", |tx| {
-        let row = tx
-            .query_opt(lock.as_str(), &[&id])
-            .map_err(|e| Error::database("locking a job", e))?;
-        let Some(row) = row else {
-            return Ok(Outcome::Missing);
-        };
-        let state: String = row.get(0);
-        let reference = Reference(id);
-        match action {
-            Action::Retry if state == JobState::Running.as_str() => Ok(Outcome::NotApplicable(
-                "the job is running; cancel it first".into(),
-            )),
-            Action::Retry => {
-                chancy.retry_jobs_ex(tx, &[reference])?;
-                Ok(Outcome::Done)
-            }
-            Action::Cancel if state == "succeeded" || state == "failed" => Ok(
-                Outcome::NotApplicable(format!("the job already finished ({state})")),
-            ),
-            Action::Cancel => {
-                chancy.cancel_job_ex(tx, &reference)?;
-                Ok(Outcome::Done)
-            }
-            Action::Purge => {
-                tx.execute(purge.as_str(), &[&id])
-                    .map_err(|e| Error::database("purging a job", e))?;
-                Ok(Outcome::Done)
-            }
-        }
-    })
+/// The library's rule for `action` (one outcome per id, in order).
+fn apply(
+    chancy: &Chancy,
+    action: Action,
+    refs: &[Reference],
+) -> Result<Vec<(Reference, JobOutcome)>, Error> {
+    match action {
+        Action::Retry => chancy.retry_jobs(refs),
+        Action::Purge => chancy.purge_jobs(refs),
+        Action::Cancel => chancy.cancel_jobs(refs),
+    }
+}
+
+/// One job through [`apply`].
+fn act(chancy: &Chancy, action: Action, id: Uuid) -> Result<JobOutcome, Error> {
+    let outcomes = apply(chancy, action, &[Reference(id)])?;
+    Ok(outcomes
+        .into_iter()
+        .next()
+        .map_or(JobOutcome::NotFound, |(_, o)| o))
 }
 
 /// A row another client filled with something chancy cannot read (say an unknown state):
