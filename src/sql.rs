@@ -92,9 +92,12 @@ FROM selected_jobs
 WHERE "{prefix}jobs".id = selected_jobs.id
 RETURNING "{prefix}jobs".*"#;
 
+/// Opens (or reads) the fixed window of queue $1 for a window of $2 seconds. The window
+/// start comes from the database clock (upstream uses the worker's, so a worker whose clock
+/// is off opens its own windows and the limit is exceeded).
 const RATE_LIMIT_WINDOW: &str = r#"
 INSERT INTO "{prefix}queue_rate_limits" (queue, window_start, count)
-VALUES ($1, $2, 0)
+VALUES ($1, (floor(extract(epoch FROM NOW()))::int8 / $2::int8 * $2::int8)::int4, 0)
 ON CONFLICT (queue) DO UPDATE SET
     count = CASE WHEN "{prefix}queue_rate_limits".window_start = EXCLUDED.window_start
                  THEN "{prefix}queue_rate_limits".count ELSE 0 END,
@@ -105,12 +108,18 @@ const RATE_LIMIT_BUMP: &str =
     r#"UPDATE "{prefix}queue_rate_limits" SET count = count + $2 WHERE queue = $1"#;
 
 /// Writes a batch of outcomes, each fenced by its claim (Python's columns, one statement).
+/// $11 is the worker's clock when the batch is written: times the worker computed
+/// (`completed_at`, and a `scheduled_at` a plugin moved, e.g. a retry delay) are shifted by
+/// `NOW() - $11` onto the database clock, so a worker whose clock is off neither delays nor
+/// hastens retries nor writes a `completed_at` before `started_at`.
 const UPDATE_BATCH: &str = r#"
 UPDATE "{prefix}jobs" AS j
 SET state = u.state,
     started_at = u.started_at,
-    completed_at = u.completed_at,
-    scheduled_at = u.scheduled_at,
+    completed_at = u.completed_at + (NOW() - $11::timestamptz),
+    scheduled_at = CASE WHEN u.scheduled_at IS DISTINCT FROM j.scheduled_at
+                        THEN u.scheduled_at + (NOW() - $11::timestamptz)
+                        ELSE u.scheduled_at END,
     attempts = u.attempts,
     errors = u.errors,
     meta = u.meta,

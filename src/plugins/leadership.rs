@@ -15,7 +15,6 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use postgres::Client;
 use serde_json::json;
 
@@ -31,13 +30,17 @@ pub const DEFAULT_LEADERSHIP_POLL_INTERVAL: Duration = Duration::from_secs(10);
 /// Default [`LeadershipBuilder::timeout`]: 30 s (upstream 120 s).
 pub const DEFAULT_LEADERSHIP_TIMEOUT: Duration = Duration::from_secs(30);
 
-const DELETE_EXPIRED: &str = r#"DELETE FROM "{prefix}leader" WHERE expires_at < $1"#;
+// Lease times come from the database clock only: a worker whose clock runs ahead would
+// otherwise take over a live lease (upstream passes the worker's clock).
+const DELETE_EXPIRED: &str = r#"DELETE FROM "{prefix}leader" WHERE expires_at < NOW()"#;
 const RENEW: &str = r#"
-INSERT INTO "{prefix}leader" (id, worker_id, expires_at) VALUES (1, $1, $2)
+INSERT INTO "{prefix}leader" (id, worker_id, expires_at)
+VALUES (1, $1, NOW() + make_interval(secs => $2))
 ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at
 WHERE "{prefix}leader".worker_id = EXCLUDED.worker_id"#;
 const ACQUIRE: &str = r#"
-INSERT INTO "{prefix}leader" (id, worker_id, expires_at) VALUES (1, $1, $2)
+INSERT INTO "{prefix}leader" (id, worker_id, expires_at)
+VALUES (1, $1, NOW() + make_interval(secs => $2))
 ON CONFLICT DO NOTHING"#;
 const RELEASE: &str = r#"DELETE FROM "{prefix}leader" WHERE id = 1 AND worker_id = $1"#;
 
@@ -136,21 +139,18 @@ impl Leadership {
         let prefix = chancy.prefix();
         let me = worker.worker_id();
         let was_leader = worker.is_leader().is_set();
-        let now = Utc::now();
-        let expires = now
-            + chrono::Duration::from_std(self.timeout)
-                .map_err(|_| Error::config("Leadership timeout is out of range"))?;
+        let lease = self.timeout.as_secs_f64();
         let mut conn = chancy.connection()?;
         let context = "electing a leader";
         let mut tx = conn
             .client
             .transaction()
             .map_err(|e| Error::database(context, e))?;
-        tx.execute(prefix.render(DELETE_EXPIRED).as_str(), &[&now])
+        tx.execute(prefix.render(DELETE_EXPIRED).as_str(), &[])
             .map_err(|e| Error::database(context, e))?;
         let upsert = if was_leader { RENEW } else { ACQUIRE };
         let rows = tx
-            .execute(prefix.render(upsert).as_str(), &[&me, &expires])
+            .execute(prefix.render(upsert).as_str(), &[&me, &lease])
             .map_err(|e| Error::database(context, e))?;
         tx.commit().map_err(|e| Error::database(context, e))?;
         let leads = rows == 1;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use chrono::Utc;
 use parking_lot::Mutex;
 use serde_json::json;
 
@@ -234,14 +233,13 @@ impl RunnerState {
         }
     }
 
-    /// Paused queue: resume it when `resume_at` has passed (like upstream, no fetch now).
+    /// Paused queue: resume it when `resume_at` has passed by the database clock (like
+    /// upstream, no fetch now; upstream compares with the worker's clock).
     fn maybe_resume(&self, active: &mut Queue) {
         let Some(at) = active.resume_at else { return };
-        if at > Utc::now() {
-            return;
-        }
-        match self.shared.chancy.resume_queue(&active.name) {
-            Ok(()) => {
+        match self.shared.chancy.resume_queue_if_due(&active.name) {
+            Ok(false) => {}
+            Ok(true) => {
                 log::info!(
                     "queue {:?} resumed automatically (resume_at {at})",
                     active.name
