@@ -16,24 +16,47 @@ use db::{database_url, drop_prefix};
 
 const BIN: &str = env!("CARGO_BIN_EXE_chancy");
 
-/// Fails (never skips) unless `faketime` is installed and really shifts a clock.
-fn require_faketime() {
-    let out = Command::new("faketime")
-        .args(["-f", "+3600s", "date", "+%s"])
-        .output();
-    let hint = "the clock-skew tests need Debian's `faketime` program: run \
-                `apt-get install faketime` (as root) and run the tests again";
-    let out = out.unwrap_or_else(|e| panic!("cannot run faketime ({e}); {hint}"));
-    assert!(out.status.success(), "faketime failed: {out:?}; {hint}");
+/// Where Debian's `libfaketime` package puts the library (override with `FAKETIME_LIB`).
+const FAKETIME_LIBS: [&str; 3] = [
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/faketime/libfaketime.so.1",
+];
+
+const HINT: &str = "the clock-skew tests need Debian's `faketime` package: run `apt-get \
+                    install faketime` (as root) and run the tests again (or set FAKETIME_LIB \
+                    to the path of libfaketime.so.1)";
+
+/// The preload library of `faketime`; fails (never skips) unless it is installed and
+/// really shifts a clock. The library is preloaded into `chancy` itself (rather than run
+/// through the `faketime` program, which would stand between the test and the worker
+/// process), so the test's signals and kills reach the worker.
+fn faketime_lib() -> String {
+    let lib = std::env::var("FAKETIME_LIB")
+        .ok()
+        .or_else(|| {
+            FAKETIME_LIBS
+                .iter()
+                .find(|p| std::path::Path::new(p).exists())
+                .map(|p| p.to_string())
+        })
+        .unwrap_or_else(|| panic!("libfaketime.so.1 not found in {FAKETIME_LIBS:?}; {HINT}"));
+    let out = Command::new("date")
+        .arg("+%s")
+        .env("LD_PRELOAD", &lib)
+        .env("FAKETIME", "+3600s")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run date with {lib} preloaded ({e}); {HINT}"));
     let faked: i64 = String::from_utf8_lossy(&out.stdout)
         .trim()
         .parse()
-        .unwrap_or_else(|_| panic!("faketime printed {out:?}; {hint}"));
+        .unwrap_or_else(|_| panic!("date with {lib} printed {out:?}; {HINT}"));
     let now = chrono::Utc::now().timestamp();
     assert!(
         (faked - now - 3600).abs() < 60,
-        "faketime did not shift the clock (got {faked}, now {now}); {hint}"
+        "{lib} did not shift the clock (got {faked}, now {now}); {HINT}"
     );
+    lib
 }
 
 fn client() -> Client {
@@ -45,15 +68,17 @@ fn client() -> Client {
 /// One test's table prefix, dropped at the end; workers started through it are killed.
 struct Ns {
     prefix: String,
+    faketime: String,
     workers: Vec<Child>,
 }
 
 impl Ns {
     fn new() -> Ns {
-        require_faketime();
+        let lib = faketime_lib();
         let id = uuid::Uuid::new_v4().simple().to_string();
         let ns = Ns {
             prefix: format!("t{}_", &id[..10]),
+            faketime: lib,
             workers: Vec::new(),
         };
         ns.ok(&["migrate"]);
@@ -62,18 +87,15 @@ impl Ns {
     }
 
     fn command(&self, skew: Option<&str>, args: &[&str]) -> Command {
-        let mut cmd = match skew {
-            Some(offset) => {
-                let mut c = Command::new("faketime");
-                // Only the wall clock is off (as on a machine whose clock drifted); the
-                // monotonic clock stays true (libfaketime's faked monotonic clock also
-                // breaks timed condition-variable waits).
-                c.env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-                    .args(["-f", offset, BIN]);
-                c
-            }
-            None => Command::new(BIN),
-        };
+        let mut cmd = Command::new(BIN);
+        if let Some(offset) = skew {
+            // Only the wall clock is off (as on a machine whose clock drifted); the
+            // monotonic clock stays true (libfaketime's faked monotonic clock also breaks
+            // timed condition-variable waits).
+            cmd.env("LD_PRELOAD", &self.faketime)
+                .env("FAKETIME", offset)
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
         cmd.env("DATABASE_URL", database_url())
             .env_remove("RUST_LOG")
             .arg("--prefix")
