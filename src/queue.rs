@@ -228,7 +228,12 @@ impl Queue {
     /// An invalid-input error naming the queue, the setting, the bad value and the bound.
     pub fn validate(&self) -> Result<()> {
         validate_queue_name(&self.name)?;
-        let bad = |what: String| Err(Error::invalid_input(format!("queue {:?}: {what}", self.name)));
+        let bad = |what: String| {
+            Err(Error::invalid_input(format!(
+                "queue {:?}: {what}",
+                self.name
+            )))
+        };
         if let Some(c) = self.concurrency {
             if !(1..=MAX_CONCURRENCY).contains(&c) {
                 return bad(format!(
@@ -236,7 +241,12 @@ impl Queue {
                 ));
             }
         }
-        whole_seconds(&self.name, "polling_interval", self.polling_interval, MAX_POLLING_INTERVAL_SECS)?;
+        whole_seconds(
+            &self.name,
+            "polling_interval",
+            self.polling_interval,
+            MAX_POLLING_INTERVAL_SECS,
+        )?;
         match (self.rate_limit, self.rate_limit_window) {
             (Some(limit), _) if !(0..=MAX_RATE_LIMIT).contains(&limit) => {
                 return bad(format!(
@@ -247,7 +257,12 @@ impl Queue {
                 return bad("rate_limit needs a rate_limit_window".to_string())
             }
             (_, Some(window)) => {
-                whole_seconds(&self.name, "rate_limit_window", window, MAX_RATE_LIMIT_WINDOW_SECS)?;
+                whole_seconds(
+                    &self.name,
+                    "rate_limit_window",
+                    window,
+                    MAX_RATE_LIMIT_WINDOW_SECS,
+                )?;
             }
             _ => {}
         }
@@ -265,13 +280,23 @@ impl Queue {
     }
 
     fn validate_tags(&self) -> Result<()> {
-        let bad = |what: String| Err(Error::invalid_input(format!("queue {:?}: {what}", self.name)));
+        let bad = |what: String| {
+            Err(Error::invalid_input(format!(
+                "queue {:?}: {what}",
+                self.name
+            )))
+        };
         if self.tags.len() > MAX_TAGS {
-            return bad(format!("at most {MAX_TAGS} tags are allowed (got {})", self.tags.len()));
+            return bad(format!(
+                "at most {MAX_TAGS} tags are allowed (got {})",
+                self.tags.len()
+            ));
         }
         for tag in &self.tags {
             if tag.len() > MAX_TAG_LEN {
-                return bad(format!("tag regex {tag:?} is longer than {MAX_TAG_LEN} bytes"));
+                return bad(format!(
+                    "tag regex {tag:?} is longer than {MAX_TAG_LEN} bytes"
+                ));
             }
             if let Err(e) = compile_tag(tag) {
                 let why = e.to_string();
@@ -283,15 +308,24 @@ impl Queue {
     }
 
     fn validate_executor_options(&self) -> Result<()> {
-        let bad = |what: String| Err(Error::invalid_input(format!("queue {:?}: {what}", self.name)));
-        let size = Value::Object(self.executor_options.clone()).to_string().len();
+        let bad = |what: String| {
+            Err(Error::invalid_input(format!(
+                "queue {:?}: {what}",
+                self.name
+            )))
+        };
+        let size = Value::Object(self.executor_options.clone())
+            .to_string()
+            .len();
         if size > MAX_EXECUTOR_OPTIONS_BYTES {
             return bad(format!(
                 "executor_options must be at most {MAX_EXECUTOR_OPTIONS_BYTES} bytes as JSON (got {size})"
             ));
         }
         if let Some(v) = self.executor_options.get("maximum_jobs_per_worker") {
-            let ok = v.is_null() || v.as_u64().is_some_and(|n| (1..=u64::from(u32::MAX)).contains(&n));
+            let ok = v.is_null()
+                || v.as_u64()
+                    .is_some_and(|n| (1..=u64::from(u32::MAX)).contains(&n));
             if !ok {
                 return bad(format!(
                     "executor_options.maximum_jobs_per_worker must be an integer between 1 and {} (got {v})",
@@ -440,16 +474,28 @@ mod tests {
     #[test]
     fn every_setting_is_bounded_and_the_error_names_it() {
         let m = message(Queue::new("q").concurrency(i32::MAX));
-        assert!(m.contains("concurrency") && m.contains("1024") && m.contains("2147483647"), "{m}");
-        assert!(Queue::new("q").concurrency(MAX_CONCURRENCY).validate().is_ok());
+        assert!(
+            m.contains("concurrency") && m.contains("1024") && m.contains("2147483647"),
+            "{m}"
+        );
+        assert!(Queue::new("q")
+            .concurrency(MAX_CONCURRENCY)
+            .validate()
+            .is_ok());
         let m = message(Queue::new("q").polling_interval(Duration::from_secs(86_401)));
         assert!(m.contains("polling_interval") && m.contains("86400"), "{m}");
         let m = message(Queue::new("q").rate_limit(-1, Duration::from_secs(1)));
         assert!(m.contains("rate_limit") && m.contains("1000000"), "{m}");
         let m = message(Queue::new("q").rate_limit(1, Duration::from_secs(604_801)));
-        assert!(m.contains("rate_limit_window") && m.contains("604800"), "{m}");
+        assert!(
+            m.contains("rate_limit_window") && m.contains("604800"),
+            "{m}"
+        );
         let m = message(Queue::new("q").tags(["(unclosed"]));
-        assert!(m.contains("tag") && m.contains("(unclosed") && m.contains("regex"), "{m}");
+        assert!(
+            m.contains("tag") && m.contains("(unclosed") && m.contains("regex"),
+            "{m}"
+        );
         let m = message(Queue::new("q").tags((0..65).map(|i| format!("t{i}"))));
         assert!(m.contains("64"), "{m}");
         let m = message(Queue::new("q").executor(""));
@@ -459,7 +505,10 @@ mod tests {
         let m = message(Queue::new("q").executor_options(options));
         assert!(m.contains("maximum_jobs_per_worker"), "{m}");
         let mut options = Map::new();
-        options.insert("x".into(), Value::String("y".repeat(MAX_EXECUTOR_OPTIONS_BYTES)));
+        options.insert(
+            "x".into(),
+            Value::String("y".repeat(MAX_EXECUTOR_OPTIONS_BYTES)),
+        );
         let m = message(Queue::new("q").executor_options(options));
         assert!(m.contains("executor_options"), "{m}");
     }

@@ -1168,7 +1168,10 @@ fn job_cancel_retry_delete_render_the_library_outcomes_with_exit_codes() {
 fn queue_declare_refuses_out_of_bounds_settings() {
     let ns = Ns::migrated();
     let cases: [(&[&str], &str); 5] = [
-        (&["--concurrency", "2147483647"], "concurrency must be between 1 and 1024"),
+        (
+            &["--concurrency", "2147483647"],
+            "concurrency must be between 1 and 1024",
+        ),
         (&["--tags", "has=(gpu"], "is not a valid regex"),
         (&["--polling-interval", "0"], "polling_interval"),
         (

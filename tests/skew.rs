@@ -245,18 +245,22 @@ fn leadership_and_scheduled_jobs_follow_the_database_clock() {
         ns.leader().as_deref() == Some("on-time")
     });
     ns.worker("ahead", Some("+30s"), "leadership");
-    eventually(Duration::from_secs(30), "the skewed worker's heartbeat", || {
-        client()
-            .query_opt(
-                &format!(
-                    "SELECT 1 FROM {} WHERE worker_id = 'ahead'",
-                    ns.table("workers")
-                ),
-                &[],
-            )
-            .unwrap()
-            .is_some()
-    });
+    eventually(
+        Duration::from_secs(30),
+        "the skewed worker's heartbeat",
+        || {
+            client()
+                .query_opt(
+                    &format!(
+                        "SELECT 1 FROM {} WHERE worker_id = 'ahead'",
+                        ns.table("workers")
+                    ),
+                    &[],
+                )
+                .unwrap()
+                .is_some()
+        },
+    );
     // Several election passes of both workers (every second).
     let until = Instant::now() + Duration::from_secs(6);
     while Instant::now() < until {

@@ -206,7 +206,11 @@ impl Chancy {
         single(self.purge_jobs(std::slice::from_ref(reference))?)
     }
 
-    fn apply(&self, action: Action, references: &[Reference]) -> Result<Vec<(Reference, JobOutcome)>> {
+    fn apply(
+        &self,
+        action: Action,
+        references: &[Reference],
+    ) -> Result<Vec<(Reference, JobOutcome)>> {
         if references.is_empty() {
             return Ok(Vec::new());
         }
@@ -325,9 +329,9 @@ fn refusal(action: Action, job: &Locked) -> Option<JobOutcome> {
             "the job already finished ({}); there is nothing to cancel",
             job.state
         )),
-        Action::Retry if job.state == "running" => {
-            not("the job is running; it can be retried once it finishes (or cancel it first)".into())
-        }
+        Action::Retry if job.state == "running" => not(
+            "the job is running; it can be retried once it finishes (or cancel it first)".into(),
+        ),
         Action::Retry if !finished && !job.exhausted => {
             let when = match (job.later, job.scheduled_at) {
                 (true, Some(at)) => format!("it is scheduled for {}", at.to_rfc3339()),

@@ -11,8 +11,8 @@ use super::table::{or_dash, truncate, Table};
 use crate::app::{JobFilter, WaitOptions};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobState, QueuedJob, Reference};
-use crate::JobOutcome;
 use crate::Chancy;
+use crate::JobOutcome;
 
 /// Exit code of `job wait` when the job succeeded.
 pub const WAIT_SUCCEEDED: i32 = 0;
@@ -27,7 +27,6 @@ pub const EXIT_NOT_FOUND: i32 = 3;
 pub const EXIT_NOT_APPLICABLE: i32 = 4;
 /// Exit code of `job retry` when another unfinished job holds the job's unique key.
 pub const EXIT_CONFLICT: i32 = 5;
-
 
 /// The `job` subcommands.
 #[derive(Debug, Subcommand)]

@@ -29,7 +29,11 @@ fn declare_refuses_out_of_bounds_settings_naming_the_setting_and_writes_nothing(
             "rate_limit_window",
             "604800",
         ),
-        (Queue::new("q").tags(["has=(gpu"]), "tag", "not a valid regex"),
+        (
+            Queue::new("q").tags(["has=(gpu"]),
+            "tag",
+            "not a valid regex",
+        ),
     ];
     for (queue, setting, bound) in cases {
         for upsert in [false, true] {
@@ -77,7 +81,11 @@ fn a_worker_skips_out_of_bounds_rows_from_other_clients_and_serves_the_rest() {
         .unwrap();
     assert_eq!(done.state, JobState::Succeeded);
     std::thread::sleep(Duration::from_millis(700)); // a few queue passes
-    assert_eq!(worker.queues(), ["default"], "only the valid queue is served");
+    assert_eq!(
+        worker.queues(),
+        ["default"],
+        "only the valid queue is served"
+    );
     assert_eq!(
         app.chancy.get_job(&huge).unwrap().unwrap().state,
         JobState::Pending,

@@ -37,7 +37,10 @@ fn cancelling_a_finished_or_unknown_job_changes_and_sends_nothing() {
         "{outcome:?}"
     );
     assert_eq!(state_of(&app, &done), JobState::Succeeded, "left as it was");
-    assert_eq!(app.chancy.cancel_job(&unknown).unwrap(), JobOutcome::NotFound);
+    assert_eq!(
+        app.chancy.cancel_job(&unknown).unwrap(),
+        JobOutcome::NotFound
+    );
     assert_eq!(
         listener.collect(Duration::from_millis(300)),
         Vec::<String>::new(),
@@ -60,10 +63,7 @@ fn cancelling_a_finished_or_unknown_job_changes_and_sends_nothing() {
 fn retrying_a_job_scheduled_for_later_says_so_and_leaves_it() {
     let app = TestApp::new();
     let later = chrono::Utc::now() + chrono::Duration::hours(1);
-    let r = app
-        .chancy
-        .push(&Job::new("f").scheduled_at(later))
-        .unwrap();
+    let r = app.chancy.push(&Job::new("f").scheduled_at(later)).unwrap();
     let before = app.chancy.get_job(&r).unwrap().unwrap();
     let outcome = app.chancy.retry_job(&r).unwrap();
     match &outcome {
@@ -143,7 +143,11 @@ fn a_workflow_whose_step_job_was_deleted_fails_instead_of_running_forever() {
     assert_eq!(app.chancy.purge_job(&job).unwrap(), JobOutcome::Done);
     let after = advance();
     assert_eq!(after.state, WorkflowState::Failed);
-    assert_eq!(after.step("two").unwrap().job_id, None, "dependents never run");
+    assert_eq!(
+        after.step("two").unwrap().job_id,
+        None,
+        "dependents never run"
+    );
 }
 
 #[test]
@@ -155,12 +159,28 @@ fn the_api_renders_the_same_outcomes_404_409_and_names_the_holder() {
     let holder = c.push(&Job::new("f").unique_key("nightly")).unwrap();
     let token = web.login();
 
-    let r = web.post(&token, &format!("/api/v1/jobs/{a}/retry"), serde_json::json!({}));
+    let r = web.post(
+        &token,
+        &format!("/api/v1/jobs/{a}/retry"),
+        serde_json::json!({}),
+    );
     assert_eq!(r.status, 409, "{}", r.body);
-    assert!(r.body.to_string().contains(&holder.to_string()), "{}", r.body);
-    let r = web.post(&token, &format!("/api/v1/jobs/{a}/cancel"), serde_json::json!({}));
+    assert!(
+        r.body.to_string().contains(&holder.to_string()),
+        "{}",
+        r.body
+    );
+    let r = web.post(
+        &token,
+        &format!("/api/v1/jobs/{a}/cancel"),
+        serde_json::json!({}),
+    );
     assert_eq!(r.status, 409, "{}", r.body);
-    assert!(r.body.to_string().contains("already finished"), "{}", r.body);
+    assert!(
+        r.body.to_string().contains("already finished"),
+        "{}",
+        r.body
+    );
     let unknown = uuid::Uuid::new_v4();
     let r = web.post(
         &token,
@@ -181,6 +201,9 @@ fn the_api_renders_the_same_outcomes_404_409_and_names_the_holder() {
         .as_str()
         .unwrap()
         .contains(&holder.to_string()));
-    assert_eq!(results[1]["status"], "skipped", "the holder is waiting, not finished");
+    assert_eq!(
+        results[1]["status"], "skipped",
+        "the holder is waiting, not finished"
+    );
     assert_eq!(state_of(&web.app, &a), JobState::Succeeded);
 }
