@@ -315,16 +315,40 @@ fn a_retry_delay_computed_by_a_skewed_worker_lands_on_the_database_clock() {
     eventually(Duration::from_secs(30), "the first failure", || {
         ns.state(&id) == "retrying"
     });
-    let ahead: f64 = client()
-        .query_one(
-            &format!(
-                "SELECT extract(epoch FROM scheduled_at - NOW())::float8 FROM {} WHERE id = $1",
-                ns.table("jobs")
-            ),
-            &[&uuid::Uuid::parse_str(&id).unwrap()],
+    let due_in = |id: &str| -> f64 {
+        client()
+            .query_one(
+                &format!(
+                    "SELECT extract(epoch FROM scheduled_at - NOW())::float8 FROM {} WHERE id = $1",
+                    ns.table("jobs")
+                ),
+                &[&uuid::Uuid::parse_str(id).unwrap()],
+            )
+            .unwrap()
+            .get(0)
+    };
+    // `job push --delay` from a CLI whose clock is 30 s ahead: due in 20 s by the database
+    // clock, not 50.
+    let out = ns
+        .command(
+            Some("+30s"),
+            &[
+                "job",
+                "push",
+                "chancy.builtin.noop",
+                "--queue",
+                "later",
+                "--delay",
+                "20",
+            ],
         )
-        .unwrap()
-        .get(0);
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let delayed = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let d = due_in(&delayed);
+    assert!((15.0..=21.0).contains(&d), "--delay 20 is due in {d:.1} s");
+    let ahead = due_in(&id);
     assert!(
         (3.0..=9.0).contains(&ahead),
         "the retry is due {ahead:.1} s from now by the database clock (expected about 8)"

@@ -141,6 +141,19 @@ impl Chancy {
         self.set_queue_state(name, &self.sql().resume_queue, None, events::QUEUE_RESUMED)
     }
 
+    /// The database's clock (`SELECT NOW()`), the one clock every time decision uses.
+    ///
+    /// # Errors
+    /// When the database is unreachable.
+    pub fn database_now(&self) -> Result<DateTime<Utc>> {
+        let mut conn = self.connection()?;
+        let row = conn
+            .client
+            .query_one("SELECT NOW()", &[])
+            .map_err(|e| Error::database("reading the database clock", e))?;
+        Ok(row.get(0))
+    }
+
     /// Resumes a paused queue whose `resume_at` has passed by the database clock, and
     /// NOTIFYs `queue.resumed`. Returns whether it resumed (false: not paused, no
     /// `resume_at`, not due yet, or no such queue). Workers call this instead of comparing

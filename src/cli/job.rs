@@ -182,7 +182,8 @@ fn push(chancy: &Chancy, a: &PushArgs) -> Result<i32> {
     if let Some(key) = &a.unique_key {
         job = job.unique_key(key);
     }
-    if let Some(at) = a.scheduled_at.or(a.delay.map(args::from_now)) {
+    let delayed = a.delay.map(|d| args::from_now(chancy, d)).transpose()?;
+    if let Some(at) = a.scheduled_at.or(delayed) {
         job = job.scheduled_at(at);
     }
     let r = chancy.push(&job)?;
