@@ -1232,4 +1232,9 @@ fn a_cli_worker_logs_out_of_bounds_queue_rows_and_serves_the_rest() {
         stderr.contains("not serving queue \"badtag\"") && stderr.contains("regex"),
         "{stderr}"
     );
+    assert_eq!(
+        stderr.matches("not serving queue \"huge\"").count(),
+        1,
+        "logged once at ERROR, not on every queue pass: {stderr}"
+    );
 }

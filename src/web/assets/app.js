@@ -623,7 +623,9 @@ async function viewJob(id) {
     throw e;
   }
   const canCancel = ACTIVE_STATES.includes(job.state);
-  const canRetry = job.state !== 'running';
+  // Hints only: the server applies the library's rules and its answer is what is shown.
+  const canRetry = ['succeeded', 'failed'].includes(job.state)
+    || (job.state !== 'running' && job.attempts >= job.max_attempts);
   const errors = job.errors || [];
   const field = (label, value) => [h('dt', {}, label), h('dd', {}, value)];
 
@@ -634,7 +636,7 @@ async function viewJob(id) {
       badge(job.state, 'job-state'),
       h('div', { class: 'actions' },
         h('button', { id: 'job-cancel', type: 'button', class: 'btn btn-danger', disabled: !canCancel, title: canCancel ? 'Mark it failed; a running worker stops it' : 'Only pending, running or retrying jobs can be cancelled', onclick: () => jobAction(job, 'cancel') }, 'Cancel'),
-        h('button', { id: 'job-retry', type: 'button', class: 'btn', disabled: !canRetry, title: canRetry ? 'Run it again from attempt 0' : 'A running job cannot be retried', onclick: () => jobAction(job, 'retry') }, 'Retry'))),
+        h('button', { id: 'job-retry', type: 'button', class: 'btn', disabled: !canRetry, title: canRetry ? 'Run it again from attempt 0' : 'Only finished jobs can be retried', onclick: () => jobAction(job, 'retry') }, 'Retry'))),
     errors.length ? h('section', { class: 'card errors', testid: 'job-errors' },
       h('h2', {}, `Errors (${errors.length})`),
       [...errors].reverse().map((err) => h('div', { class: 'error-entry' },
