@@ -368,3 +368,36 @@ fn stop(mut worker: Child) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A worker 2 minutes ahead files its job metrics in the buckets of the database clock
+/// (before the fix: 2 minutes in the future, outside every dashboard window).
+#[test]
+fn metrics_of_a_skewed_worker_land_in_the_database_clock_buckets() {
+    let mut ns = Ns::new();
+    ns.worker("ahead", Some("+120s"), "metrics");
+    let id = ns.ok(&["job", "push", "chancy.builtin.noop"]);
+    eventually(Duration::from_secs(30), "the job", || {
+        ns.state(&id) == "succeeded"
+    });
+    let worker = ns.workers.remove(0);
+    stop(worker); // the final flush
+    let ahead: Option<f64> = client()
+        .query_one(
+            &format!(
+                "SELECT extract(epoch FROM max(p.sampled_at) - NOW())::float8 \
+                 FROM {m} m JOIN {d} d ON d.id = m.metric_id \
+                 CROSS JOIN LATERAL unnest(m.buckets, m.sampled_at) AS p(bucket, sampled_at) \
+                 WHERE d.key = 'global:status:succeeded' AND m.resolution = 60",
+                m = ns.table("metrics"),
+                d = ns.table("metric_definitions"),
+            ),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let ahead = ahead.expect("the worker flushed its job counter");
+    assert!(
+        ahead < 5.0,
+        "the observation is stamped {ahead:.0} s ahead of the database clock"
+    );
+}
