@@ -24,9 +24,9 @@ thread_local! {
 fn report_unusable(name: &str, reason: &str) {
     let fresh = UNUSABLE.with(|seen| {
         let mut seen = seen.borrow_mut();
-        let fresh = seen
+        let fresh = !seen
             .get(name)
-            .is_none_or(|(r, at)| r != reason || at.elapsed() >= REPEAT_UNUSABLE_LOG);
+            .is_some_and(|(r, at)| r == reason && at.elapsed() < REPEAT_UNUSABLE_LOG);
         if fresh {
             seen.insert(name.to_string(), (reason.to_string(), Instant::now()));
         }
