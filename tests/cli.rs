@@ -1238,3 +1238,60 @@ fn a_cli_worker_logs_out_of_bounds_queue_rows_and_serves_the_rest() {
         "logged once at ERROR, not on every queue pass: {stderr}"
     );
 }
+
+/// Issue 14 item 4: a worker that runs out of threads (here `prlimit --nproc` on an
+/// unprivileged user) serves a large queue with the threads it could start, logs it, runs
+/// the other queues' jobs and stops cleanly: no panic, no job left `running`. Needs root (to
+/// run the worker as `nobody` with `setpriv`, since root ignores the process limit).
+#[test]
+fn a_worker_out_of_threads_logs_it_serves_its_queues_and_stops_cleanly() {
+    let uid = Command::new("id").arg("-u").output().expect("run id -u");
+    assert_eq!(
+        text(&uid.stdout).trim(),
+        "0",
+        "this test needs root: it runs the worker as `nobody` under `prlimit --nproc` with \
+         `setpriv` (util-linux); run the CLI tests as root"
+    );
+    let ns = Ns::migrated();
+    ns.ok(&["queue", "declare", "default", "--concurrency", "2"]);
+    ns.ok(&["queue", "declare", "big", "--concurrency", "1000"]);
+    let id = ns.push(&["chancy.builtin.noop"]);
+    let mut worker = Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "prlimit",
+            "--nproc=60",
+            "--",
+            BIN,
+            "--prefix",
+            &ns.prefix,
+            "worker",
+            "start",
+            "--plugins",
+            "none",
+        ])
+        .env("DATABASE_URL", database_url())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run setpriv (util-linux)");
+    let done = ns.run(&["job", "wait", &id, "--timeout", "30"]);
+    assert_eq!(done.status.code(), Some(0), "{done:?}");
+    let status = terminate(&mut worker);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(worker.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "a clean stop: {status:?}\n{stderr}");
+    assert!(
+        stderr.contains("queue \"big\": cannot start executor thread"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        ns.ok(&["job", "list", "--state", "running"]).trim(),
+        "no jobs"
+    );
+}

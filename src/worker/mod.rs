@@ -426,12 +426,14 @@ impl Worker {
         } else {
             None
         };
-        self.spawn_services(listener_conn)?;
-        s.chancy
-            .declare(&Queue::new("default").executor(PROCESS_EXECUTOR))?;
+        // Before any service or queue thread: under a thread limit the queues' executor
+        // threads may take every thread left, and the handler needs one of its own.
         if s.config.register_signal_handlers {
             signals::install(&self.shared)?;
         }
+        self.spawn_services(listener_conn)?;
+        s.chancy
+            .declare(&Queue::new("default").executor(PROCESS_EXECUTOR))?;
         s.hub.emit(WORKER_STARTED, json!({ "worker": s.worker_id }));
         log::info!("worker {} started", s.worker_id);
         Ok(())
