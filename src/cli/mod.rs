@@ -219,7 +219,7 @@ fn dispatch(cli: &Cli, registry: Registry) -> Result<i32> {
         Command::Cron(command) => cron::run(&app(cli, true)?, command),
         Command::Workflow(command) => workflow::run(&app(cli, true)?, command),
         Command::Worker(WorkerCommand::List) => worker::list(&app(cli, true)?),
-        Command::Web(args) => web::run(&app(cli, true)?, args),
+        Command::Web(args) => web::run(&web::app(|| builder(cli).notifications(true))?, args),
     }
 }
 

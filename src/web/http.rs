@@ -130,9 +130,9 @@ impl Reply {
         }
     }
 
-    /// `{"error": message}` with `status`.
+    /// `{"title": message}` with `status` (upstream's error body; its UI shows the title).
     pub fn error(status: u16, message: impl Into<String>) -> Reply {
-        Reply::json_status(status, json!({ "error": message.into() }))
+        Reply::json_status(status, json!({ "title": message.into() }))
     }
 
     /// A static asset.
