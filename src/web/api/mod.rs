@@ -225,6 +225,11 @@ pub(crate) fn filter_triples(text: &str) -> Result<Vec<(String, String, Value)>,
     for item in list {
         match item.as_array().map(Vec::as_slice) {
             Some([Value::String(key), Value::String(op), value]) => {
+                if crate::job::json_has_nul(value) || key.contains('\0') {
+                    return Err(bad(format!(
+                        "filter {key:?} has a NUL character, which no stored text can hold"
+                    )));
+                }
                 out.push((key.clone(), op.clone(), value.clone()));
             }
             _ => {
