@@ -95,7 +95,15 @@ fn wheel() -> PathBuf {
     std::fs::create_dir_all(&dir).expect("create target/chancy-wheel");
     if !dir.join(WHEEL).exists() {
         let status = Command::new("python3")
-            .args(["-m", "pip", "download", "chancy==0.26.0", "--no-deps", "-q", "-d"])
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "chancy==0.26.0",
+                "--no-deps",
+                "-q",
+                "-d",
+            ])
             .arg(&dir)
             .status();
         assert!(
@@ -109,7 +117,10 @@ fn wheel() -> PathBuf {
         .arg(dir.join(WHEEL))
         .arg(&unpacked)
         .status();
-    assert!(status.is_ok_and(|s| s.success()), "unpacking {WHEEL} failed");
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "unpacking {WHEEL} failed"
+    );
     assert!(marker.exists(), "{} is not in the wheel", marker.display());
     unpacked
 }
@@ -186,7 +197,12 @@ fn seed(url: &str) -> (Harness, Value) {
     let chancy = Chancy::builder(url)
         .prefix(prefix.clone())
         .no_default_plugins()
-        .plugin(Leadership::builder().poll_interval(Duration::from_secs(1)).build().unwrap())
+        .plugin(
+            Leadership::builder()
+                .poll_interval(Duration::from_secs(1))
+                .build()
+                .unwrap(),
+        )
         .plugin(metrics)
         .plugin(WorkflowPlugin::new().polling_interval(Duration::from_secs(1)))
         .plugin(Cron::new())
@@ -223,12 +239,15 @@ fn seed(url: &str) -> (Harness, Value) {
         .job("shop.fail", |_ctx: &JobContext| -> Result<(), JobError> {
             Err(JobError::new("card declined: insufficient funds"))
         })
-        .job("shop.hold", move |ctx: &JobContext| -> Result<(), JobError> {
-            while !hold.load(Ordering::SeqCst) && !ctx.is_cancelled() {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Ok(())
-        })
+        .job(
+            "shop.hold",
+            move |ctx: &JobContext| -> Result<(), JobError> {
+                while !hold.load(Ordering::SeqCst) && !ctx.is_cancelled() {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Ok(())
+            },
+        )
         .job("reports.step", ok)
         .build()
         .expect("build worker");
@@ -260,7 +279,9 @@ fn seed(url: &str) -> (Harness, Value) {
     let large = push(shop("shop.ok").kwargs(json!({ "blob": "x".repeat(300_000) })));
     let mut pending = Vec::new();
     for n in 0..4 {
-        pending.push(push(Job::new("shop.ok").queue("held").kwargs(json!({ "n": n }))));
+        pending.push(push(
+            Job::new("shop.ok").queue("held").kwargs(json!({ "n": n })),
+        ));
     }
     let mut workflow = Workflow::new("month-end-report");
     for n in 0..WORKFLOW_STEPS {
@@ -280,7 +301,9 @@ fn seed(url: &str) -> (Harness, Value) {
     Cron::schedule(
         &chancy,
         "*/5 * * * *",
-        &[Job::new("shop.ok").queue("shop").unique_key("shop.nightly_report")],
+        &[Job::new("shop.ok")
+            .queue("shop")
+            .unique_key("shop.nightly_report")],
         "UTC",
     )
     .expect("schedule a cron");
@@ -291,7 +314,9 @@ fn seed(url: &str) -> (Harness, Value) {
         });
     }
     for r in &failed {
-        eventually(60, "a job to fail", || state(&chancy, r) == Some(JobState::Failed));
+        eventually(60, "a job to fail", || {
+            state(&chancy, r) == Some(JobState::Failed)
+        });
     }
     eventually(60, "the retrying job", || {
         state(&chancy, &retrying) == Some(JobState::Retrying)
@@ -309,7 +334,8 @@ fn seed(url: &str) -> (Harness, Value) {
             && keys.iter().any(|k| k.ends_with(":succeeded"))
     });
     h.worker = Some(worker);
-    let ids = |refs: &[Reference]| -> Vec<String> { refs.iter().map(|r| r.id().to_string()).collect() };
+    let ids =
+        |refs: &[Reference]| -> Vec<String> { refs.iter().map(|r| r.id().to_string()).collect() };
     let seed = json!({
         "queue": "shop",
         "worker": "upstream-ui-worker",
@@ -445,7 +471,9 @@ fn upstream_api_client_validates_every_reply() {
     ] {
         assert_eq!(errors[name]["status"], 422, "{name}: {errors}");
         assert!(
-            errors[name]["title"].as_str().is_some_and(|t| !t.is_empty()),
+            errors[name]["title"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty()),
             "{name} has no title: {errors}"
         );
     }
@@ -520,7 +548,10 @@ fn upstream_dashboard_renders_every_page_in_headless_chromium() {
     let chromium = chromium_path();
     if std::env::var_os("CHROMIUM").is_none() && !chromium.exists() {
         let _ = Command::new("sh")
-            .args(["-c", "apt-get update -qq && apt-get install -y -qq chromium >/dev/null"])
+            .args([
+                "-c",
+                "apt-get update -qq && apt-get install -y -qq chromium >/dev/null",
+            ])
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status();
     }
@@ -531,7 +562,10 @@ fn upstream_dashboard_renders_every_page_in_headless_chromium() {
     );
     let wheel = wheel();
     let dist = wheel.join("chancy/plugins/api/dist");
-    assert!(dist.join("index.html").exists(), "the wheel has no built UI");
+    assert!(
+        dist.join("index.html").exists(),
+        "the wheel has no built UI"
+    );
     let ui_port = serve_dist(dist);
     let ui_origin = format!("http://127.0.0.1:{ui_port}");
     let (mut h, seed) = seed(&database_url());

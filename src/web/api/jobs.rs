@@ -155,7 +155,8 @@ fn check_state(state: &str) -> Result<String, Reply> {
     if STATES.contains(&state) {
         Ok(state.to_string())
     } else {
-        Err(error(INVALID,
+        Err(error(
+            INVALID,
             format!(
                 "unknown state {state:?}; expected one of {}",
                 STATES.join(", ")

@@ -48,7 +48,8 @@ pub(super) fn detail(req: &Req, chancy: &Chancy, prefix: &str) -> Out {
             .into_iter()
             .find(|r| r.name() == name)
             .ok_or_else(|| {
-                error(INVALID,
+                error(
+                    INVALID,
                     format!("resolution must be 1min, 5min, 1hour or 1day, got {name:?}"),
                 )
             })?,
@@ -57,7 +58,12 @@ pub(super) fn detail(req: &Req, chancy: &Chancy, prefix: &str) -> Out {
     let range = match req.param("range") {
         None => None,
         Some(text) => Some(Duration::from_secs(text.trim().parse::<u64>().map_err(
-            |_| error(INVALID, format!("range must be whole seconds, got {text:?}")),
+            |_| {
+                error(
+                    INVALID,
+                    format!("range must be whole seconds, got {text:?}"),
+                )
+            },
         )?)),
     };
     let start = timestamp(req, "start")?;
@@ -65,7 +71,10 @@ pub(super) fn detail(req: &Req, chancy: &Chancy, prefix: &str) -> Out {
     let range = match req.param("limit") {
         None => range,
         Some(_) if start.is_some() || range.is_some() => {
-            return Err(error(INVALID, "limit cannot be combined with start or range"))
+            return Err(error(
+                INVALID,
+                "limit cannot be combined with start or range",
+            ))
         }
         Some(text) => {
             let buckets = text
@@ -116,7 +125,8 @@ fn timestamp(req: &Req, name: &str) -> Result<Option<DateTime<Utc>>, Reply> {
     DateTime::parse_from_rfc3339(&text)
         .map(|t| Some(t.with_timezone(&Utc)))
         .map_err(|_| {
-            error(INVALID,
+            error(
+                INVALID,
                 format!(
                     "{name} must be an ISO 8601 time with a time zone \
                      (e.g. 2026-01-01T00:00:00+00:00), got {text:?}"

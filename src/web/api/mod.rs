@@ -151,8 +151,12 @@ pub(crate) fn job_definition_json(job: &Job) -> Value {
 /// A UUID from a path segment or parameter, or 422 naming `what` (upstream: "before must
 /// be a valid UUID").
 pub(crate) fn parse_uuid(text: &str, what: &str) -> Result<Uuid, Reply> {
-    Uuid::parse_str(text.trim())
-        .map_err(|_| error(INVALID, format!("{what} must be a valid UUID, got {text:?}")))
+    Uuid::parse_str(text.trim()).map_err(|_| {
+        error(
+            INVALID,
+            format!("{what} must be a valid UUID, got {text:?}"),
+        )
+    })
 }
 
 /// A UUID in a path (a job or workflow id): anything else cannot name an object, so 404

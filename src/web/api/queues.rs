@@ -27,13 +27,15 @@ pub(super) fn pause(req: &Req, chancy: &Chancy, name: &str) -> Out {
             DateTime::parse_from_rfc3339(s)
                 .map(|t| t.with_timezone(&Utc))
                 .map_err(|e| {
-                    error(INVALID,
+                    error(
+                        INVALID,
                         format!("resume_at must be an ISO 8601 time with a zone, got {s:?} ({e})"),
                     )
                 })?,
         ),
         Some(other) => {
-            return Err(error(INVALID,
+            return Err(error(
+                INVALID,
                 format!("resume_at must be a string or null, got {other}"),
             ))
         }
@@ -87,7 +89,8 @@ pub(super) fn delete(req: &Req, chancy: &Chancy, name: &str) -> Out {
         None | Some("true") | Some("1") => true,
         Some("false") | Some("0") => false,
         Some(other) => {
-            return Err(error(INVALID,
+            return Err(error(
+                INVALID,
                 format!("purge_jobs must be true or false, got {other:?}"),
             ))
         }

@@ -6,8 +6,8 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::{
-    error, filter_triples, iso_opt, job_definition_json, page, parse_limit, parse_uuid,
-    path_uuid, wants_pagination, Out, INVALID,
+    error, filter_triples, iso_opt, job_definition_json, page, parse_limit, parse_uuid, path_uuid,
+    wants_pagination, Out, INVALID,
 };
 use crate::error::Error;
 use crate::plugins::{Workflow, WorkflowPlugin, WorkflowState};

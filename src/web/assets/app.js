@@ -76,14 +76,16 @@ async function api(method, path, body) {
   } catch {
     data = null;
   }
-  // 403 means "log in" unless the server refused for another reason (e.g. its CSRF checks).
-  const notAuthenticated = !data || !data.error || /not authenticated/i.test(data.error);
+  // Errors are upstream's {"title": …}. 403 means "log in" unless the server refused for
+  // another reason (e.g. its CSRF checks).
+  const title = data && (data.title || data.detail);
+  const notAuthenticated = !title || /not authenticated/i.test(title);
   if (response.status === 403 && path !== 'login' && notAuthenticated) {
     showLogin();
     throw new AuthError('Not authenticated');
   }
   if (!response.ok) {
-    const message = data && data.error ? data.error : `${response.status} ${response.statusText}`;
+    const message = title || `${response.status} ${response.statusText}`;
     const err = new Error(message);
     err.status = response.status;
     throw err;
@@ -707,12 +709,10 @@ async function viewWorkflows(params) {
   const rows = items.length === 0
     ? [emptyRow(5, before ? 'No older workflows.' : 'No workflows yet.')]
     : items.map((wf) => {
-      const steps = wf.steps || [];
-      const done = steps.filter((st) => st.state === 'succeeded').length;
       return h('tr', { testid: 'workflow-row', 'data-workflow-id': wf.id },
         h('td', {}, h('a', { href: href(`workflows/${wf.id}`), title: wf.id, testid: `workflow-link-${wf.id}` }, wf.name || shortId(wf.id))),
         h('td', {}, badge(wf.state)),
-        h('td', {}, progressBar(done, steps.length)),
+        h('td', {}, progressBar(wf.succeeded_steps || 0, wf.total_steps || 0)),
         h('td', { class: 'hide-narrow' }, timeCell(wf.created_at)),
         h('td', { class: 'hide-narrow' }, timeCell(wf.updated_at)));
     });
@@ -744,9 +744,11 @@ async function viewWorkflow(id) {
     }
     throw e;
   }
-  const depths = stepDepths(wf.steps || []);
+  // `steps` is keyed by step id (upstream's shape).
+  const all = Object.values(wf.steps || {});
+  const depths = stepDepths(all);
   // Steps in the order they can run: by dependency depth, then by id.
-  const steps = [...(wf.steps || [])].sort((a, b) => (depths.get(a.step_id) - depths.get(b.step_id))
+  const steps = [...all].sort((a, b) => (depths.get(a.step_id) - depths.get(b.step_id))
     || String(a.step_id).localeCompare(String(b.step_id)));
   const rows = steps.length === 0
     ? [emptyRow(4, 'This workflow has no steps.')]

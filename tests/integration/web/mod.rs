@@ -41,7 +41,7 @@ impl Resp {
     }
 
     pub fn error(&self) -> &str {
-        self.body["error"].as_str().unwrap_or_default()
+        self.body["title"].as_str().unwrap_or_default()
     }
 }
 
