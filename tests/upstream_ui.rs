@@ -292,7 +292,7 @@ fn seed(url: &str) -> (Harness, Value) {
         };
         let deps: Vec<&str> = deps.iter().map(String::as_str).collect();
         workflow = workflow.add(
-            &format!("step_{n}"),
+            format!("step_{n}"),
             Job::new("reports.step").queue("reports"),
             &deps,
         );
