@@ -606,3 +606,73 @@ fn upstream_dashboard_renders_every_page_in_headless_chromium() {
         );
     }
 }
+
+/// `/api/v1/configuration` of the running `chancy web`, signed in with upstream's flow.
+fn configured_plugins(port: u16) -> Vec<String> {
+    let base = format!("http://127.0.0.1:{port}/api/v1");
+    let login: Value = ureq::post(&format!("{base}/login"))
+        .send_json(json!({ "username": USERNAME, "password": PASSWORD }))
+        .expect("log in")
+        .into_json()
+        .expect("a JSON login answer");
+    let token = login["token"].as_str().expect("a token");
+    let config: Value = ureq::get(&format!("{base}/configuration"))
+        .set("Authorization", &format!("Bearer {token}"))
+        .call()
+        .expect("read the configuration")
+        .into_json()
+        .expect("JSON");
+    config["plugins"]
+        .as_array()
+        .expect("a plugins list")
+        .iter()
+        .map(|p| p.as_str().expect("a class name").to_string())
+        .collect()
+}
+
+#[test]
+fn chancy_web_lists_cron_for_upstreams_ui_only_when_its_tables_exist() {
+    let url = database_url();
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let prefix = format!("u{}_", &id[..10]);
+    let chancy = Chancy::builder(&url)
+        .prefix(prefix.clone())
+        .build()
+        .expect("build chancy");
+    chancy.migrate().expect("migrate");
+    let mut h = Harness {
+        chancy: chancy.clone(),
+        url,
+        prefix,
+        worker: None,
+        release: Arc::new(AtomicBool::new(false)),
+        server: None,
+        port: 0,
+    };
+    start_server(&mut h, None);
+    let plugins = configured_plugins(h.port);
+    for class in [
+        "Leadership",
+        "Pruner",
+        "Recovery",
+        "Metrics",
+        "WorkflowPlugin",
+    ] {
+        assert!(plugins.contains(&class.to_string()), "{plugins:?}");
+    }
+    assert!(
+        !plugins.contains(&"Cron".to_string()),
+        "no cron tables, no Scheduled Jobs page: {plugins:?}"
+    );
+    let mut server = h.server.take().unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+
+    chancy.migrate_key("cron", None).expect("migrate cron");
+    start_server(&mut h, None);
+    let plugins = configured_plugins(h.port);
+    assert!(
+        plugins.contains(&"Cron".to_string()),
+        "with the cron tables upstream's UI gets its Scheduled Jobs page: {plugins:?}"
+    );
+}
