@@ -5,8 +5,9 @@
 //! - `upstream_api_client_validates_every_reply`: `tests/upstream_ui/contract.mjs` bundles
 //!   the wheel's TypeScript API client and zod schemas with esbuild and calls every method
 //!   upstream's dashboard uses — reads and actions — against `chancy web` on a database
-//!   with jobs in every state, a workflow with many steps, a cron, a live worker and
-//!   counter, gauge and histogram metrics. Every reply must validate.
+//!   with jobs in every state, a workflow with many steps, a cron, a mixed fleet (a Rust and
+//!   a Python Chancy 0.26.0 worker, from the venv tests/interop uses) and counter, gauge and
+//!   histogram metrics. Every reply must validate.
 //! - `upstream_dashboard_renders_every_page_in_headless_chromium`: serves the wheel's built
 //!   dashboard (`chancy/plugins/api/dist/`) on its own origin, signs in to `chancy web` with
 //!   its own form and visits every page (`tests/upstream_ui/pages.mjs`, playwright-core
@@ -133,12 +134,16 @@ struct Harness {
     worker: Option<Worker>,
     release: Arc<AtomicBool>,
     server: Option<Child>,
+    python: Option<Child>,
     port: u16,
 }
 
 impl Drop for Harness {
     fn drop(&mut self) {
-        if let Some(mut child) = self.server.take() {
+        for mut child in [self.server.take(), self.python.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -218,6 +223,7 @@ fn seed(url: &str) -> (Harness, Value) {
         worker: None,
         release: Arc::clone(&release),
         server: None,
+        python: None,
         port: 0,
     };
     chancy.migrate().expect("migrate");
@@ -358,6 +364,63 @@ fn seed(url: &str) -> (Harness, Value) {
     (h, seed)
 }
 
+/// The Python Chancy 0.26.0 of `target/py026` (the venv tests/interop makes; made here the
+/// same way when missing).
+fn python() -> PathBuf {
+    let venv = manifest_dir().join("target/py026");
+    let python = venv.join("bin/python");
+    let ready = |python: &Path| {
+        Command::new(python)
+            .args([
+                "-c",
+                "import importlib.metadata as m; assert m.version('chancy') == '0.26.0'",
+            ])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !ready(&python) {
+        let status = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "python3 -m venv failed: Python 3.11+ is needed"
+        );
+        let status = Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "chancy[cron]==0.26.0"])
+            .status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "pip install chancy[cron]==0.26.0 failed: PyPI must be reachable"
+        );
+    }
+    python
+}
+
+/// Adds a Python Chancy 0.26.0 worker to the fleet (tests/interop's `work` command, waiting
+/// for a job nobody runs) and waits until both workers are registered.
+fn start_python_worker(h: &mut Harness, seed: &Value) {
+    let held = json!([seed["jobs"]["pending"]]).to_string();
+    let child = Command::new(python())
+        .arg(manifest_dir().join("tests/interop/interop_jobs.py"))
+        .args(["work", &h.url, &h.prefix, &held, "900"])
+        .env("PYTHONPATH", manifest_dir().join("tests/interop"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start a Python worker");
+    h.python = Some(child);
+    let chancy = h.chancy.clone();
+    eventually(90, "the Python worker to register", || {
+        chancy.get_all_workers().is_ok_and(|w| {
+            w.iter()
+                .any(|w| w.tags.iter().any(|t| t.starts_with("python")))
+        })
+    });
+}
+
 fn start_server(h: &mut Harness, allow_origin: Option<&str>) {
     let port = free_port();
     let mut cmd = Command::new(chancy_bin());
@@ -433,6 +496,7 @@ fn upstream_api_client_validates_every_reply() {
     provision_npm();
     let wheel = wheel();
     let (mut h, seed) = seed(&database_url());
+    start_python_worker(&mut h, &seed);
     start_server(&mut h, None);
     let (status, stdout, stderr) = run_node(
         "contract.mjs",
@@ -569,6 +633,7 @@ fn upstream_dashboard_renders_every_page_in_headless_chromium() {
     let ui_port = serve_dist(dist);
     let ui_origin = format!("http://127.0.0.1:{ui_port}");
     let (mut h, seed) = seed(&database_url());
+    start_python_worker(&mut h, &seed);
     start_server(&mut h, Some(&ui_origin));
     let artifacts = manifest_dir().join("target/browser-artifacts");
     std::fs::create_dir_all(&artifacts).expect("create the artifacts folder");
@@ -647,6 +712,7 @@ fn chancy_web_lists_cron_for_upstreams_ui_only_when_its_tables_exist() {
         worker: None,
         release: Arc::new(AtomicBool::new(false)),
         server: None,
+        python: None,
         port: 0,
     };
     start_server(&mut h, None);

@@ -83,7 +83,9 @@ await call('getConfiguration', () => api.getConfiguration(), c =>
 await call('getSystem', () => api.getSystem());
 await call('listPlugins', () => api.listPlugins(), p => expect(p.length > 0, 'no plugins'));
 await call('listQueues', () => api.listQueues(), q => expect(q.length > 0, 'no queues'));
-await call('listWorkers', () => api.listWorkers(), w => expect(w.length > 0, 'no workers'));
+await call('listWorkers', () => api.listWorkers(), w =>
+  expect(w.some(x => x.tags.some(t => t.startsWith('python'))) && w.some(x => x.tags.some(t => t.startsWith('rust'))),
+    `a mixed fleet has a Python and a Rust worker: ${JSON.stringify(w.map(x => x.worker_id))}`));
 await call('listFunctions', () => api.listFunctions(), f => expect(f.length > 0, 'no functions'));
 await call('listCrons', () => api.listCrons(), c => expect(c.length > 0, 'no crons'));
 await call('listJobs', () => api.listJobs({}), p => expect(p.items.length > 0, 'no jobs'));
