@@ -72,7 +72,7 @@ const LIST_TRACEBACK_CHARS: i32 = 1000;
 fn bounded_columns() -> String {
     let marker = |col: &str| {
         format!(
-            "CASE WHEN octet_length({col}::text) <= $1 THEN {col} \
+            "CASE WHEN {col} IS NULL OR octet_length({col}::text) <= $1 THEN {col} \
              ELSE jsonb_build_object('_truncated', jsonb_build_object(\
              'bytes', octet_length({col}::text), 'detail', '/api/v1/jobs/' || id)) END AS {col}"
         )
@@ -80,7 +80,8 @@ fn bounded_columns() -> String {
     format!(
         "id, queue, func, {kwargs}, limits, {meta}, state, priority, attempts, max_attempts, \
          taken_by, created_at, started_at, completed_at, scheduled_at, unique_key, claim_id, \
-         CASE WHEN octet_length(errors::text) <= $1 OR jsonb_typeof(errors) <> 'array' \
+         CASE WHEN errors IS NULL OR octet_length(errors::text) <= $1 \
+           OR jsonb_typeof(errors) <> 'array' \
          THEN errors ELSE COALESCE((\
            SELECT jsonb_agg(CASE WHEN jsonb_typeof(e) = 'object' THEN e || jsonb_build_object(\
              'traceback', CASE WHEN length(e->>'traceback') > {chars} \
