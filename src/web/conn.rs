@@ -3,7 +3,7 @@
 //! ```text
 //!  read the head      within header_timeout, at most MAX_HEAD bytes, checked by head.rs:
 //!                     bad framing 400, declared body over the limit 413, too big 431
-//!  hyper (http1)      parses the same bytes again, one request, no keep-alive
+//!  hyper (http1)      parses the same bytes again; one request per connection
 //!  read the body      within body_timeout, cut off at body_limit (413)
 //!  answer             /health and assets inline; everything else on the handler pool
 //!  the whole request  within request_timeout, or the connection is closed
@@ -78,10 +78,10 @@ pub(crate) async fn serve(
                 408,
                 format!("the request head did not arrive within {secs} s"),
             );
-            return refuse(stream, reply).await;
+            return refuse(stream, reply, LINGER).await;
         }
         Ok(None) => return,
-        Ok(Some(Err(reply))) => return refuse(stream, reply).await,
+        Ok(Some(Err(reply))) => return refuse(stream, reply, LINGER).await,
         Ok(Some(Ok(()))) => {}
     }
     let io = TokioIo::new(Prefixed {
@@ -92,8 +92,10 @@ pub(crate) async fn serve(
     let limit = edge.request_timeout;
     let service = service_fn(move |req| respond(req, peer, Arc::clone(&edge)));
     let mut builder = http1::Builder::new();
+    // One request per connection: every response says `Connection: close` (see
+    // `response`), which makes hyper close after it. (hyper's own keep_alive(false) would
+    // also rewrite the `Connection: Upgrade` of a websocket's 101.)
     builder
-        .keep_alive(false)
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(5))
         .max_buf_size(MAX_HEAD + 8192);
@@ -131,17 +133,17 @@ async fn read_head(
 /// Writes `reply` with `Connection: close`, then reads and drops what the client still
 /// sends for a moment, so that closing does not reset the connection before the client
 /// read the answer.
-async fn refuse(mut stream: TcpStream, reply: Reply) {
+pub(crate) async fn refuse(mut stream: TcpStream, reply: Reply, linger: Duration) {
     let bytes = raw_response(&reply);
     let write = async {
         stream.write_all(&bytes).await?;
         stream.flush().await?;
         stream.shutdown().await
     };
-    if timeout(LINGER, write).await.is_err() {
+    if timeout(linger, write).await.is_err() {
         return;
     }
-    let linger = async {
+    let drain = async {
         let mut sink = [0u8; 8192];
         let mut total = 0;
         while total < LINGER_BYTES {
@@ -151,7 +153,7 @@ async fn refuse(mut stream: TcpStream, reply: Reply) {
             }
         }
     };
-    let _ = timeout(LINGER, linger).await;
+    let _ = timeout(linger, drain).await;
 }
 
 /// A complete HTTP/1.1 response for `reply`, closing the connection.
@@ -260,6 +262,7 @@ pub(crate) fn response(reply: Reply) -> Response<Full<Bytes>> {
         ("content-type", reply.content_type),
         ("x-content-type-options", "nosniff"),
         ("cache-control", "no-store"),
+        ("connection", "close"),
     ];
     for (name, value) in fixed {
         headers.insert(

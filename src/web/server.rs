@@ -33,6 +33,10 @@ use crate::Chancy;
 
 /// How often [`WebServer::join`] looks at the stop flag.
 const POLL: Duration = Duration::from_millis(200);
+/// Connections over the limit being answered 503 at once.
+const MAX_REFUSING: usize = 64;
+/// How long a connection over the limit may take to read its 503.
+const BUSY_LINGER: Duration = Duration::from_millis(500);
 /// How long a stop waits for requests in progress before closing their connections.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -276,6 +280,7 @@ async fn accept_loop(
     slots: &Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let refusing = &Arc::new(Semaphore::new(MAX_REFUSING));
     loop {
         tokio::select! {
             _ = stop.changed() => return,
@@ -286,7 +291,7 @@ async fn accept_loop(
                         Ok(permit) => {
                             tokio::spawn(conn::serve(stream, peer, Arc::clone(edge), permit));
                         }
-                        Err(_) => busy(&stream),
+                        Err(_) => busy(stream, refusing),
                     }
                 }
                 Err(e) => {
@@ -299,9 +304,66 @@ async fn accept_loop(
     }
 }
 
-/// Answers a connection over the limit with 503 (one non-blocking write) and closes it.
-fn busy(stream: &tokio::net::TcpStream) {
+/// Answers a connection over the limit with 503 and closes it. The answer is written by
+/// a short task (so the client reads it before the close), at most [`MAX_REFUSING`] at
+/// once; past that the connection is closed unanswered.
+fn busy(stream: tokio::net::TcpStream, refusing: &Arc<Semaphore>) {
+    let Ok(permit) = Arc::clone(refusing).try_acquire_owned() else {
+        return;
+    };
     let reply = super::http::Reply::error(503, "too many open connections; try again shortly")
         .with_header("Retry-After", "1");
-    let _ = stream.try_write(&conn::raw_response(&reply));
+    tokio::spawn(async move {
+        conn::refuse(stream, reply, BUSY_LINGER).await;
+        drop(permit);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    use super::*;
+    use crate::web::http::{Reply, Req};
+
+    fn get(addr: SocketAddr, path: &str) -> u16 {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("an answer");
+        answer[9..12].parse().expect("a status")
+    }
+
+    #[test]
+    fn panicking_handlers_are_answered_500_and_the_server_goes_on() {
+        let handler: Handler = Arc::new(|req: &Req| {
+            if req.path.ends_with("/panic") {
+                panic!("a handler bug");
+            }
+            Reply::json(serde_json::json!({ "ok": true }))
+        });
+        let parts = Parts {
+            handler,
+            // `/inline/...` runs on the connection task, the rest on the pool.
+            inline: |req| req.path.starts_with("/inline/"),
+            ws: None,
+        };
+        let config = WebConfig::new().port(0).threads(2);
+        let server =
+            WebServer::launch(&config, parts, Arc::new(AtomicBool::new(false))).expect("launch");
+        let addr = server.local_addr();
+        // More panics than handler threads, on both paths.
+        for _ in 0..5 {
+            assert_eq!(get(addr, "/api/panic"), 500);
+            assert_eq!(get(addr, "/inline/panic"), 500);
+        }
+        assert_eq!(get(addr, "/api/fine"), 200);
+        assert_eq!(get(addr, "/inline/fine"), 200);
+        server.stop();
+        assert!(TcpStream::connect(addr).is_err(), "stopped means closed");
+    }
 }
