@@ -64,11 +64,13 @@ fn dispatch(req: &Req, ctx: &Ctx) -> Out {
     api::dispatch(req, &ctx.chancy, &segs)
 }
 
-/// Whether `req` is answered without the database (static assets, `/health`, CORS
-/// preflights): the transport runs these on the connection task, so they answer even when
-/// every handler thread is busy.
+/// Whether `req` is answered without the database (CORS preflights, `/health`, the page's
+/// assets): the transport runs these on the connection task, so they answer even when
+/// every handler thread is busy. An allowlist on purpose: anything that may touch the
+/// database must run on a handler thread (the blocking `postgres` client cannot run on the
+/// runtime's thread, and a slow query there would stall every connection).
 pub(crate) fn runs_inline(req: &Req) -> bool {
-    req.method == "OPTIONS" || !req.path.starts_with("/api/")
+    req.method == "OPTIONS" || req.path == "/health" || assets::serve(req).is_some()
 }
 
 /// Authentication of the event stream (`/api/v1/ws`): upstream's `?token=<token>` query

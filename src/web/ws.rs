@@ -392,3 +392,35 @@ impl Feed {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::mpsc::error::TryRecvError;
+
+    use super::*;
+
+    #[test]
+    fn a_client_that_falls_behind_is_dropped_not_buffered() {
+        // No database is reached: the pool connects lazily and the stop flag is already
+        // set, so the listener thread exits at once.
+        let chancy = Chancy::builder("postgresql://nobody@127.0.0.1:1/none")
+            .min_connection_pool_size(0)
+            .build()
+            .expect("a lazy Chancy");
+        let feed = Feed::new(chancy, Arc::new(AtomicBool::new(true)));
+        let (_, mut slow) = feed.subscribe();
+        let (_, mut fast) = feed.subscribe();
+        for i in 0..CLIENT_QUEUE {
+            feed.publish(&i.to_string());
+            assert_eq!(fast.try_recv().unwrap(), i.to_string());
+        }
+        feed.publish("one too many");
+        assert_eq!(fast.try_recv().unwrap(), "one too many");
+        for _ in 0..CLIENT_QUEUE {
+            slow.try_recv().expect("what was queued before the drop");
+        }
+        assert_eq!(slow.try_recv(), Err(TryRecvError::Disconnected));
+        assert_eq!(feed.inner.lock().clients.len(), 1, "only the fast client");
+        feed.join();
+    }
+}
