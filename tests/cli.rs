@@ -1069,6 +1069,19 @@ fn worker_start_web_serves_the_api_until_the_worker_stops() {
     );
 }
 
+/// A child process killed when the test ends without having stopped it (e.g. on a failed
+/// assertion), so no worker outlives its test.
+struct Reap(Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Sends a raw request head on a fresh connection and returns the answer's status.
 fn raw_status(base: &str, request: &str) -> u16 {
     use std::io::{Read, Write};
@@ -1104,14 +1117,15 @@ fn worker_start_web_survives_huge_content_lengths_and_still_drains() {
         })
         .collect();
     chancy.push_many(&jobs).expect("push 64 jobs");
-    let mut child = ns
-        .command(&["worker", "start", "--web", "--web-port", "0"])
-        .env("CHANCY_WEB_PASSWORD", "s3cret")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn chancy worker start --web");
-    let (base, _) = dashboard_lines(&mut child);
+    let mut child = Reap(
+        ns.command(&["worker", "start", "--web", "--web-port", "0"])
+            .env("CHANCY_WEB_PASSWORD", "s3cret")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn chancy worker start --web"),
+    );
+    let (base, _) = dashboard_lines(&mut child.0);
     // Once aborted the process (allocation failure) and killed handler threads.
     for length in ["9000000000000000000", "18446744073709551615"] {
         for _ in 0..5 {
@@ -1133,14 +1147,18 @@ fn worker_start_web_survives_huge_content_lengths_and_still_drains() {
         done == 64
     });
     assert!(
-        child.try_wait().unwrap().is_none(),
+        child.0.try_wait().unwrap().is_none(),
         "the worker process is still running"
     );
     assert_eq!(
         raw_status(&base, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"),
         200
     );
-    assert_eq!(terminate(&mut child).code(), Some(0), "a clean worker stop");
+    assert_eq!(
+        terminate(&mut child.0).code(),
+        Some(0),
+        "a clean worker stop"
+    );
 }
 
 #[test]
