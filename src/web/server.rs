@@ -193,7 +193,8 @@ impl WebServer {
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
         let _ = self.stop_tx.send(true);
-        if let Some(thread) = self.thread.lock().take() {
+        let thread = self.thread.lock().take();
+        if let Some(thread) = thread {
             if thread.join().is_err() {
                 log::error!("web: the server thread panicked");
             }
