@@ -19,7 +19,9 @@
 //!   chancy-writer       one fenced UPDATE per batch, retries, flushes at stop
 //!   chancy-plugin-<id>  plugin services (leadership, recovery, pruner, ...)
 //!  web::WebServer (optional) ─────────────────────────────────────────────────────────────
-//!   chancy-web-<n>      dashboard + JSON API handlers (tiny_http, blocking)
+//!   chancy-web          HTTP edge (hyper on a one-thread tokio runtime): limits, timeouts,
+//!                       /api/v1/ws event stream
+//!   chancy-web-<n>      dashboard + JSON API handlers (blocking, complete requests only)
 //! ```
 //!
 //! ```no_run

@@ -3,8 +3,10 @@
 //! plugin-backed routes. This file holds the shared client helpers.
 
 mod auth;
+mod edge;
 mod jobs;
 mod resources;
+mod ws;
 
 use std::collections::HashSet;
 use std::time::Duration;
