@@ -57,8 +57,12 @@ fn chromium_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
 }
 
+/// Tests of this binary run on parallel threads: provisioning happens once, under this lock.
+static PROVISION: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// `npm ci` of the pinned packages (esbuild, zod, playwright-core) when missing.
 fn provision_npm() {
+    let _once = PROVISION.lock().unwrap_or_else(|e| e.into_inner());
     let dir = manifest_dir().join("tests/upstream_ui");
     let node = Command::new("node").arg("--version").output();
     assert!(
@@ -87,6 +91,7 @@ fn provision_npm() {
 /// The unpacked `chancy==0.26.0` wheel (the folder holding `chancy/`), fetched from PyPI
 /// into `target/chancy-wheel/` on first use.
 fn wheel() -> PathBuf {
+    let _once = PROVISION.lock().unwrap_or_else(|e| e.into_inner());
     let dir = manifest_dir().join("target/chancy-wheel");
     let unpacked = dir.join("unpacked");
     let marker = unpacked.join("chancy/plugins/api/ui/src/services/chancy.ts");
@@ -113,15 +118,21 @@ fn wheel() -> PathBuf {
              must be reachable"
         );
     }
+    // Unpacked beside its final place and renamed, so an interrupted unpack is never taken
+    // for a whole one.
+    let partial = dir.join(format!("unpacking-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&partial);
+    let _ = std::fs::remove_dir_all(&unpacked);
     let status = Command::new("python3")
         .args(["-m", "zipfile", "-e"])
         .arg(dir.join(WHEEL))
-        .arg(&unpacked)
+        .arg(&partial)
         .status();
     assert!(
         status.is_ok_and(|s| s.success()),
         "unpacking {WHEEL} failed"
     );
+    std::fs::rename(&partial, &unpacked).expect("move the unpacked wheel into place");
     assert!(marker.exists(), "{} is not in the wheel", marker.display());
     unpacked
 }
