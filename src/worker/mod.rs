@@ -95,6 +95,8 @@ pub(crate) struct WorkerShared {
     /// Claims fetched by this worker whose outcome is not yet written: anything else this
     /// worker holds as `running` in the database is an orphan (see `heartbeat`).
     pub(crate) claims: Mutex<std::collections::HashSet<Uuid>>,
+    /// Set once the "process-executor queue on threads" warning was logged.
+    warned_no_children: AtomicBool,
     started: AtomicBool,
     stop_lock: Mutex<Option<bool>>,
     stopped: Flag,
@@ -127,13 +129,40 @@ impl WorkerShared {
         }
     }
 
-    /// The binary started for process-executor children (default: this program).
-    pub(crate) fn process_executable(&self) -> std::path::PathBuf {
-        self.config
-            .process_executable
-            .clone()
-            .or_else(|| std::env::current_exe().ok())
-            .unwrap_or_else(|| std::path::PathBuf::from("chancy"))
+    /// The program started as the child of process-executor queue `queue`, or `None` when
+    /// the program did not opt in: then the queue runs on threads, and the first such queue
+    /// logs one warning saying what that loses and how to opt in.
+    ///
+    /// Opting in is calling [`run_child_if_requested`] (this program serves the child role)
+    /// or naming another program with [`WorkerBuilder::process_executable`]. Without it a
+    /// worker never starts a copy of its own program: that program's `main` would run again
+    /// instead of serving jobs, and start a worker of its own, and so on.
+    pub(crate) fn child_executable(&self, queue: &str) -> Option<std::path::PathBuf> {
+        if let Some(path) = &self.config.process_executable {
+            return Some(path.clone());
+        }
+        let exe = child::child_role_declared()
+            .then(std::env::current_exe)
+            .and_then(|exe| match exe {
+                Ok(exe) => Some(exe),
+                Err(e) => {
+                    log::error!("cannot find this program's path to start executor children: {e}");
+                    None
+                }
+            });
+        if exe.is_none() && !self.warned_no_children.swap(true, Ordering::SeqCst) {
+            log::warn!(
+                "queue {queue:?} uses the process executor, but this program never called \
+                 chancy::run_child_if_requested, so its jobs (and those of every other \
+                 process-executor queue of worker {}) run on threads in this process: a job \
+                 that overruns its time limit cannot be killed (it only sees its deadline) \
+                 and a job with a memory limit fails. To run them in child processes, call \
+                 chancy::run_child_if_requested(&registry) first thing in main, or set \
+                 WorkerBuilder::process_executable",
+                self.worker_id
+            );
+        }
+        exe
     }
 
     pub(crate) fn queue_names(&self) -> Vec<String> {
@@ -290,8 +319,11 @@ impl WorkerBuilder {
         self
     }
 
-    /// The program started as the child process of process-executor queues (default: the
-    /// running program, which must call [`run_child_if_requested`] first thing in `main`).
+    /// The program started as the child process of process-executor queues. Default: the
+    /// running program, but only if it called [`run_child_if_requested`] (first thing in
+    /// `main`); otherwise those queues run on threads. Setting a path is an opt-in too: the
+    /// program must call [`run_child_if_requested`] first thing, or it is killed when it does
+    /// not answer within 10 s and the job's attempt fails.
     pub fn process_executable(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.config.process_executable = Some(path.into());
         self
@@ -339,6 +371,7 @@ impl WorkerBuilder {
                 runners: Mutex::new(HashMap::new()),
                 queues_wake: Arc::new(Flag::new()),
                 claims: Mutex::new(std::collections::HashSet::new()),
+                warned_no_children: AtomicBool::new(false),
                 started: AtomicBool::new(false),
                 stop_lock: Mutex::new(None),
                 stopped: Flag::new(),
