@@ -21,6 +21,7 @@ mod fetch;
 mod flag;
 mod heartbeat;
 mod hub;
+mod identity;
 mod listener;
 mod manager;
 mod panics;
@@ -57,6 +58,7 @@ pub use config::{
 pub use context::{Handler, JobContext, JobError, JobErrorKind, Registry};
 pub use flag::Flag;
 pub use hub::{Event, HandlerId, Hub};
+pub use identity::WORKER_PING;
 pub use listener::LISTENER_RECONNECTED;
 pub use manager::{Manager, ServiceInfo, ServiceState};
 pub use process::DEFAULT_MAXIMUM_JOBS_PER_CHILD;
@@ -82,6 +84,9 @@ pub(crate) struct WorkerShared {
     pub(crate) chancy: Chancy,
     pub(crate) config: WorkerConfig,
     pub(crate) worker_id: String,
+    /// `chancy.session=<uuid>`, new for every worker built: written into the worker row and
+    /// checked by every statement that acts as this worker id (see `identity.rs`).
+    pub(crate) session_tag: String,
     pub(crate) tags: BTreeSet<String>,
     pub(crate) registry: Registry,
     pub(crate) hub: Hub,
@@ -92,6 +97,8 @@ pub(crate) struct WorkerShared {
     pub(crate) executions: Executions,
     pub(crate) runners: Mutex<HashMap<String, QueueRunner>>,
     pub(crate) queues_wake: Arc<Flag>,
+    /// Wakes the heartbeat loop (a `worker.ping` for this id).
+    pub(crate) heartbeat_wake: Arc<Flag>,
     /// Claims fetched by this worker whose outcome is not yet written: anything else this
     /// worker holds as `running` in the database is an orphan (see `heartbeat`).
     pub(crate) claims: Mutex<std::collections::HashSet<Uuid>>,
@@ -360,6 +367,7 @@ impl WorkerBuilder {
                 chancy: self.chancy,
                 config: self.config,
                 worker_id,
+                session_tag: identity::session_tag(&Uuid::new_v4()),
                 tags,
                 registry: self.registry,
                 hub: Hub::default(),
@@ -370,6 +378,7 @@ impl WorkerBuilder {
                 executions: Executions::default(),
                 runners: Mutex::new(HashMap::new()),
                 queues_wake: Arc::new(Flag::new()),
+                heartbeat_wake: Arc::new(Flag::new()),
                 claims: Mutex::new(std::collections::HashSet::new()),
                 warned_no_children: AtomicBool::new(false),
                 started: AtomicBool::new(false),
@@ -430,8 +439,19 @@ impl Worker {
     /// or a plugin's dependency is missing, and when the first LISTEN connection fails.
     /// Declares the `default` queue (like upstream) if it does not exist.
     ///
+    /// One worker id is served by one live process. Before anything else, `start` takes the
+    /// id's `<prefix>workers` row. If another process's row for the id is still live (its
+    /// last heartbeat plus its `heartbeat_timeout` is in the future, by the database's
+    /// clock), `start` asks that process to heartbeat and watches the row: a fresh heartbeat
+    /// means the id is in use and `start` fails; the row expiring means that process died
+    /// (a crash, SIGKILL) and this worker takes over. So a restart after a crash waits at
+    /// most `heartbeat_timeout` after the dead process's last heartbeat; after a clean stop
+    /// (which deletes the row) it starts at once.
+    ///
     /// # Errors
     /// A migrations-needed, configuration or connection error; nothing keeps running then.
+    /// A configuration error naming the id and how long ago its row was seen when another
+    /// live process runs under this worker id.
     pub fn start(&self) -> Result<()> {
         if self.shared.started.swap(true, Ordering::SeqCst) {
             return Err(Error::config("this worker was already started"));
@@ -450,6 +470,7 @@ impl Worker {
         let s = &self.shared;
         s.chancy.ensure_migrated()?;
         crate::plugin::check_dependencies(s.chancy.plugins())?;
+        identity::claim(s)?;
         self.register_hub_handlers();
         for plugin in s.plugins() {
             plugin.on_worker_started(self)?;
@@ -497,6 +518,12 @@ impl Worker {
             let n = s.executions.cancel_job(id);
             log::info!("job {id} was cancelled ({n} running execution(s) told to stop)");
         });
+        let (wake, me) = (Arc::clone(&s.heartbeat_wake), s.worker_id.clone());
+        s.hub.on(WORKER_PING, move |e| {
+            if e.body.get("worker_id").and_then(Value::as_str) == Some(me.as_str()) {
+                wake.set();
+            }
+        });
         let weak = Arc::downgrade(s);
         s.hub.on(crate::events::JOB_RECOVERED, move |e| {
             let Some(s) = weak.upgrade() else { return };
@@ -522,7 +549,7 @@ impl Worker {
                 "heartbeat",
                 s.config.heartbeat_poll_interval,
                 true,
-                Arc::new(Flag::new()),
+                Arc::clone(&s.heartbeat_wake),
             ),
             move || heartbeat::beat(&shared),
         );
@@ -610,6 +637,12 @@ impl Worker {
         for plugin in s.plugins() {
             plugin.on_worker_stopped(self);
         }
+        if drained {
+            // Nothing of this process is left running: free the id for a successor now.
+            // Otherwise the row expires after heartbeat_timeout and recovery re-queues the
+            // abandoned jobs then.
+            identity::release(s);
+        }
         let event = if drained {
             WORKER_STOPPED
         } else {
@@ -651,12 +684,27 @@ impl Worker {
     }
 
     /// Upserts this worker's row, prunes expired workers and NOTIFYs `worker.announced`,
-    /// on `client` (commit is the caller's).
+    /// on `client` (commit is the caller's). The row is written only while it is absent or
+    /// belongs to this worker process (see [`Worker::start`]).
     ///
     /// # Errors
-    /// When a statement fails.
+    /// When a statement fails; a configuration error when another live process holds this
+    /// worker id's row.
     pub fn announce_worker(&self, client: &mut impl GenericClient) -> Result<()> {
-        heartbeat::announce(&self.shared, client)
+        if heartbeat::announce(&self.shared, client)? {
+            Ok(())
+        } else {
+            Err(Error::config(format!(
+                "worker id {:?} is held by another process's live row",
+                self.shared.worker_id
+            )))
+        }
+    }
+
+    /// This worker process's session tag (`chancy.session=<uuid>`) in its row: the fence
+    /// that statements acting as this worker id check.
+    pub(crate) fn session_tag(&self) -> &str {
+        &self.shared.session_tag
     }
 
     /// Claims up to `up_to` jobs of `queue` for this worker (the claim sets `running`,
