@@ -52,13 +52,13 @@ pub struct StartArgs {
     /// Extra worker tags matched by queue tag regexes (repeatable), e.g. `has=gpu`.
     #[arg(long = "tags", short = 't', value_name = "T")]
     pub tags: Vec<String>,
-    /// Seconds between heartbeats.
+    /// Seconds between heartbeats (upstream 30).
     #[arg(long, value_parser = args::positive_seconds, value_name = "S",
-          default_value = "30")]
+          default_value = "5")]
     pub heartbeat_poll_interval: Duration,
-    /// Seconds without a heartbeat after which this worker counts as gone.
+    /// Seconds without a heartbeat after which this worker counts as gone (upstream 90).
     #[arg(long, value_parser = args::positive_seconds, value_name = "S",
-          default_value = "90")]
+          default_value = "20")]
     pub heartbeat_timeout: Duration,
     /// Seconds between re-reads of the queues table (queue events also trigger one).
     #[arg(long, value_parser = args::positive_seconds, value_name = "S",

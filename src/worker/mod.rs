@@ -257,14 +257,15 @@ impl WorkerBuilder {
         self
     }
 
-    /// How often the worker announces itself (default 30 s).
+    /// How often the worker announces itself (default 5 s; upstream 30 s).
     pub fn heartbeat_poll_interval(mut self, d: Duration) -> Self {
         self.config.heartbeat_poll_interval = d;
         self
     }
 
-    /// How long the worker's row lives without a heartbeat (default 90 s). Recovery treats
-    /// the jobs of a worker silent for longer as abandoned.
+    /// How long the worker's row lives without a heartbeat (default 20 s; upstream 90 s).
+    /// Recovery treats the jobs of a worker silent for longer as abandoned, and a process
+    /// restarted under the same worker id after a crash waits at most this long.
     pub fn heartbeat_timeout(mut self, d: Duration) -> Self {
         self.config.heartbeat_timeout = d;
         self
