@@ -79,14 +79,15 @@ pub struct StartArgs {
     /// [default: leadership,pruner,recovery,workflow].
     #[arg(long, value_name = "LIST")]
     pub plugins: Option<String>,
-    /// Seconds between leader elections (leadership plugin) [default: 10].
+    /// Seconds between leader elections (leadership plugin) [default: 5].
     #[arg(long, value_parser = args::positive_seconds, value_name = "S")]
     pub leadership_poll_interval: Option<Duration>,
     /// Seconds a leader lease lasts without renewal (leadership plugin; at least the poll
-    /// interval) [default: 30].
+    /// interval) [default: 15].
     #[arg(long, value_parser = args::positive_seconds, value_name = "S")]
     pub leadership_timeout: Option<Duration>,
-    /// Seconds between the leader's looks for abandoned jobs (recovery plugin) [default: 60].
+    /// Seconds between the leader's looks for abandoned jobs in the declared queues (recovery
+    /// plugin; every 60 s it looks at all running jobs) [default: 5].
     #[arg(long, value_parser = args::positive_seconds, value_name = "S")]
     pub recovery_poll_interval: Option<Duration>,
     /// Seconds between the leader's pruning passes (pruner plugin) [default: 60].

@@ -18,6 +18,7 @@
 //! process's last heartbeat. A clean stop deletes the worker's own row, so a restart after
 //! a graceful stop takes the id at once.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -73,6 +74,7 @@ pub(crate) fn claim(shared: &WorkerShared) -> Result<()> {
                     old.seen_ago
                 );
             }
+            shared.claimed_id.store(true, Ordering::SeqCst);
             return Ok(());
         };
         match &first {
@@ -150,9 +152,13 @@ fn try_claim(shared: &WorkerShared) -> Result<Claim> {
     })
 }
 
-/// Deletes this process's own row (a clean stop), so a successor under the same id starts
-/// at once. Best effort: on failure the row expires by itself.
+/// Deletes this process's own row (a clean stop, or a start that failed after taking it),
+/// so a successor under the same id starts at once. Best effort: on failure the row
+/// expires by itself. Nothing to do when this process never took the row.
 pub(crate) fn release(shared: &WorkerShared) {
+    if !shared.claimed_id.load(Ordering::SeqCst) {
+        return;
+    }
     let sql = shared.chancy.sql();
     let released = shared.chancy.connection().and_then(|mut conn| {
         conn.client

@@ -99,6 +99,8 @@ pub(crate) struct WorkerShared {
     pub(crate) queues_wake: Arc<Flag>,
     /// Wakes the heartbeat loop (a `worker.ping` for this id).
     pub(crate) heartbeat_wake: Arc<Flag>,
+    /// Set once `start` took this worker id's row (see `identity.rs`).
+    pub(crate) claimed_id: AtomicBool,
     /// Claims fetched by this worker whose outcome is not yet written: anything else this
     /// worker holds as `running` in the database is an orphan (see `heartbeat`).
     pub(crate) claims: Mutex<std::collections::HashSet<Uuid>>,
@@ -380,6 +382,7 @@ impl WorkerBuilder {
                 runners: Mutex::new(HashMap::new()),
                 queues_wake: Arc::new(Flag::new()),
                 heartbeat_wake: Arc::new(Flag::new()),
+                claimed_id: AtomicBool::new(false),
                 claims: Mutex::new(std::collections::HashSet::new()),
                 warned_no_children: AtomicBool::new(false),
                 started: AtomicBool::new(false),
@@ -462,6 +465,8 @@ impl Worker {
             self.shared.shutdown.trigger();
             self.shared.outgoing.close();
             self.shared.manager.join_all(&[]);
+            // Frees the id if this start had taken it (a no-op on another process's row).
+            identity::release(&self.shared);
             self.shared.stopped.set();
         }
         result
