@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chancy::{Job, JobState, Limit, Queue, Worker, WorkerBuilder, PROCESS_EXECUTOR};
 use serde_json::json;
 
-use crate::common::{database_url, example_binary, process_child, TestApp};
+use crate::common::{database_url, example_binary, process_child, Listener, TestApp};
 
 /// The process tests run one at a time so that counting this process's children is exact.
 static SERIAL: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
@@ -325,6 +325,9 @@ fn the_readme_example_on_the_default_queue_never_starts_a_copy_of_itself() {
     let _serial = SERIAL.lock();
     let app = TestApp::new();
     let exe = example_binary("readme_default_queue");
+    // Every worker row write NOTIFYs worker.announced {worker_id}; a clean stop deletes the
+    // row at the end, so the announcements are what shows how many workers there were.
+    let mut listener = Listener::new(&app.chancy.prefix().channel());
     let mut program = Command::new(&exe)
         .env("DATABASE_URL", database_url())
         .env("CHANCY_PREFIX", &app.prefix)
@@ -353,17 +356,32 @@ fn the_readme_example_on_the_default_queue_never_starts_a_copy_of_itself() {
     assert_eq!(stdout.trim(), "Some(Succeeded)", "{stderr}");
     assert_eq!(most, 1, "exactly one process of the example at any time");
     assert!(processes_of(&exe).is_empty());
+    let worker_ids: HashSet<String> = listener
+        .collect(Duration::from_millis(500))
+        .iter()
+        .filter_map(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+        .filter(|v| v["t"] == "worker.announced")
+        .filter_map(|v| v["worker_id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(worker_ids.len(), 1, "one worker row: {worker_ids:?}");
     let mut db = app.client();
-    let workers: i64 = db
-        .query_one(app.sql("SELECT count(*) FROM {workers}").as_str(), &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(workers, 1, "one worker row");
     let jobs = db
-        .query(app.sql("SELECT queue, state FROM {jobs}").as_str(), &[])
+        .query(
+            app.sql("SELECT queue, state, taken_by FROM {jobs}")
+                .as_str(),
+            &[],
+        )
         .unwrap();
-    let jobs: Vec<(String, String)> = jobs.iter().map(|r| (r.get(0), r.get(1))).collect();
-    assert_eq!(jobs, vec![("default".to_string(), "succeeded".to_string())]);
+    let jobs: Vec<(String, String, String)> = jobs
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let worker = worker_ids.into_iter().next().unwrap();
+    assert_eq!(
+        jobs,
+        vec![("default".to_string(), "succeeded".to_string(), worker)],
+        "the one job ran on the one worker"
+    );
     assert_eq!(
         app.chancy.get_queue("default").unwrap().executor,
         PROCESS_EXECUTOR,

@@ -372,7 +372,13 @@ fn with_the_defaults_a_sigkilled_workers_jobs_are_recovered_within_30_s() {
         ])
         .unwrap();
     let mut doomed = Command::new(env!("CARGO_BIN_EXE_chancy"))
-        .args(["--database-url", &database_url(), "--prefix", &app.prefix, "-q"])
+        .args([
+            "--database-url",
+            &database_url(),
+            "--prefix",
+            &app.prefix,
+            "-q",
+        ])
         .args(["worker", "start", "--worker-id", "doomed-defaults"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -405,7 +411,9 @@ fn with_the_defaults_a_sigkilled_workers_jobs_are_recovered_within_30_s() {
     println!("recovered {took:?} after the SIGKILL");
     let done = done.unwrap();
     assert!(done.iter().all(|j| j.state == JobState::Succeeded));
-    assert!(done.iter().all(|j| j.taken_by.as_deref() == Some("survivor-defaults")));
+    assert!(done
+        .iter()
+        .all(|j| j.taken_by.as_deref() == Some("survivor-defaults")));
     let runs = runs.lock();
     assert_eq!(runs.len(), 8);
     assert!(runs.values().all(|n| *n == 1), "{runs:?}");
