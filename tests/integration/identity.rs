@@ -225,6 +225,15 @@ fn cli_a_second_worker_start_under_a_live_id_exits_with_the_message() {
     let took = started.elapsed();
     let stderr = String::from_utf8_lossy(&second.stderr);
     let still_running = first.try_wait().unwrap().is_none();
+    // The CLI runs the default plugins: the first process leads, and keeps its lease.
+    let lease_holder: Option<String> = app
+        .client()
+        .query_opt(
+            &app.sql("SELECT worker_id FROM {leader} WHERE id = 1 AND expires_at > NOW()"),
+            &[],
+        )
+        .unwrap()
+        .map(|r| r.get(0));
     let done = app.chancy.wait_for_jobs(&cli_refs, Duration::from_secs(60));
     kill9(&mut first);
     assert!(!second.status.success(), "the second start fails");
@@ -235,6 +244,11 @@ fn cli_a_second_worker_start_under_a_live_id_exits_with_the_message() {
         "fails once the first heartbeats: {took:?}"
     );
     assert!(still_running, "the first worker keeps running");
+    assert_eq!(
+        lease_holder,
+        Some("twin".to_string()),
+        "its lease is untouched"
+    );
     let done = done.unwrap();
     for job in &done {
         assert_eq!(job.state, JobState::Succeeded);
