@@ -608,8 +608,10 @@ impl Worker {
     /// Stops gracefully: no new claims; running jobs get up to `shutdown_timeout` to finish;
     /// every outcome queued before the cut-off is written; then every thread ends. Returns
     /// `false` if jobs were still running at the timeout (they are told to cancel; their rows
-    /// stay `running` until recovery). Safe to call from several threads; later calls return
-    /// the first result.
+    /// stay `running` until recovery). After a clean stop the worker's row is deleted (only
+    /// if it is still this process's), so the id can start again at once; otherwise it
+    /// expires after `heartbeat_timeout`. Safe to call from several threads; later calls
+    /// return the first result.
     pub fn stop(&self) -> bool {
         let mut result = self.shared.stop_lock.lock();
         if let Some(done) = *result {
