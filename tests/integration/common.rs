@@ -243,3 +243,51 @@ pub fn fast_worker(app: &TestApp) -> chancy::WorkerBuilder {
             Err(chancy::JobError::new("This job should fail"))
         })
 }
+
+/// Warnings logged by the library that contain `needle`, captured from the moment
+/// [`capture_warnings`] first ran in this test process (a process-wide logger that keeps only
+/// WARN and above, and only messages containing one of the registered needles).
+pub fn captured_warnings(needle: &str) -> Vec<String> {
+    CAPTURE
+        .lock()
+        .1
+        .iter()
+        .filter(|m| m.contains(needle))
+        .cloned()
+        .collect()
+}
+
+/// Starts capturing warnings that contain `needle` (see [`captured_warnings`]).
+pub fn capture_warnings(needle: &str) {
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        if log::set_logger(&CaptureLogger).is_ok() {
+            log::set_max_level(log::LevelFilter::Warn);
+        }
+    });
+    CAPTURE.lock().0.push(needle.to_string());
+}
+
+static CAPTURE: parking_lot::Mutex<(Vec<String>, Vec<String>)> =
+    parking_lot::Mutex::new((Vec::new(), Vec::new()));
+
+struct CaptureLogger;
+
+impl log::Log for CaptureLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let text = record.args().to_string();
+        let mut capture = CAPTURE.lock();
+        if capture.0.iter().any(|n| text.contains(n.as_str())) {
+            capture.1.push(text);
+        }
+    }
+
+    fn flush(&self) {}
+}

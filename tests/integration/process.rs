@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use chancy::{Job, JobState, Limit, Queue, Worker, WorkerBuilder, PROCESS_EXECUTOR};
 use serde_json::json;
 
-use crate::common::{database_url, example_binary, process_child, Listener, TestApp};
+use crate::common::{
+    capture_warnings, captured_warnings, database_url, example_binary, process_child, Listener,
+    TestApp,
+};
 
 /// The process tests run one at a time so that counting this process's children is exact.
 static SERIAL: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
@@ -389,14 +392,18 @@ fn the_readme_example_on_the_default_queue_never_starts_a_copy_of_itself() {
     );
 }
 
-/// A worker that did not opt in runs process-executor queues on threads (one warning), in
-/// this very process.
+/// A worker that did not opt in runs process-executor queues on threads, in this very
+/// process, and says so once: what is lost and how to opt in.
 #[test]
 fn without_the_opt_in_process_queues_run_on_threads() {
     let _serial = SERIAL.lock();
     let app = TestApp::new();
+    let id = format!("no-opt-in-{}", app.prefix);
+    capture_warnings(&id);
     proc_queue(&app, "proc", 2);
+    proc_queue(&app, "proc2", 2);
     let w = Worker::builder(&app.chancy)
+        .worker_id(&id)
         .queue_change_poll_interval(Duration::from_millis(500))
         .job("t.pid", |ctx| {
             ctx.set_meta("pid", json!(std::process::id()));
@@ -405,18 +412,36 @@ fn without_the_opt_in_process_queues_run_on_threads() {
         .build()
         .unwrap();
     w.start().unwrap();
-    let r = app.chancy.push(&Job::new("t.pid").queue("proc")).unwrap();
-    let job = app
+    let refs = app
         .chancy
-        .wait_for_job(&r, Duration::from_secs(30))
-        .unwrap()
+        .push_many(&[
+            Job::new("t.pid").queue("proc"),
+            Job::new("t.pid").queue("proc2"),
+            Job::new("t.pid"),
+        ])
+        .unwrap();
+    let jobs = app
+        .chancy
+        .wait_for_jobs(&refs, Duration::from_secs(30))
         .unwrap();
     w.stop();
-    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.errors);
-    assert_eq!(
-        job.meta["pid"].as_u64(),
-        Some(u64::from(std::process::id()))
-    );
+    for job in &jobs {
+        assert_eq!(job.state, JobState::Succeeded, "{:?}", job.errors);
+        assert_eq!(
+            job.meta["pid"].as_u64(),
+            Some(u64::from(std::process::id()))
+        );
+    }
+    let warnings = captured_warnings(&id);
+    assert_eq!(warnings.len(), 1, "one warning per worker: {warnings:?}");
+    for words in [
+        "run on threads",
+        "cannot be killed",
+        "memory limit",
+        "chancy::run_child_if_requested(&registry) first thing in main",
+    ] {
+        assert!(warnings[0].contains(words), "{words:?} in {}", warnings[0]);
+    }
 }
 
 /// A program named as the child that never says hello is killed after the handshake bound
