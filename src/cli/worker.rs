@@ -52,13 +52,13 @@ pub struct StartArgs {
     /// Extra worker tags matched by queue tag regexes (repeatable), e.g. `has=gpu`.
     #[arg(long = "tags", short = 't', value_name = "T")]
     pub tags: Vec<String>,
-    /// Seconds between heartbeats.
+    /// Seconds between heartbeats (upstream 30).
     #[arg(long, value_parser = args::positive_seconds, value_name = "S",
-          default_value = "30")]
+          default_value = "5")]
     pub heartbeat_poll_interval: Duration,
-    /// Seconds without a heartbeat after which this worker counts as gone.
+    /// Seconds without a heartbeat after which this worker counts as gone (upstream 90).
     #[arg(long, value_parser = args::positive_seconds, value_name = "S",
-          default_value = "90")]
+          default_value = "20")]
     pub heartbeat_timeout: Duration,
     /// Seconds between re-reads of the queues table (queue events also trigger one).
     #[arg(long, value_parser = args::positive_seconds, value_name = "S",
@@ -79,14 +79,15 @@ pub struct StartArgs {
     /// [default: leadership,pruner,recovery,workflow].
     #[arg(long, value_name = "LIST")]
     pub plugins: Option<String>,
-    /// Seconds between leader elections (leadership plugin) [default: 10].
+    /// Seconds between leader elections (leadership plugin) [default: 5].
     #[arg(long, value_parser = args::positive_seconds, value_name = "S")]
     pub leadership_poll_interval: Option<Duration>,
     /// Seconds a leader lease lasts without renewal (leadership plugin; at least the poll
-    /// interval) [default: 30].
+    /// interval) [default: 15].
     #[arg(long, value_parser = args::positive_seconds, value_name = "S")]
     pub leadership_timeout: Option<Duration>,
-    /// Seconds between the leader's looks for abandoned jobs (recovery plugin) [default: 60].
+    /// Seconds between the leader's looks for abandoned jobs in the declared queues (recovery
+    /// plugin; every 60 s it looks at all running jobs) [default: 5].
     #[arg(long, value_parser = args::positive_seconds, value_name = "S")]
     pub recovery_poll_interval: Option<Duration>,
     /// Seconds between the leader's pruning passes (pruner plugin) [default: 60].

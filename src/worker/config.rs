@@ -6,10 +6,12 @@ use std::time::Duration;
 use super::backoff::{DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX};
 use crate::error::{Error, Result};
 
-/// Default [`WorkerBuilder::heartbeat_poll_interval`](super::WorkerBuilder::heartbeat_poll_interval).
-pub const DEFAULT_HEARTBEAT_POLL_INTERVAL: Duration = Duration::from_secs(30);
-/// Default heartbeat timeout.
-pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(90);
+/// Default [`WorkerBuilder::heartbeat_poll_interval`](super::WorkerBuilder::heartbeat_poll_interval):
+/// 5 s (upstream 30 s). One heartbeat is one transaction of four small statements.
+pub const DEFAULT_HEARTBEAT_POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// Default heartbeat timeout: 20 s (upstream 90 s), four missed heartbeats. A dead worker's
+/// jobs come back this long after its last heartbeat plus one recovery pass.
+pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Default queue-change poll interval.
 pub const DEFAULT_QUEUE_CHANGE_POLL_INTERVAL: Duration = Duration::from_secs(10);
 /// Default shutdown timeout.

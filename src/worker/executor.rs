@@ -50,7 +50,8 @@ pub(crate) fn run_on_thread(
 ) -> (QueuedJob, RunResult) {
     if job.limit(LimitKind::Memory).is_some() {
         let text = "ValueError: the thread executor does not support memory limits; \
-                    run this job on a process-executor queue";
+                    run this job on a process-executor queue of a program that calls \
+                    chancy::run_child_if_requested";
         let error = JobError::with_kind(JobErrorKind::Failed, text.into());
         return (job, (Err(error), None));
     }

@@ -246,6 +246,9 @@ impl RunnerState {
             );
         }
         let concurrency = effective_concurrency(queue);
+        let child_exe = uses_processes(queue)
+            .then(|| self.shared.child_executable(&queue.name))
+            .flatten();
         let jobs = Arc::new(JobQueue::default());
         let threads = (0..concurrency)
             .map(|i| {
@@ -258,9 +261,9 @@ impl RunnerState {
                     eager: queue.eager_polling,
                     refill_at: concurrency / 2,
                 };
-                let mut slot = uses_processes(queue).then(|| {
-                    ChildSlot::new(shared.process_executable(), max_jobs_per_child(queue))
-                });
+                let mut slot = child_exe
+                    .clone()
+                    .map(|exe| ChildSlot::new(exe, max_jobs_per_child(queue)));
                 spawn_named(&format!("chancy-exec-{}-{i}", queue.name), move || {
                     while let Some(job) = jobs.pop() {
                         let (id, claim) = (job.id, job.claim_id);
