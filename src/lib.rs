@@ -48,6 +48,7 @@
 
 mod app;
 pub mod cli;
+mod connect;
 mod error;
 pub mod events;
 mod id;

@@ -47,8 +47,8 @@ pub(super) fn system(chancy: &Chancy) -> Out {
     })))
 }
 
-/// `GET /api/v1/overview`: per queue its settings and job counts by state, the number of
-/// live workers and the leader.
+/// `GET /api/v1/overview`: per queue its settings and job counts by state (`declared: false`
+/// for a queue that has jobs but no declaration), the number of live workers and the leader.
 pub(super) fn overview(chancy: &Chancy) -> Out {
     let p = chancy.prefix();
     let counts_sql = format!(
@@ -83,6 +83,7 @@ pub(super) fn overview(chancy: &Chancy) -> Out {
         .map(|q| {
             json!({
                 "name": q.name,
+                "declared": true,
                 "state": q.state.as_str(),
                 "executor": q.executor,
                 "concurrency": q.concurrency,
@@ -93,7 +94,8 @@ pub(super) fn overview(chancy: &Chancy) -> Out {
     // Jobs of queues that were never declared (or were deleted) still show up.
     for (name, c) in counts {
         rows.push(json!({
-            "name": name, "state": null, "executor": null, "concurrency": null, "counts": c,
+            "name": name, "declared": false, "state": null, "executor": null,
+            "concurrency": null, "counts": c,
         }));
     }
     Ok(Reply::json(json!({
