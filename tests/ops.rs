@@ -14,6 +14,8 @@ use db::{database_url, drop_prefix};
 
 #[path = "ops/connect.rs"]
 mod connect;
+#[path = "ops/logs.rs"]
+mod logs;
 #[path = "ops/traps.rs"]
 mod traps;
 

@@ -102,6 +102,21 @@ pub(crate) struct WorkerShared {
 }
 
 impl WorkerShared {
+    /// For the log when jobs are abandoned (shutdown timeout, forced exit): how they come
+    /// back.
+    pub(crate) fn how_abandoned_jobs_come_back(&self) -> String {
+        let wait = self.config.heartbeat_timeout.as_secs_f64();
+        let by = if self.chancy.has_plugin(crate::plugins::RECOVERY) {
+            "the leader's recovery plugin"
+        } else {
+            "a leader running the recovery plugin (not configured in this process)"
+        };
+        format!(
+            "they stay `running` until {by} puts them back to `pending`, once this worker              ({}) has not heartbeated for heartbeat_timeout ({wait:.0} s); the lost attempt              does not count against max_attempts",
+            self.worker_id
+        )
+    }
+
     pub(crate) fn plugins(&self) -> &[Arc<dyn Plugin>] {
         self.chancy.plugins()
     }
@@ -568,8 +583,9 @@ impl Worker {
         if !drained {
             let n = s.executions.cancel_all();
             log::warn!(
-                "worker {}: {n} job(s) still running at the shutdown timeout",
-                s.worker_id
+                "worker {}: {n} job(s) still running at the shutdown timeout were told to                  stop; {}",
+                s.worker_id,
+                s.how_abandoned_jobs_come_back()
             );
         }
         s.outgoing.close();
