@@ -14,6 +14,8 @@ use db::{database_url, drop_prefix};
 
 #[path = "ops/connect.rs"]
 mod connect;
+#[path = "ops/horizon.rs"]
+mod horizon;
 #[path = "ops/logs.rs"]
 mod logs;
 #[path = "ops/traps.rs"]

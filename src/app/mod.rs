@@ -1,6 +1,7 @@
 //! The application handle: configuration, the connection pool and every producer and admin
 //! call. It runs nothing in the background; a [`Worker`](crate::Worker) does that.
 
+mod horizon;
 mod jobs;
 mod list;
 mod push;
@@ -23,6 +24,7 @@ use crate::pool::{self, Pool, PooledConn};
 use crate::prefix::Prefix;
 use crate::sql::Sql;
 
+pub use horizon::{HorizonHolder, DEFAULT_HORIZON_WARN_AFTER, MAX_HORIZON_HOLDERS};
 pub use jobs::WaitOptions;
 pub use list::{JobFilter, DEFAULT_LIST_LIMIT};
 pub use workers::WorkerInfo;

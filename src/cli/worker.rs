@@ -99,6 +99,14 @@ pub struct StartArgs {
     /// scheduling (workflow plugin) [default: 30].
     #[arg(long, value_parser = args::positive_seconds, value_name = "S")]
     pub workflow_poll_interval: Option<Duration>,
+    /// Seconds between the leader's looks for sessions holding back the xmin horizon.
+    #[arg(long, value_parser = args::positive_seconds, value_name = "S",
+          default_value = "30")]
+    pub horizon_check_interval: Duration,
+    /// Warn about a session whose transaction has held a snapshot this many seconds.
+    #[arg(long, value_parser = args::positive_seconds, value_name = "S",
+          default_value = "60")]
+    pub horizon_warn_after: Duration,
     /// Also serve the dashboard and JSON API (credentials from CHANCY_WEB_USERNAME,
     /// CHANCY_WEB_PASSWORD, CHANCY_WEB_SECRET; a random password is printed when unset).
     #[arg(long)]
@@ -146,6 +154,7 @@ pub(super) fn start(chancy: &Chancy, a: &StartArgs, registry: Registry) -> Resul
         .queue_change_poll_interval(a.queue_change_poll_interval)
         .shutdown_timeout(a.shutdown_timeout)
         .synchronous_commit(!a.async_commit)
+        .horizon_check(a.horizon_check_interval, a.horizon_warn_after)
         .register_signal_handlers(true)
         .registry(super::builtin_registry().merge(registry));
     if let Some(id) = &a.worker_id {
@@ -235,5 +244,7 @@ mod tests {
             DEFAULT_QUEUE_CHANGE_POLL_INTERVAL
         );
         assert_eq!(a.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
+        assert_eq!(a.horizon_check_interval, crate::DEFAULT_HORIZON_CHECK_INTERVAL);
+        assert_eq!(a.horizon_warn_after, crate::DEFAULT_HORIZON_WARN_AFTER);
     }
 }

@@ -20,6 +20,7 @@ mod executor;
 mod fetch;
 mod flag;
 mod heartbeat;
+mod horizon;
 mod hub;
 mod listener;
 mod manager;
@@ -56,6 +57,7 @@ pub use config::{
 };
 pub use context::{Handler, JobContext, JobError, JobErrorKind, Registry};
 pub use flag::Flag;
+pub use horizon::{DEFAULT_HORIZON_CHECK_INTERVAL, HORIZON_HELD_BACK};
 pub use hub::{Event, HandlerId, Hub};
 pub use listener::LISTENER_RECONNECTED;
 pub use manager::{Manager, ServiceInfo, ServiceState};
@@ -252,6 +254,16 @@ impl WorkerBuilder {
     /// How often the queues table is re-read even without `queue.*` events (default 10 s).
     pub fn queue_change_poll_interval(mut self, d: Duration) -> Self {
         self.config.queue_change_poll_interval = d;
+        self
+    }
+
+    /// On the leader, every `interval` (default 30 s), look for sessions whose transaction
+    /// has held a snapshot for longer than `warn_after` (default 60 s, see
+    /// [`Chancy::held_back_horizons`]) and warn about each (log and the
+    /// [`HORIZON_HELD_BACK`] hub event). Not in upstream.
+    pub fn horizon_check(mut self, interval: Duration, warn_after: Duration) -> Self {
+        self.config.horizon_check_interval = interval;
+        self.config.horizon_warn_after = warn_after;
         self
     }
 
@@ -518,6 +530,18 @@ impl Worker {
                 Arc::clone(&s.queues_wake),
             ),
             move || queues::reconcile(&shared),
+        );
+        let shared = Arc::clone(s);
+        let watch = horizon::HorizonWatch::default();
+        s.manager.spawn_loop(
+            Arc::clone(&s.shutdown),
+            self.loop_spec(
+                "horizon",
+                s.config.horizon_check_interval,
+                false,
+                Arc::new(Flag::new()),
+            ),
+            move || horizon::check(&shared, &watch),
         );
         for plugin in s.plugins() {
             let Some(interval) = plugin.interval() else {

@@ -342,8 +342,14 @@ async function viewOverview() {
   const throughput = h('div', { class: 'card', testid: 'throughput' }, h('h2', {}, 'Throughput'), h('p', { class: 'muted' }, 'Loading metrics…'));
   loadThroughput(throughput);
 
+  const warnings = (overview.warnings || []).length === 0 ? null
+    : h('section', { class: 'card error-card', testid: 'overview-warnings' },
+      h('h2', {}, 'Warnings'),
+      (overview.warnings || []).map((w) => h('p', { class: 'error-text', testid: `warning-${w.kind}` }, w.message)));
+
   return h('div', {},
     h('h1', {}, 'Overview'),
+    warnings,
     cards,
     h('section', { class: 'card' },
       h('h2', {}, 'Queues'),
