@@ -58,6 +58,7 @@ pub mod migrate;
 pub mod pgtemp;
 mod plugin;
 pub mod plugins;
+pub mod prometheus;
 mod pool;
 mod prefix;
 mod queue;

@@ -18,6 +18,8 @@ mod connect;
 mod horizon;
 #[path = "ops/logs.rs"]
 mod logs;
+#[path = "ops/metrics.rs"]
+mod metrics;
 #[path = "ops/traps.rs"]
 mod traps;
 

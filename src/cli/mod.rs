@@ -219,7 +219,12 @@ fn dispatch(cli: &Cli, registry: Registry) -> Result<i32> {
         Command::Cron(command) => cron::run(&app(cli, true)?, command),
         Command::Workflow(command) => workflow::run(&app(cli, true)?, command),
         Command::Worker(WorkerCommand::List) => worker::list(&app(cli, true)?),
-        Command::Web(args) => web::run(&app(cli, true)?, args),
+        Command::Web(args) => web::run(
+            &builder(cli)
+                .plugin(crate::prometheus::Prometheus::new())
+                .build()?,
+            args,
+        ),
     }
 }
 

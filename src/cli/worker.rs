@@ -9,6 +9,7 @@ use super::args;
 use super::plugins::{self, Intervals};
 use super::table::Table;
 use crate::error::{Error, Result};
+use crate::prometheus::{MetricsServer, Prometheus};
 use crate::worker::{Registry, Worker};
 use crate::{Chancy, ChancyBuilder};
 
@@ -107,6 +108,11 @@ pub struct StartArgs {
     #[arg(long, value_parser = args::positive_seconds, value_name = "S",
           default_value = "60")]
     pub horizon_warn_after: Duration,
+    /// Serve Prometheus `/metrics`, `/health` and `/ready` on this address (`HOST:PORT`, or
+    /// just `PORT` for 127.0.0.1). No authentication: keep it on loopback or a private
+    /// network.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
     /// Also serve the dashboard and JSON API (credentials from CHANCY_WEB_USERNAME,
     /// CHANCY_WEB_PASSWORD, CHANCY_WEB_SECRET; a random password is printed when unset).
     #[arg(long)]
@@ -136,6 +142,10 @@ impl StartArgs {
     /// the migration keys checked at start follow them).
     pub(crate) fn app(&self, base: ChancyBuilder) -> Result<Chancy> {
         let names = plugins::parse_list(self.plugins.as_deref())?;
+        let base = match self.metrics_addr.is_some() || self.web {
+            true => base.plugin(Prometheus::for_worker()),
+            false => base,
+        };
         plugins::add_all(
             base.notifications(!self.no_notifications)
                 .no_default_plugins(),
@@ -168,6 +178,10 @@ pub(super) fn start(chancy: &Chancy, a: &StartArgs, registry: Registry) -> Resul
         true => Some(super::web::for_worker(chancy, &a.web_host, a.web_port)?),
         false => None,
     };
+    let metrics = match &a.metrics_addr {
+        Some(addr) => Some(MetricsServer::start(&metrics_addr(addr), chancy)?),
+        None => None,
+    };
     worker.start()?;
     let names: Vec<&str> = chancy.plugins().iter().map(|p| p.identifier()).collect();
     log::info!(
@@ -180,6 +194,9 @@ pub(super) fn start(chancy: &Chancy, a: &StartArgs, registry: Registry) -> Resul
     if let Some(server) = web {
         server.stop();
     }
+    if let Some(server) = metrics {
+        server.stop();
+    }
     // Returns the outcome of the stop the signal started.
     if worker.stop() {
         Ok(0)
@@ -189,6 +206,14 @@ pub(super) fn start(chancy: &Chancy, a: &StartArgs, registry: Registry) -> Resul
              recovery picks them up",
             a.shutdown_timeout
         )))
+    }
+}
+
+/// `PORT` alone means loopback: `127.0.0.1:PORT`.
+fn metrics_addr(addr: &str) -> String {
+    match addr.parse::<u16>() {
+        Ok(port) => format!("127.0.0.1:{port}"),
+        Err(_) => addr.to_string(),
     }
 }
 
