@@ -244,7 +244,31 @@ fn worker_metrics_parse_and_follow_the_work_done_and_ready_tracks_the_worker() {
     });
     drop(idle);
 
-    assert!(terminate(&mut worker, false).success());
+    // While a graceful stop waits for a running job, /ready says so (and /health is alive).
+    ns.ok(&["job", "push", "chancy.builtin.sleep", "--kwargs", r#"{"seconds": 4}"#]);
+    eventually(Duration::from_secs(30), "the sleep job to run", || {
+        value(&parse(&get(&format!("{base}/metrics")).2), "chancy_worker_jobs_running", &[])
+            == Some(1.0)
+    });
+    let kill = Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    eventually(Duration::from_secs(10), "/ready to report the shutdown", || {
+        let (status, _, body) = get(&format!("{base}/ready"));
+        status == 503 && body.contains("shutting down")
+    });
+    assert_eq!(get(&format!("{base}/health")).0, 200);
+    let until = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = worker.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < until, "the worker did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "a clean stop after the sleep job");
     let _ = std::fs::remove_file(&log);
 }
 
