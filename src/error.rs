@@ -94,7 +94,6 @@ impl Error {
         Error::new(Kind::Unavailable, message).with_source(err)
     }
 
-
     /// Wraps a JSON (de)serialisation failure.
     pub(crate) fn json(context: &str, err: serde_json::Error) -> Error {
         Error::new(Kind::InvalidInput, format!("{context}: {err}")).with_source(err)

@@ -58,17 +58,17 @@ pub mod migrate;
 pub mod pgtemp;
 mod plugin;
 pub mod plugins;
-pub mod prometheus;
 mod pool;
 mod prefix;
+pub mod prometheus;
 mod queue;
 mod sql;
 pub mod web;
 mod worker;
 
 pub use app::{
-    Chancy, ChancyBuilder, HorizonHolder, JobFilter, WaitOptions, WorkerInfo,
-    DEFAULT_DATABASE_URL, DEFAULT_HORIZON_WARN_AFTER, DEFAULT_LIST_LIMIT, MAX_HORIZON_HOLDERS,
+    Chancy, ChancyBuilder, HorizonHolder, JobFilter, WaitOptions, WorkerInfo, DEFAULT_DATABASE_URL,
+    DEFAULT_HORIZON_WARN_AFTER, DEFAULT_LIST_LIMIT, MAX_HORIZON_HOLDERS,
 };
 pub use error::{Error, Result};
 pub use id::new_job_id;
@@ -88,9 +88,9 @@ pub use queue::{
 pub use worker::{
     run_child_if_requested, Event, Flag, Handler, HandlerId, Hub, JobContext, JobError,
     JobErrorKind, Manager, Outgoing, Registry, ServiceInfo, ServiceState, Worker, WorkerBuilder,
-    CHILD_ENV, DEFAULT_HEARTBEAT_POLL_INTERVAL, DEFAULT_HORIZON_CHECK_INTERVAL, HORIZON_HELD_BACK, DEFAULT_HEARTBEAT_TIMEOUT,
-    DEFAULT_MAXIMUM_JOBS_PER_CHILD, DEFAULT_QUEUE_CHANGE_POLL_INTERVAL,
-    DEFAULT_SEND_OUTGOING_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT, LISTENER_RECONNECTED, QUEUE_FULL,
-    QUEUE_REMOVED, QUEUE_STARTED, QUEUE_UPDATED, WORKER_SHUTDOWN_TIMEOUT, WORKER_STARTED,
-    WORKER_STOPPED,
+    CHILD_ENV, DEFAULT_HEARTBEAT_POLL_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT,
+    DEFAULT_HORIZON_CHECK_INTERVAL, DEFAULT_MAXIMUM_JOBS_PER_CHILD,
+    DEFAULT_QUEUE_CHANGE_POLL_INTERVAL, DEFAULT_SEND_OUTGOING_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT,
+    HORIZON_HELD_BACK, LISTENER_RECONNECTED, QUEUE_FULL, QUEUE_REMOVED, QUEUE_STARTED,
+    QUEUE_UPDATED, WORKER_SHUTDOWN_TIMEOUT, WORKER_STARTED, WORKER_STOPPED,
 };

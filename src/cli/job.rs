@@ -178,7 +178,8 @@ fn push(chancy: &Chancy, a: &PushArgs) -> Result<i32> {
 fn warn_if_undeclared(chancy: &Chancy, queue: &str) {
     match chancy.get_queue(queue) {
         Err(e) if e.is_not_found() => eprintln!(
-            "warning: queue {queue:?} is not declared, so no worker serves it yet; the job              waits until it is (`chancy queue declare {queue}`)"
+            "warning: queue {queue:?} is not declared, so no worker serves it yet; the job \
+             waits until it is (`chancy queue declare {queue}`)"
         ),
         _ => {}
     }

@@ -269,7 +269,10 @@ mod tests {
             DEFAULT_QUEUE_CHANGE_POLL_INTERVAL
         );
         assert_eq!(a.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
-        assert_eq!(a.horizon_check_interval, crate::DEFAULT_HORIZON_CHECK_INTERVAL);
+        assert_eq!(
+            a.horizon_check_interval,
+            crate::DEFAULT_HORIZON_CHECK_INTERVAL
+        );
         assert_eq!(a.horizon_warn_after, crate::DEFAULT_HORIZON_WARN_AFTER);
     }
 }

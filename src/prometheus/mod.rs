@@ -378,6 +378,9 @@ fn queue_depth(chancy: &Chancy) -> Result<Vec<(String, String, i64)>> {
         let rows = tx
             .query(sql.as_str(), &[&MAX_DEPTH_SERIES])
             .map_err(|e| Error::database("reading the queue depth", e))?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
     })
 }

@@ -172,9 +172,8 @@ fn accept_loop(listener: &TcpListener, ctx: &Arc<Ctx>, stop: &AtomicBool) {
             .name("chancy-metrics-conn".into())
             .spawn(move || {
                 let ctx = Arc::clone(&slot.0);
-                let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    handle(stream, &ctx)
-                }));
+                let handled =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(stream, &ctx)));
                 if handled.is_err() {
                     log::error!("metrics: a request handler panicked");
                 }
@@ -190,7 +189,11 @@ fn accept_loop(listener: &TcpListener, ctx: &Arc<Ctx>, stop: &AtomicBool) {
 type Answer = (u16, &'static str, Vec<u8>);
 
 fn text(status: u16, body: impl Into<String>) -> Answer {
-    (status, "text/plain; charset=utf-8", body.into().into_bytes())
+    (
+        status,
+        "text/plain; charset=utf-8",
+        body.into().into_bytes(),
+    )
 }
 
 fn busy() -> Answer {
@@ -221,7 +224,12 @@ fn read_head(stream: &mut TcpStream) -> std::result::Result<String, Answer> {
             return Err(text(408, "request head not received in time\n"));
         }
         match stream.read(&mut chunk) {
-            Ok(0) => return Err(text(400, "connection closed before the request head ended\n")),
+            Ok(0) => {
+                return Err(text(
+                    400,
+                    "connection closed before the request head ended\n",
+                ))
+            }
             Ok(n) => head.extend_from_slice(&chunk[..n]),
             Err(_) => return Err(text(408, "request head not received in time\n")),
         }
@@ -320,8 +328,14 @@ mod tests {
             active: AtomicUsize::new(0),
         };
         let status = |head: &str| route(head, &ctx).1 .0;
-        assert_eq!(status("GET /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\n"), 413);
-        assert_eq!(status("GET /metrics HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"), 413);
+        assert_eq!(
+            status("GET /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\n"),
+            413
+        );
+        assert_eq!(
+            status("GET /metrics HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            413
+        );
         assert_eq!(status("POST /metrics HTTP/1.1\r\n\r\n"), 405);
         assert_eq!(status("GET /metrics\r\n\r\n"), 400);
         assert_eq!(status("GET /metrics SPDY/3\r\n\r\n"), 400);

@@ -48,7 +48,7 @@ pub(crate) fn check(shared: &WorkerShared, watch: &HorizonWatch) -> Result<()> {
         let key = (h.pid, h.transaction_started_at);
         let due = warned
             .get(&key)
-            .is_none_or(|at| at.elapsed() >= REPEAT_WARNING);
+            .map_or(true, |at| at.elapsed() >= REPEAT_WARNING);
         let message = h.describe();
         if due {
             log::warn!("xmin horizon held back: {message}");

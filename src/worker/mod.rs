@@ -114,7 +114,9 @@ impl WorkerShared {
             "a leader running the recovery plugin (not configured in this process)"
         };
         format!(
-            "they stay `running` until {by} puts them back to `pending`, once this worker              ({}) has not heartbeated for heartbeat_timeout ({wait:.0} s); the lost attempt              does not count against max_attempts",
+            "they stay `running` until {by} puts them back to `pending`, once this worker \
+             ({}) has not heartbeated for heartbeat_timeout ({wait:.0} s); the lost attempt \
+             does not count against max_attempts",
             self.worker_id
         )
     }
@@ -607,7 +609,8 @@ impl Worker {
         if !drained {
             let n = s.executions.cancel_all();
             log::warn!(
-                "worker {}: {n} job(s) still running at the shutdown timeout were told to                  stop; {}",
+                "worker {}: {n} job(s) still running at the shutdown timeout were told to \
+                 stop; {}",
                 s.worker_id,
                 s.how_abandoned_jobs_come_back()
             );

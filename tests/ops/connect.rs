@@ -40,7 +40,10 @@ fn library_against(url: &str) -> (chancy::Error, Duration) {
 
 #[test]
 fn wrong_database_name_shows_the_server_message_at_once() {
-    let db = format!("chancy_missing_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let db = format!(
+        "chancy_missing_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     let url = url_with(Some(&db), None, None);
     let server_says = format!("database \"{db}\" does not exist");
 
@@ -58,7 +61,10 @@ fn wrong_database_name_shows_the_server_message_at_once() {
 
 #[test]
 fn wrong_role_shows_the_server_message_at_once() {
-    let role = format!("chancy_nobody_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let role = format!(
+        "chancy_nobody_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     let url = url_with(Some("postgres"), Some(&role), None);
     let server_says = format!("role \"{role}\" does not exist");
 
@@ -77,13 +83,21 @@ fn refused_port_fails_in_about_a_second_saying_refused() {
     let url = url_with(None, None, Some(closed_port()));
 
     let (stderr, took) = cli_against(&url);
-    assert!(stderr.to_lowercase().contains("connection refused"), "{stderr}");
+    assert!(
+        stderr.to_lowercase().contains("connection refused"),
+        "{stderr}"
+    );
     assert!(stderr.contains("is PostgreSQL running there"), "{stderr}");
     assert!(took < FAST, "the CLI took {took:?}");
 
     let (err, took) = library_against(&url);
     assert!(err.is_unavailable());
-    assert!(err.to_string().to_lowercase().contains("connection refused"), "{err}");
+    assert!(
+        err.to_string()
+            .to_lowercase()
+            .contains("connection refused"),
+        "{err}"
+    );
     assert!(took < FAST, "the library took {took:?}");
 }
 

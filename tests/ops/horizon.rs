@@ -14,7 +14,8 @@ use super::{client, eventually, terminate, Ns};
 /// session idle in that transaction. Returns the client (keep it alive) and its pid.
 fn hold_a_snapshot(ns: &Ns) -> (Client, i32) {
     let mut c = client();
-    c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ").unwrap();
+    c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        .unwrap();
     let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
     c.query_one(&format!("SELECT count(*) FROM \"{}jobs\"", ns.prefix), &[])
         .unwrap();
@@ -79,7 +80,9 @@ fn held_back_horizons_lists_the_session_and_forgets_it_after_commit() {
         .unwrap_or_else(|| panic!("pid {pid} not in {found:?}"));
     assert_eq!(h.state.as_deref(), Some("idle in transaction"));
     assert!(h.transaction_age >= Duration::from_millis(100));
-    assert!(h.describe().contains(&format!("pg_terminate_backend({pid})")));
+    assert!(h
+        .describe()
+        .contains(&format!("pg_terminate_backend({pid})")));
     assert!(
         !chancy
             .held_back_horizons(Duration::from_secs(3600))

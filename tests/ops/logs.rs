@@ -53,9 +53,11 @@ fn failed_attempts_are_warnings_and_a_forced_stop_says_what_it_abandoned() {
         ])
         .trim()
         .to_string();
-    eventually(Duration::from_secs(30), "two failed attempts in the log", || {
-        read(&path).contains("failed for good")
-    });
+    eventually(
+        Duration::from_secs(30),
+        "two failed attempts in the log",
+        || read(&path).contains("failed for good"),
+    );
     let log = read(&path);
     let lines: Vec<&str> = log.lines().filter(|l| l.contains(&id)).collect();
     assert_eq!(lines.len(), 2, "one line per failed attempt: {log}");
@@ -69,7 +71,11 @@ fn failed_attempts_are_warnings_and_a_forced_stop_says_what_it_abandoned() {
         "{}",
         lines[0]
     );
-    assert!(!lines[0].contains("second line"), "first line only: {}", lines[0]);
+    assert!(
+        !lines[0].contains("second line"),
+        "first line only: {}",
+        lines[0]
+    );
     assert!(lines[1].contains("attempt 2/2") && lines[1].contains("failed for good"));
 
     // The pruner ran several times by now with nothing to remove: silent at INFO.
@@ -80,9 +86,16 @@ fn failed_attempts_are_warnings_and_a_forced_stop_says_what_it_abandoned() {
     assert!(!read(&path).contains("cleaned up 0"), "{}", read(&path));
 
     // A job that cannot finish in time, then two signals: the forced stop reports it.
-    ns.ok(&["job", "push", "chancy.builtin.sleep", "--kwargs", r#"{"seconds": 60}"#]);
+    ns.ok(&[
+        "job",
+        "push",
+        "chancy.builtin.sleep",
+        "--kwargs",
+        r#"{"seconds": 60}"#,
+    ]);
     eventually(Duration::from_secs(30), "the sleep job to run", || {
-        ns.ok(&["job", "list", "--state", "running"]).contains("chancy.builtin.sleep")
+        ns.ok(&["job", "list", "--state", "running"])
+            .contains("chancy.builtin.sleep")
     });
     let status = terminate(&mut child, true);
     assert!(!status.success(), "a forced stop is not a clean exit");
@@ -107,7 +120,10 @@ fn routine_cleanups_of_nothing_are_debug_lines() {
         read(&path).contains("cleaned up 0 rows")
     });
     let log = read(&path);
-    let line = log.lines().find(|l| l.contains("cleaned up 0 rows")).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("cleaned up 0 rows"))
+        .unwrap();
     assert!(line.contains("DEBUG"), "{line}");
     assert!(terminate(&mut child, false).success());
     let _ = std::fs::remove_file(&path);

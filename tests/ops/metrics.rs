@@ -29,7 +29,10 @@ fn python() -> PathBuf {
         if ok {
             return;
         }
-        let status = Command::new("python3").args(["-m", "venv"]).arg(&venv).status();
+        let status = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status();
         assert!(
             status.is_ok_and(|s| s.success()),
             "python3 -m venv failed: Python 3 with the venv module is needed"
@@ -171,12 +174,17 @@ fn worker_metrics_parse_and_follow_the_work_done_and_ready_tracks_the_worker() {
         .trim_end_matches("/metrics")
         .to_string();
     let base = format!("http://{addr}");
-    eventually(Duration::from_secs(30), "/ready", || get(&format!("{base}/ready")).0 == 200);
+    eventually(Duration::from_secs(30), "/ready", || {
+        get(&format!("{base}/ready")).0 == 200
+    });
     assert_eq!(get(&format!("{base}/health")).0, 200);
 
     let (status, content_type, text) = get(&format!("{base}/metrics"));
     assert_eq!(status, 200);
-    assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
     let before = parse(&text);
     let info = before
         .iter()
@@ -184,9 +192,16 @@ fn worker_metrics_parse_and_follow_the_work_done_and_ready_tracks_the_worker() {
         .expect("worker info");
     assert_eq!(info.value, 1.0);
     assert!(!info.labels["worker_id"].is_empty());
-    assert_eq!(value(&before, "chancy_pool_connections", &[("state", "max")]), Some(10.0));
+    assert_eq!(
+        value(&before, "chancy_pool_connections", &[("state", "max")]),
+        Some(10.0)
+    );
     assert_eq!(value(&before, "chancy_database_up", &[]), Some(1.0));
-    let noop = [("queue", "default"), ("func", "chancy.builtin.noop"), ("outcome", "succeeded")];
+    let noop = [
+        ("queue", "default"),
+        ("func", "chancy.builtin.noop"),
+        ("outcome", "succeeded"),
+    ];
     assert_eq!(value(&before, "chancy_jobs_total", &noop), None);
 
     for _ in 0..3 {
@@ -200,13 +215,20 @@ fn worker_metrics_parse_and_follow_the_work_done_and_ready_tracks_the_worker() {
     assert_eq!(out.status.code(), Some(1), "the fail job fails: {out:?}");
 
     let mut after = Vec::new();
-    eventually(Duration::from_secs(30), "counters and depth to follow", || {
-        after = parse(&get(&format!("{base}/metrics")).2);
-        value(&after, "chancy_jobs_total", &noop) == Some(3.0)
-            && value(&after, "chancy_queue_jobs", &[("queue", "default"), ("state", "succeeded")])
-                == Some(3.0)
-            && value(&after, "chancy_worker_is_leader", &[]) == Some(1.0)
-    });
+    eventually(
+        Duration::from_secs(30),
+        "counters and depth to follow",
+        || {
+            after = parse(&get(&format!("{base}/metrics")).2);
+            value(&after, "chancy_jobs_total", &noop) == Some(3.0)
+                && value(
+                    &after,
+                    "chancy_queue_jobs",
+                    &[("queue", "default"), ("state", "succeeded")],
+                ) == Some(3.0)
+                && value(&after, "chancy_worker_is_leader", &[]) == Some(1.0)
+        },
+    );
     let failing = |outcome| {
         value(
             &after,
@@ -217,48 +239,81 @@ fn worker_metrics_parse_and_follow_the_work_done_and_ready_tracks_the_worker() {
     assert_eq!(failing("retried"), Some(1.0));
     assert_eq!(failing("failed"), Some(1.0));
     assert_eq!(
-        value(&after, "chancy_queue_jobs", &[("queue", "default"), ("state", "failed")]),
+        value(
+            &after,
+            "chancy_queue_jobs",
+            &[("queue", "default"), ("state", "failed")]
+        ),
         Some(1.0)
     );
     let count = |name: &str| value(&after, name, &[("queue", "default")]).unwrap_or(0.0);
-    assert_eq!(count("chancy_job_execution_seconds_count"), 5.0, "3 noops + 2 attempts");
+    assert_eq!(
+        count("chancy_job_execution_seconds_count"),
+        5.0,
+        "3 noops + 2 attempts"
+    );
     assert_eq!(count("chancy_job_claim_wait_seconds_count"), 5.0);
     assert!(after
         .iter()
         .any(|s| s.name == "chancy_job_execution_seconds_bucket" && s.kind == "histogram"));
     assert_eq!(value(&after, "chancy_worker_jobs_running", &[]), Some(0.0));
-    assert_eq!(value(&after, "chancy_worker_writer_backlog", &[]), Some(0.0));
+    assert_eq!(
+        value(&after, "chancy_worker_writer_backlog", &[]),
+        Some(0.0)
+    );
 
     // Framing the listener refuses, and a bounded number of idle connections.
     let big = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000));
     assert!(raw(&addr, big.as_bytes()).contains(" 431 "));
-    assert!(raw(&addr, b"POST /metrics HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd").contains(" 413 "));
+    assert!(raw(
+        &addr,
+        b"POST /metrics HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd"
+    )
+    .contains(" 413 "));
     assert!(raw(&addr, b"DELETE /metrics HTTP/1.1\r\n\r\n").contains(" 405 "));
     let idle: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(&addr).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
-    assert!(raw(&addr, b"GET /health HTTP/1.1\r\n\r\n").contains(" 503 "), "a 9th is refused");
+    assert!(
+        raw(&addr, b"GET /health HTTP/1.1\r\n\r\n").contains(" 503 "),
+        "a 9th is refused"
+    );
     assert!(t.elapsed() < Duration::from_secs(3), "refused at once");
-    eventually(Duration::from_secs(30), "idle connections to time out", || {
-        raw(&addr, b"GET /health HTTP/1.1\r\n\r\n").contains(" 200 ")
-    });
+    eventually(
+        Duration::from_secs(30),
+        "idle connections to time out",
+        || raw(&addr, b"GET /health HTTP/1.1\r\n\r\n").contains(" 200 "),
+    );
     drop(idle);
 
     // While a graceful stop waits for a running job, /ready says so (and /health is alive).
-    ns.ok(&["job", "push", "chancy.builtin.sleep", "--kwargs", r#"{"seconds": 4}"#]);
+    ns.ok(&[
+        "job",
+        "push",
+        "chancy.builtin.sleep",
+        "--kwargs",
+        r#"{"seconds": 4}"#,
+    ]);
     eventually(Duration::from_secs(30), "the sleep job to run", || {
-        value(&parse(&get(&format!("{base}/metrics")).2), "chancy_worker_jobs_running", &[])
-            == Some(1.0)
+        value(
+            &parse(&get(&format!("{base}/metrics")).2),
+            "chancy_worker_jobs_running",
+            &[],
+        ) == Some(1.0)
     });
     let kill = Command::new("kill")
         .args(["-TERM", &worker.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
-    eventually(Duration::from_secs(10), "/ready to report the shutdown", || {
-        let (status, _, body) = get(&format!("{base}/ready"));
-        status == 503 && body.contains("shutting down")
-    });
+    eventually(
+        Duration::from_secs(10),
+        "/ready to report the shutdown",
+        || {
+            let (status, _, body) = get(&format!("{base}/ready"));
+            status == 503 && body.contains("shutting down")
+        },
+    );
     assert_eq!(get(&format!("{base}/health")).0, 200);
     let until = Instant::now() + Duration::from_secs(30);
     let status = loop {
@@ -288,7 +343,11 @@ fn chancy_web_serves_metrics_without_login() {
     assert_eq!(status, 200, "{text}");
     let samples = parse(&text);
     assert_eq!(
-        value(&samples, "chancy_queue_jobs", &[("queue", "waiting"), ("state", "pending")]),
+        value(
+            &samples,
+            "chancy_queue_jobs",
+            &[("queue", "waiting"), ("state", "pending")]
+        ),
         Some(1.0)
     );
     assert_eq!(value(&samples, "chancy_worker_is_leader", &[]), Some(0.0));

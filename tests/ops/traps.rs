@@ -8,10 +8,19 @@ use super::{client, text, Ns};
 fn pushing_to_an_undeclared_queue_warns_on_stderr_and_still_pushes() {
     let ns = Ns::migrated();
     ns.ok(&["queue", "declare", "known"]);
-    let out = ns.run(&["job", "push", "chancy.builtin.noop", "--queue", "nobody_declared"]);
+    let out = ns.run(&[
+        "job",
+        "push",
+        "chancy.builtin.noop",
+        "--queue",
+        "nobody_declared",
+    ]);
     assert!(out.status.success(), "{out:?}");
     let id = text(&out.stdout).trim().to_string();
-    assert!(uuid::Uuid::parse_str(&id).is_ok(), "stdout is the id alone: {id:?}");
+    assert!(
+        uuid::Uuid::parse_str(&id).is_ok(),
+        "stdout is the id alone: {id:?}"
+    );
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains("warning: queue \"nobody_declared\" is not declared"),
@@ -57,7 +66,10 @@ fn two_concurrent_demos_on_one_database_both_succeed_with_their_own_tables() {
         // noops + 2 echo + 2 sleep + flaky + fail + scheduled echo + one unique noop.
         let total = noops + 8;
         assert!(
-            stdout.contains(&format!("total: {total} jobs, succeeded {}, failed 1", total - 1)),
+            stdout.contains(&format!(
+                "total: {total} jobs, succeeded {}, failed 1",
+                total - 1
+            )),
             "{stdout}"
         );
     }
