@@ -153,7 +153,7 @@ fn accept_loop(listener: &TcpListener, ctx: &Arc<Ctx>, stop: &AtomicBool) {
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let mut stream = match stream {
+        let stream = match stream {
             Ok(s) => s,
             Err(e) => {
                 log::warn!("metrics: accepting a connection failed: {e}");
@@ -163,8 +163,7 @@ fn accept_loop(listener: &TcpListener, ctx: &Arc<Ctx>, stop: &AtomicBool) {
         };
         if ctx.active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
             ctx.active.fetch_sub(1, Ordering::SeqCst);
-            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-            let _ = write_answer(&mut stream, false, busy());
+            refuse(stream);
             continue;
         }
         let slot = Slot(Arc::clone(ctx));
@@ -181,6 +180,22 @@ fn accept_loop(listener: &TcpListener, ctx: &Arc<Ctx>, stop: &AtomicBool) {
             });
         if let Err(e) = spawned {
             log::warn!("metrics: cannot start a connection thread: {e}");
+        }
+    }
+}
+
+/// Answers `503` on the acceptor thread without waiting for anything: whatever part of the
+/// request has already arrived is drained without blocking, so closing does not reset the
+/// connection before the client has read the answer.
+fn refuse(mut stream: TcpStream) {
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    let _ = write_answer(&mut stream, false, busy());
+    if stream.set_nonblocking(true).is_ok() {
+        let mut sink = [0u8; 4096];
+        for _ in 0..4 {
+            if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
+                break;
+            }
         }
     }
 }
@@ -206,7 +221,20 @@ fn handle(mut stream: TcpStream, ctx: &Ctx) {
         Ok(head) => route(&head, ctx),
         Err(answer) => (false, answer),
     };
+    let refused = answer.0 >= 400;
     let _ = write_answer(&mut stream, head_only, answer);
+    if refused {
+        // The client may still be sending (an oversized head, a body): read a bounded
+        // amount for a moment, so closing does not reset the connection before it has
+        // read the answer.
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+        let mut sink = [0u8; 4096];
+        for _ in 0..16 {
+            if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
+                break;
+            }
+        }
+    }
 }
 
 /// Reads the request head (up to the blank line) within [`READ_TIMEOUT`] and

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use postgres::Client;
 
-use super::{client, eventually, terminate, Ns};
+use super::{client, eventually, terminate, Ns, Proc};
 
 /// Opens `BEGIN ISOLATION LEVEL REPEATABLE READ` + a read on the jobs table and leaves the
 /// session idle in that transaction. Returns the client (keep it alive) and its pid.
@@ -27,7 +27,7 @@ fn the_leader_warns_about_a_session_holding_back_the_xmin_horizon_by_pid() {
     let ns = Ns::migrated();
     let (_holder, pid) = hold_a_snapshot(&ns);
     let path = std::env::temp_dir().join(format!("{}horizon.log", ns.prefix));
-    let mut worker = ns
+    let worker = ns
         .command(&[
             "worker",
             "start",
@@ -42,6 +42,7 @@ fn the_leader_warns_about_a_session_holding_back_the_xmin_horizon_by_pid() {
         .stderr(File::create(&path).unwrap())
         .spawn()
         .expect("start a worker");
+    let mut worker = Proc(worker);
     let needle = format!("backend pid {pid} ");
     let read = || std::fs::read_to_string(&path).unwrap_or_default();
     eventually(Duration::from_secs(30), "the horizon warning", || {

@@ -3,13 +3,13 @@
 //! says what it abandoned and how those jobs come back.
 
 use std::fs::File;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use super::{eventually, terminate, Ns};
+use super::{eventually, terminate, Ns, Proc};
 
 /// A `chancy worker start` whose stderr goes to a file; returns it and the file's path.
-fn worker(ns: &Ns, extra: &[&str]) -> (Child, std::path::PathBuf) {
+fn worker(ns: &Ns, extra: &[&str]) -> (Proc, std::path::PathBuf) {
     let path = std::env::temp_dir().join(format!("{}worker.log", ns.prefix));
     let log = File::create(&path).unwrap();
     let mut args = vec![
@@ -29,7 +29,7 @@ fn worker(ns: &Ns, extra: &[&str]) -> (Child, std::path::PathBuf) {
         .stderr(log)
         .spawn()
         .expect("start a worker");
-    (child, path)
+    (Proc(child), path)
 }
 
 fn read(path: &std::path::Path) -> String {
