@@ -166,7 +166,7 @@ pub fn run(registry: Registry) -> i32 {
     match dispatch(&cli, registry) {
         Ok(code) => code,
         Err(err) if err.is_unavailable() => {
-            eprintln!("error: {err} [the URL comes from --database-url or $DATABASE_URL; only `chancy demo` and `chancy bench` start a private server]");
+            eprintln!("error: {err} (pass --database-url or set DATABASE_URL to use another server; only `chancy demo` and `chancy bench` start a private one)");
             EXIT_ERROR
         }
         Err(err) => {
