@@ -107,3 +107,40 @@ fn a_reachable_database_still_connects_and_works() {
     let chancy = ns.library();
     assert!(chancy.is_up_to_date().unwrap());
 }
+
+#[test]
+fn wrong_password_shows_the_server_message_at_once() {
+    // The shared server trusts everyone, so this uses a private one with password auth.
+    let pg = chancy::pgtemp::TempPostgres::start()
+        .unwrap_or_else(|e| panic!("a private PostgreSQL is needed (as in tests/faults.rs): {e}"));
+    let mut admin = postgres::Client::connect(pg.url(), postgres::NoTls).unwrap();
+    admin
+        .batch_execute("CREATE ROLE chancy_pw LOGIN PASSWORD 'right'")
+        .unwrap();
+    std::fs::write(
+        pg.dir().join("data/pg_hba.conf"),
+        "local all postgres trust\nlocal all all scram-sha-256\n",
+    )
+    .unwrap();
+    admin.query_one("SELECT pg_reload_conf()", &[]).unwrap();
+    let url = pg
+        .url()
+        .replacen("postgresql://postgres@", "postgresql://chancy_pw:wrong@", 1);
+    super::eventually(Duration::from_secs(10), "the new pg_hba.conf", || {
+        postgres::Client::connect(&url, postgres::NoTls).is_err()
+    });
+    let server_says = "password authentication failed for user \"chancy_pw\"";
+
+    let (stderr, took) = cli_against(&url);
+    assert!(stderr.contains(server_says), "{stderr}");
+    assert!(stderr.contains("role name and password"), "{stderr}");
+    assert!(
+        !stderr.contains("wrong"),
+        "no password in the message: {stderr}"
+    );
+    assert!(took < FAST, "the CLI took {took:?}");
+
+    let (err, took) = library_against(&url);
+    assert!(err.to_string().contains(server_says), "{err}");
+    assert!(took < FAST, "the library took {took:?}");
+}
