@@ -18,6 +18,9 @@
 //!   chancy-exec-<q>-<n> run handlers (catch_unwind, deadline, cancel flag) ─► writer
 //!   chancy-writer       one fenced UPDATE per batch, retries, flushes at stop
 //!   chancy-plugin-<id>  plugin services (leadership, recovery, pruner, ...)
+//!   chancy-horizon      on the leader: warn about sessions holding back the xmin horizon
+//!  prometheus::MetricsServer (optional) ──────────────────────────────────────────────────
+//!   chancy-metrics      /metrics, /health, /ready (tiny blocking listener, no auth)
 //!  web::WebServer (optional) ─────────────────────────────────────────────────────────────
 //!   chancy-web-<n>      dashboard + JSON API handlers (tiny_http, blocking)
 //! ```

@@ -138,7 +138,7 @@ pub enum Command {
         chancy workflow get <ID>"
     )]
     Workflow(WorkflowCommand),
-    /// A zero-config tour on private tables (the prefix + demo_<run>_): migrate, declare a queue, push
+    /// A zero-config tour on private tables (the prefix + demo_ + a run id): migrate, declare a queue, push
     /// a mix of jobs, run a worker, print a summary, clean up.
     #[command(after_help = "Examples:\n  \
         chancy demo\n  \
