@@ -27,7 +27,8 @@ chancy worker start\n  \
 chancy worker start --worker-id web-1 --tags has=gpu --tags region=eu\n  \
 chancy worker start --shutdown-timeout 60 --no-notifications   (behind pgbouncer)\n  \
 chancy worker start --plugins leadership,recovery,workflow,cron --cron-poll-interval 5\n  \
-chancy worker start --plugins none\n\n\
+chancy worker start --plugins none\n  \
+chancy worker start --metrics-addr 127.0.0.1:9464   (Prometheus /metrics, /health, /ready)\n\n\
 Plugins (--plugins, comma-separated; identifiers such as chancy.cron work too):\n  \
 leadership  elects one leader (the leader-only plugins below need it)\n  \
 pruner      deletes finished jobs older than a day (leader)\n  \

@@ -89,7 +89,8 @@ pub struct Prometheus {
     database_up: Gauge,
     /// The worker this plugin serves, set by `on_worker_started`, cleared at stop.
     worker: Mutex<WorkerSlot>,
-    /// When `depth` was last refreshed (scrapes serialise on this lock).
+    /// When `depth` was last refreshed; [`Prometheus::render`] holds it for the whole
+    /// scrape, so scrapes run one at a time.
     depth_read_at: Mutex<Option<Instant>>,
     /// Whether `/ready` waits for a worker ([`Prometheus::for_worker`]).
     expect_worker: bool,
@@ -218,8 +219,11 @@ impl Prometheus {
     /// The current metrics as text ([`CONTENT_TYPE`]). Reads the worker's gauges and, when
     /// the cached reading is older than [`DEPTH_CACHE`], the queue depth from `chancy`.
     pub fn render(&self, chancy: &Chancy) -> String {
+        // One scrape at a time: a concurrent refresh must not clear the depth series while
+        // this one encodes them.
+        let mut read_at = self.depth_read_at.lock();
         self.refresh_gauges(chancy);
-        self.refresh_depth(chancy);
+        self.refresh_depth(chancy, &mut read_at);
         let mut text = String::new();
         if encode(&mut text, &self.registry).is_err() {
             log::error!("prometheus: encoding the metrics failed");
@@ -245,8 +249,7 @@ impl Prometheus {
         }
     }
 
-    fn refresh_depth(&self, chancy: &Chancy) {
-        let mut read_at = self.depth_read_at.lock();
+    fn refresh_depth(&self, chancy: &Chancy, read_at: &mut Option<Instant>) {
         if read_at.is_some_and(|at| at.elapsed() < DEPTH_CACHE) {
             return;
         }
