@@ -408,11 +408,11 @@ fn worker_start_on_an_unmigrated_schema_says_to_migrate() {
 #[test]
 fn demo_summary_matches_the_database() {
     let ns = Ns::new();
-    let demo = Ns {
-        prefix: format!("{}demo_", ns.prefix),
-    };
     let t = Instant::now();
     let out = ns.ok(&["demo", "--keep"]);
+    let demo = Ns {
+        prefix: demo_prefix(&out),
+    };
     assert!(
         t.elapsed() < Duration::from_secs(30),
         "demo took {:?}",
@@ -440,6 +440,15 @@ fn demo_summary_matches_the_database() {
         out.contains("returned the first job's id") && out.contains(": yes"),
         "{out}"
     );
+}
+
+/// The private prefix a demo printed on its first line (`… using private tables <prefix>*`).
+fn demo_prefix(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.split("using private tables ").nth(1))
+        .and_then(|rest| rest.strip_suffix('*'))
+        .unwrap_or_else(|| panic!("no demo prefix in {out}"))
+        .to_string()
 }
 
 #[test]

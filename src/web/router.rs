@@ -44,6 +44,9 @@ fn dispatch(req: &Req, ctx: &Ctx) -> Out {
     if req.path == "/health" {
         return Ok(Reply::json(json!({ "status": "healthy" })));
     }
+    if req.path == "/metrics" && req.method == "GET" {
+        return metrics(&ctx.chancy);
+    }
     let Some(segments) = req.segments_after(API) else {
         return Err(Reply::error(404, format!("no route for {}", req.path)));
     };
@@ -93,6 +96,23 @@ pub(crate) fn authenticate_stream(req: &Req, ctx: &Ctx) -> Result<(), Reply> {
         ));
     }
     Ok(())
+}
+
+/// `GET /metrics`: the Prometheus text of the exporter plugin (public, like `/health`:
+/// counts and queue names only), or 404 when the application has none.
+fn metrics(chancy: &crate::Chancy) -> Out {
+    match crate::prometheus::of(chancy) {
+        Some(exporter) => Ok(Reply {
+            status: 200,
+            content_type: crate::prometheus::CONTENT_TYPE,
+            body: exporter.render(chancy).into_bytes(),
+            headers: vec![("Cache-Control".into(), "no-store".into())],
+        }),
+        None => Err(Reply::error(
+            404,
+            "metrics are off: add the chancy::prometheus::Prometheus plugin",
+        )),
+    }
 }
 
 /// Ok(true) for a cookie session, Ok(false) for a Bearer token, 403 otherwise.

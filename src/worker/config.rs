@@ -33,6 +33,8 @@ pub(crate) struct WorkerConfig {
     pub backoff_max: Duration,
     pub process_executable: Option<std::path::PathBuf>,
     pub synchronous_commit: bool,
+    pub horizon_check_interval: Duration,
+    pub horizon_warn_after: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -48,6 +50,8 @@ impl Default for WorkerConfig {
             backoff_max: DEFAULT_BACKOFF_MAX,
             process_executable: None,
             synchronous_commit: true,
+            horizon_check_interval: super::horizon::DEFAULT_HORIZON_CHECK_INTERVAL,
+            horizon_warn_after: crate::app::DEFAULT_HORIZON_WARN_AFTER,
         }
     }
 }
@@ -63,6 +67,7 @@ impl WorkerConfig {
             ),
             ("backoff_initial", self.backoff_initial),
             ("backoff_max", self.backoff_max),
+            ("horizon_check interval", self.horizon_check_interval),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, d)| d.is_zero()) {
             return Err(Error::config(format!(

@@ -38,7 +38,34 @@ pub(crate) fn execute(
     for plugin in shared.plugins() {
         done = plugin.on_job_completed(done, result.as_ref().err());
     }
+    if let Err(err) = &result {
+        log_failed_attempt(&done, err);
+    }
     done
+}
+
+/// One WARN line per failed attempt, so the worker log shows what failed: the job, its
+/// func and queue, attempt n of max, the first line of the error, and what happens next.
+fn log_failed_attempt(done: &QueuedJob, err: &JobError) {
+    let first_line = err.text().lines().next().unwrap_or("");
+    let next = match done.state {
+        JobState::Retrying => "will retry",
+        JobState::Succeeded => "marked succeeded by a plugin",
+        _ => "failed for good",
+    };
+    let level = match err.kind() {
+        JobErrorKind::Cancelled => log::Level::Info,
+        _ => log::Level::Warn,
+    };
+    log::log!(
+        level,
+        "job {} ({:?}, queue {:?}) attempt {}/{} failed: {first_line} ({next})",
+        done.id,
+        done.func,
+        done.queue,
+        done.attempts,
+        done.max_attempts
+    );
 }
 
 /// The thread-pool way: the handler runs on this thread. Memory limits cannot be enforced

@@ -20,6 +20,7 @@ mod executor;
 mod fetch;
 mod flag;
 mod heartbeat;
+mod horizon;
 mod hub;
 mod identity;
 mod listener;
@@ -57,6 +58,7 @@ pub use config::{
 };
 pub use context::{Handler, JobContext, JobError, JobErrorKind, Registry};
 pub use flag::Flag;
+pub use horizon::{DEFAULT_HORIZON_CHECK_INTERVAL, HORIZON_HELD_BACK};
 pub use hub::{Event, HandlerId, Hub};
 pub use identity::WORKER_PING;
 pub use listener::LISTENER_RECONNECTED;
@@ -113,6 +115,23 @@ pub(crate) struct WorkerShared {
 }
 
 impl WorkerShared {
+    /// For the log when jobs are abandoned (shutdown timeout, forced exit): how they come
+    /// back.
+    pub(crate) fn how_abandoned_jobs_come_back(&self) -> String {
+        let wait = self.config.heartbeat_timeout.as_secs_f64();
+        let by = if self.chancy.has_plugin(crate::plugins::RECOVERY) {
+            "the leader's recovery plugin"
+        } else {
+            "a leader running the recovery plugin (not configured in this process)"
+        };
+        format!(
+            "they stay `running` until {by} puts them back to `pending`, once this worker \
+             ({}) has not heartbeated for heartbeat_timeout ({wait:.0} s); the lost attempt \
+             does not count against max_attempts",
+            self.worker_id
+        )
+    }
+
     pub(crate) fn plugins(&self) -> &[Arc<dyn Plugin>] {
         self.chancy.plugins()
     }
@@ -276,6 +295,16 @@ impl WorkerBuilder {
     /// How often the queues table is re-read even without `queue.*` events (default 10 s).
     pub fn queue_change_poll_interval(mut self, d: Duration) -> Self {
         self.config.queue_change_poll_interval = d;
+        self
+    }
+
+    /// On the leader, every `interval` (default 30 s), look for sessions whose transaction
+    /// has held a snapshot for longer than `warn_after` (default 60 s, see
+    /// [`Chancy::held_back_horizons`]) and warn about each (log and the
+    /// [`HORIZON_HELD_BACK`] hub event). Not in upstream.
+    pub fn horizon_check(mut self, interval: Duration, warn_after: Duration) -> Self {
+        self.config.horizon_check_interval = interval;
+        self.config.horizon_warn_after = warn_after;
         self
     }
 
@@ -570,6 +599,18 @@ impl Worker {
             ),
             move || queues::reconcile(&shared),
         );
+        let shared = Arc::clone(s);
+        let watch = horizon::HorizonWatch::default();
+        s.manager.spawn_loop(
+            Arc::clone(&s.shutdown),
+            self.loop_spec(
+                "horizon",
+                s.config.horizon_check_interval,
+                false,
+                Arc::new(Flag::new()),
+            ),
+            move || horizon::check(&shared, &watch),
+        );
         for plugin in s.plugins() {
             let Some(interval) = plugin.interval() else {
                 continue;
@@ -636,8 +677,10 @@ impl Worker {
         if !drained {
             let n = s.executions.cancel_all();
             log::warn!(
-                "worker {}: {n} job(s) still running at the shutdown timeout",
-                s.worker_id
+                "worker {}: {n} job(s) still running at the shutdown timeout were told to \
+                 stop; {}",
+                s.worker_id,
+                s.how_abandoned_jobs_come_back()
             );
         }
         s.outgoing.close();

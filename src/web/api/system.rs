@@ -103,8 +103,9 @@ pub(super) fn system(chancy: &Chancy) -> Out {
     })))
 }
 
-/// `GET /api/v1/overview`: per queue its settings and job counts by state, the number of
-/// live workers and the leader.
+/// `GET /api/v1/overview`: per queue its settings and job counts by state (`declared: false`
+/// for a queue that has jobs but no declaration), the number of live workers, the leader and
+/// `warnings` (`[{kind: "xmin_horizon", pid, age, message}]`, see `Chancy::held_back_horizons`).
 pub(super) fn overview(chancy: &Chancy) -> Out {
     let p = chancy.prefix();
     let counts_sql = format!(
@@ -139,6 +140,7 @@ pub(super) fn overview(chancy: &Chancy) -> Out {
         .map(|q| {
             json!({
                 "name": q.name,
+                "declared": true,
                 "state": q.state.as_str(),
                 "executor": q.executor,
                 "concurrency": q.concurrency,
@@ -149,14 +151,39 @@ pub(super) fn overview(chancy: &Chancy) -> Out {
     // Jobs of queues that were never declared (or were deleted) still show up.
     for (name, c) in counts {
         rows.push(json!({
-            "name": name, "state": null, "executor": null, "concurrency": null, "counts": c,
+            "name": name, "declared": false, "state": null, "executor": null,
+            "concurrency": null, "counts": c,
         }));
     }
     Ok(Reply::json(json!({
         "queues": rows,
         "workers": workers,
         "leader": leader,
+        "warnings": warnings(chancy),
     })))
+}
+
+/// Problems an operator should see on the overview: sessions holding back the xmin horizon
+/// (the same check and threshold as the leader's warning). Best effort: a failure to read
+/// `pg_stat_activity` leaves the list empty.
+fn warnings(chancy: &Chancy) -> Vec<Value> {
+    match chancy.held_back_horizons(crate::DEFAULT_HORIZON_WARN_AFTER) {
+        Ok(holders) => holders
+            .iter()
+            .map(|h| {
+                json!({
+                    "kind": "xmin_horizon",
+                    "pid": h.pid,
+                    "age": h.transaction_age.as_secs_f64(),
+                    "message": h.describe(),
+                })
+            })
+            .collect(),
+        Err(e) => {
+            log::debug!("overview: cannot check the xmin horizon: {e}");
+            Vec::new()
+        }
+    }
 }
 
 fn zero_counts() -> Map<String, Value> {

@@ -330,8 +330,8 @@ async function viewOverview() {
     ? [emptyRow(4 + states.length, 'No queues declared yet.')]
     : queues.map((q) => h('tr', { testid: 'overview-queue', 'data-queue': q.name },
       h('td', {}, h('a', { href: href('jobs', { queue: q.name }) }, q.name),
-        q.state !== 'active' ? h('span', { class: 'show-narrow' }, ' ', badge(q.state)) : null),
-      h('td', { class: 'hide-narrow' }, badge(q.state)),
+        q.state !== 'active' ? h('span', { class: 'show-narrow' }, ' ', queueBadge(q)) : null),
+      h('td', { class: 'hide-narrow' }, queueBadge(q)),
       h('td', { class: 'hide-narrow' }, executorName(q.executor)),
       h('td', { class: 'num hide-narrow' }, fmtNumber(q.concurrency)),
       states.map((st) => {
@@ -344,8 +344,14 @@ async function viewOverview() {
   const throughput = h('div', { class: 'card', testid: 'throughput' }, h('h2', {}, 'Throughput'), h('p', { class: 'muted' }, 'Loading metrics…'));
   loadThroughput(throughput);
 
+  const warnings = (overview.warnings || []).length === 0 ? null
+    : h('section', { class: 'card error-card', testid: 'overview-warnings' },
+      h('h2', {}, 'Warnings'),
+      (overview.warnings || []).map((w) => h('p', { class: 'error-text', testid: `warning-${w.kind}` }, w.message)));
+
   return h('div', {},
     h('h1', {}, 'Overview'),
+    warnings,
     cards,
     h('section', { class: 'card' },
       h('h2', {}, 'Queues'),
@@ -353,6 +359,15 @@ async function viewOverview() {
         states.map((st) => h('th', { class: 'num', title: st }, h('span', { class: 'long' }, st), h('span', { class: 'short' }, SHORT_STATE[st] || st)))],
       rows, { testid: 'overview-table' })),
     throughput);
+}
+
+// A queue that has jobs but no declaration (pushed to a name nobody declared): no worker
+// serves it until someone declares it.
+function queueBadge(q) {
+  if (q.declared === false) {
+    return h('span', { class: 'badge state-none', testid: `queue-undeclared-${q.name}`, title: 'Jobs wait here until the queue is declared; no worker serves it.' }, 'not declared');
+  }
+  return badge(q.state);
 }
 
 function executorName(executor) {

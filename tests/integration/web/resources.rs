@@ -229,8 +229,11 @@ fn overview_workers_system_and_configuration_report_real_data() {
     assert_eq!(mail["counts"]["failed"], 1);
     assert_eq!(mail["counts"]["succeeded"], 0);
     assert_eq!(mail["state"], "active");
+    assert_eq!(mail["declared"], true);
     let undeclared = queues.iter().find(|q| q["name"] == "undeclared").unwrap();
     assert_eq!(undeclared["counts"]["pending"], 1);
+    assert_eq!(undeclared["declared"], false, "{undeclared}");
+    assert!(overview["warnings"].is_array(), "{overview}");
     assert!(worker.stop());
 
     let system = web.get(&token, "/api/v1/system");
