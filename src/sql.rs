@@ -34,6 +34,8 @@ pub(crate) struct Sql {
     pub announce_worker: String,
     pub held_claims: String,
     pub release_orphans: String,
+    pub worker_holder: String,
+    pub release_worker: String,
 }
 
 const PUSH: &str = r#"
@@ -131,6 +133,9 @@ FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::timestamp
 WHERE j.id = u.id AND j.claim_id IS NOT DISTINCT FROM u.claim_id
 RETURNING j.id"#;
 
+/// Upstream's heartbeat upsert, fenced: an existing row is updated only while it carries
+/// this process's session tag $5 (one worker id = one live process, `worker/identity.rs`).
+/// Returns the row when this process owns it.
 const ANNOUNCE_WORKER: &str = r#"
 INSERT INTO "{prefix}workers" (worker_id, last_seen, expires_at, tags, queues)
 VALUES ($1, NOW(), NOW() + make_interval(secs => $2), $3, $4)
@@ -138,13 +143,24 @@ ON CONFLICT (worker_id) DO UPDATE SET
     last_seen = NOW(),
     expires_at = NOW() + make_interval(secs => $2),
     tags = EXCLUDED.tags,
-    queues = EXCLUDED.queues"#;
+    queues = EXCLUDED.queues
+WHERE $5 = ANY("{prefix}workers".tags)
+RETURNING worker_id"#;
 
-/// Running jobs this worker claimed more than $3 seconds ago, in the queues it serves.
+/// Running jobs this worker claimed more than $3 seconds ago, in the queues it serves, while
+/// its row carries this process's session tag $4 (never another process's claims).
 const HELD_CLAIMS: &str = r#"
 SELECT id, claim_id FROM "{prefix}jobs"
 WHERE queue = ANY($1) AND state = 'running' AND taken_by = $2
-  AND claim_id IS NOT NULL AND started_at < NOW() - make_interval(secs => $3)"#;
+  AND claim_id IS NOT NULL AND started_at < NOW() - make_interval(secs => $3)
+  AND EXISTS (SELECT 1 FROM "{prefix}workers" w WHERE w.worker_id = $2 AND $4 = ANY(w.tags))"#;
+
+/// The row of worker $1: seconds since it was seen, last_seen, seconds until it expires,
+/// tags (all by the database's clock).
+const WORKER_HOLDER: &str = r#"
+SELECT EXTRACT(EPOCH FROM NOW() - last_seen)::float8, last_seen,
+       EXTRACT(EPOCH FROM expires_at - NOW())::float8, tags
+FROM "{prefix}workers" WHERE worker_id = $1"#;
 
 /// Puts claims that never reached an executor back to pending, fenced by the claim.
 const RELEASE_ORPHANS: &str = r#"
@@ -209,6 +225,10 @@ ORDER BY wr.worker_id"#),
             announce_worker: r(ANNOUNCE_WORKER),
             held_claims: r(HELD_CLAIMS),
             release_orphans: r(RELEASE_ORPHANS),
+            worker_holder: r(WORKER_HOLDER),
+            release_worker: r(
+                r#"DELETE FROM "{prefix}workers" WHERE worker_id = $1 AND $2 = ANY(tags)"#,
+            ),
         }
     }
 }

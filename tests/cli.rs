@@ -408,11 +408,11 @@ fn worker_start_on_an_unmigrated_schema_says_to_migrate() {
 #[test]
 fn demo_summary_matches_the_database() {
     let ns = Ns::new();
-    let demo = Ns {
-        prefix: format!("{}demo_", ns.prefix),
-    };
     let t = Instant::now();
     let out = ns.ok(&["demo", "--keep"]);
+    let demo = Ns {
+        prefix: demo_prefix(&out),
+    };
     assert!(
         t.elapsed() < Duration::from_secs(30),
         "demo took {:?}",
@@ -440,6 +440,15 @@ fn demo_summary_matches_the_database() {
         out.contains("returned the first job's id") && out.contains(": yes"),
         "{out}"
     );
+}
+
+/// The private prefix a demo printed on its first line (`… using private tables <prefix>*`).
+fn demo_prefix(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.split("using private tables ").nth(1))
+        .and_then(|rest| rest.strip_suffix('*'))
+        .unwrap_or_else(|| panic!("no demo prefix in {out}"))
+        .to_string()
 }
 
 #[test]
@@ -1066,6 +1075,98 @@ fn worker_start_web_serves_the_api_until_the_worker_stops() {
     assert!(
         ureq::get(&format!("{base}/health")).call().is_err(),
         "the dashboard stops with the worker"
+    );
+}
+
+/// A child process killed when the test ends without having stopped it (e.g. on a failed
+/// assertion), so no worker outlives its test.
+struct Reap(Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Sends a raw request head on a fresh connection and returns the answer's status.
+fn raw_status(base: &str, request: &str) -> u16 {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the dashboard");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = text(&answer);
+    answer
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"))
+}
+
+#[test]
+fn worker_start_web_survives_huge_content_lengths_and_still_drains() {
+    let ns = Ns::migrated();
+    let chancy = library(&ns);
+    let queue = chancy::Queue::new("web-drain")
+        .concurrency(8)
+        .polling_interval(Duration::from_secs(1))
+        .eager_polling(true);
+    chancy.declare(&queue).expect("declare the queue");
+    let jobs: Vec<chancy::Job> = (0..64)
+        .map(|_| {
+            chancy::Job::new("chancy.builtin.sleep")
+                .queue("web-drain")
+                .kwargs(serde_json::json!({"seconds": 0.05}))
+        })
+        .collect();
+    chancy.push_many(&jobs).expect("push 64 jobs");
+    let mut child = Reap(
+        ns.command(&["worker", "start", "--web", "--web-port", "0"])
+            .env("CHANCY_WEB_PASSWORD", "s3cret")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn chancy worker start --web"),
+    );
+    let (base, _) = dashboard_lines(&mut child.0);
+    // Once aborted the process (allocation failure) and killed handler threads.
+    for length in ["9000000000000000000", "18446744073709551615"] {
+        for _ in 0..5 {
+            let request = format!(
+                "POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n"
+            );
+            assert_eq!(raw_status(&base, &request), 413, "Content-Length {length}");
+        }
+    }
+    let table = format!("{}jobs", ns.prefix);
+    eventually(Duration::from_secs(60), "every job succeeded", || {
+        let done: i64 = client()
+            .query_one(
+                &format!("SELECT count(*) FROM {table} WHERE state = 'succeeded'"),
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        done == 64
+    });
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "the worker process is still running"
+    );
+    assert_eq!(
+        raw_status(&base, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"),
+        200
+    );
+    assert_eq!(
+        terminate(&mut child.0).code(),
+        Some(0),
+        "a clean worker stop"
     );
 }
 

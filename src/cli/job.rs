@@ -188,7 +188,20 @@ fn push(chancy: &Chancy, a: &PushArgs) -> Result<i32> {
     }
     let r = chancy.push(&job)?;
     println!("{r}");
+    warn_if_undeclared(chancy, &a.queue);
     Ok(0)
+}
+
+/// The library accepts a push to a queue nobody declared (as upstream does); the job then
+/// waits until someone declares the queue. Say so on stderr, after the id on stdout.
+fn warn_if_undeclared(chancy: &Chancy, queue: &str) {
+    match chancy.get_queue(queue) {
+        Err(e) if e.is_not_found() => eprintln!(
+            "warning: queue {queue:?} is not declared, so no worker serves it yet; the job \
+             waits until it is (`chancy queue declare {queue}`)"
+        ),
+        _ => {}
+    }
 }
 
 fn reference(id: &str) -> Result<Reference> {

@@ -266,6 +266,9 @@ impl RunnerState {
             );
         }
         let wanted = effective_concurrency(queue);
+        let child_exe = uses_processes(queue)
+            .then(|| self.shared.child_executable(&queue.name))
+            .flatten();
         let jobs = Arc::new(JobQueue::default());
         let mut threads = Vec::new();
         for i in 0..wanted {
@@ -279,9 +282,9 @@ impl RunnerState {
                     eager: queue.eager_polling,
                     refill_at: wanted / 2,
                 };
-                let mut slot = uses_processes(queue).then(|| {
-                    ChildSlot::new(shared.process_executable(), max_jobs_per_child(queue))
-                });
+                let mut slot = child_exe
+                    .clone()
+                    .map(|exe| ChildSlot::new(exe, max_jobs_per_child(queue)));
                 spawn_named(&format!("chancy-exec-{}-{i}", queue.name), move || {
                     while let Some(job) = jobs.pop() {
                         let (id, claim) = (job.id, job.claim_id);

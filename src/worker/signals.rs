@@ -79,7 +79,13 @@ pub(crate) fn on_signal(shared: &Arc<WorkerShared>) {
             worker.stop();
         });
     } else {
-        log::warn!("received signal again, forcing shutdown");
+        log::warn!(
+            "received the stop signal again, forcing exit: abandoning {} running job(s) and \
+             {} outcome(s) not yet written; {}",
+            shared.executions.len(),
+            shared.outgoing.pending(),
+            shared.how_abandoned_jobs_come_back()
+        );
         std::process::exit(130);
     }
 }
