@@ -145,7 +145,10 @@ impl Meter {
         let (postmaster, not_local) = match proc_stat(pid as u32) {
             Some(backend) if backend.comm == "postgres" => match proc_stat(backend.ppid) {
                 Some(parent) if parent.comm == "postgres" => (Some(backend.ppid), String::new()),
-                _ => (None, format!("backend {pid}'s parent is not a postgres process")),
+                _ => (
+                    None,
+                    format!("backend {pid}'s parent is not a postgres process"),
+                ),
             },
             _ => (
                 None,
@@ -194,10 +197,19 @@ impl Meter {
 
     /// The per-job costs of a period, reading the commit and statement counters now (call
     /// after the worker stopped and [`STATS_FLUSH`] passed, so its backends flushed them).
-    pub(super) fn costs(&self, chancy: &Chancy, start: &Start, end: &End, jobs: usize) -> Result<Costs> {
+    pub(super) fn costs(
+        &self,
+        chancy: &Chancy,
+        start: &Start,
+        end: &End,
+        jobs: usize,
+    ) -> Result<Costs> {
         let now = counters(chancy)?;
         let per_job = |x: f64| x / jobs.max(1) as f64;
-        let worker_cpu = end.worker_cpu.saturating_sub(start.worker_cpu).as_secs_f64();
+        let worker_cpu = end
+            .worker_cpu
+            .saturating_sub(start.worker_cpu)
+            .as_secs_f64();
         let mut costs = Costs {
             jobs,
             seconds: end.at.duration_since(start.at).as_secs_f64(),
@@ -421,7 +433,11 @@ fn server_ticks(postmaster: u32) -> Option<ServerTicks> {
     let pm = proc_stat(postmaster)?;
     let mut children = HashMap::new();
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         if let Some(stat) = proc_stat(pid).filter(|s| s.ppid == postmaster) {

@@ -50,7 +50,12 @@ pub(super) fn run(chancy: &Chancy, meter: &Meter, args: &BenchArgs) -> Result<St
             .synchronous_commit(!args.async_commit)
             .job(STEADY, move |ctx| {
                 let now = Instant::now();
-                let due = ctx.job().kwargs.get("t").and_then(|t| t.as_u64()).unwrap_or(0);
+                let due = ctx
+                    .job()
+                    .kwargs
+                    .get("t")
+                    .and_then(|t| t.as_u64())
+                    .unwrap_or(0);
                 let due = base + Duration::from_nanos(due);
                 samples.lock().push(now.saturating_duration_since(due));
                 started.fetch_add(1, Ordering::Relaxed);
