@@ -28,9 +28,11 @@ def load():
 
 
 def run_json(cmd, cwd=ROOT):
+    """Runs one benchmark; a failed run becomes {"error": ...} (counted, shown, not fatal)."""
     out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if out.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stderr}")
+        lines = [l for l in out.stderr.strip().splitlines() if l.strip()]
+        return {"error": f"exit {out.returncode}: " + " / ".join(lines[-3:])}
     return json.loads(out.stdout)
 
 
@@ -87,6 +89,8 @@ def cell(values, fmt, unit):
 
 
 def table(rows, ours, theirs):
+    ours = [r for r in ours if "error" not in r]
+    theirs = [r for r in theirs if "error" not in r]
     lines = ["| | chancy | graphile-worker batched | ratio |", "|---|---|---|---|"]
     for label, path, unit, fmt in rows:
         a_text, a = cell([v for r in ours if (v := get(r, path)) is not None], fmt, unit)
@@ -138,12 +142,14 @@ def main():
                     f.flush()
                     (ours if name == "chancy" else theirs).append(r)
                     summary = get(r, "drain.jobs_per_second") or get(r, "steady.push_to_start_ms.p50")
-                    print(f"round {rnd + 1} {what} {name}: {summary:,.2f} (load {r['load_at_start']})", file=sys.stderr)
+                    summary = r.get("error") or f"{summary:,.2f}"
+                    print(f"round {rnd + 1} {what} {name}: {summary} (load {r['load_at_start']})", file=sys.stderr)
 
     version = subprocess.run(
         ["psql", os.environ["DATABASE_URL"], "-Atc", "SHOW server_version"], capture_output=True, text=True
     ).stdout.strip()
-    print(f"chancy bench vs graphile-worker {theirs[0].get('version', '?')}, {args.rounds} interleaved rounds, "
+    version_of_peer = next((r["version"] for r in theirs if "version" in r), "?")
+    print(f"chancy bench vs graphile-worker {version_of_peer}, {args.rounds} interleaved rounds, "
           f"medians (min–max); started {started}")
     print(f"machine: {os.cpu_count()} cpus, PostgreSQL {version or '?'}; load average before {load_before}, "
           f"after {load()}")
@@ -157,6 +163,12 @@ def main():
         print(f"steady: {args.steady_rate} arrivals/s for {args.steady_seconds} s, open loop, into a running worker")
         print()
         print(table(STEADY_ROWS, ours, theirs))
+    failed = [r for r in ours + theirs if "error" in r]
+    if failed:
+        print()
+        print("Failed runs (left out of the medians):")
+        for r in failed:
+            print(f"- round {r['round']} {r['run']} {r['system']}: {r['error']}")
     print()
     print(f"raw runs: {os.path.relpath(out, ROOT)}")
 
