@@ -1211,6 +1211,51 @@ fn bench_steady_mode_times_open_loop_arrivals() {
 }
 
 #[test]
+fn bench_counts_statements_when_pg_stat_statements_is_loaded() {
+    // A private server: loading the extension needs `shared_preload_libraries` and a
+    // restart, which the shared server must never get.
+    let server = chancy::pgtemp::TempPostgres::start()
+        .expect("start a private PostgreSQL (needs the server binaries, see tests/faults.rs)");
+    Client::connect(server.url(), NoTls)
+        .unwrap()
+        .batch_execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+        .unwrap();
+    server.restart().expect("restart the private server");
+    Client::connect(server.url(), NoTls)
+        .unwrap()
+        .batch_execute("CREATE EXTENSION pg_stat_statements")
+        .expect("pg_stat_statements (PostgreSQL's contrib) must be installed for this test");
+    let out = Command::new(BIN)
+        .env("DATABASE_URL", server.url())
+        .env_remove("RUST_LOG")
+        .args([
+            "-q", "--prefix", "st_", "bench", "--mode", "drain", "--jobs", "200",
+        ])
+        .args(["--concurrency", "8", "--no-default-plugins", "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run chancy bench");
+    assert!(
+        out.status.success(),
+        "chancy bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let costs = &report["drain"]["costs"];
+    assert_costs_consistent(costs, 200);
+    // At least one claim per 8 jobs, each job's outcome in some writer batch.
+    let statements = costs["statements"].as_f64().expect("statements counted");
+    assert!(statements >= 25.0, "{costs}");
+    assert!(
+        costs["statements_note"]
+            .as_str()
+            .unwrap()
+            .starts_with("pg_stat_statements calls"),
+        "{costs}"
+    );
+}
+
+#[test]
 fn bench_latency_mode_skips_the_drain() {
     let ns = Ns::new();
     let report = ns.json(&[
