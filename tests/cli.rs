@@ -1150,6 +1150,21 @@ fn assert_costs_consistent(costs: &Value, jobs: u64) {
     );
     assert!(num("wal_bytes") > 0.0, "{costs}");
     assert_close(num("wal_bytes_per_job"), num("wal_bytes") / n, "WAL");
+    assert!(
+        num("wal_records") >= n,
+        "at least one WAL record per job: {costs}"
+    );
+    assert_close(
+        num("wal_records_per_job"),
+        num("wal_records") / n,
+        "WAL records",
+    );
+    assert!(num("wal_fpi") >= 0.0, "{costs}");
+    assert_close(
+        num("wal_fpi_per_job"),
+        num("wal_fpi") / n,
+        "WAL full-page images",
+    );
     assert!(num("commits") >= 1.0, "claims and outcomes commit: {costs}");
     assert_close(num("commits_per_job"), num("commits") / n, "commits");
     let note = costs["statements_note"].as_str().expect("statements_note");

@@ -62,6 +62,8 @@ DRAIN_ROWS = [
     ("PostgreSQL CPU per job, own backends + background", "drain.costs.postgres_own_cpu_us_per_job", " µs", "{:.1f}"),
     ("worker CPU per job", "drain.costs.worker_cpu_us_per_job", " µs", "{:.1f}"),
     ("WAL bytes per drained job", "drain.costs.wal_bytes_per_job", "", "{:,.0f}"),
+    ("WAL records per drained job", "drain.costs.wal_records_per_job", "", "{:.2f}"),
+    ("WAL full-page images per drained job", "drain.costs.wal_fpi_per_job", "", "{:.3f}"),
     ("commits per drained job (database-wide)", "drain.costs.commits_per_job", "", "{:.3f}"),
     ("enqueue jobs/s (bulk)", "enqueue.jobs_per_second", "", "{:,.0f}"),
     ("WAL bytes per pushed job", "enqueue.wal_bytes_per_job", "", "{:,.0f}"),
@@ -74,6 +76,7 @@ STEADY_ROWS = [
     ("steady: PostgreSQL CPU per job, own", "steady.costs.postgres_own_cpu_us_per_job", " µs", "{:.1f}"),
     ("steady: worker CPU per job", "steady.costs.worker_cpu_us_per_job", " µs", "{:.1f}"),
     ("steady: WAL bytes per job", "steady.costs.wal_bytes_per_job", "", "{:,.0f}"),
+    ("steady: WAL records per job", "steady.costs.wal_records_per_job", "", "{:.2f}"),
     ("steady: commits per job", "steady.costs.commits_per_job", "", "{:.3f}"),
 ]
 

@@ -16,7 +16,8 @@
 // children and every live child (all processes), and of this run's backends
 // (application_name) plus the server's background processes (own) — the same method as
 // chancy's src/cli/bench/cost.rs. Worker CPU: process.cpuUsage() of this process. WAL:
-// pg_current_wal_insert_lsn() delta. Commits: pg_stat_database.xact_commit delta.
+// pg_current_wal_insert_lsn() delta; WAL records and full-page images: pg_stat_wal delta.
+// Commits: pg_stat_database.xact_commit delta.
 //
 // Everything lives in its own schema (graphile_peer_<pid>), dropped at the end.
 // Needs DATABASE_URL and `npm ci` in this directory.
@@ -112,14 +113,14 @@ async function wal() {
   return Number((await one("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::int8 AS w")).w);
 }
 
-async function commits() {
-  return Number(
-    (await one("SELECT xact_commit AS c FROM pg_stat_database WHERE datname = current_database()")).c,
-  );
+async function counters() {
+  const d = await one("SELECT xact_commit AS c FROM pg_stat_database WHERE datname = current_database()");
+  const w = await one("SELECT wal_records AS r, wal_fpi AS f FROM pg_stat_wal");
+  return { commits: Number(d.c), walRecords: Number(w.r), walFpi: Number(w.f) };
 }
 
 async function meterStart(postmaster) {
-  const c = await commits();
+  const c = await counters();
   const w = await wal();
   return { c, w, server: postmaster && serverTicks(postmaster), cpu: process.cpuUsage(), at: performance.now() };
 }
@@ -137,7 +138,7 @@ async function meterEnd(postmaster) {
 }
 
 async function costs(start, end, jobs) {
-  const c = await commits();
+  const c = await counters();
   const cpuUs = end.cpu.user + end.cpu.system - start.cpu.user - start.cpu.system;
   const out = {
     jobs,
@@ -151,8 +152,12 @@ async function costs(start, end, jobs) {
     postgres_own_cpu_us_per_job: null,
     wal_bytes: end.w - start.w,
     wal_bytes_per_job: (end.w - start.w) / jobs,
-    commits: c - start.c,
-    commits_per_job: (c - start.c) / jobs,
+    wal_records: c.walRecords - start.c.walRecords,
+    wal_records_per_job: (c.walRecords - start.c.walRecords) / jobs,
+    wal_fpi: c.walFpi - start.c.walFpi,
+    wal_fpi_per_job: (c.walFpi - start.c.walFpi) / jobs,
+    commits: c.commits - start.c.commits,
+    commits_per_job: (c.commits - start.c.commits) / jobs,
   };
   if (start.server && end.server) {
     const all = (end.server.total - start.server.total) / TICK;
@@ -224,6 +229,8 @@ async function drain(utils, postmaster) {
     wal_bytes_per_job: ((await wal()) - w) / n,
   };
   let done = 0;
+  // The push's statistics (WAL records, commits) reach pg_stat_* within a second.
+  await sleep(STATS_FLUSH_MS);
   const start = await meterStart(postmaster);
   const runner = await startRunner({ noop: async () => void done++ });
   while (done < n) await sleep(1);
@@ -246,7 +253,7 @@ async function steady(utils, postmaster) {
       started++;
     },
   });
-  await sleep(500);
+  await sleep(STATS_FLUSH_MS);
   const start = await meterStart(postmaster);
   const t0 = performance.now() + 10;
   const due = (i) => t0 + (i * 1000) / args.rate;

@@ -57,6 +57,11 @@ pub(super) struct Costs {
     /// WAL the whole server wrote over the period.
     pub wal_bytes: i64,
     pub wal_bytes_per_job: f64,
+    /// WAL records and full-page images (`pg_stat_wal`, whole server) over the period.
+    pub wal_records: i64,
+    pub wal_records_per_job: f64,
+    pub wal_fpi: i64,
+    pub wal_fpi_per_job: f64,
     /// `pg_stat_database.xact_commit` delta of this database (every session in it).
     pub commits: i64,
     pub commits_per_job: f64,
@@ -120,6 +125,8 @@ pub(super) struct End {
 
 struct Counters {
     commits: i64,
+    wal_records: i64,
+    wal_fpi: i64,
     /// (calls, milliseconds inside statements) or why pg_stat_statements is unavailable.
     statements: std::result::Result<(i64, f64), String>,
 }
@@ -162,7 +169,8 @@ impl Meter {
         })
     }
 
-    /// Reads every counter at the start of a period.
+    /// Reads every counter at the start of a period (wait [`STATS_FLUSH`] after earlier
+    /// work first, so its cumulative statistics are not counted in this period).
     pub(super) fn start(&self, chancy: &Chancy) -> Result<Start> {
         let counters = counters(chancy)?;
         Ok(Start {
@@ -224,6 +232,10 @@ impl Meter {
             own_processes: None,
             wal_bytes: end.wal - start.wal,
             wal_bytes_per_job: per_job((end.wal - start.wal) as f64),
+            wal_records: now.wal_records - start.counters.wal_records,
+            wal_records_per_job: per_job((now.wal_records - start.counters.wal_records) as f64),
+            wal_fpi: now.wal_fpi - start.counters.wal_fpi,
+            wal_fpi_per_job: per_job((now.wal_fpi - start.counters.wal_fpi) as f64),
             commits: now.commits - start.counters.commits,
             commits_per_job: per_job((now.commits - start.counters.commits) as f64),
             statements: None,
@@ -362,6 +374,10 @@ fn counters(chancy: &Chancy) -> Result<Counters> {
         )
         .map_err(|e| Error::database("reading pg_stat_database", e))?
         .get(0);
+    let wal = conn
+        .client
+        .query_one("SELECT wal_records, wal_fpi FROM pg_stat_wal", &[])
+        .map_err(|e| Error::database("reading pg_stat_wal", e))?;
     // A failed query (extension not created, or not in shared_preload_libraries) leaves
     // the pooled connection usable: it runs outside a transaction.
     let statements = conn
@@ -382,6 +398,8 @@ fn counters(chancy: &Chancy) -> Result<Counters> {
         });
     Ok(Counters {
         commits,
+        wal_records: wal.get(0),
+        wal_fpi: wal.get(1),
         statements,
     })
 }

@@ -51,6 +51,8 @@ pub(super) fn run(chancy: &Chancy, meter: &Meter, args: &BenchArgs) -> Result<(E
 
     let done = Arc::new(AtomicUsize::new(0));
     let worker = counting_worker(chancy, args, Arc::clone(&done))?;
+    // The push's statistics (WAL records, its commit) reach pg_stat_* within a second.
+    std::thread::sleep(STATS_FLUSH);
     let start = meter.start(chancy)?;
     let t = Instant::now();
     worker.start()?;

@@ -341,7 +341,10 @@ fn cost_rows(t: &mut Table, what: &str, c: &Costs) {
     ]);
     t.row(vec![
         format!("{what} WAL"),
-        format!("{:.0} bytes/job (whole server)", c.wal_bytes_per_job),
+        format!(
+            "{:.0} bytes/job, {:.2} records/job, {:.3} full-page images/job (whole server)",
+            c.wal_bytes_per_job, c.wal_records_per_job, c.wal_fpi_per_job
+        ),
     ]);
     t.row(vec![
         format!("{what} commits"),

@@ -64,8 +64,9 @@ pub(super) fn run(chancy: &Chancy, meter: &Meter, args: &BenchArgs) -> Result<St
             .build()?
     };
     worker.start()?;
-    // Let the listener and the fetcher settle before the clock starts.
-    std::thread::sleep(Duration::from_millis(500));
+    // Let the listener and the fetcher settle, and earlier statistics reach pg_stat_*,
+    // before the clock starts.
+    std::thread::sleep(STATS_FLUSH);
     let result = measure(chancy, meter, args, &worker, base, total, &started);
     worker.stop();
     let (pushes, lag, pushed_in, end) = result?;
