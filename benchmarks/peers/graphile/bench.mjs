@@ -1,11 +1,12 @@
 // graphile-worker on chancy bench's workloads, measured the way `chancy bench` measures.
 //
 //   node bench.mjs [--mode drain|steady] [--jobs 100000] [--rate 5000 --seconds 30]
-//                  [--concurrency 24] [--local-queue 500] [--json]
+//                  [--concurrency 24] [--local-queue 500] [--analyze] [--json]
 //
 // drain:  pushes --jobs no-op jobs (addJobs, 10,000 per call), then one runner
 //         (concurrency 24, localQueue.size 500, completeJobBatchDelay 0,
-//         failJobBatchDelay 0: graphile-worker's documented batching) drains them; timed
+//         failJobBatchDelay 0: graphile-worker's documented batching) drains them (with
+//         --analyze, after an ANALYZE of its jobs table: see BENCHMARKS.md); timed
 //         from the runner's start until the jobs table is empty (completions committed).
 // steady: open-loop arrivals at --rate jobs/s for --seconds into a running runner; 4
 //         pushers share the arrivals round robin and push what is due (addJob for one,
@@ -36,6 +37,7 @@ const args = parseArgs(process.argv.slice(2), {
   seconds: 30,
   concurrency: 24,
   "local-queue": 500,
+  analyze: false,
   json: false,
 });
 const url = process.env.DATABASE_URL;
@@ -228,6 +230,7 @@ async function drain(utils, postmaster) {
     jobs_per_second: n / pushSeconds,
     wal_bytes_per_job: ((await wal()) - w) / n,
   };
+  if (args.analyze) await pool.query(`ANALYZE "${SCHEMA}"._private_jobs`);
   let done = 0;
   // The push's statistics (WAL records, commits) reach pg_stat_* within a second.
   await sleep(STATS_FLUSH_MS);
@@ -320,6 +323,7 @@ async function main() {
       seconds: args.seconds,
       concurrency: args.concurrency,
       local_queue_size: args["local-queue"],
+      analyze_after_push: args.analyze,
       complete_job_batch_delay: 0,
       fail_job_batch_delay: 0,
     },
