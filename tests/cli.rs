@@ -1008,6 +1008,34 @@ fn bench_json_reports_every_section_consistently() {
     );
     assert!((secs * rate - 120.0).abs() < 1.0, "{drain}");
     assert!(drain["wal_bytes_per_job"].as_f64().unwrap() > 0.0);
+    assert_costs_consistent(&drain["costs"], 120);
+    assert_eq!(
+        drain["costs"]["wal_bytes_per_job"],
+        drain["wal_bytes_per_job"]
+    );
+    let claim = &drain["claim"];
+    assert_eq!(
+        claim["limit"], 4,
+        "one claim of --concurrency rows: {claim}"
+    );
+    assert_eq!(claim["waiting"], 60, "120 jobs over 2 queues: {claim}");
+    assert_eq!(claim["rows"], 4, "{claim}");
+    let buffers = claim["shared_hit"].as_i64().unwrap() + claim["shared_read"].as_i64().unwrap();
+    assert!(buffers > 0, "a claim reads pages: {claim}");
+    assert_close(
+        claim["buffers_per_row"].as_f64().unwrap(),
+        buffers as f64 / 4.0,
+        "buffers/row",
+    );
+    assert!(
+        claim["wal_records"].as_i64().unwrap() > 0,
+        "a claim updates rows: {claim}"
+    );
+    assert_close(
+        claim["wal_bytes_per_row"].as_f64().unwrap(),
+        claim["wal_bytes"].as_f64().unwrap() / 4.0,
+        "WAL bytes/row",
+    );
 
     let latency = &report["latency"];
     assert_eq!(latency["samples"], 5);
@@ -1167,6 +1195,177 @@ fn worker_start_web_survives_huge_content_lengths_and_still_drains() {
         terminate(&mut child.0).code(),
         Some(0),
         "a clean worker stop"
+
+/// `a` equals `b` up to rounding in the JSON.
+fn assert_close(a: f64, b: f64, what: &str) {
+    assert!(
+        (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+        "{what}: {a} vs {b}"
+    );
+}
+
+/// The per-job cost section of a drain or steady run: every figure present, every
+/// `*_per_job` equal to its total ÷ `jobs`, and the PostgreSQL CPU read from /proc (the
+/// test server runs on this machine).
+fn assert_costs_consistent(costs: &Value, jobs: u64) {
+    assert_eq!(costs["jobs"], jobs, "{costs}");
+    let num = |k: &str| {
+        costs[k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{k} missing: {costs}"))
+    };
+    let n = jobs as f64;
+    assert!(num("seconds") > 0.0, "{costs}");
+    assert!(
+        num("worker_cpu_seconds") > 0.0,
+        "the worker used CPU: {costs}"
+    );
+    assert_close(
+        num("worker_cpu_us_per_job"),
+        num("worker_cpu_seconds") * 1e6 / n,
+        "worker CPU",
+    );
+    assert_eq!(
+        costs["postgres_cpu_source"], "proc",
+        "the test server (DATABASE_URL) must run on this machine, so its CPU is read from /proc: \
+         {costs}"
+    );
+    let (all, own) = (num("postgres_cpu_seconds"), num("postgres_own_cpu_seconds"));
+    assert!(all > 0.0, "the server worked during the run: {costs}");
+    assert!(own > 0.0 && own <= all + 1e-9, "own ⊆ all: {costs}");
+    assert_close(
+        num("postgres_cpu_us_per_job"),
+        all * 1e6 / n,
+        "PostgreSQL CPU",
+    );
+    assert_close(
+        num("postgres_own_cpu_us_per_job"),
+        own * 1e6 / n,
+        "own PostgreSQL CPU",
+    );
+    assert!(
+        costs["own_processes"].as_u64().unwrap() >= 2,
+        "at least the fetcher's and writer's backends: {costs}"
+    );
+    assert!(num("wal_bytes") > 0.0, "{costs}");
+    assert_close(num("wal_bytes_per_job"), num("wal_bytes") / n, "WAL");
+    assert!(
+        num("wal_records") >= n,
+        "at least one WAL record per job: {costs}"
+    );
+    assert_close(
+        num("wal_records_per_job"),
+        num("wal_records") / n,
+        "WAL records",
+    );
+    assert!(num("wal_fpi") >= 0.0, "{costs}");
+    assert_close(
+        num("wal_fpi_per_job"),
+        num("wal_fpi") / n,
+        "WAL full-page images",
+    );
+    assert!(num("commits") >= 1.0, "claims and outcomes commit: {costs}");
+    assert_close(num("commits_per_job"), num("commits") / n, "commits");
+    let note = costs["statements_note"].as_str().expect("statements_note");
+    match costs["statements"].as_f64() {
+        Some(calls) => {
+            assert!(calls >= 1.0, "{costs}");
+            assert_close(num("statements_per_job"), calls / n, "statements");
+        }
+        None => {
+            assert!(costs["statements_per_job"].is_null(), "{costs}");
+            assert!(
+                note.starts_with("pg_stat_statements unavailable: "),
+                "says why there is no statement count: {costs}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bench_steady_mode_times_open_loop_arrivals() {
+    let ns = Ns::new();
+    let report = ns.json(&[
+        "-q",
+        "bench",
+        "--mode",
+        "steady",
+        "--rate",
+        "200",
+        "--seconds",
+        "1",
+        "--concurrency",
+        "8",
+        "--no-default-plugins",
+        "--json",
+    ]);
+    assert!(
+        report["drain"].is_null() && report["latency"].is_null(),
+        "{report}"
+    );
+    assert_eq!(report["settings"]["mode"], "steady");
+    assert_eq!(report["settings"]["rate"], 200);
+    let steady = &report["steady"];
+    assert_eq!(steady["jobs"], 200, "{steady}");
+    let pushes = steady["pushes"].as_u64().unwrap();
+    assert!((1..=200).contains(&pushes), "{steady}");
+    assert!(steady["achieved_rate"].as_f64().unwrap() > 0.0, "{steady}");
+    let p = &steady["push_to_start_ms"];
+    let ordered: Vec<f64> = ["p50", "p95", "p99", "max"]
+        .iter()
+        .map(|k| p[k].as_f64().expect(k))
+        .collect();
+    assert!(ordered[0] > 0.0, "{p}");
+    assert!(ordered.windows(2).all(|w| w[0] <= w[1]), "{p}");
+    assert_costs_consistent(&steady["costs"], 200);
+    assert_eq!(
+        report["jobs_table"]["rows"], 200,
+        "every arrival was pushed once"
+    );
+}
+
+#[test]
+fn bench_counts_statements_when_pg_stat_statements_is_loaded() {
+    // A private server: loading the extension needs `shared_preload_libraries` and a
+    // restart, which the shared server must never get.
+    let server = chancy::pgtemp::TempPostgres::start()
+        .expect("start a private PostgreSQL (needs the server binaries, see tests/faults.rs)");
+    Client::connect(server.url(), NoTls)
+        .unwrap()
+        .batch_execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+        .unwrap();
+    server.restart().expect("restart the private server");
+    Client::connect(server.url(), NoTls)
+        .unwrap()
+        .batch_execute("CREATE EXTENSION pg_stat_statements")
+        .expect("pg_stat_statements (PostgreSQL's contrib) must be installed for this test");
+    let out = Command::new(BIN)
+        .env("DATABASE_URL", server.url())
+        .env_remove("RUST_LOG")
+        .args([
+            "-q", "--prefix", "st_", "bench", "--mode", "drain", "--jobs", "200",
+        ])
+        .args(["--concurrency", "8", "--no-default-plugins", "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run chancy bench");
+    assert!(
+        out.status.success(),
+        "chancy bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let costs = &report["drain"]["costs"];
+    assert_costs_consistent(costs, 200);
+    // At least one claim per 8 jobs, each job's outcome in some writer batch.
+    let statements = costs["statements"].as_f64().expect("statements counted");
+    assert!(statements >= 25.0, "{costs}");
+    assert!(
+        costs["statements_note"]
+            .as_str()
+            .unwrap()
+            .starts_with("pg_stat_statements calls"),
+        "{costs}"
     );
 }
 
