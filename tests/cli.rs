@@ -1195,6 +1195,8 @@ fn worker_start_web_survives_huge_content_lengths_and_still_drains() {
         terminate(&mut child.0).code(),
         Some(0),
         "a clean worker stop"
+    );
+}
 
 /// `a` equals `b` up to rounding in the JSON.
 fn assert_close(a: f64, b: f64, what: &str) {
