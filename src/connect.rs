@@ -126,12 +126,14 @@ impl ConnectHealth {
         });
     }
 
-    /// The failure that settles a waiting checkout now, if any: a fresh login or
-    /// missing-database failure at once, refusals once they lasted [`REFUSED_GRACE`].
-    fn decisive(&self, now: Instant) -> Option<Failure> {
+    /// The failure that settles a checkout waiting since `since`, if any: a login or
+    /// missing-database failure at once, refusals once they lasted [`REFUSED_GRACE`]. Only
+    /// an attempt that failed after `since` counts, so a failure recorded before the server
+    /// came back never decides a new checkout: it waits for the pool's next attempt.
+    fn decisive(&self, now: Instant, since: Instant) -> Option<Failure> {
         let slot = self.failure.lock();
         let f = slot.as_ref()?;
-        if now.saturating_duration_since(f.last) > FRESH {
+        if f.last < since || now.saturating_duration_since(f.last) > FRESH {
             return None;
         }
         let settles = match f.cause {
@@ -154,10 +156,11 @@ pub(crate) fn checkout(pool: &Pool, health: &ConnectHealth, target: &str) -> Res
         return Ok(conn);
     }
     let timeout = pool.connection_timeout();
-    let deadline = Instant::now() + timeout;
+    let since = Instant::now();
+    let deadline = since + timeout;
     loop {
         let now = Instant::now();
-        if let Some(f) = health.decisive(now) {
+        if let Some(f) = health.decisive(now, since) {
             return Err(Error::unavailable(format!(
                 "could not connect to the database at {target}: {} ({})",
                 f.message,
@@ -210,12 +213,19 @@ mod tests {
             first: start,
             last: start,
         });
-        assert!(health.decisive(start).is_none());
-        assert!(health.decisive(start + REFUSED_GRACE).is_some());
+        assert!(health.decisive(start, start).is_none());
+        assert!(health.decisive(start + REFUSED_GRACE, start).is_some());
         // Stale evidence waits for the next attempt.
-        assert!(health.decisive(start + FRESH + REFUSED_GRACE).is_none());
+        assert!(health
+            .decisive(start + FRESH + REFUSED_GRACE, start)
+            .is_none());
+        // A failure recorded before the checkout began (the server may be back) does not
+        // decide it.
+        assert!(health
+            .decisive(start + REFUSED_GRACE, start + Duration::from_millis(1))
+            .is_none());
         health.succeeded();
-        assert!(health.decisive(start + REFUSED_GRACE).is_none());
+        assert!(health.decisive(start + REFUSED_GRACE, start).is_none());
     }
 
     #[test]
@@ -233,7 +243,7 @@ mod tests {
                 first: now,
                 last: now,
             });
-            assert_eq!(health.decisive(now).is_some(), settles, "{cause:?}");
+            assert_eq!(health.decisive(now, now).is_some(), settles, "{cause:?}");
         }
     }
 }
