@@ -47,13 +47,16 @@
 #![warn(missing_docs)]
 
 mod app;
+#[cfg(feature = "cli")]
 pub mod cli;
 mod error;
 pub mod events;
 mod id;
 mod job;
+#[cfg(feature = "web")]
 mod json;
 pub mod migrate;
+#[cfg(feature = "pgtemp")]
 pub mod pgtemp;
 mod plugin;
 pub mod plugins;
@@ -61,6 +64,7 @@ mod pool;
 mod prefix;
 mod queue;
 mod sql;
+#[cfg(feature = "web")]
 pub mod web;
 mod worker;
 

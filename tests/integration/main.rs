@@ -8,5 +8,6 @@ mod plugins_sched;
 mod process;
 mod producer;
 mod security;
+#[cfg(feature = "web")]
 mod web;
 mod worker;
