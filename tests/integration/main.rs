@@ -8,6 +8,7 @@ mod plugins_sched;
 mod process;
 mod producer;
 mod security;
+mod typed;
 #[cfg(feature = "web")]
 mod web;
 mod worker;
