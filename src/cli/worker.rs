@@ -147,6 +147,7 @@ pub(super) fn start(chancy: &Chancy, a: &StartArgs, registry: Registry) -> Resul
         .shutdown_timeout(a.shutdown_timeout)
         .synchronous_commit(!a.async_commit)
         .register_signal_handlers(true)
+        .panic_hook(true)
         .registry(super::builtin_registry().merge(registry));
     if let Some(id) = &a.worker_id {
         builder = builder.worker_id(id);

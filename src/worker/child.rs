@@ -46,6 +46,8 @@ pub fn run_child_if_requested(registry: &Registry) {
         return;
     }
     die_with_parent();
+    // The child only serves jobs: a job's panic belongs in its error text, with its location.
+    super::panics::install_hook();
     serve(registry);
     std::process::exit(0);
 }

@@ -283,6 +283,17 @@ impl WorkerBuilder {
         self
     }
 
+    /// Install a process-wide panic hook at [`Worker::start`] (once per process; it calls
+    /// the hook that was set before for every panic outside a job) so that a panicking
+    /// handler's error text includes the panic's source location and the panic is not also
+    /// printed to stderr. Default off: a panic in a handler is still caught and fails the
+    /// attempt with the panic's message, and your process's panic hook reports it as for
+    /// any thread. The CLI turns it on. (Process-executor children always capture it.)
+    pub fn panic_hook(mut self, on: bool) -> Self {
+        self.config.panic_hook = on;
+        self
+    }
+
     /// First and largest delay of the retry backoff of every worker loop (defaults 1 s, 60 s).
     pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.config.backoff_initial = initial;
@@ -323,33 +334,45 @@ impl WorkerBuilder {
             return Err(Error::config("worker_id must not be empty"));
         }
         let tags = config::worker_tags(&worker_id, &self.tags);
+        let shared = Arc::new(WorkerShared {
+            chancy: self.chancy,
+            config: self.config,
+            worker_id,
+            tags,
+            registry: self.registry,
+            hub: Hub::default(),
+            shutdown: Arc::new(Shutdown::default()),
+            is_leader: Flag::new(),
+            manager: Manager::default(),
+            outgoing: Outgoing::default(),
+            executions: Executions::default(),
+            runners: Mutex::new(HashMap::new()),
+            queues_wake: Arc::new(Flag::new()),
+            claims: Mutex::new(std::collections::HashSet::new()),
+            started: AtomicBool::new(false),
+            stop_lock: Mutex::new(None),
+            stopped: Flag::new(),
+            signals: AtomicUsize::new(0),
+        });
         Ok(Worker {
-            shared: Arc::new(WorkerShared {
-                chancy: self.chancy,
-                config: self.config,
-                worker_id,
-                tags,
-                registry: self.registry,
-                hub: Hub::default(),
-                shutdown: Arc::new(Shutdown::default()),
-                is_leader: Flag::new(),
-                manager: Manager::default(),
-                outgoing: Outgoing::default(),
-                executions: Executions::default(),
-                runners: Mutex::new(HashMap::new()),
-                queues_wake: Arc::new(Flag::new()),
-                claims: Mutex::new(std::collections::HashSet::new()),
-                started: AtomicBool::new(false),
-                stop_lock: Mutex::new(None),
-                stopped: Flag::new(),
-                signals: AtomicUsize::new(0),
-            }),
+            _owner: Some(Arc::new(Owner(Arc::clone(&shared)))),
+            shared,
         })
     }
 }
 
 /// A worker process's engine: claims jobs from the queues it serves, runs them on thread
 /// pools and records their outcomes. Cheap to clone (shared inside).
+///
+/// **Lifecycle.** [`start`](Worker::start) returns at once; the worker runs until
+/// [`stop`](Worker::stop), a signal (with
+/// [`register_signal_handlers`](WorkerBuilder::register_signal_handlers)), or until the
+/// last `Worker` handle your code holds is dropped: that drop stops it gracefully, as `stop`
+/// does (bounded by `shutdown_timeout`), and waits for it — except when the last handle is
+/// dropped on one of the worker's own threads (e.g. inside a job handler), where the stop
+/// runs on a new thread instead. The clones the worker's threads and plugins hold do not
+/// keep it running. Keep a handle for as long as the worker should run (`wait_for_shutdown`
+/// blocks on one).
 ///
 /// ```no_run
 /// use chancy::{Chancy, JobContext, JobError, Worker};
@@ -371,6 +394,36 @@ impl WorkerBuilder {
 #[derive(Clone)]
 pub struct Worker {
     shared: Arc<WorkerShared>,
+    /// Set in the handles given to the application (and their clones), `None` in the handles
+    /// the worker's own threads and plugins hold: the worker stops when the last `Owner`
+    /// is dropped.
+    _owner: Option<Arc<Owner>>,
+}
+
+/// Stops its worker when dropped (see the lifecycle notes on [`Worker`]).
+struct Owner(Arc<WorkerShared>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let worker = Worker::internal(&self.0);
+        if !self.0.started.load(Ordering::SeqCst) || self.0.stopped.is_set() {
+            return;
+        }
+        log::info!(
+            "worker {}: the last handle was dropped, stopping",
+            self.0.worker_id
+        );
+        let own_thread = std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("chancy-"));
+        if own_thread {
+            spawn_named("chancy-drop-stop", move || {
+                worker.stop();
+            });
+        } else {
+            worker.stop();
+        }
+    }
 }
 
 impl std::fmt::Debug for Worker {
@@ -382,6 +435,15 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
+    /// A handle for the worker's own threads and plugins: it does not keep the worker
+    /// running.
+    pub(crate) fn internal(shared: &Arc<WorkerShared>) -> Worker {
+        Worker {
+            shared: Arc::clone(shared),
+            _owner: None,
+        }
+    }
+
     /// Starts configuring a worker for `chancy`.
     pub fn builder(chancy: &Chancy) -> WorkerBuilder {
         WorkerBuilder {
@@ -418,8 +480,12 @@ impl Worker {
         s.chancy.ensure_migrated()?;
         crate::plugin::check_dependencies(s.chancy.plugins())?;
         self.register_hub_handlers();
+        if s.config.panic_hook {
+            panics::install_hook();
+        }
+        let internal = Worker::internal(s);
         for plugin in s.plugins() {
-            plugin.on_worker_started(self)?;
+            plugin.on_worker_started(&internal)?;
         }
         let listener_conn = if s.chancy.notifications() {
             Some(listener::connect(s)?)
@@ -508,7 +574,7 @@ impl Worker {
             let Some(interval) = plugin.interval() else {
                 continue;
             };
-            let worker = self.clone();
+            let worker = Worker::internal(s);
             let plugin = Arc::clone(plugin);
             let name = format!("plugin-{}", plugin.identifier());
             let wake = plugin.wake().unwrap_or_else(|| Arc::new(Flag::new()));
@@ -574,8 +640,9 @@ impl Worker {
         }
         s.outgoing.close();
         s.manager.join_all(&[]);
+        let internal = Worker::internal(s);
         for plugin in s.plugins() {
-            plugin.on_worker_stopped(self);
+            plugin.on_worker_stopped(&internal);
         }
         let event = if drained {
             WORKER_STOPPED

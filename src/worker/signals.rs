@@ -74,9 +74,7 @@ pub(crate) fn on_signal(shared: &Arc<WorkerShared>) {
     let seen = shared.signals.fetch_add(1, Ordering::SeqCst);
     if seen == 0 {
         log::info!("received a stop signal; stopping gracefully (send it again to force)");
-        let worker = Worker {
-            shared: Arc::clone(shared),
-        };
+        let worker = Worker::internal(shared);
         spawn_named("chancy-signal-stop", move || {
             worker.stop();
         });
