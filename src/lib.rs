@@ -130,6 +130,11 @@ pub use queue::{
     THREADED_EXECUTOR,
 };
 pub use typed::JobArgs;
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use worker::{
     run_child_if_requested, Event, Flag, Handler, HandlerId, Hub, JobContext, JobError,
     JobErrorKind, Manager, Outgoing, Registry, ServiceInfo, ServiceState, Worker, WorkerBuilder,
