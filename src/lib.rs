@@ -114,7 +114,7 @@ pub use app::{
     Chancy, ChancyBuilder, JobFilter, WaitOptions, WorkerInfo, DEFAULT_DATABASE_URL,
     DEFAULT_LIST_LIMIT,
 };
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use id::new_job_id;
 pub use job::{ErrorRecord, Job, JobState, JsonObject, Limit, LimitKind, QueuedJob, Reference};
 pub use migrate::MigrationStatus;

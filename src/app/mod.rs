@@ -36,6 +36,7 @@ pub const DEFAULT_MIN_POOL_SIZE: u32 = 1;
 pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Configures a [`Chancy`]. Created by [`Chancy::builder`].
+#[must_use = "a builder does nothing until `build()` is called"]
 pub struct ChancyBuilder {
     dsn: String,
     prefix: String,

@@ -196,6 +196,7 @@ pub(crate) fn spawn_named<F: FnOnce() + Send + 'static>(name: &str, f: F) -> Joi
 }
 
 /// Configures a [`Worker`]. Created by [`Worker::builder`].
+#[must_use = "a builder does nothing until `build()` is called"]
 pub struct WorkerBuilder {
     chancy: Chancy,
     worker_id: Option<String>,

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod common;
+mod errors;
 mod migrations;
 mod plugins;
 mod plugins_sched;
