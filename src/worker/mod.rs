@@ -21,6 +21,7 @@ mod fetch;
 mod flag;
 mod heartbeat;
 mod hub;
+mod lifecycle;
 mod listener;
 mod manager;
 mod panics;
@@ -335,30 +336,31 @@ impl WorkerBuilder {
             return Err(Error::config("worker_id must not be empty"));
         }
         let tags = config::worker_tags(&worker_id, &self.tags);
-        let shared = Arc::new(WorkerShared {
-            chancy: self.chancy,
-            config: self.config,
-            worker_id,
-            tags,
-            registry: self.registry,
-            hub: Hub::default(),
-            shutdown: Arc::new(Shutdown::default()),
-            is_leader: Flag::new(),
-            manager: Manager::default(),
-            outgoing: Outgoing::default(),
-            executions: Executions::default(),
-            runners: Mutex::new(HashMap::new()),
-            queues_wake: Arc::new(Flag::new()),
-            claims: Mutex::new(std::collections::HashSet::new()),
-            started: AtomicBool::new(false),
-            stop_lock: Mutex::new(None),
-            stopped: Flag::new(),
-            signals: AtomicUsize::new(0),
-        });
-        Ok(Worker {
-            _owner: Some(Arc::new(Owner(Arc::clone(&shared)))),
-            shared,
-        })
+        let mut worker = Worker {
+            shared: Arc::new(WorkerShared {
+                chancy: self.chancy,
+                config: self.config,
+                worker_id,
+                tags,
+                registry: self.registry,
+                hub: Hub::default(),
+                shutdown: Arc::new(Shutdown::default()),
+                is_leader: Flag::new(),
+                manager: Manager::default(),
+                outgoing: Outgoing::default(),
+                executions: Executions::default(),
+                runners: Mutex::new(HashMap::new()),
+                queues_wake: Arc::new(Flag::new()),
+                claims: Mutex::new(std::collections::HashSet::new()),
+                started: AtomicBool::new(false),
+                stop_lock: Mutex::new(None),
+                stopped: Flag::new(),
+                signals: AtomicUsize::new(0),
+            }),
+            _owner: None,
+        };
+        worker._owner = Some(lifecycle::Owner::new(&worker.shared));
+        Ok(worker)
     }
 }
 
@@ -398,33 +400,7 @@ pub struct Worker {
     /// Set in the handles given to the application (and their clones), `None` in the handles
     /// the worker's own threads and plugins hold: the worker stops when the last `Owner`
     /// is dropped.
-    _owner: Option<Arc<Owner>>,
-}
-
-/// Stops its worker when dropped (see the lifecycle notes on [`Worker`]).
-struct Owner(Arc<WorkerShared>);
-
-impl Drop for Owner {
-    fn drop(&mut self) {
-        let worker = Worker::internal(&self.0);
-        if !self.0.started.load(Ordering::SeqCst) || self.0.stopped.is_set() {
-            return;
-        }
-        log::info!(
-            "worker {}: the last handle was dropped, stopping",
-            self.0.worker_id
-        );
-        let own_thread = std::thread::current()
-            .name()
-            .is_some_and(|n| n.starts_with("chancy-"));
-        if own_thread {
-            spawn_named("chancy-drop-stop", move || {
-                worker.stop();
-            });
-        } else {
-            worker.stop();
-        }
-    }
+    _owner: Option<Arc<lifecycle::Owner>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -436,15 +412,6 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
-    /// A handle for the worker's own threads and plugins: it does not keep the worker
-    /// running.
-    pub(crate) fn internal(shared: &Arc<WorkerShared>) -> Worker {
-        Worker {
-            shared: Arc::clone(shared),
-            _owner: None,
-        }
-    }
-
     /// Starts configuring a worker for `chancy`.
     pub fn builder(chancy: &Chancy) -> WorkerBuilder {
         WorkerBuilder {
