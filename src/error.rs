@@ -101,13 +101,10 @@ impl Error {
         Error::new(kind, format!("{context}: {}{advice}", describe_pg(&err))).with_source(err)
     }
 
-    /// Wraps a failure to get a connection from the pool.
-    pub(crate) fn pool_unavailable(target: &str, err: r2d2::Error) -> Error {
-        Error::new(
-            Kind::Unavailable,
-            format!("could not connect to the database at {target}: {err}"),
-        )
-        .with_source(err)
+    /// A connection attempt failed; `message` already names the target, the server's words
+    /// and the hint (see `crate::connect`).
+    pub(crate) fn connect_failed(message: String, err: postgres::Error) -> Error {
+        Error::new(Kind::Unavailable, message).with_source(err)
     }
 
     /// Wraps a JSON (de)serialisation failure.

@@ -155,7 +155,8 @@ impl Job {
         self
     }
 
-    /// Do not run before `delay` from now (by this machine's clock).
+    /// Do not run before `delay` from now, by this machine's clock (see
+    /// [`Chancy::database_now`](crate::Chancy::database_now) to count from the database's).
     pub fn delay(self, delay: Duration) -> Job {
         let delta = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
         self.scheduled_at(Utc::now() + delta)

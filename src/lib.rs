@@ -18,8 +18,13 @@
 //!   chancy-exec-<q>-<n> run handlers (catch_unwind, deadline, cancel flag) ─► writer
 //!   chancy-writer       one fenced UPDATE per batch, retries, flushes at stop
 //!   chancy-plugin-<id>  plugin services (leadership, recovery, pruner, ...)
+//!   chancy-horizon      on the leader: warn about sessions holding back the xmin horizon
+//!  prometheus::MetricsServer (optional) ──────────────────────────────────────────────────
+//!   chancy-metrics      /metrics, /health, /ready (tiny blocking listener, no auth)
 //!  web::WebServer (optional) ─────────────────────────────────────────────────────────────
-//!   chancy-web-<n>      dashboard + JSON API handlers (tiny_http, blocking)
+//!   chancy-web          HTTP edge (hyper on a one-thread tokio runtime): limits, timeouts,
+//!                       /api/v1/ws event stream
+//!   chancy-web-<n>      dashboard + JSON API handlers (blocking, complete requests only)
 //! ```
 //!
 //! ```no_run
@@ -90,6 +95,7 @@
 mod app;
 #[cfg(feature = "cli")]
 pub mod cli;
+mod connect;
 mod error;
 pub mod events;
 mod id;
@@ -103,6 +109,8 @@ mod plugin;
 pub mod plugins;
 mod pool;
 mod prefix;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
 mod queue;
 mod sql;
 mod typed;
@@ -111,8 +119,8 @@ pub mod web;
 mod worker;
 
 pub use app::{
-    Chancy, ChancyBuilder, JobFilter, WaitOptions, WorkerInfo, DEFAULT_DATABASE_URL,
-    DEFAULT_LIST_LIMIT,
+    Chancy, ChancyBuilder, HorizonHolder, JobFilter, JobOutcome, WaitOptions, WorkerInfo,
+    DEFAULT_DATABASE_URL, DEFAULT_HORIZON_WARN_AFTER, DEFAULT_LIST_LIMIT, MAX_HORIZON_HOLDERS,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use id::new_job_id;
@@ -139,8 +147,8 @@ pub use worker::{
     run_child_if_requested, Event, Flag, Handler, HandlerId, Hub, JobContext, JobError,
     JobErrorKind, Manager, Outgoing, Registry, ServiceInfo, ServiceState, Worker, WorkerBuilder,
     CHILD_ENV, DEFAULT_HEARTBEAT_POLL_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT,
-    DEFAULT_MAXIMUM_JOBS_PER_CHILD, DEFAULT_QUEUE_CHANGE_POLL_INTERVAL,
-    DEFAULT_SEND_OUTGOING_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT, LISTENER_RECONNECTED, QUEUE_FULL,
-    QUEUE_REMOVED, QUEUE_STARTED, QUEUE_UPDATED, WORKER_SHUTDOWN_TIMEOUT, WORKER_STARTED,
-    WORKER_STOPPED,
+    DEFAULT_HORIZON_CHECK_INTERVAL, DEFAULT_MAXIMUM_JOBS_PER_CHILD,
+    DEFAULT_QUEUE_CHANGE_POLL_INTERVAL, DEFAULT_SEND_OUTGOING_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT,
+    HORIZON_HELD_BACK, LISTENER_RECONNECTED, QUEUE_FULL, QUEUE_REMOVED, QUEUE_STARTED,
+    QUEUE_UPDATED, WORKER_PING, WORKER_SHUTDOWN_TIMEOUT, WORKER_STARTED, WORKER_STOPPED,
 };

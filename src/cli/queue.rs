@@ -117,7 +117,11 @@ pub(super) fn run(chancy: &Chancy, command: &QueueCommand) -> Result<i32> {
             Ok(0)
         }
         QueueCommand::Pause(a) => {
-            let at = a.resume_at.or(a.resume_in.map(args::from_now));
+            let at = match (a.resume_at, a.resume_in) {
+                (Some(at), _) => Some(at),
+                (None, Some(d)) => Some(args::from_now(chancy, d)?),
+                (None, None) => None,
+            };
             chancy.pause_queue(&a.name, at)?;
             match at {
                 Some(at) => println!("paused queue {:?} until {}", a.name, time(at)),

@@ -36,9 +36,17 @@ impl Drop for Owner {
             .name()
             .is_some_and(|n| n.starts_with("chancy-"));
         if own_thread {
-            spawn_named("chancy-drop-stop", move || {
+            let started = spawn_named("chancy-drop-stop", move || {
                 worker.stop();
             });
+            if let Err(e) = started {
+                // Stopping on this thread would wait for itself: end every loop instead.
+                log::error!(
+                    "worker {}: cannot start the stop thread ({e}); triggering shutdown",
+                    shared.worker_id
+                );
+                shared.shutdown.trigger();
+            }
         } else {
             worker.stop();
         }

@@ -1,12 +1,43 @@
 //! Queue maintenance: starts, retunes and stops one runner per queue whose tags match this
 //! worker, on `queue.*` events or every `queue_change_poll_interval`.
 
-use std::collections::HashSet;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::runner::QueueRunner;
 use super::WorkerShared;
 use crate::error::Result;
+
+/// How often the same unusable queue row is logged again at ERROR.
+const REPEAT_UNUSABLE_LOG: Duration = Duration::from_secs(600);
+
+thread_local! {
+    /// Unusable queue rows this worker's queues thread logged: name → (reason, when).
+    static UNUSABLE: RefCell<HashMap<String, (String, Instant)>> = RefCell::new(HashMap::new());
+}
+
+/// Logs an unusable queue row at ERROR when it is new, its reason changed or it was last
+/// logged [`REPEAT_UNUSABLE_LOG`] ago; at DEBUG otherwise (the queues pass runs every few
+/// seconds).
+fn report_unusable(name: &str, reason: &str) {
+    let fresh = UNUSABLE.with(|seen| {
+        let mut seen = seen.borrow_mut();
+        let fresh = !seen
+            .get(name)
+            .is_some_and(|(r, at)| r == reason && at.elapsed() < REPEAT_UNUSABLE_LOG);
+        if fresh {
+            seen.insert(name.to_string(), (reason.to_string(), Instant::now()));
+        }
+        fresh
+    });
+    if fresh {
+        log::error!("chancy-queues: not serving queue {name:?}: {reason}");
+    } else {
+        log::debug!("chancy-queues: still not serving queue {name:?}: {reason}");
+    }
+}
 
 /// One pass: reconcile the runners with the queues table.
 pub(crate) fn reconcile(shared: &Arc<WorkerShared>) -> Result<()> {
@@ -14,8 +45,17 @@ pub(crate) fn reconcile(shared: &Arc<WorkerShared>) -> Result<()> {
     let mut wanted = Vec::new();
     for (name, row) in shared.chancy.read_queue_rows()? {
         match row {
-            Ok(q) if q.matches_tags(&shared.tags) => wanted.push(q),
-            Ok(_) => {}
+            Ok(q) => match q.validate() {
+                Ok(()) if q.matches_tags(&shared.tags) => wanted.push(q),
+                Ok(()) => {}
+                Err(err) => {
+                    // Out of bounds or unusable (say concurrency 2147483647 or a tag that is
+                    // not a regex, written by another client): never served with such
+                    // settings, whatever its tags; the other queues are served.
+                    report_unusable(&name, &err.to_string());
+                    unreadable.push(name);
+                }
+            },
             Err(err) => {
                 // Written by another client with values chancy cannot read: skip it (a
                 // runner already serving it keeps its last good settings), serve the rest.
@@ -24,6 +64,8 @@ pub(crate) fn reconcile(shared: &Arc<WorkerShared>) -> Result<()> {
             }
         }
     }
+    // A row fixed since is logged again if it breaks again.
+    UNUSABLE.with(|seen| seen.borrow_mut().retain(|n, _| unreadable.contains(n)));
     let names: HashSet<&str> = wanted
         .iter()
         .map(|q| q.name.as_str())
@@ -35,9 +77,11 @@ pub(crate) fn reconcile(shared: &Arc<WorkerShared>) -> Result<()> {
             runner.remove();
         }
     }
-    runners.retain(|name, runner| {
+    // A finished runner is dropped: removed, or it could not start its threads (it is
+    // started again below if the queue is still wanted).
+    runners.retain(|_, runner| {
         runner.join_if_finished();
-        names.contains(name.as_str()) || !runner.finished.is_set()
+        !runner.finished.is_set()
     });
     for queue in wanted {
         match runners.get(&queue.name) {
@@ -54,7 +98,12 @@ pub(crate) fn reconcile(shared: &Arc<WorkerShared>) -> Result<()> {
                     break;
                 }
                 let name = queue.name.clone();
-                runners.insert(name, QueueRunner::start(shared, queue));
+                match QueueRunner::start(shared, queue) {
+                    Ok(runner) => {
+                        runners.insert(name, runner);
+                    }
+                    Err(err) => log::error!("chancy-queues: {err}"),
+                }
             }
         }
     }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use chrono::Utc;
 use parking_lot::Mutex;
 use serde_json::json;
 
@@ -51,7 +50,11 @@ pub(crate) struct QueueRunner {
 }
 
 impl QueueRunner {
-    pub(crate) fn start(shared: &Arc<WorkerShared>, queue: Queue) -> QueueRunner {
+    /// Starts the fetcher thread of `queue`.
+    ///
+    /// # Errors
+    /// When the thread cannot be started: an error for this queue only.
+    pub(crate) fn start(shared: &Arc<WorkerShared>, queue: Queue) -> crate::Result<QueueRunner> {
         let name = queue.name.clone();
         let state = RunnerState {
             shared: Arc::clone(shared),
@@ -62,7 +65,6 @@ impl QueueRunner {
             in_flight: Arc::new(AtomicUsize::new(0)),
             draining: Arc::new(AtomicBool::new(false)),
         };
-        shared.shutdown.register(&state.wake);
         let runner = QueueRunner {
             desired: Arc::clone(&state.desired),
             wake: Arc::clone(&state.wake),
@@ -70,11 +72,21 @@ impl QueueRunner {
             finished: Arc::clone(&state.finished),
             handle: None,
         };
-        let handle = spawn_named(&format!("chancy-fetch-{name}"), move || state.run());
-        QueueRunner {
+        let wake = Arc::clone(&state.wake);
+        let handle = match spawn_named(&format!("chancy-fetch-{name}"), move || state.run()) {
+            Ok(handle) => handle,
+            Err(e) => {
+                return Err(crate::error::Error::invalid_input(format!(
+                    "queue {name:?}: cannot start its fetcher thread: {e}"
+                )));
+            }
+        };
+        // Registered after the spawn; `register` sets the flag if shutdown already began.
+        shared.shutdown.register(&wake);
+        Ok(QueueRunner {
             handle: Some(handle),
             ..runner
-        }
+        })
     }
 
     /// Stops serving the queue once its running jobs finish.
@@ -115,6 +127,15 @@ impl RunnerState {
     fn run(self) {
         let mut active = self.desired.lock().clone();
         let mut pool = self.start_pool(&active);
+        if pool.concurrency == 0 {
+            log::error!(
+                "queue {:?}: no executor thread could be started; not serving it (the worker \
+                 tries again at its next queue refresh)",
+                active.name
+            );
+            self.finished.set();
+            return;
+        }
         self.emit(QUEUE_STARTED, &active, pool.concurrency);
         let mut conn: Option<Conn> = None;
         // Set when a claim failed: its commit may have happened with the response lost.
@@ -212,14 +233,13 @@ impl RunnerState {
         }
     }
 
-    /// Paused queue: resume it when `resume_at` has passed (like upstream, no fetch now).
+    /// Paused queue: resume it when `resume_at` has passed by the database clock (like
+    /// upstream, no fetch now; upstream compares with the worker's clock).
     fn maybe_resume(&self, active: &mut Queue) {
         let Some(at) = active.resume_at else { return };
-        if at > Utc::now() {
-            return;
-        }
-        match self.shared.chancy.resume_queue(&active.name) {
-            Ok(()) => {
+        match self.shared.chancy.resume_queue_if_due(&active.name) {
+            Ok(false) => {}
+            Ok(true) => {
                 log::info!(
                     "queue {:?} resumed automatically (resume_at {at})",
                     active.name
@@ -245,10 +265,14 @@ impl RunnerState {
                 queue.executor
             );
         }
-        let concurrency = effective_concurrency(queue);
+        let wanted = effective_concurrency(queue);
+        let child_exe = uses_processes(queue)
+            .then(|| self.shared.child_executable(&queue.name))
+            .flatten();
         let jobs = Arc::new(JobQueue::default());
-        let threads = (0..concurrency)
-            .map(|i| {
+        let mut threads = Vec::new();
+        for i in 0..wanted {
+            let spawned = {
                 let jobs = Arc::clone(&jobs);
                 let shared = Arc::clone(&self.shared);
                 let done = JobDone {
@@ -256,11 +280,11 @@ impl RunnerState {
                     wake: Arc::clone(&self.wake),
                     draining: Arc::clone(&self.draining),
                     eager: queue.eager_polling,
-                    refill_at: concurrency / 2,
+                    refill_at: wanted / 2,
                 };
-                let mut slot = uses_processes(queue).then(|| {
-                    ChildSlot::new(shared.process_executable(), max_jobs_per_child(queue))
-                });
+                let mut slot = child_exe
+                    .clone()
+                    .map(|exe| ChildSlot::new(exe, max_jobs_per_child(queue)));
                 spawn_named(&format!("chancy-exec-{}-{i}", queue.name), move || {
                     while let Some(job) = jobs.pop() {
                         let (id, claim) = (job.id, job.claim_id);
@@ -288,8 +312,22 @@ impl RunnerState {
                         done.finish();
                     }
                 })
-            })
-            .collect();
+            };
+            match spawned {
+                Ok(handle) => threads.push(handle),
+                Err(e) => {
+                    // Out of threads (or memory): serve the queue with what started rather
+                    // than take the worker down; with none it is not served (see `run`).
+                    log::error!(
+                        "queue {:?}: cannot start executor thread {} of {wanted}: {e}; serving it with {i} thread(s)",
+                        queue.name,
+                        i + 1
+                    );
+                    break;
+                }
+            }
+        }
+        let concurrency = threads.len();
         Pool {
             queue: jobs,
             threads,
@@ -345,7 +383,8 @@ impl Pool {
 /// → CPU count, async → 100, threaded and others → min(32, CPU + 4)).
 pub(crate) fn effective_concurrency(queue: &Queue) -> usize {
     if let Some(c) = queue.concurrency {
-        return c.max(1) as usize;
+        // Rows are validated before a runner starts; the clamp keeps this total anyway.
+        return c.clamp(1, crate::queue::MAX_CONCURRENCY) as usize;
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     match queue.executor.as_str() {

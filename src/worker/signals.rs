@@ -63,7 +63,7 @@ fn on_process_signal() {
     }
     for stop in stoppers {
         log::info!("received a stop signal; stopping (send it again to force)");
-        spawn_named("chancy-signal-stop", stop);
+        spawn_or_run_here(stop);
     }
     for shared in live {
         on_signal(&shared);
@@ -75,11 +75,37 @@ pub(crate) fn on_signal(shared: &Arc<WorkerShared>) {
     if seen == 0 {
         log::info!("received a stop signal; stopping gracefully (send it again to force)");
         let worker = Worker::internal(shared);
-        spawn_named("chancy-signal-stop", move || {
+        spawn_or_run_here(move || {
             worker.stop();
         });
     } else {
-        log::warn!("received signal again, forcing shutdown");
+        log::warn!(
+            "received the stop signal again, forcing exit: abandoning {} running job(s) and \
+             {} outcome(s) not yet written; {}",
+            shared.executions.len(),
+            shared.outgoing.pending(),
+            shared.how_abandoned_jobs_come_back()
+        );
         std::process::exit(130);
+    }
+}
+
+/// Runs `stop` on its own thread, or on the signal thread itself when no thread can be
+/// started (a stop must happen either way; it never panics).
+fn spawn_or_run_here(stop: impl FnOnce() + Send + 'static) {
+    let cell = Arc::new(std::sync::Mutex::new(Some(stop)));
+    let theirs = Arc::clone(&cell);
+    let started = spawn_named("chancy-signal-stop", move || {
+        let stop = theirs.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(stop) = stop {
+            stop();
+        }
+    });
+    if let Err(e) = started {
+        log::error!("cannot start the stop thread ({e}); stopping on the signal thread");
+        let stop = cell.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(stop) = stop {
+            stop();
+        }
     }
 }

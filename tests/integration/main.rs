@@ -3,12 +3,15 @@
 mod bad_input;
 mod common;
 mod errors;
+mod identity;
 mod migrations;
 mod plugins;
 mod plugins_sched;
 mod process;
 mod producer;
+mod queue_bounds;
 mod security;
+mod state_rules;
 mod typed;
 #[cfg(feature = "web")]
 mod web;
