@@ -83,8 +83,9 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `cli` | yes | [`cli`]: the `chancy` binary's commands (clap, env_logger); turns on `web`, `cron`, `pgtemp` |
-//! | `web` | via `cli` | [`web`]: the dashboard and `/api/v1` JSON API server; turns on `cron` |
+//! | `cli` | yes | [`cli`]: the `chancy` binary's commands (clap, env_logger); turns on `web`, `prometheus`, `cron`, `pgtemp` |
+//! | `web` | via `cli` | [`web`]: the dashboard and `/api/v1` JSON API server (hyper, tokio); turns on `cron`, `prometheus` |
+//! | `prometheus` | via `cli` | [`prometheus`]: the Prometheus plugin and its `/metrics` server |
 //! | `cron` | via `cli` | [`plugins::Cron`] (croner, chrono-tz); the cron tables are migrated either way |
 //! | `pgtemp` | via `cli` | [`pgtemp`]: a private throwaway PostgreSQL for demos and tests |
 //!
