@@ -69,6 +69,7 @@ fn main() -> chancy::Result<()> {
     let worker = Worker::builder(&chancy)
         .registry(registry)
         .register_signal_handlers(true)
+        .panic_hook(true)
         .build()?;
     worker.start()?;
     worker.wait_for_shutdown();

@@ -86,6 +86,7 @@ pub(crate) fn first_limit(limits: &[Limit], kind: LimitKind) -> Option<Limit> {
 /// assert_eq!(job.func(), "myapp.tasks.send_email");
 /// ```
 #[derive(Debug, Clone, PartialEq)]
+#[must_use = "a Job is only a value: pass it to `Chancy::push`"]
 pub struct Job {
     pub(crate) func: String,
     pub(crate) queue: String,

@@ -141,7 +141,7 @@ pub(crate) fn describe_config(config: &postgres::Config) -> String {
             postgres::config::Host::Tcp(name) => name.clone(),
             // Percent-encoded, as in a URL (`postgresql://%2Ftmp%2Fdir:5432/db`).
             #[cfg(unix)]
-            postgres::config::Host::Unix(path) => crate::pgtemp::encode_host(path),
+            postgres::config::Host::Unix(path) => encode_host(path),
         })
         .unwrap_or_else(|| "localhost".into());
     let port = config.get_ports().first().copied().unwrap_or(5432);
@@ -150,4 +150,17 @@ pub(crate) fn describe_config(config: &postgres::Config) -> String {
         .or(config.get_user())
         .unwrap_or("postgres");
     format!("postgresql://{host}:{port}/{db}")
+}
+
+/// A socket directory percent-encoded for the host part of a URL.
+pub(crate) fn encode_host(socket_dir: &std::path::Path) -> String {
+    let mut host = String::new();
+    for b in socket_dir.to_string_lossy().bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            host.push(char::from(b));
+        } else {
+            host.push_str(&format!("%{b:02X}"));
+        }
+    }
+    host
 }

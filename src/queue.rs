@@ -212,14 +212,14 @@ impl Queue {
     ///
     /// | setting | accepted |
     /// |---|---|
-    /// | `name` | 1..=[`MAX_QUEUE_NAME_LEN`] bytes, no control characters |
-    /// | `concurrency` | `None` (executor default) or 1..=[`MAX_CONCURRENCY`] |
-    /// | `polling_interval` | whole seconds, 1..=[`MAX_POLLING_INTERVAL_SECS`] |
-    /// | `rate_limit` | `None`, 0 (unlimited) or 1..=[`MAX_RATE_LIMIT`], with a window |
-    /// | `rate_limit_window` | whole seconds, 1..=[`MAX_RATE_LIMIT_WINDOW_SECS`] |
-    /// | `tags` | at most [`MAX_TAGS`], each a valid regex of at most [`MAX_TAG_LEN`] bytes |
-    /// | `executor` | 1..=[`MAX_EXECUTOR_LEN`] bytes, no control characters |
-    /// | `executor_options` | at most [`MAX_EXECUTOR_OPTIONS_BYTES`] as JSON; `maximum_jobs_per_worker`, when present, an integer 1..=`u32::MAX` |
+    /// | `name` | 1..=255 bytes, no control characters |
+    /// | `concurrency` | `None` (executor default) or 1..=1024 |
+    /// | `polling_interval` | whole seconds, 1..=86400 |
+    /// | `rate_limit` | `None`, 0 (unlimited) or 1..=1000000, with a window |
+    /// | `rate_limit_window` | whole seconds, 1..=604800 |
+    /// | `tags` | at most 64, each a valid regex of at most 1024 bytes |
+    /// | `executor` | 1..=255 bytes, no control characters |
+    /// | `executor_options` | at most 16 KiB as JSON; `maximum_jobs_per_worker`, when present, an integer 1..=`u32::MAX` |
     ///
     /// Upstream accepts any value here; a Rust worker cannot serve a queue outside these
     /// bounds (a concurrency of 2³¹−1 would ask for billions of threads).

@@ -41,6 +41,7 @@ pub const DEFAULT_MIN_POOL_SIZE: u32 = 1;
 pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Configures a [`Chancy`]. Created by [`Chancy::builder`].
+#[must_use = "a builder does nothing until `build()` is called"]
 pub struct ChancyBuilder {
     dsn: String,
     prefix: String,
@@ -267,6 +268,7 @@ impl Chancy {
     }
 
     /// Pooled connections open and idle right now: `(open, idle, max)`.
+    #[cfg(feature = "prometheus")]
     pub(crate) fn pool_use(&self) -> (u32, u32, u32) {
         let state = self.inner.pool.state();
         (

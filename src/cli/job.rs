@@ -157,7 +157,7 @@ pub(super) fn run(chancy: &Chancy, command: &JobCommand) -> Result<i32> {
         JobCommand::Push(a) => push(chancy, a),
         JobCommand::Get { id } => {
             let job = get(chancy, id)?;
-            super::print_json(&crate::json::job_json(&job));
+            super::print_json(&crate::json::job_fields(&job));
             Ok(0)
         }
         JobCommand::List(a) => list(chancy, a),

@@ -28,7 +28,6 @@ mod workflow;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use serde_json::Value;
 
 use crate::error::Result;
 use crate::pgtemp::{self, TempPostgres};
@@ -289,11 +288,11 @@ fn zero_config_database(cli: &Cli) -> Result<ZeroConfig> {
 /// How long `demo` and `bench` wait for the default server before starting a private one.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Pretty JSON on stdout.
-fn print_json(value: &Value) {
+/// Pretty JSON on stdout (object keys in the order `value` serializes them).
+fn print_json(value: &impl serde::Serialize) {
     match serde_json::to_string_pretty(value) {
         Ok(text) => println!("{text}"),
-        Err(_) => println!("{value}"),
+        Err(e) => println!("null (not representable as JSON: {e})"),
     }
 }
 

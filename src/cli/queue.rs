@@ -113,7 +113,7 @@ pub(super) fn run(chancy: &Chancy, command: &QueueCommand) -> Result<i32> {
         QueueCommand::List => list(chancy),
         QueueCommand::Get { name } => {
             let queue = chancy.get_queue(name)?;
-            super::print_json(&crate::json::queue_json(&queue));
+            super::print_json(&crate::json::queue_fields(&queue));
             Ok(0)
         }
         QueueCommand::Pause(a) => {

@@ -168,6 +168,7 @@ pub(super) fn start(chancy: &Chancy, a: &StartArgs, registry: Registry) -> Resul
         .synchronous_commit(!a.async_commit)
         .horizon_check(a.horizon_check_interval, a.horizon_warn_after)
         .register_signal_handlers(true)
+        .panic_hook(true)
         .registry(super::builtin_registry().merge(registry));
     if let Some(id) = &a.worker_id {
         builder = builder.worker_id(id);

@@ -77,6 +77,7 @@ impl Default for Leadership {
 
 /// Configures a [`Leadership`]. Created by [`Leadership::builder`].
 #[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build()` is called"]
 pub struct LeadershipBuilder {
     inner: Leadership,
 }

@@ -73,6 +73,8 @@ pub fn run_child_if_requested(registry: &Registry) {
         // The worker died before this child got going; nobody will ever talk to it.
         std::process::exit(1);
     }
+    // The child only serves jobs: a job's panic belongs in its error text, with its location.
+    super::panics::install_hook();
     serve(registry);
     std::process::exit(0);
 }

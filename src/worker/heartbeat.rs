@@ -70,9 +70,7 @@ pub(crate) fn beat(shared: &Arc<WorkerShared>) -> Result<()> {
              worker so that the id has one live process",
             shared.worker_id
         );
-        let worker = super::Worker {
-            shared: Arc::clone(shared),
-        };
+        let worker = super::Worker::internal(shared);
         let started = super::spawn_named("chancy-identity-lost", move || {
             worker.stop();
         });

@@ -23,6 +23,7 @@ mod heartbeat;
 mod horizon;
 mod hub;
 mod identity;
+mod lifecycle;
 mod listener;
 mod manager;
 mod panics;
@@ -253,6 +254,7 @@ pub(crate) fn spawn_named<F: FnOnce() + Send + 'static>(
 }
 
 /// Configures a [`Worker`]. Created by [`Worker::builder`].
+#[must_use = "a builder does nothing until `build()` is called"]
 pub struct WorkerBuilder {
     chancy: Chancy,
     worker_id: Option<String>,
@@ -351,6 +353,17 @@ impl WorkerBuilder {
         self
     }
 
+    /// Install a process-wide panic hook at [`Worker::start`] (once per process; it calls
+    /// the hook that was set before for every panic outside a job) so that a panicking
+    /// handler's error text includes the panic's source location and the panic is not also
+    /// printed to stderr. Default off: a panic in a handler is still caught and fails the
+    /// attempt with the panic's message, and your process's panic hook reports it as for
+    /// any thread. The CLI turns it on. (Process-executor children always capture it.)
+    pub fn panic_hook(mut self, on: bool) -> Self {
+        self.config.panic_hook = on;
+        self
+    }
+
     /// First and largest delay of the retry backoff of every worker loop (defaults 1 s, 60 s).
     pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.config.backoff_initial = initial;
@@ -394,7 +407,7 @@ impl WorkerBuilder {
             return Err(Error::config("worker_id must not be empty"));
         }
         let tags = config::worker_tags(&worker_id, &self.tags);
-        Ok(Worker {
+        let mut worker = Worker {
             shared: Arc::new(WorkerShared {
                 chancy: self.chancy,
                 config: self.config,
@@ -419,12 +432,25 @@ impl WorkerBuilder {
                 stopped: Flag::new(),
                 signals: AtomicUsize::new(0),
             }),
-        })
+            _owner: None,
+        };
+        worker._owner = Some(lifecycle::Owner::new(&worker.shared));
+        Ok(worker)
     }
 }
 
 /// A worker process's engine: claims jobs from the queues it serves, runs them on thread
 /// pools and records their outcomes. Cheap to clone (shared inside).
+///
+/// **Lifecycle.** [`start`](Worker::start) returns at once; the worker runs until
+/// [`stop`](Worker::stop), a signal (with
+/// [`register_signal_handlers`](WorkerBuilder::register_signal_handlers)), or until the
+/// last `Worker` handle your code holds is dropped: that drop stops it gracefully, as `stop`
+/// does (bounded by `shutdown_timeout`), and waits for it — except when the last handle is
+/// dropped on one of the worker's own threads (e.g. inside a job handler), where the stop
+/// runs on a new thread instead. The clones the worker's threads and plugins hold do not
+/// keep it running. Keep a handle for as long as the worker should run (`wait_for_shutdown`
+/// blocks on one).
 ///
 /// ```no_run
 /// use chancy::{Chancy, JobContext, JobError, Worker};
@@ -446,6 +472,10 @@ impl WorkerBuilder {
 #[derive(Clone)]
 pub struct Worker {
     shared: Arc<WorkerShared>,
+    /// Set in the handles given to the application (and their clones), `None` in the handles
+    /// the worker's own threads and plugins hold: the worker stops when the last `Owner`
+    /// is dropped.
+    _owner: Option<Arc<lifecycle::Owner>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -507,8 +537,12 @@ impl Worker {
         crate::plugin::check_dependencies(s.chancy.plugins())?;
         identity::claim(s)?;
         self.register_hub_handlers();
+        if s.config.panic_hook {
+            panics::install_hook();
+        }
+        let internal = Worker::internal(s);
         for plugin in s.plugins() {
-            plugin.on_worker_started(self)?;
+            plugin.on_worker_started(&internal)?;
         }
         let listener_conn = if s.chancy.notifications() {
             Some(listener::connect(s)?)
@@ -617,7 +651,7 @@ impl Worker {
             let Some(interval) = plugin.interval() else {
                 continue;
             };
-            let worker = self.clone();
+            let worker = Worker::internal(s);
             let plugin = Arc::clone(plugin);
             let name = format!("plugin-{}", plugin.identifier());
             let wake = plugin.wake().unwrap_or_else(|| Arc::new(Flag::new()));
@@ -688,8 +722,9 @@ impl Worker {
         }
         s.outgoing.close();
         s.manager.join_all(&[]);
+        let internal = Worker::internal(s);
         for plugin in s.plugins() {
-            plugin.on_worker_stopped(self);
+            plugin.on_worker_stopped(&internal);
         }
         if drained {
             // Nothing of this process is left running: free the id for a successor now.

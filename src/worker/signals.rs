@@ -17,6 +17,7 @@ static STOPPERS: Mutex<Vec<Stopper>> = Mutex::new(Vec::new());
 
 /// Runs `stop` (once, on its own thread) at the first SIGINT/SIGTERM, installing the
 /// process handler on first use; a second signal exits the process.
+#[cfg(feature = "cli")]
 pub(crate) fn on_stop(stop: impl FnOnce() + Send + 'static) -> Result<()> {
     STOPPERS
         .lock()
@@ -45,6 +46,7 @@ pub(crate) fn ensure_handler() -> Result<()> {
 }
 
 fn on_process_signal() {
+    #[cfg(feature = "pgtemp")]
     if crate::pgtemp::stop_all() {
         log::warn!("received a stop signal; stopped the private PostgreSQL server, exiting");
         std::process::exit(130);
@@ -72,9 +74,7 @@ pub(crate) fn on_signal(shared: &Arc<WorkerShared>) {
     let seen = shared.signals.fetch_add(1, Ordering::SeqCst);
     if seen == 0 {
         log::info!("received a stop signal; stopping gracefully (send it again to force)");
-        let worker = Worker {
-            shared: Arc::clone(shared),
-        };
+        let worker = Worker::internal(shared);
         spawn_or_run_here(move || {
             worker.stop();
         });

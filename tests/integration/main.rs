@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod common;
+mod errors;
 mod identity;
 mod migrations;
 mod plugins;
@@ -11,5 +12,7 @@ mod producer;
 mod queue_bounds;
 mod security;
 mod state_rules;
+mod typed;
+#[cfg(feature = "web")]
 mod web;
 mod worker;

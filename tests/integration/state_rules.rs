@@ -150,6 +150,7 @@ fn a_workflow_whose_step_job_was_deleted_fails_instead_of_running_forever() {
     );
 }
 
+#[cfg(feature = "web")]
 #[test]
 fn the_api_renders_the_same_outcomes_404_409_and_names_the_holder() {
     let web = crate::web::Web::new();

@@ -152,7 +152,7 @@ pub(super) fn bench(url: &str, prefix: &str, args: &BenchArgs) -> Result<i32> {
     }
     let report = result?;
     if args.json {
-        super::print_json(&serde_json::to_value(&report).unwrap_or_default());
+        super::print_json(&report);
     } else {
         report.table().print();
     }

@@ -227,6 +227,7 @@ impl Metrics {
     }
 
     /// The `[start, end)` window `query` reads, in Unix seconds (as `get_metrics` uses it).
+    #[cfg(feature = "web")]
     pub(crate) fn window(&self, query: &MetricsQuery) -> Result<(i64, i64)> {
         read::window(
             query,
