@@ -7,6 +7,8 @@
 //! ```sh
 //! cargo run --example process_worker -- postgresql://postgres@localhost/postgres
 //! ```
+//!
+//! `CHANCY_PREFIX` (default `chancy_`) picks the tables; the tests use their own.
 
 use std::time::{Duration, Instant};
 
@@ -61,11 +63,13 @@ fn main() -> chancy::Result<()> {
     let url = std::env::args()
         .nth(1)
         .unwrap_or_else(|| chancy::DEFAULT_DATABASE_URL.to_string());
-    let chancy = Chancy::builder(url).build()?;
+    let prefix = std::env::var("CHANCY_PREFIX").unwrap_or_else(|_| "chancy_".into());
+    let chancy = Chancy::builder(url).prefix(prefix).build()?;
     chancy.migrate()?;
     let worker = Worker::builder(&chancy)
         .registry(registry)
         .register_signal_handlers(true)
+        .panic_hook(true)
         .build()?;
     worker.start()?;
     worker.wait_for_shutdown();

@@ -18,17 +18,30 @@ pub struct Error {
     source: Option<BoxError>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+/// What kind of failure an [`Error`] is ([`Error::kind`]); the `is_*` predicates test the
+/// same thing. New kinds may be added in a minor version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The configuration (DSN, prefix, a builder setting) is invalid.
     Config,
+    /// An argument was rejected before anything was written.
     InvalidInput,
+    /// The database could not be reached (or the connection broke).
     Unavailable,
+    /// The server refused a statement ([`Error::db_code`] has its SQLSTATE).
     Database,
+    /// The schema is older than this crate needs: run `chancy migrate`.
     MigrationsNeeded,
+    /// A migration could not be applied.
     Migration,
+    /// The queue, job or other object does not exist.
     NotFound,
+    /// A wait ran out of time.
     Timeout,
 }
+
+use ErrorKind as Kind;
 
 impl Error {
     fn new(kind: Kind, message: impl Into<String>) -> Error {
@@ -88,18 +101,37 @@ impl Error {
         Error::new(kind, format!("{context}: {}{advice}", describe_pg(&err))).with_source(err)
     }
 
-    /// Wraps a failure to get a connection from the pool.
-    pub(crate) fn pool_unavailable(target: &str, err: r2d2::Error) -> Error {
-        Error::new(
-            Kind::Unavailable,
-            format!("could not connect to the database at {target}: {err}"),
-        )
-        .with_source(err)
+    /// A connection attempt failed; `message` already names the target, the server's words
+    /// and the hint (see `crate::connect`).
+    pub(crate) fn connect_failed(message: String, err: postgres::Error) -> Error {
+        Error::new(Kind::Unavailable, message).with_source(err)
     }
 
     /// Wraps a JSON (de)serialisation failure.
     pub(crate) fn json(context: &str, err: serde_json::Error) -> Error {
         Error::new(Kind::InvalidInput, format!("{context}: {err}")).with_source(err)
+    }
+
+    /// What kind of failure this is.
+    ///
+    /// ```
+    /// let err = chancy::Chancy::builder("postgresql://localhost/db").prefix("bad-prefix").build().unwrap_err();
+    /// assert_eq!(err.kind(), chancy::ErrorKind::Config);
+    /// assert_eq!(err.db_code(), None);
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The SQLSTATE code the server reported (e.g. `"23505"` unique violation, `"40001"`
+    /// serialization failure, `"57P01"` admin shutdown), as rust-postgres's
+    /// `Error::code()`; `None` when the error did not come from the server.
+    pub fn db_code(&self) -> Option<&str> {
+        self.source
+            .as_ref()
+            .and_then(|s| s.downcast_ref::<postgres::Error>())
+            .and_then(postgres::Error::code)
+            .map(|c| c.code())
     }
 
     /// The configuration (DSN, prefix, a builder setting) is invalid.

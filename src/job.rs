@@ -86,6 +86,7 @@ pub(crate) fn first_limit(limits: &[Limit], kind: LimitKind) -> Option<Limit> {
 /// assert_eq!(job.func(), "myapp.tasks.send_email");
 /// ```
 #[derive(Debug, Clone, PartialEq)]
+#[must_use = "a Job is only a value: pass it to `Chancy::push`"]
 pub struct Job {
     pub(crate) func: String,
     pub(crate) queue: String,
@@ -154,7 +155,8 @@ impl Job {
         self
     }
 
-    /// Do not run before `delay` from now (by this machine's clock).
+    /// Do not run before `delay` from now, by this machine's clock (see
+    /// [`Chancy::database_now`](crate::Chancy::database_now) to count from the database's).
     pub fn delay(self, delay: Duration) -> Job {
         let delta = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
         self.scheduled_at(Utc::now() + delta)

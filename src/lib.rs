@@ -20,8 +20,13 @@
 //!                       started on demand up to the queue's concurrency, retired when idle
 //!   chancy-writer       one fenced UPDATE per batch, retries, flushes at stop
 //!   chancy-plugin-<id>  plugin services (leadership, recovery, pruner, ...)
+//!   chancy-horizon      on the leader: warn about sessions holding back the xmin horizon
+//!  prometheus::MetricsServer (optional) ──────────────────────────────────────────────────
+//!   chancy-metrics      /metrics, /health, /ready (tiny blocking listener, no auth)
 //!  web::WebServer (optional) ─────────────────────────────────────────────────────────────
-//!   chancy-web-<n>      dashboard + JSON API handlers (tiny_http, blocking)
+//!   chancy-web          HTTP edge (hyper on a one-thread tokio runtime): limits, timeouts,
+//!                       /api/v1/ws event stream
+//!   chancy-web-<n>      dashboard + JSON API handlers (blocking, complete requests only)
 //! ```
 //!
 //! ```no_run
@@ -46,31 +51,81 @@
 //! worker.stop();
 //! # Ok::<(), chancy::Error>(())
 //! ```
+//!
+//! ## Typed jobs
+//!
+//! A [`JobArgs`] type names its job's `func` once and carries its kwargs with serde; push it
+//! with [`Chancy::push_args`] or [`Job::from_args`], handle it with [`WorkerBuilder::handle`].
+//! The wire is unchanged (`func` string + JSON kwargs), so Python producers and workers see
+//! an ordinary job. See `examples/typed_jobs.rs`.
+//!
+//! ```no_run
+//! use serde::{Deserialize, Serialize};
+//! use chancy::{Chancy, JobArgs, JobContext, JobError, Worker};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct SendEmail { to: String }
+//!
+//! impl JobArgs for SendEmail {
+//!     const FUNC: &'static str = "myapp.tasks.send_email";
+//! }
+//!
+//! let chancy = Chancy::builder("postgresql://postgres@localhost/postgres").build()?;
+//! chancy.push_args(&SendEmail { to: "a@example.com".into() })?;
+//! let worker = Worker::builder(&chancy)
+//!     .handle(|ctx: &JobContext, args: SendEmail| -> Result<(), JobError> {
+//!         ctx.set_meta("sent_to", serde_json::json!(args.to));
+//!         Ok(())
+//!     })
+//!     .build()?;
+//! # Ok::<(), chancy::Error>(())
+//! ```
+//!
+//! ## Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `cli` | yes | [`cli`]: the `chancy` binary's commands (clap, env_logger); turns on `web`, `prometheus`, `cron`, `pgtemp` |
+//! | `web` | via `cli` | [`web`]: the dashboard and `/api/v1` JSON API server (hyper, tokio); turns on `cron`, `prometheus` |
+//! | `prometheus` | via `cli` | [`prometheus`]: the Prometheus plugin and its `/metrics` server |
+//! | `cron` | via `cli` | [`plugins::Cron`] (croner, chrono-tz); the cron tables are migrated either way |
+//! | `pgtemp` | via `cli` | [`pgtemp`]: a private throwaway PostgreSQL for demos and tests |
+//!
+//! With `default-features = false` you get the producer ([`Chancy`]), the [`Worker`] and
+//! every other plugin.
 #![warn(missing_docs)]
 
 mod app;
+#[cfg(feature = "cli")]
 pub mod cli;
+mod connect;
 mod error;
 pub mod events;
 mod id;
 mod job;
+#[cfg(feature = "web")]
 mod json;
 pub mod migrate;
+#[cfg(feature = "pgtemp")]
 pub mod pgtemp;
 mod plugin;
 pub mod plugins;
 mod pool;
 mod prefix;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
 mod queue;
 mod sql;
+mod typed;
+#[cfg(feature = "web")]
 pub mod web;
 mod worker;
 
 pub use app::{
-    Chancy, ChancyBuilder, JobFilter, WaitOptions, WorkerInfo, DEFAULT_DATABASE_URL,
-    DEFAULT_LIST_LIMIT,
+    Chancy, ChancyBuilder, HorizonHolder, JobFilter, JobOutcome, WaitOptions, WorkerInfo,
+    DEFAULT_DATABASE_URL, DEFAULT_HORIZON_WARN_AFTER, DEFAULT_LIST_LIMIT, MAX_HORIZON_HOLDERS,
 };
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use id::new_job_id;
 pub use job::{ErrorRecord, Job, JobState, JsonObject, Limit, LimitKind, QueuedJob, Reference};
 pub use migrate::MigrationStatus;
@@ -85,12 +140,18 @@ pub use queue::{
     Queue, QueueState, ASYNC_EXECUTOR, PROCESS_EXECUTOR, SUB_INTERPRETER_EXECUTOR,
     THREADED_EXECUTOR,
 };
+pub use typed::JobArgs;
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use worker::{
     run_child_if_requested, Event, Flag, Handler, HandlerId, Hub, JobContext, JobError,
     JobErrorKind, Manager, Outgoing, Registry, ServiceInfo, ServiceState, Worker, WorkerBuilder,
     CHILD_ENV, DEFAULT_HEARTBEAT_POLL_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT,
-    DEFAULT_MAXIMUM_JOBS_PER_CHILD, DEFAULT_QUEUE_CHANGE_POLL_INTERVAL,
-    DEFAULT_SEND_OUTGOING_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT, LISTENER_RECONNECTED, QUEUE_FULL,
-    QUEUE_REMOVED, QUEUE_STARTED, QUEUE_UPDATED, WORKER_SHUTDOWN_TIMEOUT, WORKER_STARTED,
-    WORKER_STOPPED,
+    DEFAULT_HORIZON_CHECK_INTERVAL, DEFAULT_MAXIMUM_JOBS_PER_CHILD,
+    DEFAULT_QUEUE_CHANGE_POLL_INTERVAL, DEFAULT_SEND_OUTGOING_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT,
+    HORIZON_HELD_BACK, LISTENER_RECONNECTED, QUEUE_FULL, QUEUE_REMOVED, QUEUE_STARTED,
+    QUEUE_UPDATED, WORKER_PING, WORKER_SHUTDOWN_TIMEOUT, WORKER_STARTED, WORKER_STOPPED,
 };

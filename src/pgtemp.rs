@@ -48,6 +48,7 @@ use std::time::{Duration, Instant};
 use postgres::NoTls;
 
 use crate::error::{Error, Result};
+use crate::pool::encode_host;
 
 /// How long [`TempPostgres::start`] waits for the new server to accept connections.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -193,19 +194,6 @@ pub fn answers(url: &str, timeout: Duration) -> bool {
 /// ```
 pub fn socket_url(socket_dir: &Path, user: &str, dbname: &str) -> String {
     format!("postgresql://{user}@{}/{dbname}", encode_host(socket_dir))
-}
-
-/// A socket directory percent-encoded for the host part of a URL.
-pub(crate) fn encode_host(socket_dir: &Path) -> String {
-    let mut host = String::new();
-    for b in socket_dir.to_string_lossy().bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            host.push(char::from(b));
-        } else {
-            host.push_str(&format!("%{b:02X}"));
-        }
-    }
-    host
 }
 
 /// A running private PostgreSQL server; stopped and deleted on drop (also while unwinding).

@@ -113,6 +113,13 @@ pub trait Plugin: Send + Sync {
         }
     }
 
+    /// The plugin as `Any`, so code that knows a concrete plugin type can find it among
+    /// [`Chancy::plugins`](crate::Chancy::plugins) (e.g. the web server finds the
+    /// [`Prometheus`](crate::prometheus::Prometheus) exporter). `None` by default.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
+
     /// Called by the pruner; returns how many rows it removed, if it counts.
     ///
     /// # Errors

@@ -4,11 +4,13 @@
 //! a round trip per call compared with preparing an unnamed statement each time.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use postgres::{Client, NoTls, Statement};
 use r2d2_postgres::PostgresConnectionManager;
 
+use crate::connect::{connect_error, ConnectHealth};
 use crate::error::{Error, Result};
 
 /// A connection with its prepared-statement cache.
@@ -54,16 +56,22 @@ impl Conn {
 }
 
 /// The r2d2 connection manager of chancy's pool: `r2d2_postgres`'s, plus a prepared-statement
-/// cache per connection.
+/// cache per connection, recording each attempt's outcome for fast, precise connect errors
+/// (see `crate::connect`).
 #[derive(Debug)]
 pub struct ConnectionManager {
     inner: PostgresConnectionManager<NoTls>,
+    health: Arc<ConnectHealth>,
+    target: String,
 }
 
 impl ConnectionManager {
-    pub(crate) fn new(config: postgres::Config) -> ConnectionManager {
+    pub(crate) fn new(config: postgres::Config, health: Arc<ConnectHealth>) -> ConnectionManager {
+        let target = describe_config(&config);
         ConnectionManager {
             inner: PostgresConnectionManager::new(config, NoTls),
+            health,
+            target,
         }
     }
 }
@@ -91,7 +99,16 @@ impl r2d2::ManageConnection for ConnectionManager {
     type Error = ConnectError;
 
     fn connect(&self) -> Result<Conn, ConnectError> {
-        self.inner.connect().map(Conn::new).map_err(ConnectError)
+        match self.inner.connect() {
+            Ok(client) => {
+                self.health.succeeded();
+                Ok(Conn::new(client))
+            }
+            Err(e) => {
+                self.health.failed(&self.target, &e);
+                Err(ConnectError(e))
+            }
+        }
     }
 
     fn is_valid(&self, conn: &mut Conn) -> Result<(), ConnectError> {
@@ -108,32 +125,38 @@ pub(crate) type Pool = r2d2::Pool<ConnectionManager>;
 /// A connection borrowed from the pool.
 pub type PooledConn = r2d2::PooledConnection<ConnectionManager>;
 
+/// The pool. Connection attempts are bounded by `timeout` too (unless the URL sets
+/// `connect_timeout`), so an address that drops packets cannot hold a pool thread for the
+/// operating system's TCP timeout. Its errors go to `health`, not to r2d2's logger.
 pub(crate) fn build_pool(
-    config: postgres::Config,
+    mut config: postgres::Config,
     min: u32,
     max: u32,
     timeout: Duration,
+    health: Arc<ConnectHealth>,
 ) -> Result<Pool> {
     if max == 0 || min > max {
         return Err(Error::config(format!(
             "invalid pool sizes: min {min}, max {max} (need 0 <= min <= max and max >= 1)"
         )));
     }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(timeout);
+    }
     Ok(r2d2::Pool::builder()
         .max_size(max)
         .min_idle(Some(min))
         .connection_timeout(timeout)
-        .build_unchecked(ConnectionManager::new(config)))
+        .error_handler(Box::new(r2d2::NopErrorHandler))
+        .build_unchecked(ConnectionManager::new(config, health)))
 }
 
 /// Opens one dedicated (unpooled) connection, e.g. for LISTEN.
 pub(crate) fn connect(config: &postgres::Config) -> Result<Conn> {
-    config.connect(NoTls).map(Conn::new).map_err(|e| {
-        Error::database(
-            &format!("could not connect to {}", describe_config(config)),
-            e,
-        )
-    })
+    config
+        .connect(NoTls)
+        .map(Conn::new)
+        .map_err(|e| connect_error(&describe_config(config), e))
 }
 
 /// `host:port/dbname` of a config, for messages (never the password).
@@ -145,7 +168,7 @@ pub(crate) fn describe_config(config: &postgres::Config) -> String {
             postgres::config::Host::Tcp(name) => name.clone(),
             // Percent-encoded, as in a URL (`postgresql://%2Ftmp%2Fdir:5432/db`).
             #[cfg(unix)]
-            postgres::config::Host::Unix(path) => crate::pgtemp::encode_host(path),
+            postgres::config::Host::Unix(path) => encode_host(path),
         })
         .unwrap_or_else(|| "localhost".into());
     let port = config.get_ports().first().copied().unwrap_or(5432);
@@ -154,4 +177,17 @@ pub(crate) fn describe_config(config: &postgres::Config) -> String {
         .or(config.get_user())
         .unwrap_or("postgres");
     format!("postgresql://{host}:{port}/{db}")
+}
+
+/// A socket directory percent-encoded for the host part of a URL.
+pub(crate) fn encode_host(socket_dir: &std::path::Path) -> String {
+    let mut host = String::new();
+    for b in socket_dir.to_string_lossy().bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            host.push(char::from(b));
+        } else {
+            host.push_str(&format!("%{b:02X}"));
+        }
+    }
+    host
 }

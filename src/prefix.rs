@@ -8,7 +8,7 @@ pub const MAX_PREFIX_LEN: usize = 32;
 
 /// A validated table prefix such as `chancy_` (the default).
 ///
-/// Valid prefixes match `[A-Za-z_][A-Za-z0-9_]*` and are at most [`MAX_PREFIX_LEN`] bytes.
+/// Valid prefixes match `[A-Za-z_][A-Za-z0-9_]*` and are at most 32 bytes.
 /// Like Python Chancy, the prefix is case-sensitive: identifiers are always quoted.
 ///
 /// ```

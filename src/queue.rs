@@ -14,6 +14,25 @@ use crate::job::{col, JsonObject};
 
 /// The longest queue name accepted.
 pub const MAX_QUEUE_NAME_LEN: usize = 255;
+/// The highest `concurrency` a queue may declare: executor threads (or child processes) per
+/// worker for that queue.
+pub const MAX_CONCURRENCY: i32 = 1024;
+/// The longest `polling_interval` accepted, in seconds (one day).
+pub const MAX_POLLING_INTERVAL_SECS: u64 = 86_400;
+/// The highest `rate_limit` accepted (jobs per window over all workers).
+pub const MAX_RATE_LIMIT: i32 = 1_000_000;
+/// The longest `rate_limit_window` accepted, in seconds (one week).
+pub const MAX_RATE_LIMIT_WINDOW_SECS: u64 = 604_800;
+/// The most tag regexes a queue may carry.
+pub const MAX_TAGS: usize = 64;
+/// The longest tag regex accepted, in bytes.
+pub const MAX_TAG_LEN: usize = 1024;
+/// The longest executor class path accepted, in bytes.
+pub const MAX_EXECUTOR_LEN: usize = 255;
+/// The largest `executor_options` accepted, in bytes of JSON.
+pub const MAX_EXECUTOR_OPTIONS_BYTES: usize = 16 * 1024;
+/// The compiled size limit of one tag regex (bytes of the regex program).
+const TAG_REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// Python Chancy's process-pool executor (upstream's default). A Rust worker serves these
 /// queues with its process-isolated executor.
@@ -187,36 +206,138 @@ impl Queue {
         self
     }
 
-    /// Checks the declaration before it is written.
+    /// Checks every setting against the documented bounds. This is the one check applied
+    /// by [`Chancy::declare`](crate::Chancy::declare) (and so by the CLI and the API) and by
+    /// a worker to each queue row it reads, whoever wrote it.
+    ///
+    /// | setting | accepted |
+    /// |---|---|
+    /// | `name` | 1..=255 bytes, no control characters |
+    /// | `concurrency` | `None` (executor default) or 1..=1024 |
+    /// | `polling_interval` | whole seconds, 1..=86400 |
+    /// | `rate_limit` | `None`, 0 (unlimited) or 1..=1000000, with a window |
+    /// | `rate_limit_window` | whole seconds, 1..=604800 |
+    /// | `tags` | at most 64, each a valid regex of at most 1024 bytes |
+    /// | `executor` | 1..=255 bytes, no control characters |
+    /// | `executor_options` | at most 16 KiB as JSON; `maximum_jobs_per_worker`, when present, an integer 1..=`u32::MAX` |
+    ///
+    /// Upstream accepts any value here; a Rust worker cannot serve a queue outside these
+    /// bounds (a concurrency of 2³¹−1 would ask for billions of threads).
     ///
     /// # Errors
-    /// An invalid-input error naming the bad field.
+    /// An invalid-input error naming the queue, the setting, the bad value and the bound.
     pub fn validate(&self) -> Result<()> {
+        self.validate_settings()?;
+        self.validate_tags()
+    }
+
+    /// Everything [`Queue::validate`] checks except the tag regexes (which cost a compile
+    /// each; a worker caches their verdict per queue and tag list).
+    pub(crate) fn validate_settings(&self) -> Result<()> {
         validate_queue_name(&self.name)?;
-        if self.concurrency.is_some_and(|c| c < 1) {
-            return Err(Error::invalid_input(format!(
-                "queue {:?}: concurrency must be at least 1",
+        let bad = |what: String| {
+            Err(Error::invalid_input(format!(
+                "queue {:?}: {what}",
                 self.name
-            )));
+            )))
+        };
+        if let Some(c) = self.concurrency {
+            if !(1..=MAX_CONCURRENCY).contains(&c) {
+                return bad(format!(
+                    "concurrency must be between 1 and {MAX_CONCURRENCY} (got {c})"
+                ));
+            }
         }
-        whole_seconds(&self.name, "polling_interval", self.polling_interval)?;
+        whole_seconds(
+            &self.name,
+            "polling_interval",
+            self.polling_interval,
+            MAX_POLLING_INTERVAL_SECS,
+        )?;
         match (self.rate_limit, self.rate_limit_window) {
-            (Some(limit), _) if limit < 0 => Err(Error::invalid_input(format!(
-                "queue {:?}: rate_limit must not be negative",
+            (Some(limit), _) if !(0..=MAX_RATE_LIMIT).contains(&limit) => {
+                return bad(format!(
+                    "rate_limit must be between 0 (unlimited) and {MAX_RATE_LIMIT} (got {limit})"
+                ))
+            }
+            (Some(limit), None) if limit > 0 => {
+                return bad("rate_limit needs a rate_limit_window".to_string())
+            }
+            (_, Some(window)) => {
+                whole_seconds(
+                    &self.name,
+                    "rate_limit_window",
+                    window,
+                    MAX_RATE_LIMIT_WINDOW_SECS,
+                )?;
+            }
+            _ => {}
+        }
+        if self.executor.trim().is_empty()
+            || self.executor.len() > MAX_EXECUTOR_LEN
+            || self.executor.chars().any(char::is_control)
+        {
+            return bad(format!(
+                "executor must be 1 to {MAX_EXECUTOR_LEN} bytes without control characters (got {:?})",
+                self.executor
+            ));
+        }
+        self.validate_executor_options()
+    }
+
+    pub(crate) fn validate_tags(&self) -> Result<()> {
+        let bad = |what: String| {
+            Err(Error::invalid_input(format!(
+                "queue {:?}: {what}",
                 self.name
-            ))),
-            (Some(limit), None) if limit > 0 => Err(Error::invalid_input(format!(
-                "queue {:?}: rate_limit needs a rate_limit_window",
+            )))
+        };
+        if self.tags.len() > MAX_TAGS {
+            return bad(format!(
+                "at most {MAX_TAGS} tags are allowed (got {})",
+                self.tags.len()
+            ));
+        }
+        for tag in &self.tags {
+            if tag.len() > MAX_TAG_LEN {
+                return bad(format!(
+                    "tag regex {tag:?} is longer than {MAX_TAG_LEN} bytes"
+                ));
+            }
+            if let Err(e) = compile_tag(tag) {
+                let why = e.to_string();
+                let why = why.lines().last().unwrap_or_default().trim().to_string();
+                return bad(format!("tag {tag:?} is not a valid regex ({why})"));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_executor_options(&self) -> Result<()> {
+        let bad = |what: String| {
+            Err(Error::invalid_input(format!(
+                "queue {:?}: {what}",
                 self.name
-            ))),
-            (_, Some(window)) => whole_seconds(&self.name, "rate_limit_window", window).map(|_| ()),
-            _ => Ok(()),
-        }?;
-        if self.executor.trim().is_empty() {
-            return Err(Error::invalid_input(format!(
-                "queue {:?}: executor must not be empty",
-                self.name
-            )));
+            )))
+        };
+        let size = Value::Object(self.executor_options.clone())
+            .to_string()
+            .len();
+        if size > MAX_EXECUTOR_OPTIONS_BYTES {
+            return bad(format!(
+                "executor_options must be at most {MAX_EXECUTOR_OPTIONS_BYTES} bytes as JSON (got {size})"
+            ));
+        }
+        if let Some(v) = self.executor_options.get("maximum_jobs_per_worker") {
+            let ok = v.is_null()
+                || v.as_u64()
+                    .is_some_and(|n| (1..=u64::from(u32::MAX)).contains(&n));
+            if !ok {
+                return bad(format!(
+                    "executor_options.maximum_jobs_per_worker must be an integer between 1 and {} (got {v})",
+                    u32::MAX
+                ));
+            }
         }
         Ok(())
     }
@@ -264,13 +385,20 @@ impl Queue {
 }
 
 fn prefix_regex(pattern: &str) -> Option<regex::Regex> {
-    regex::Regex::new(&format!("^(?:{pattern})")).ok()
+    compile_tag(pattern).ok()
 }
 
-fn whole_seconds(queue: &str, field: &str, d: Duration) -> Result<i32> {
-    if d.subsec_nanos() != 0 || d.as_secs() == 0 || d.as_secs() > i32::MAX as u64 {
+/// A tag regex as matched (anchored at the start), with a bounded compiled size.
+fn compile_tag(pattern: &str) -> std::result::Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(&format!("^(?:{pattern})"))
+        .size_limit(TAG_REGEX_SIZE_LIMIT)
+        .build()
+}
+
+fn whole_seconds(queue: &str, field: &str, d: Duration, max: u64) -> Result<i32> {
+    if d.subsec_nanos() != 0 || d.as_secs() == 0 || d.as_secs() > max {
         return Err(Error::invalid_input(format!(
-            "queue {queue:?}: {field} must be a whole number of seconds, at least 1 (got {d:?})"
+            "queue {queue:?}: {field} must be a whole number of seconds between 1 and {max} (got {d:?})"
         )));
     }
     Ok(d.as_secs() as i32)
@@ -343,5 +471,51 @@ mod tests {
             .rate_limit(5, Duration::from_secs(1))
             .validate()
             .is_ok());
+    }
+
+    fn message(q: Queue) -> String {
+        q.validate().expect_err("should be refused").to_string()
+    }
+
+    #[test]
+    fn every_setting_is_bounded_and_the_error_names_it() {
+        let m = message(Queue::new("q").concurrency(i32::MAX));
+        assert!(
+            m.contains("concurrency") && m.contains("1024") && m.contains("2147483647"),
+            "{m}"
+        );
+        assert!(Queue::new("q")
+            .concurrency(MAX_CONCURRENCY)
+            .validate()
+            .is_ok());
+        let m = message(Queue::new("q").polling_interval(Duration::from_secs(86_401)));
+        assert!(m.contains("polling_interval") && m.contains("86400"), "{m}");
+        let m = message(Queue::new("q").rate_limit(-1, Duration::from_secs(1)));
+        assert!(m.contains("rate_limit") && m.contains("1000000"), "{m}");
+        let m = message(Queue::new("q").rate_limit(1, Duration::from_secs(604_801)));
+        assert!(
+            m.contains("rate_limit_window") && m.contains("604800"),
+            "{m}"
+        );
+        let m = message(Queue::new("q").tags(["(unclosed"]));
+        assert!(
+            m.contains("tag") && m.contains("(unclosed") && m.contains("regex"),
+            "{m}"
+        );
+        let m = message(Queue::new("q").tags((0..65).map(|i| format!("t{i}"))));
+        assert!(m.contains("64"), "{m}");
+        let m = message(Queue::new("q").executor(""));
+        assert!(m.contains("executor"), "{m}");
+        let mut options = Map::new();
+        options.insert("maximum_jobs_per_worker".into(), Value::from(0));
+        let m = message(Queue::new("q").executor_options(options));
+        assert!(m.contains("maximum_jobs_per_worker"), "{m}");
+        let mut options = Map::new();
+        options.insert(
+            "x".into(),
+            Value::String("y".repeat(MAX_EXECUTOR_OPTIONS_BYTES)),
+        );
+        let m = message(Queue::new("q").executor_options(options));
+        assert!(m.contains("executor_options"), "{m}");
     }
 }

@@ -21,8 +21,10 @@ pub(crate) struct Sql {
     pub get_job: String,
     pub get_jobs: String,
     pub cancel_job: String,
-    pub retry_jobs: String,
-    pub purge_jobs: String,
+    pub lock_job: String,
+    pub retry_job: String,
+    pub purge_job: String,
+    pub unique_key_holder: String,
     pub all_workers: String,
     pub fetch: String,
     pub queues_with_work: String,
@@ -33,6 +35,8 @@ pub(crate) struct Sql {
     pub announce_worker: String,
     pub held_claims: String,
     pub release_orphans: String,
+    pub worker_holder: String,
+    pub release_worker: String,
 }
 
 const PUSH: &str = r#"
@@ -104,9 +108,12 @@ WHERE EXISTS (
       AND (j.scheduled_at IS NULL OR j.scheduled_at <= NOW())
 )"#;
 
+/// Opens (or reads) the fixed window of queue $1 for a window of $2 seconds. The window
+/// start comes from the database clock (upstream uses the worker's, so a worker whose clock
+/// is off opens its own windows and the limit is exceeded).
 const RATE_LIMIT_WINDOW: &str = r#"
 INSERT INTO "{prefix}queue_rate_limits" (queue, window_start, count)
-VALUES ($1, $2, 0)
+VALUES ($1, (floor(extract(epoch FROM NOW()))::int8 / $2::int8 * $2::int8)::int4, 0)
 ON CONFLICT (queue) DO UPDATE SET
     count = CASE WHEN "{prefix}queue_rate_limits".window_start = EXCLUDED.window_start
                  THEN "{prefix}queue_rate_limits".count ELSE 0 END,
@@ -117,12 +124,18 @@ const RATE_LIMIT_BUMP: &str =
     r#"UPDATE "{prefix}queue_rate_limits" SET count = count + $2 WHERE queue = $1"#;
 
 /// Writes a batch of outcomes, each fenced by its claim (Python's columns, one statement).
+/// $11 is the worker's clock when the batch is written: times the worker computed
+/// (`completed_at`, and a `scheduled_at` a plugin moved, e.g. a retry delay) are shifted by
+/// `NOW() - $11` onto the database clock, so a worker whose clock is off neither delays nor
+/// hastens retries nor writes a `completed_at` before `started_at`.
 const UPDATE_BATCH: &str = r#"
 UPDATE "{prefix}jobs" AS j
 SET state = u.state,
     started_at = u.started_at,
-    completed_at = u.completed_at,
-    scheduled_at = u.scheduled_at,
+    completed_at = u.completed_at + (NOW() - $11::timestamptz),
+    scheduled_at = CASE WHEN u.scheduled_at IS DISTINCT FROM j.scheduled_at
+                        THEN u.scheduled_at + (NOW() - $11::timestamptz)
+                        ELSE u.scheduled_at END,
     attempts = u.attempts,
     errors = u.errors,
     meta = u.meta,
@@ -134,6 +147,9 @@ FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::timestamp
 WHERE j.id = u.id AND j.claim_id IS NOT DISTINCT FROM u.claim_id
 RETURNING j.id"#;
 
+/// Upstream's heartbeat upsert, fenced: an existing row is updated only while it carries
+/// this process's session tag $5 (one worker id = one live process, `worker/identity.rs`).
+/// Returns the row when this process owns it.
 const ANNOUNCE_WORKER: &str = r#"
 INSERT INTO "{prefix}workers" (worker_id, last_seen, expires_at, tags, queues)
 VALUES ($1, NOW(), NOW() + make_interval(secs => $2), $3, $4)
@@ -141,13 +157,24 @@ ON CONFLICT (worker_id) DO UPDATE SET
     last_seen = NOW(),
     expires_at = NOW() + make_interval(secs => $2),
     tags = EXCLUDED.tags,
-    queues = EXCLUDED.queues"#;
+    queues = EXCLUDED.queues
+WHERE $5 = ANY("{prefix}workers".tags)
+RETURNING worker_id"#;
 
-/// Running jobs this worker claimed more than $3 seconds ago, in the queues it serves.
+/// Running jobs this worker claimed more than $3 seconds ago, in the queues it serves, while
+/// its row carries this process's session tag $4 (never another process's claims).
 const HELD_CLAIMS: &str = r#"
 SELECT id, claim_id FROM "{prefix}jobs"
 WHERE queue = ANY($1) AND state = 'running' AND taken_by = $2
-  AND claim_id IS NOT NULL AND started_at < NOW() - make_interval(secs => $3)"#;
+  AND claim_id IS NOT NULL AND started_at < NOW() - make_interval(secs => $3)
+  AND EXISTS (SELECT 1 FROM "{prefix}workers" w WHERE w.worker_id = $2 AND $4 = ANY(w.tags))"#;
+
+/// The row of worker $1: seconds since it was seen, last_seen, seconds until it expires,
+/// tags (all by the database's clock).
+const WORKER_HOLDER: &str = r#"
+SELECT EXTRACT(EPOCH FROM NOW() - last_seen)::float8, last_seen,
+       EXTRACT(EPOCH FROM expires_at - NOW())::float8, tags
+FROM "{prefix}workers" WHERE worker_id = $1"#;
 
 /// Puts claims that never reached an executor back to pending, fenced by the claim.
 const RELEASE_ORPHANS: &str = r#"
@@ -184,13 +211,20 @@ impl Sql {
             cancel_job: r(
                 r#"UPDATE "{prefix}jobs" SET state = 'failed', claim_id = NULL, completed_at = NOW() WHERE id = $1 RETURNING queue"#,
             ),
-            retry_jobs: r(r#"
+            lock_job: r(r#"
+SELECT state, queue, unique_key, scheduled_at, scheduled_at > NOW() AS later,
+       COALESCE(attempts, 0) >= max_attempts AS exhausted
+FROM "{prefix}jobs" WHERE id = $1 FOR UPDATE"#),
+            retry_job: r(r#"
 UPDATE "{prefix}jobs" AS j
 SET started_at = NULL, completed_at = NULL, taken_by = NULL, claim_id = NULL,
     scheduled_at = NOW(), state = 'retrying', attempts = 0
-WHERE j.id = ANY($1) AND j.state != 'running'
-RETURNING j.queue"#),
-            purge_jobs: r(r#"DELETE FROM "{prefix}jobs" WHERE id = ANY($1)"#),
+WHERE j.id = $1"#),
+            purge_job: r(r#"DELETE FROM "{prefix}jobs" WHERE id = $1"#),
+            unique_key_holder: r(r#"
+SELECT id FROM "{prefix}jobs"
+WHERE unique_key = $1 AND state NOT IN ('succeeded', 'failed') AND id <> $2
+ORDER BY id LIMIT 1"#),
             all_workers: r(r#"
 SELECT wr.worker_id, wr.tags, wr.queues, wr.last_seen, wr.expires_at,
        l.worker_id IS NOT NULL AS is_leader
@@ -206,6 +240,10 @@ ORDER BY wr.worker_id"#),
             announce_worker: r(ANNOUNCE_WORKER),
             held_claims: r(HELD_CLAIMS),
             release_orphans: r(RELEASE_ORPHANS),
+            worker_holder: r(WORKER_HOLDER),
+            release_worker: r(
+                r#"DELETE FROM "{prefix}workers" WHERE worker_id = $1 AND $2 = ANY(tags)"#,
+            ),
         }
     }
 }

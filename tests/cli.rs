@@ -408,11 +408,11 @@ fn worker_start_on_an_unmigrated_schema_says_to_migrate() {
 #[test]
 fn demo_summary_matches_the_database() {
     let ns = Ns::new();
-    let demo = Ns {
-        prefix: format!("{}demo_", ns.prefix),
-    };
     let t = Instant::now();
     let out = ns.ok(&["demo", "--keep"]);
+    let demo = Ns {
+        prefix: demo_prefix(&out),
+    };
     assert!(
         t.elapsed() < Duration::from_secs(30),
         "demo took {:?}",
@@ -440,6 +440,15 @@ fn demo_summary_matches_the_database() {
         out.contains("returned the first job's id") && out.contains(": yes"),
         "{out}"
     );
+}
+
+/// The private prefix a demo printed on its first line (`… using private tables <prefix>*`).
+fn demo_prefix(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.split("using private tables ").nth(1))
+        .and_then(|rest| rest.strip_suffix('*'))
+        .unwrap_or_else(|| panic!("no demo prefix in {out}"))
+        .to_string()
 }
 
 #[test]
@@ -1032,6 +1041,34 @@ fn bench_json_reports_every_section_consistently() {
     );
     assert!((secs * rate - 120.0).abs() < 1.0, "{drain}");
     assert!(drain["wal_bytes_per_job"].as_f64().unwrap() > 0.0);
+    assert_costs_consistent(&drain["costs"], 120);
+    assert_eq!(
+        drain["costs"]["wal_bytes_per_job"],
+        drain["wal_bytes_per_job"]
+    );
+    let claim = &drain["claim"];
+    assert_eq!(
+        claim["limit"], 4,
+        "one claim of --concurrency rows: {claim}"
+    );
+    assert_eq!(claim["waiting"], 60, "120 jobs over 2 queues: {claim}");
+    assert_eq!(claim["rows"], 4, "{claim}");
+    let buffers = claim["shared_hit"].as_i64().unwrap() + claim["shared_read"].as_i64().unwrap();
+    assert!(buffers > 0, "a claim reads pages: {claim}");
+    assert_close(
+        claim["buffers_per_row"].as_f64().unwrap(),
+        buffers as f64 / 4.0,
+        "buffers/row",
+    );
+    assert!(
+        claim["wal_records"].as_i64().unwrap() > 0,
+        "a claim updates rows: {claim}"
+    );
+    assert_close(
+        claim["wal_bytes_per_row"].as_f64().unwrap(),
+        claim["wal_bytes"].as_f64().unwrap() / 4.0,
+        "WAL bytes/row",
+    );
 
     let latency = &report["latency"];
     assert_eq!(latency["samples"], 5);
@@ -1102,6 +1139,271 @@ fn worker_start_web_serves_the_api_until_the_worker_stops() {
     );
 }
 
+/// A child process killed when the test ends without having stopped it (e.g. on a failed
+/// assertion), so no worker outlives its test.
+struct Reap(Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Sends a raw request head on a fresh connection and returns the answer's status.
+fn raw_status(base: &str, request: &str) -> u16 {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the dashboard");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = text(&answer);
+    answer
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"))
+}
+
+#[test]
+fn worker_start_web_survives_huge_content_lengths_and_still_drains() {
+    let ns = Ns::migrated();
+    let chancy = library(&ns);
+    let queue = chancy::Queue::new("web-drain")
+        .concurrency(8)
+        .polling_interval(Duration::from_secs(1))
+        .eager_polling(true);
+    chancy.declare(&queue).expect("declare the queue");
+    let jobs: Vec<chancy::Job> = (0..64)
+        .map(|_| {
+            chancy::Job::new("chancy.builtin.sleep")
+                .queue("web-drain")
+                .kwargs(serde_json::json!({"seconds": 0.05}))
+        })
+        .collect();
+    chancy.push_many(&jobs).expect("push 64 jobs");
+    let mut child = Reap(
+        ns.command(&["worker", "start", "--web", "--web-port", "0"])
+            .env("CHANCY_WEB_PASSWORD", "s3cret")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn chancy worker start --web"),
+    );
+    let (base, _) = dashboard_lines(&mut child.0);
+    // Once aborted the process (allocation failure) and killed handler threads.
+    for length in ["9000000000000000000", "18446744073709551615"] {
+        for _ in 0..5 {
+            let request = format!(
+                "POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n"
+            );
+            assert_eq!(raw_status(&base, &request), 413, "Content-Length {length}");
+        }
+    }
+    let table = format!("{}jobs", ns.prefix);
+    eventually(Duration::from_secs(60), "every job succeeded", || {
+        let done: i64 = client()
+            .query_one(
+                &format!("SELECT count(*) FROM {table} WHERE state = 'succeeded'"),
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        done == 64
+    });
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "the worker process is still running"
+    );
+    assert_eq!(
+        raw_status(&base, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"),
+        200
+    );
+    assert_eq!(
+        terminate(&mut child.0).code(),
+        Some(0),
+        "a clean worker stop"
+    );
+}
+
+/// `a` equals `b` up to rounding in the JSON.
+fn assert_close(a: f64, b: f64, what: &str) {
+    assert!(
+        (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+        "{what}: {a} vs {b}"
+    );
+}
+
+/// The per-job cost section of a drain or steady run: every figure present, every
+/// `*_per_job` equal to its total ÷ `jobs`, and the PostgreSQL CPU read from /proc (the
+/// test server runs on this machine).
+fn assert_costs_consistent(costs: &Value, jobs: u64) {
+    assert_eq!(costs["jobs"], jobs, "{costs}");
+    let num = |k: &str| {
+        costs[k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{k} missing: {costs}"))
+    };
+    let n = jobs as f64;
+    assert!(num("seconds") > 0.0, "{costs}");
+    assert!(
+        num("worker_cpu_seconds") > 0.0,
+        "the worker used CPU: {costs}"
+    );
+    assert_close(
+        num("worker_cpu_us_per_job"),
+        num("worker_cpu_seconds") * 1e6 / n,
+        "worker CPU",
+    );
+    assert_eq!(
+        costs["postgres_cpu_source"], "proc",
+        "the test server (DATABASE_URL) must run on this machine, so its CPU is read from /proc: \
+         {costs}"
+    );
+    let (all, own) = (num("postgres_cpu_seconds"), num("postgres_own_cpu_seconds"));
+    assert!(all > 0.0, "the server worked during the run: {costs}");
+    assert!(own > 0.0 && own <= all + 1e-9, "own ⊆ all: {costs}");
+    assert_close(
+        num("postgres_cpu_us_per_job"),
+        all * 1e6 / n,
+        "PostgreSQL CPU",
+    );
+    assert_close(
+        num("postgres_own_cpu_us_per_job"),
+        own * 1e6 / n,
+        "own PostgreSQL CPU",
+    );
+    assert!(
+        costs["own_processes"].as_u64().unwrap() >= 2,
+        "at least the fetcher's and writer's backends: {costs}"
+    );
+    assert!(num("wal_bytes") > 0.0, "{costs}");
+    assert_close(num("wal_bytes_per_job"), num("wal_bytes") / n, "WAL");
+    assert!(
+        num("wal_records") >= n,
+        "at least one WAL record per job: {costs}"
+    );
+    assert_close(
+        num("wal_records_per_job"),
+        num("wal_records") / n,
+        "WAL records",
+    );
+    assert!(num("wal_fpi") >= 0.0, "{costs}");
+    assert_close(
+        num("wal_fpi_per_job"),
+        num("wal_fpi") / n,
+        "WAL full-page images",
+    );
+    assert!(num("commits") >= 1.0, "claims and outcomes commit: {costs}");
+    assert_close(num("commits_per_job"), num("commits") / n, "commits");
+    let note = costs["statements_note"].as_str().expect("statements_note");
+    match costs["statements"].as_f64() {
+        Some(calls) => {
+            assert!(calls >= 1.0, "{costs}");
+            assert_close(num("statements_per_job"), calls / n, "statements");
+        }
+        None => {
+            assert!(costs["statements_per_job"].is_null(), "{costs}");
+            assert!(
+                note.starts_with("pg_stat_statements unavailable: "),
+                "says why there is no statement count: {costs}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bench_steady_mode_times_open_loop_arrivals() {
+    let ns = Ns::new();
+    let report = ns.json(&[
+        "-q",
+        "bench",
+        "--mode",
+        "steady",
+        "--rate",
+        "200",
+        "--seconds",
+        "1",
+        "--concurrency",
+        "8",
+        "--no-default-plugins",
+        "--json",
+    ]);
+    assert!(
+        report["drain"].is_null() && report["latency"].is_null(),
+        "{report}"
+    );
+    assert_eq!(report["settings"]["mode"], "steady");
+    assert_eq!(report["settings"]["rate"], 200);
+    let steady = &report["steady"];
+    assert_eq!(steady["jobs"], 200, "{steady}");
+    let pushes = steady["pushes"].as_u64().unwrap();
+    assert!((1..=200).contains(&pushes), "{steady}");
+    assert!(steady["achieved_rate"].as_f64().unwrap() > 0.0, "{steady}");
+    let p = &steady["push_to_start_ms"];
+    let ordered: Vec<f64> = ["p50", "p95", "p99", "max"]
+        .iter()
+        .map(|k| p[k].as_f64().expect(k))
+        .collect();
+    assert!(ordered[0] > 0.0, "{p}");
+    assert!(ordered.windows(2).all(|w| w[0] <= w[1]), "{p}");
+    assert_costs_consistent(&steady["costs"], 200);
+    assert_eq!(
+        report["jobs_table"]["rows"], 200,
+        "every arrival was pushed once"
+    );
+}
+
+#[test]
+fn bench_counts_statements_when_pg_stat_statements_is_loaded() {
+    // A private server: loading the extension needs `shared_preload_libraries` and a
+    // restart, which the shared server must never get.
+    let server = chancy::pgtemp::TempPostgres::start()
+        .expect("start a private PostgreSQL (needs the server binaries, see tests/faults.rs)");
+    Client::connect(server.url(), NoTls)
+        .unwrap()
+        .batch_execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+        .unwrap();
+    server.restart().expect("restart the private server");
+    Client::connect(server.url(), NoTls)
+        .unwrap()
+        .batch_execute("CREATE EXTENSION pg_stat_statements")
+        .expect("pg_stat_statements (PostgreSQL's contrib) must be installed for this test");
+    let out = Command::new(BIN)
+        .env("DATABASE_URL", server.url())
+        .env_remove("RUST_LOG")
+        .args([
+            "-q", "--prefix", "st_", "bench", "--mode", "drain", "--jobs", "200",
+        ])
+        .args(["--concurrency", "8", "--no-default-plugins", "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run chancy bench");
+    assert!(
+        out.status.success(),
+        "chancy bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let costs = &report["drain"]["costs"];
+    assert_costs_consistent(costs, 200);
+    // At least one claim per 8 jobs, each job's outcome in some writer batch.
+    let statements = costs["statements"].as_f64().expect("statements counted");
+    assert!(statements >= 25.0, "{costs}");
+    assert!(
+        costs["statements_note"]
+            .as_str()
+            .unwrap()
+            .starts_with("pg_stat_statements calls"),
+        "{costs}"
+    );
+}
+
 #[test]
 fn bench_latency_mode_skips_the_drain() {
     let ns = Ns::new();
@@ -1122,4 +1424,209 @@ fn bench_latency_mode_skips_the_drain() {
     assert_eq!(report["latency"]["samples"], 3);
     assert_eq!(report["settings"]["plugins"], serde_json::json!([]));
     assert_eq!(report["jobs_table"]["rows"], 3);
+}
+
+/// Issue 14 item 5: the CLI renders the library's per-job outcomes with documented exit
+/// codes (0 done, 3 not found, 4 not applicable, 5 conflict) and sends NOTIFY only for jobs
+/// it changed.
+#[test]
+fn job_cancel_retry_delete_render_the_library_outcomes_with_exit_codes() {
+    let ns = Ns::migrated();
+    let table = format!("\"{}jobs\"", ns.prefix);
+    let finish = |id: &str, state: &str| {
+        client()
+            .execute(
+                &format!("UPDATE {table} SET state = $2, completed_at = NOW() WHERE id = $1"),
+                &[&uuid::Uuid::parse_str(id).unwrap(), &state],
+            )
+            .unwrap();
+    };
+    // Cancel of a finished job: exit 4, state kept. Unknown id: exit 3, no NOTIFY.
+    let done = ns.push(&["chancy.builtin.noop"]);
+    finish(&done, "succeeded");
+    let mut listener = client();
+    listener
+        .batch_execute(&format!("LISTEN \"{}events\"", ns.prefix))
+        .unwrap();
+    let out = ns.run(&["job", "cancel", &done]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert!(one_line_error(&out).contains("already finished (succeeded)"));
+    assert_eq!(ns.json(&["job", "get", &done])["state"], "succeeded");
+    let unknown = "00000000-0000-0000-0000-000000000000";
+    let out = ns.run(&["job", "cancel", unknown]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(one_line_error(&out).contains("not found"));
+    {
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut notes = listener.notifications();
+        let got: Vec<String> = notes
+            .timeout_iter(Duration::from_millis(300))
+            .map(|n| Ok(n.payload().to_string()))
+            .collect()
+            .unwrap();
+        assert!(got.is_empty(), "nothing changed, nothing sent: {got:?}");
+    }
+
+    // Retry of a job scheduled for later: exit 4 and it stays scheduled.
+    let later = ns.push(&["chancy.builtin.noop", "--delay", "3600"]);
+    let before = ns.json(&["job", "get", &later])["scheduled_at"].clone();
+    let out = ns.run(&["job", "retry", &later]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert!(one_line_error(&out).contains("scheduled for"));
+    assert_eq!(ns.json(&["job", "get", &later])["scheduled_at"], before);
+
+    // Retry of a finished job whose unique key is held by a waiting job: exit 5, holder
+    // named; another job in the same call is retried.
+    let first = ns.push(&["chancy.builtin.noop", "--unique-key", "k"]);
+    finish(&first, "failed");
+    let holder = ns.push(&["chancy.builtin.noop", "--unique-key", "k"]);
+    let other = ns.push(&["chancy.builtin.noop"]);
+    finish(&other, "failed");
+    let out = ns.run(&["job", "retry", &first, &other]);
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    assert!(one_line_error(&out).contains(&holder));
+    assert!(text(&out.stdout).contains(&format!("job {other} will run again")));
+    assert_eq!(ns.json(&["job", "get", &other])["state"], "retrying");
+    assert_eq!(ns.json(&["job", "get", &first])["state"], "failed");
+
+    // Cancel of a waiting job and delete: exit 0.
+    assert!(ns.ok(&["job", "cancel", &later]).contains("cancelled"));
+    assert_eq!(ns.json(&["job", "get", &later])["state"], "failed");
+    assert!(ns.ok(&["job", "delete", &later]).contains("deleted"));
+    assert_eq!(ns.run(&["job", "get", &later]).status.code(), Some(1));
+    assert_eq!(ns.run(&["job", "delete", &later]).status.code(), Some(3));
+}
+
+/// Issue 14 item 4: out-of-bounds settings are refused by `queue declare` with one line
+/// naming the setting and its bound, and nothing is written.
+#[test]
+fn queue_declare_refuses_out_of_bounds_settings() {
+    let ns = Ns::migrated();
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--concurrency", "2147483647"],
+            "concurrency must be between 1 and 1024",
+        ),
+        (&["--tags", "has=(gpu"], "is not a valid regex"),
+        (&["--polling-interval", "0"], "polling_interval"),
+        (
+            &["--rate-limit", "5", "--rate-limit-window", "99999999"],
+            "rate_limit_window must be a whole number of seconds between 1 and 604800",
+        ),
+        (
+            &["--rate-limit", "2147483647", "--rate-limit-window", "2"],
+            "rate_limit must be between 0 (unlimited) and 1000000",
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut argv = vec!["queue", "declare", "q"];
+        argv.extend_from_slice(args);
+        let out = ns.run(&argv);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        let line = one_line_error(&out);
+        assert!(line.contains(expected), "{args:?}: {line}");
+    }
+    assert!(ns.ok(&["queue", "list"]).starts_with("no queues"));
+}
+
+/// Issue 14 item 4: rows another client wrote outside the bounds are logged and skipped by
+/// a `chancy worker`, which keeps serving the other queues and stops cleanly.
+#[test]
+fn a_cli_worker_logs_out_of_bounds_queue_rows_and_serves_the_rest() {
+    let ns = Ns::migrated();
+    client()
+        .batch_execute(&format!(
+            "INSERT INTO \"{p}queues\" (name, state, concurrency, tags, executor, executor_options, polling_interval) \
+             VALUES ('huge', 'active', 2147483647, '{{.*}}', 'chancy.executors.thread.ThreadedExecutor', '{{}}', 1), \
+                    ('badtag', 'active', 1, '{{\"(\"}}', 'chancy.executors.thread.ThreadedExecutor', '{{}}', 1)",
+            p = ns.prefix
+        ))
+        .unwrap();
+    ns.ok(&["queue", "declare", "default", "--concurrency", "2"]);
+    let stuck = ns.push(&["chancy.builtin.noop", "--queue", "huge"]);
+    let fine = ns.push(&["chancy.builtin.noop"]);
+    let mut worker = ns
+        .command(&["worker", "start", "--queue-change-poll-interval", "0.5"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn worker");
+    let done = ns.run(&["job", "wait", &fine, "--timeout", "30"]);
+    assert_eq!(done.status.code(), Some(0), "{done:?}");
+    std::thread::sleep(Duration::from_millis(1200)); // a few queue passes
+    assert_eq!(ns.json(&["job", "get", &stuck])["state"], "pending");
+    let status = terminate(&mut worker);
+    assert_eq!(status.code(), Some(0), "no abort, a clean stop: {status:?}");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(worker.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("not serving queue \"huge\"") && stderr.contains("concurrency"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("not serving queue \"badtag\"") && stderr.contains("regex"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("not serving queue \"huge\"").count(),
+        1,
+        "logged once at ERROR, not on every queue pass: {stderr}"
+    );
+}
+
+/// Issue 14 item 4: a worker that runs out of threads (here `prlimit --nproc` on an
+/// unprivileged user) serves a large queue with the threads it could start, logs it, runs
+/// the other queues' jobs and stops cleanly: no panic, no job left `running`. Needs root (to
+/// run the worker as `nobody` with `setpriv`, since root ignores the process limit).
+#[test]
+fn a_worker_out_of_threads_logs_it_serves_its_queues_and_stops_cleanly() {
+    let uid = Command::new("id").arg("-u").output().expect("run id -u");
+    assert_eq!(
+        text(&uid.stdout).trim(),
+        "0",
+        "this test needs root: it runs the worker as `nobody` under `prlimit --nproc` with \
+         `setpriv` (util-linux); run the CLI tests as root"
+    );
+    let ns = Ns::migrated();
+    ns.ok(&["queue", "declare", "default", "--concurrency", "2"]);
+    ns.ok(&["queue", "declare", "big", "--concurrency", "1000"]);
+    let id = ns.push(&["chancy.builtin.noop"]);
+    let mut worker = Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "prlimit",
+            "--nproc=60",
+            "--",
+            BIN,
+            "--prefix",
+            &ns.prefix,
+            "worker",
+            "start",
+            "--plugins",
+            "none",
+        ])
+        .env("DATABASE_URL", database_url())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run setpriv (util-linux)");
+    let done = ns.run(&["job", "wait", &id, "--timeout", "30"]);
+    assert_eq!(done.status.code(), Some(0), "{done:?}");
+    let status = terminate(&mut worker);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(worker.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "a clean stop: {status:?}\n{stderr}");
+    assert!(
+        stderr.contains("queue \"big\": cannot start executor thread"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        ns.ok(&["job", "list", "--state", "running"]).trim(),
+        "no jobs"
+    );
 }

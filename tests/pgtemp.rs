@@ -323,7 +323,7 @@ fn private_dirs() -> Vec<PathBuf> {
 #[test]
 fn migrate_and_worker_start_fail_clearly_and_start_no_server() {
     let unreachable = "postgresql://postgres@127.0.0.1:1/postgres";
-    // Both at once: each retries for the CLI's connection timeout before giving up.
+    // Both at once: a refused port fails in about a second (see src/connect.rs).
     let children: Vec<(Vec<&str>, Child)> = [vec!["migrate"], vec!["worker", "start"]]
         .into_iter()
         .map(|args| {

@@ -165,7 +165,7 @@ fn drive(
         recent.extend(refs);
         if rng.below(4) == 0 && !recent.is_empty() {
             let r = recent.swap_remove(rng.below(recent.len()));
-            if app.chancy.cancel_job(&r).expect("cancel") {
+            if app.chancy.cancel_job(&r).expect("cancel").is_done() {
                 cancelled.insert(r.0);
             }
         }

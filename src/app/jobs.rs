@@ -1,15 +1,12 @@
-//! Reading, waiting for, cancelling, retrying and purging jobs.
+//! Reading and waiting for jobs (cancel, retry and purge are in `transitions`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use postgres::GenericClient;
-use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::{in_transaction, Chancy};
+use super::Chancy;
 use crate::error::{Error, Result};
-use crate::events;
 use crate::job::{JobState, QueuedJob, Reference};
 
 /// How [`Chancy::wait_for_job_with`] waits.
@@ -160,87 +157,6 @@ impl Chancy {
         timeout: Duration,
     ) -> Result<Vec<QueuedJob>> {
         self.wait_for_jobs_with(references, &WaitOptions::timeout(timeout))
-    }
-
-    /// Marks the job `failed` (whatever its state) and NOTIFYs `job.cancelled`, so a worker
-    /// running it stops it. The running execution's own outcome is fenced out. Returns whether
-    /// the job existed.
-    ///
-    /// # Errors
-    /// When the database is unreachable.
-    pub fn cancel_job(&self, reference: &Reference) -> Result<bool> {
-        in_transaction(self, "cancelling a job", |tx| {
-            self.cancel_job_ex(tx, reference)
-        })
-    }
-
-    /// [`Chancy::cancel_job`] on the caller's client.
-    ///
-    /// # Errors
-    /// When the statement fails.
-    pub fn cancel_job_ex(
-        &self,
-        client: &mut impl GenericClient,
-        reference: &Reference,
-    ) -> Result<bool> {
-        let n = client
-            .execute(self.sql().cancel_job.as_str(), &[&reference.0])
-            .map_err(|e| Error::database("cancelling a job", e))?;
-        self.notify_ex(
-            client,
-            &[(events::JOB_CANCELLED, json!({ "j": reference.to_string() }))],
-        )?;
-        Ok(n > 0)
-    }
-
-    /// Puts finished (or pending) jobs back to `retrying` with `attempts = 0`, due now,
-    /// keeping their errors; running jobs are skipped. NOTIFYs `queue.pushed` per queue.
-    /// Returns the queues touched.
-    ///
-    /// # Errors
-    /// When the database is unreachable.
-    pub fn retry_jobs(&self, references: &[Reference]) -> Result<BTreeSet<String>> {
-        if references.is_empty() {
-            return Ok(BTreeSet::new());
-        }
-        in_transaction(self, "retrying jobs", |tx| {
-            self.retry_jobs_ex(tx, references)
-        })
-    }
-
-    /// [`Chancy::retry_jobs`] on the caller's client.
-    ///
-    /// # Errors
-    /// When the statement fails.
-    pub fn retry_jobs_ex(
-        &self,
-        client: &mut impl GenericClient,
-        references: &[Reference],
-    ) -> Result<BTreeSet<String>> {
-        let rows = client
-            .query(self.sql().retry_jobs.as_str(), &[&ids_of(references)])
-            .map_err(|e| Error::database("retrying jobs", e))?;
-        let queues: BTreeSet<String> = rows.iter().map(|r| r.get(0)).collect();
-        let notes: Vec<(&str, Value)> = queues
-            .iter()
-            .map(|q| (events::QUEUE_PUSHED, json!({ "q": q })))
-            .collect();
-        self.notify_ex(client, &notes)?;
-        Ok(queues)
-    }
-
-    /// Deletes jobs outright. Returns how many rows were deleted.
-    ///
-    /// # Errors
-    /// When the database is unreachable.
-    pub fn purge_jobs(&self, references: &[Reference]) -> Result<u64> {
-        if references.is_empty() {
-            return Ok(0);
-        }
-        let mut conn = self.connection()?;
-        conn.client
-            .execute(self.sql().purge_jobs.as_str(), &[&ids_of(references)])
-            .map_err(|e| Error::database("purging jobs", e))
     }
 }
 

@@ -1,10 +1,12 @@
 //! The application handle: configuration, the connection pool and every producer and admin
 //! call. It runs nothing in the background; a [`Worker`](crate::Worker) does that.
 
+mod horizon;
 mod jobs;
 mod list;
 mod push;
 mod queues;
+mod transitions;
 mod workers;
 
 use std::str::FromStr;
@@ -14,6 +16,7 @@ use std::time::Duration;
 use postgres::GenericClient;
 use serde_json::Value;
 
+use crate::connect::{self, ConnectHealth};
 use crate::error::{Error, Result};
 use crate::events;
 use crate::migrate::{self, MigrationStatus, Migrator};
@@ -22,8 +25,10 @@ use crate::pool::{self, Pool, PooledConn};
 use crate::prefix::Prefix;
 use crate::sql::Sql;
 
+pub use horizon::{HorizonHolder, DEFAULT_HORIZON_WARN_AFTER, MAX_HORIZON_HOLDERS};
 pub use jobs::WaitOptions;
 pub use list::{JobFilter, DEFAULT_LIST_LIMIT};
+pub use transitions::JobOutcome;
 pub use workers::WorkerInfo;
 
 /// Default URL when none is given: the local server's `postgres` database.
@@ -36,6 +41,7 @@ pub const DEFAULT_MIN_POOL_SIZE: u32 = 1;
 pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Configures a [`Chancy`]. Created by [`Chancy::builder`].
+#[must_use = "a builder does nothing until `build()` is called"]
 pub struct ChancyBuilder {
     dsn: String,
     prefix: String,
@@ -116,11 +122,13 @@ impl ChancyBuilder {
         if self.default_plugins {
             crate::plugins::add_defaults(&mut plugins);
         }
+        let health = Arc::new(ConnectHealth::default());
         let pool = pool::build_pool(
             config.clone(),
             self.min_pool,
             self.max_pool,
             self.connection_timeout,
+            health.clone(),
         )?;
         let target = pool::describe_config(&config);
         Ok(Chancy {
@@ -128,6 +136,7 @@ impl ChancyBuilder {
                 sql: Sql::new(&prefix),
                 channel: prefix.channel(),
                 pool,
+                health,
                 config,
                 target,
                 prefix,
@@ -160,6 +169,8 @@ fn redact(dsn: &str) -> String {
 
 struct Inner {
     pool: Pool,
+    /// Outcome of the pool's latest connection attempts (written by the pool's threads).
+    health: Arc<ConnectHealth>,
     config: postgres::Config,
     target: String,
     prefix: Prefix,
@@ -247,21 +258,36 @@ impl Chancy {
     /// A pooled connection.
     ///
     /// # Errors
-    /// When no connection could be made within the connection timeout.
+    /// An [`Error::is_unavailable`] error with the server's own message and a hint for its
+    /// cause: at once when the server refused the login or the database does not exist,
+    /// after about a second when the connection is refused, else when no connection could
+    /// be made within the connection timeout (upstream, like r2d2, always waits the full
+    /// timeout and says only "timed out").
     pub fn connection(&self) -> Result<PooledConn> {
-        self.inner
-            .pool
-            .get()
-            .map_err(|e| Error::pool_unavailable(&self.inner.target, e))
+        connect::checkout(&self.inner.pool, &self.inner.health, &self.inner.target)
+    }
+
+    /// Pooled connections open and idle right now: `(open, idle, max)`.
+    #[cfg(feature = "prometheus")]
+    pub(crate) fn pool_use(&self) -> (u32, u32, u32) {
+        let state = self.inner.pool.state();
+        (
+            state.connections,
+            state.idle_connections,
+            self.inner.pool.max_size(),
+        )
     }
 
     /// A pooled connection, waiting at most `timeout` (the worker's loops wait in short
     /// steps so they notice shutdown).
     pub(crate) fn connection_within(&self, timeout: Duration) -> Result<PooledConn> {
-        self.inner
-            .pool
-            .get_timeout(timeout)
-            .map_err(|e| Error::pool_unavailable(&self.inner.target, e))
+        self.inner.pool.get_timeout(timeout).map_err(|e| {
+            // r2d2's text carries the last attempt's server message (pool::ConnectError).
+            Error::unavailable(format!(
+                "could not connect to the database at {}: {e}",
+                self.inner.target
+            ))
+        })
     }
 
     /// Opens a dedicated connection outside the pool (the worker's listener; every other

@@ -156,6 +156,12 @@ impl Chancy {
         rows: &[usize],
         refs: &mut [Option<Uuid>],
     ) -> Result<()> {
+        // Jobs without a time are due at the database's now() (as the INSERT path writes),
+        // never at this machine's clock.
+        let now: chrono::DateTime<chrono::Utc> = client
+            .query_one("SELECT NOW()", &[])
+            .map_err(|e| Error::database("reading the database clock", e))?
+            .get(0);
         let sql = format!(
             "COPY {} (id, queue, func, kwargs, limits, meta, priority, max_attempts, scheduled_at) \
              FROM STDIN (FORMAT binary)",
@@ -176,7 +182,6 @@ impl Chancy {
             Type::TIMESTAMPTZ,
         ];
         let mut writer = BinaryCopyInWriter::new(sink, &types);
-        let now = Utc::now();
         for &i in rows {
             let job = &jobs[i];
             let id = new_job_id();

@@ -141,6 +141,43 @@ impl Chancy {
         self.set_queue_state(name, &self.sql().resume_queue, None, events::QUEUE_RESUMED)
     }
 
+    /// The database's clock (`SELECT NOW()`), the one clock every time decision uses.
+    ///
+    /// # Errors
+    /// When the database is unreachable.
+    pub fn database_now(&self) -> Result<DateTime<Utc>> {
+        let mut conn = self.connection()?;
+        let row = conn
+            .client
+            .query_one("SELECT NOW()", &[])
+            .map_err(|e| Error::database("reading the database clock", e))?;
+        Ok(row.get(0))
+    }
+
+    /// Resumes a paused queue whose `resume_at` has passed by the database clock, and
+    /// NOTIFYs `queue.resumed`. Returns whether it resumed (false: not paused, no
+    /// `resume_at`, not due yet, or no such queue). Workers call this instead of comparing
+    /// `resume_at` with their own clock.
+    ///
+    /// # Errors
+    /// When the database is unreachable.
+    pub fn resume_queue_if_due(&self, name: &str) -> Result<bool> {
+        let sql = format!(
+            "UPDATE {} SET state = 'active', resume_at = NULL \
+             WHERE name = $1 AND state = 'paused' AND resume_at <= NOW()",
+            self.prefix().table("queues")
+        );
+        in_transaction(self, "resuming a queue", |tx| {
+            let n = tx
+                .execute(sql.as_str(), &[&name])
+                .map_err(|e| Error::database("resuming a queue", e))?;
+            if n > 0 {
+                self.notify_ex(tx, &[(events::QUEUE_RESUMED, json!({ "q": name }))])?;
+            }
+            Ok(n > 0)
+        })
+    }
+
     fn set_queue_state(
         &self,
         name: &str,

@@ -51,9 +51,13 @@ pub(crate) fn json_object(flag: &str, text: &str) -> Result<Value> {
     Ok(value)
 }
 
-/// `now + d` in UTC.
-pub(crate) fn from_now(d: Duration) -> DateTime<Utc> {
-    Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+/// `d` from now by the database clock (so `--delay` and `--resume-in` mean the same on a
+/// machine whose clock is off).
+pub(crate) fn from_now(chancy: &crate::Chancy, d: Duration) -> crate::Result<DateTime<Utc>> {
+    let now = chancy.database_now()?;
+    Ok(now
+        .checked_add_signed(chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC))
 }
 
 #[cfg(test)]

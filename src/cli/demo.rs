@@ -1,5 +1,6 @@
-//! `chancy demo`: a zero-config tour on private tables (`<prefix>demo_*`), so it never
-//! touches real data: migrate, declare a queue, push a mix of jobs, run a worker in-process
+//! `chancy demo`: a zero-config tour on private tables (`<prefix>demo_<run>_*`, `<run>` six
+//! random hex digits), so it never touches real data and two runs on one database never see
+//! each other's jobs: migrate, declare a queue, push a mix of jobs, run a worker in-process
 //! with a progress line, print a summary, drop the tables.
 
 use std::collections::BTreeMap;
@@ -23,8 +24,8 @@ pub struct DemoArgs {
     /// How many `chancy.builtin.noop` jobs to push besides the others.
     #[arg(long, default_value_t = 12)]
     pub jobs: usize,
-    /// Keep the demo tables afterwards (prefix `<prefix>demo_`), e.g. to inspect them with
-    /// `chancy --prefix <prefix>demo_ job list`.
+    /// Keep the demo tables afterwards (prefix `<prefix>demo_<run>_`, printed on the first
+    /// line), e.g. to inspect them with `chancy --prefix <prefix>demo_<run>_ job list`.
     #[arg(long)]
     pub keep: bool,
 }
@@ -37,7 +38,7 @@ const SCHEDULE_DELAY: Duration = Duration::from_millis(1500);
 const DEADLINE: Duration = Duration::from_secs(60);
 
 pub(super) fn demo(url: &str, prefix: &str, args: &DemoArgs, registry: Registry) -> Result<i32> {
-    let demo_prefix = format!("{prefix}demo_");
+    let demo_prefix = format!("{prefix}demo_{}_", run_id());
     let chancy = Chancy::builder(url)
         .prefix(demo_prefix.clone())
         .no_default_plugins()
@@ -47,7 +48,6 @@ pub(super) fn demo(url: &str, prefix: &str, args: &DemoArgs, registry: Registry)
         "chancy demo on {} using private tables {demo_prefix}*",
         chancy.database()
     );
-    teardown(&chancy)?;
     chancy.migrate()?;
     println!("1. migrated the schema");
     let result = tour(&chancy, args, registry);
@@ -58,6 +58,11 @@ pub(super) fn demo(url: &str, prefix: &str, args: &DemoArgs, registry: Registry)
         println!("cleaned up: dropped every {demo_prefix}* table");
     }
     result.map(|()| 0)
+}
+
+/// Six random hex digits naming this run's tables.
+fn run_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..6].to_string()
 }
 
 /// Drops every table of the demo prefix, including the version table.

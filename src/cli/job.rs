@@ -12,6 +12,7 @@ use crate::app::{JobFilter, WaitOptions};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobState, QueuedJob, Reference};
 use crate::Chancy;
+use crate::JobOutcome;
 
 /// Exit code of `job wait` when the job succeeded.
 pub const WAIT_SUCCEEDED: i32 = 0;
@@ -19,6 +20,13 @@ pub const WAIT_SUCCEEDED: i32 = 0;
 pub const WAIT_FAILED: i32 = 1;
 /// Exit code of `job wait` when `--timeout` passed first.
 pub const WAIT_TIMEOUT: i32 = 2;
+/// Exit code of `job cancel|retry|delete` when a job does not exist.
+pub const EXIT_NOT_FOUND: i32 = 3;
+/// Exit code of `job cancel|retry|delete` when the change does not apply to a job's
+/// current state (e.g. cancelling a finished job, retrying a running one).
+pub const EXIT_NOT_APPLICABLE: i32 = 4;
+/// Exit code of `job retry` when another unfinished job holds the job's unique key.
+pub const EXIT_CONFLICT: i32 = 5;
 
 /// The `job` subcommands.
 #[derive(Debug, Subcommand)]
@@ -43,17 +51,33 @@ pub enum JobCommand {
         chancy job list --queue emails --state failed --limit 20\n  \
         chancy job list --func chancy.builtin.sleep")]
     List(ListArgs),
-    /// Cancel a job: it is marked failed and a worker running it is told to stop.
-    #[command(after_help = "Example:\n  chancy job cancel 0190b6c4-…")]
+    /// Cancel waiting or running jobs: each is marked failed and a worker running it is
+    /// told to stop. Finished jobs are left as they are (exit 4).
+    #[command(after_help = concat!("Example:\n  chancy job cancel 0190b6c4-…\n\n",
+        "Exit codes (with several ids: the highest of them):\n  ",
+        "0  done\n  1  an error, printed as `error: …`\n  3  no such job\n  ",
+        "4  the job already finished (nothing changed)"))]
     Cancel {
-        /// The job id.
-        id: String,
+        /// The job ids.
+        #[arg(required = true, num_args = 1..)]
+        ids: Vec<String>,
     },
-    /// Run a finished job again (attempts reset to 0, errors kept).
-    #[command(after_help = "Example:\n  chancy job retry 0190b6c4-…")]
+    /// Run finished jobs again (attempts reset to 0, errors kept). Running jobs and jobs
+    /// still waiting for their turn are left as they are (exit 4).
+    #[command(after_help = RETRY_HELP)]
     Retry {
-        /// The job id.
-        id: String,
+        /// The job ids.
+        #[arg(required = true, num_args = 1..)]
+        ids: Vec<String>,
+    },
+    /// Delete jobs outright, in any state (a running execution's outcome is dropped).
+    #[command(after_help = concat!("Example:\n  chancy job delete 0190b6c4-…\n\n",
+        "Exit codes (with several ids: the highest of them):\n  ",
+        "0  done\n  1  an error, printed as `error: …`\n  3  no such job"))]
+    Delete {
+        /// The job ids.
+        #[arg(required = true, num_args = 1..)]
+        ids: Vec<String>,
     },
     /// Wait until a job finishes. Exit code: 0 succeeded, 1 failed or cancelled, 2 timed out.
     #[command(after_help = "Exit codes:\n  \
@@ -133,19 +157,13 @@ pub(super) fn run(chancy: &Chancy, command: &JobCommand) -> Result<i32> {
         JobCommand::Push(a) => push(chancy, a),
         JobCommand::Get { id } => {
             let job = get(chancy, id)?;
-            super::print_json(&crate::json::job_json(&job));
+            super::print_json(&crate::json::job_fields(&job));
             Ok(0)
         }
         JobCommand::List(a) => list(chancy, a),
-        JobCommand::Cancel { id } => {
-            let r = reference(id)?;
-            if !chancy.cancel_job(&r)? {
-                return Err(not_found(id));
-            }
-            println!("cancelled job {r}");
-            Ok(0)
-        }
-        JobCommand::Retry { id } => retry(chancy, id),
+        JobCommand::Cancel { ids } => change(ids, "cancelled", |r| chancy.cancel_jobs(r)),
+        JobCommand::Retry { ids } => change(ids, "will run again", |r| chancy.retry_jobs(r)),
+        JobCommand::Delete { ids } => change(ids, "deleted", |r| chancy.purge_jobs(r)),
         JobCommand::Wait(a) => wait(chancy, a),
     }
 }
@@ -164,12 +182,26 @@ fn push(chancy: &Chancy, a: &PushArgs) -> Result<i32> {
     if let Some(key) = &a.unique_key {
         job = job.unique_key(key);
     }
-    if let Some(at) = a.scheduled_at.or(a.delay.map(args::from_now)) {
+    let delayed = a.delay.map(|d| args::from_now(chancy, d)).transpose()?;
+    if let Some(at) = a.scheduled_at.or(delayed) {
         job = job.scheduled_at(at);
     }
     let r = chancy.push(&job)?;
     println!("{r}");
+    warn_if_undeclared(chancy, &a.queue);
     Ok(0)
+}
+
+/// The library accepts a push to a queue nobody declared (as upstream does); the job then
+/// waits until someone declares the queue. Say so on stderr, after the id on stdout.
+fn warn_if_undeclared(chancy: &Chancy, queue: &str) {
+    match chancy.get_queue(queue) {
+        Err(e) if e.is_not_found() => eprintln!(
+            "warning: queue {queue:?} is not declared, so no worker serves it yet; the job \
+             waits until it is (`chancy queue declare {queue}`)"
+        ),
+        _ => {}
+    }
 }
 
 fn reference(id: &str) -> Result<Reference> {
@@ -229,18 +261,49 @@ fn list(chancy: &Chancy, a: &ListArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn retry(chancy: &Chancy, id: &str) -> Result<i32> {
-    let job = get(chancy, id)?;
-    if job.state == JobState::Running {
-        return Err(Error::invalid_input(format!(
-            "job {} is running; it can be retried once it finishes (or cancel it first)",
-            job.id
-        )));
+/// Applies a library state change to `ids` and renders each outcome: done on stdout,
+/// the others as `error: job …: reason` on stderr. Returns the highest exit code.
+fn change(
+    ids: &[String],
+    done: &str,
+    apply: impl FnOnce(&[Reference]) -> Result<Vec<(Reference, JobOutcome)>>,
+) -> Result<i32> {
+    let refs = ids
+        .iter()
+        .map(|id| reference(id))
+        .collect::<Result<Vec<_>>>()?;
+    let mut code = 0;
+    for (r, outcome) in apply(&refs)? {
+        let this = match &outcome {
+            JobOutcome::Done => {
+                println!("job {r} {done}");
+                0
+            }
+            JobOutcome::NotFound => {
+                eprintln!("error: job {r} not found");
+                EXIT_NOT_FOUND
+            }
+            JobOutcome::NotApplicable { .. } => {
+                eprintln!("error: job {r}: {outcome}");
+                EXIT_NOT_APPLICABLE
+            }
+            _ => {
+                eprintln!("error: job {r}: {outcome}");
+                EXIT_CONFLICT
+            }
+        };
+        code = code.max(this);
     }
-    chancy.retry_jobs(&[job.reference()])?;
-    println!("job {} will run again", job.id);
-    Ok(0)
+    Ok(code)
 }
+
+const RETRY_HELP: &str = concat!(
+    "Example:\n  chancy job retry 0190b6c4-…\n\n",
+    "Exit codes (with several ids: the highest of them):\n  ",
+    "0  done\n  1  an error, printed as `error: …`\n  3  no such job\n  ",
+    "4  the job is running or has not finished yet (nothing changed)\n  ",
+    "5  another unfinished job holds the same unique_key (it is named)"
+);
 
 fn wait(chancy: &Chancy, a: &WaitArgs) -> Result<i32> {
     let r = reference(&a.id)?;

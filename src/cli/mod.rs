@@ -28,7 +28,6 @@ mod workflow;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use serde_json::Value;
 
 use crate::error::Result;
 use crate::pgtemp::{self, TempPostgres};
@@ -37,7 +36,10 @@ use crate::{Chancy, ChancyBuilder, DEFAULT_DATABASE_URL};
 
 pub use builtins::{builtin_registry, ECHO, FAIL, NOOP, SLEEP};
 pub use cron::CronCommand;
-pub use job::{JobCommand, WAIT_FAILED, WAIT_SUCCEEDED, WAIT_TIMEOUT};
+pub use job::{
+    JobCommand, EXIT_CONFLICT, EXIT_NOT_APPLICABLE, EXIT_NOT_FOUND, WAIT_FAILED, WAIT_SUCCEEDED,
+    WAIT_TIMEOUT,
+};
 pub use queue::QueueCommand;
 pub use web::WebArgs;
 pub use worker::WorkerCommand;
@@ -138,12 +140,12 @@ pub enum Command {
         chancy workflow get <ID>"
     )]
     Workflow(WorkflowCommand),
-    /// A zero-config tour on private tables (the prefix + demo_): migrate, declare a queue, push
+    /// A zero-config tour on private tables (the prefix + demo_ + a run id): migrate, declare a queue, push
     /// a mix of jobs, run a worker, print a summary, clean up.
     #[command(after_help = "Examples:\n  \
         chancy demo\n  \
         chancy demo --jobs 1000\n  \
-        chancy demo --keep && chancy --prefix chancy_demo_ job list")]
+        chancy demo --keep     (then: chancy --prefix <printed prefix> job list)")]
     Demo(demo::DemoArgs),
     /// Measure push and drain throughput and push→start latency on private tables.
     #[command(after_help = "Example:\n  chancy bench --jobs 20000 --concurrency 16")]
@@ -166,7 +168,7 @@ pub fn run(registry: Registry) -> i32 {
     match dispatch(&cli, registry) {
         Ok(code) => code,
         Err(err) if err.is_unavailable() => {
-            eprintln!("error: {err} (is PostgreSQL running there? pass --database-url or set DATABASE_URL; only `chancy demo` and `chancy bench` start a private server)");
+            eprintln!("error: {err} (pass --database-url or set DATABASE_URL to use another server; only `chancy demo` and `chancy bench` start a private one)");
             EXIT_ERROR
         }
         Err(err) => {
@@ -219,7 +221,14 @@ fn dispatch(cli: &Cli, registry: Registry) -> Result<i32> {
         Command::Cron(command) => cron::run(&app(cli, true)?, command),
         Command::Workflow(command) => workflow::run(&app(cli, true)?, command),
         Command::Worker(WorkerCommand::List) => worker::list(&app(cli, true)?),
-        Command::Web(args) => web::run(&app(cli, true)?, args),
+        Command::Web(args) => web::run(
+            &web::app(|| {
+                builder(cli)
+                    .notifications(true)
+                    .plugin(crate::prometheus::Prometheus::new())
+            })?,
+            args,
+        ),
     }
 }
 
@@ -279,11 +288,11 @@ fn zero_config_database(cli: &Cli) -> Result<ZeroConfig> {
 /// How long `demo` and `bench` wait for the default server before starting a private one.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Pretty JSON on stdout.
-fn print_json(value: &Value) {
+/// Pretty JSON on stdout (object keys in the order `value` serializes them).
+fn print_json(value: &impl serde::Serialize) {
     match serde_json::to_string_pretty(value) {
         Ok(text) => println!("{text}"),
-        Err(_) => println!("{value}"),
+        Err(e) => println!("null (not representable as JSON: {e})"),
     }
 }
 

@@ -113,11 +113,15 @@ pub(super) fn run(chancy: &Chancy, command: &QueueCommand) -> Result<i32> {
         QueueCommand::List => list(chancy),
         QueueCommand::Get { name } => {
             let queue = chancy.get_queue(name)?;
-            super::print_json(&crate::json::queue_json(&queue));
+            super::print_json(&crate::json::queue_fields(&queue));
             Ok(0)
         }
         QueueCommand::Pause(a) => {
-            let at = a.resume_at.or(a.resume_in.map(args::from_now));
+            let at = match (a.resume_at, a.resume_in) {
+                (Some(at), _) => Some(at),
+                (None, Some(d)) => Some(args::from_now(chancy, d)?),
+                (None, None) => None,
+            };
             chancy.pause_queue(&a.name, at)?;
             match at {
                 Some(at) => println!("paused queue {:?} until {}", a.name, time(at)),

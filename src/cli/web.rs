@@ -4,10 +4,12 @@
 use clap::Args;
 
 use crate::error::Result;
+use crate::migrate;
+use crate::plugins::Cron;
 use crate::web::{
     WebConfig, WebServer, DEFAULT_HOST, DEFAULT_PORT, ENV_PASSWORD, ENV_SECRET, ENV_USERNAME,
 };
-use crate::Chancy;
+use crate::{Chancy, ChancyBuilder};
 
 /// Arguments of `chancy web`.
 #[derive(Debug, Args)]
@@ -70,6 +72,22 @@ pub(crate) fn start(chancy: &Chancy, config: WebConfig) -> Result<WebServer> {
         None => println!("login: {} (password as configured)", server.username()),
     }
     Ok(server)
+}
+
+/// The application `chancy web` serves: the default plugins, plus [`Cron`] when its tables
+/// exist for the prefix (so `/api/v1/configuration` lists `Cron` and upstream's UI shows
+/// its Scheduled Jobs page, as it does for a Python app configured with the plugin).
+pub(super) fn app(builder: impl Fn() -> ChancyBuilder) -> Result<Chancy> {
+    let chancy = builder().build()?;
+    let cron = chancy
+        .migration_status(&[migrate::CRON])
+        .map(|s| s.iter().any(|s| s.current > 0))
+        .unwrap_or(false);
+    if !cron {
+        return Ok(chancy);
+    }
+    drop(chancy);
+    builder().plugin(Cron::new()).build()
 }
 
 /// `chancy web`: serves until Ctrl-C or SIGTERM.

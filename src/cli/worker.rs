@@ -9,6 +9,7 @@ use super::args;
 use super::plugins::{self, Intervals};
 use super::table::Table;
 use crate::error::{Error, Result};
+use crate::prometheus::{MetricsServer, Prometheus};
 use crate::worker::{Registry, Worker};
 use crate::{Chancy, ChancyBuilder};
 
@@ -26,7 +27,8 @@ chancy worker start\n  \
 chancy worker start --worker-id web-1 --tags has=gpu --tags region=eu\n  \
 chancy worker start --shutdown-timeout 60 --no-notifications   (behind pgbouncer)\n  \
 chancy worker start --plugins leadership,recovery,workflow,cron --cron-poll-interval 5\n  \
-chancy worker start --plugins none\n\n\
+chancy worker start --plugins none\n  \
+chancy worker start --metrics-addr 127.0.0.1:9464   (Prometheus /metrics, /health, /ready)\n\n\
 Plugins (--plugins, comma-separated; identifiers such as chancy.cron work too):\n  \
 leadership  elects one leader (the leader-only plugins below need it)\n  \
 pruner      deletes finished jobs older than a day (leader)\n  \
@@ -52,13 +54,13 @@ pub struct StartArgs {
     /// Extra worker tags matched by queue tag regexes (repeatable), e.g. `has=gpu`.
     #[arg(long = "tags", short = 't', value_name = "T")]
     pub tags: Vec<String>,
-    /// Seconds between heartbeats.
+    /// Seconds between heartbeats (upstream 30).
     #[arg(long, value_parser = args::positive_seconds, value_name = "S",
-          default_value = "30")]
+          default_value = "5")]
     pub heartbeat_poll_interval: Duration,
-    /// Seconds without a heartbeat after which this worker counts as gone.
+    /// Seconds without a heartbeat after which this worker counts as gone (upstream 90).
     #[arg(long, value_parser = args::positive_seconds, value_name = "S",
-          default_value = "90")]
+          default_value = "20")]
     pub heartbeat_timeout: Duration,
     /// Seconds between re-reads of the queues table (queue events also trigger one).
     #[arg(long, value_parser = args::positive_seconds, value_name = "S",
@@ -79,14 +81,15 @@ pub struct StartArgs {
     /// [default: leadership,pruner,recovery,workflow].
     #[arg(long, value_name = "LIST")]
     pub plugins: Option<String>,
-    /// Seconds between leader elections (leadership plugin) [default: 10].
+    /// Seconds between leader elections (leadership plugin) [default: 5].
     #[arg(long, value_parser = args::positive_seconds, value_name = "S")]
     pub leadership_poll_interval: Option<Duration>,
     /// Seconds a leader lease lasts without renewal (leadership plugin; at least the poll
-    /// interval) [default: 30].
+    /// interval) [default: 15].
     #[arg(long, value_parser = args::positive_seconds, value_name = "S")]
     pub leadership_timeout: Option<Duration>,
-    /// Seconds between the leader's looks for abandoned jobs (recovery plugin) [default: 60].
+    /// Seconds between the leader's looks for abandoned jobs in the declared queues (recovery
+    /// plugin; every 60 s it looks at all running jobs) [default: 5].
     #[arg(long, value_parser = args::positive_seconds, value_name = "S")]
     pub recovery_poll_interval: Option<Duration>,
     /// Seconds between the leader's pruning passes (pruner plugin) [default: 60].
@@ -99,6 +102,19 @@ pub struct StartArgs {
     /// scheduling (workflow plugin) [default: 30].
     #[arg(long, value_parser = args::positive_seconds, value_name = "S")]
     pub workflow_poll_interval: Option<Duration>,
+    /// Seconds between the leader's looks for sessions holding back the xmin horizon.
+    #[arg(long, value_parser = args::positive_seconds, value_name = "S",
+          default_value = "30")]
+    pub horizon_check_interval: Duration,
+    /// Warn about a session whose transaction has held a snapshot this many seconds.
+    #[arg(long, value_parser = args::positive_seconds, value_name = "S",
+          default_value = "60")]
+    pub horizon_warn_after: Duration,
+    /// Serve Prometheus `/metrics`, `/health` and `/ready` on this address (`HOST:PORT`, or
+    /// just `PORT` for 127.0.0.1). No authentication: keep it on loopback or a private
+    /// network.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
     /// Also serve the dashboard and JSON API (credentials from CHANCY_WEB_USERNAME,
     /// CHANCY_WEB_PASSWORD, CHANCY_WEB_SECRET; a random password is printed when unset).
     #[arg(long)]
@@ -128,6 +144,10 @@ impl StartArgs {
     /// the migration keys checked at start follow them).
     pub(crate) fn app(&self, base: ChancyBuilder) -> Result<Chancy> {
         let names = plugins::parse_list(self.plugins.as_deref())?;
+        let base = match self.metrics_addr.is_some() || self.web {
+            true => base.plugin(Prometheus::for_worker()),
+            false => base,
+        };
         plugins::add_all(
             base.notifications(!self.no_notifications)
                 .no_default_plugins(),
@@ -146,7 +166,9 @@ pub(super) fn start(chancy: &Chancy, a: &StartArgs, registry: Registry) -> Resul
         .queue_change_poll_interval(a.queue_change_poll_interval)
         .shutdown_timeout(a.shutdown_timeout)
         .synchronous_commit(!a.async_commit)
+        .horizon_check(a.horizon_check_interval, a.horizon_warn_after)
         .register_signal_handlers(true)
+        .panic_hook(true)
         .registry(super::builtin_registry().merge(registry));
     if let Some(id) = &a.worker_id {
         builder = builder.worker_id(id);
@@ -158,6 +180,10 @@ pub(super) fn start(chancy: &Chancy, a: &StartArgs, registry: Registry) -> Resul
     let web = match a.web {
         true => Some(super::web::for_worker(chancy, &a.web_host, a.web_port)?),
         false => None,
+    };
+    let metrics = match &a.metrics_addr {
+        Some(addr) => Some(MetricsServer::start(&metrics_addr(addr), chancy)?),
+        None => None,
     };
     worker.start()?;
     let names: Vec<&str> = chancy.plugins().iter().map(|p| p.identifier()).collect();
@@ -171,6 +197,9 @@ pub(super) fn start(chancy: &Chancy, a: &StartArgs, registry: Registry) -> Resul
     if let Some(server) = web {
         server.stop();
     }
+    if let Some(server) = metrics {
+        server.stop();
+    }
     // Returns the outcome of the stop the signal started.
     if worker.stop() {
         Ok(0)
@@ -180,6 +209,14 @@ pub(super) fn start(chancy: &Chancy, a: &StartArgs, registry: Registry) -> Resul
              recovery picks them up",
             a.shutdown_timeout
         )))
+    }
+}
+
+/// `PORT` alone means loopback: `127.0.0.1:PORT`.
+fn metrics_addr(addr: &str) -> String {
+    match addr.parse::<u16>() {
+        Ok(port) => format!("127.0.0.1:{port}"),
+        Err(_) => addr.to_string(),
     }
 }
 
@@ -235,5 +272,10 @@ mod tests {
             DEFAULT_QUEUE_CHANGE_POLL_INTERVAL
         );
         assert_eq!(a.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
+        assert_eq!(
+            a.horizon_check_interval,
+            crate::DEFAULT_HORIZON_CHECK_INTERVAL
+        );
+        assert_eq!(a.horizon_warn_after, crate::DEFAULT_HORIZON_WARN_AFTER);
     }
 }

@@ -28,6 +28,7 @@
 //! # Ok::<(), chancy::Error>(())
 //! ```
 
+#[cfg(feature = "cron")]
 pub mod cron;
 mod leadership;
 mod metrics;
@@ -43,6 +44,7 @@ use std::sync::Arc;
 
 use crate::plugin::Plugin;
 
+#[cfg(feature = "cron")]
 pub use cron::{Cron, CronSchedule};
 pub use leadership::{
     ImmediateLeadership, Leadership, LeadershipBuilder, DEFAULT_LEADERSHIP_POLL_INTERVAL,

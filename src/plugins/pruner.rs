@@ -119,6 +119,9 @@ impl Pruner {
     pub fn cleanup_plugins(chancy: &Chancy) {
         for plugin in chancy.plugins() {
             match plugin.cleanup(chancy) {
+                Ok(Some(0)) => {
+                    log::debug!("pruner: {} cleaned up 0 rows", plugin.identifier())
+                }
                 Ok(Some(n)) => log::info!("pruner: {} cleaned up {n} row(s)", plugin.identifier()),
                 Ok(None) => {}
                 Err(err) => log::error!("pruner: cleanup of {} failed: {err}", plugin.identifier()),

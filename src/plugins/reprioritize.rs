@@ -50,6 +50,7 @@ pub struct Reprioritize {
 
 /// Configures a [`Reprioritize`]. Created by [`Reprioritize::builder`].
 #[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build()` is called"]
 pub struct ReprioritizeBuilder {
     inner: Reprioritize,
 }

@@ -8,8 +8,23 @@ pub const DEFAULT_HOST: &str = "127.0.0.1";
 pub const DEFAULT_PORT: u16 = 8000;
 /// Username when none is configured.
 pub const DEFAULT_USERNAME: &str = "admin";
-/// Handler threads serving requests.
+/// Handler threads running requests that read the database.
 pub const DEFAULT_HANDLER_THREADS: usize = 4;
+/// Open connections served at once; more are answered 503 and closed at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// Largest request body (1 MiB); a larger declared or sent body is answered 413.
+pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
+/// Time a client has to send the whole request head (line and headers) after connecting.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client has to send the whole request body once its head arrived.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a request may take from its head to the last byte of the reply (body, handler
+/// and writing the reply to a slow reader included).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Requests that may wait per handler thread when all are busy; more are answered 503.
+pub const HANDLER_QUEUE_PER_THREAD: usize = 16;
+/// Websocket clients of `/api/v1/ws` served at once.
+pub const DEFAULT_MAX_WEBSOCKETS: usize = 32;
 /// How long a session token is valid (upstream: 7 days).
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Failed logins allowed per client within [`DEFAULT_LOGIN_WINDOW`] before 429.
@@ -51,6 +66,12 @@ pub struct WebConfig {
     pub(crate) token_lifetime: Duration,
     pub(crate) login_attempts: u32,
     pub(crate) login_window: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) body_limit: usize,
+    pub(crate) header_timeout: Duration,
+    pub(crate) body_timeout: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) max_websockets: usize,
 }
 
 impl Default for WebConfig {
@@ -66,6 +87,12 @@ impl Default for WebConfig {
             token_lifetime: DEFAULT_TOKEN_LIFETIME,
             login_attempts: DEFAULT_LOGIN_ATTEMPTS,
             login_window: DEFAULT_LOGIN_WINDOW,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            body_limit: DEFAULT_BODY_LIMIT,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_websockets: DEFAULT_MAX_WEBSOCKETS,
         }
     }
 }
@@ -118,7 +145,11 @@ impl WebConfig {
         self
     }
 
-    /// Handler threads (default [`DEFAULT_HANDLER_THREADS`], at least 1).
+    /// Handler threads (default [`DEFAULT_HANDLER_THREADS`], at least 1): the requests that
+    /// read the database run on these. Clients never hold them while sending: a request
+    /// reaches a handler only once its whole body has arrived. When every thread is busy
+    /// and [`HANDLER_QUEUE_PER_THREAD`](super::HANDLER_QUEUE_PER_THREAD) requests per thread
+    /// wait, further ones are answered 503.
     pub fn threads(mut self, threads: usize) -> Self {
         self.threads = threads.max(1);
         self
@@ -135,6 +166,49 @@ impl WebConfig {
     pub fn login_rate_limit(mut self, attempts: u32, window: Duration) -> Self {
         self.login_attempts = attempts.max(1);
         self.login_window = window;
+        self
+    }
+
+    /// Open connections served at once (default [`DEFAULT_MAX_CONNECTIONS`], at least 1).
+    /// A connection over the limit is answered 503 and closed without being read.
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections.max(1);
+        self
+    }
+
+    /// Largest request body in bytes (default [`DEFAULT_BODY_LIMIT`]). A larger
+    /// `Content-Length` is answered 413 before any byte of the body is read, and a chunked
+    /// body is cut off with 413 as soon as it passes the limit; the connection is closed.
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// Time allowed to send the request head after connecting (default
+    /// [`DEFAULT_HEADER_TIMEOUT`]); a client that has not sent it by then is disconnected.
+    /// Connections are not kept alive between requests, so this is also the idle timeout.
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = timeout;
+        self
+    }
+
+    /// Time allowed to send the whole body (default [`DEFAULT_BODY_TIMEOUT`]); then 408.
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
+    /// Longest time from the request head to the end of the reply (default
+    /// [`DEFAULT_REQUEST_TIMEOUT`]); past it the connection is closed.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Websocket clients served at once on `/api/v1/ws` (default
+    /// [`DEFAULT_MAX_WEBSOCKETS`]); one more is answered 503.
+    pub fn max_websockets(mut self, clients: usize) -> Self {
+        self.max_websockets = clients;
         self
     }
 

@@ -1,14 +1,12 @@
-//! The request and response types the handlers see, decoupled from tiny_http: a parsed
-//! request (method, decoded path segments, query, headers, body) and a JSON reply.
+//! The request and response types the handlers see, decoupled from the HTTP crate: a parsed
+//! request (method, decoded path segments, query, headers, body) and a JSON reply. The
+//! transport (`conn.rs`) builds a [`Req`] only once the whole body has arrived within the
+//! limits, and writes a [`Reply`] with the headers every answer carries.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::net::IpAddr;
 
 use serde_json::{json, Value};
-
-/// Largest request body read (1 MiB); longer bodies are refused with 413.
-pub(crate) const MAX_BODY: usize = 1 << 20;
 
 /// A parsed request.
 #[derive(Debug, Clone)]
@@ -25,44 +23,6 @@ pub(crate) struct Req {
 }
 
 impl Req {
-    /// Reads a tiny_http request (body capped at [`MAX_BODY`]).
-    pub fn read(request: &mut tiny_http::Request) -> Result<Req, Reply> {
-        let url = request.url().to_string();
-        let (path, query) = match url.split_once('?') {
-            Some((p, q)) => (p.to_string(), parse_query(q)),
-            None => (url, BTreeMap::new()),
-        };
-        let headers = request
-            .headers()
-            .iter()
-            .map(|h| {
-                (
-                    h.field.as_str().as_str().to_ascii_lowercase(),
-                    h.value.as_str().to_string(),
-                )
-            })
-            .collect();
-        let mut body = Vec::new();
-        let read = request
-            .as_reader()
-            .take(MAX_BODY as u64 + 1)
-            .read_to_end(&mut body);
-        if read.is_err() {
-            return Err(Reply::error(400, "could not read the request body"));
-        }
-        if body.len() > MAX_BODY {
-            return Err(Reply::error(413, "the request body is larger than 1 MiB"));
-        }
-        Ok(Req {
-            method: request.method().as_str().to_ascii_uppercase(),
-            path,
-            query,
-            headers,
-            body,
-            client: request.remote_addr().map(|a| a.ip()),
-        })
-    }
-
     /// A header by lower-case name.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(String::as_str)
@@ -130,9 +90,9 @@ impl Reply {
         }
     }
 
-    /// `{"error": message}` with `status`.
+    /// `{"title": message}` with `status` (upstream's error body; its UI shows the title).
     pub fn error(status: u16, message: impl Into<String>) -> Reply {
-        Reply::json_status(status, json!({ "error": message.into() }))
+        Reply::json_status(status, json!({ "title": message.into() }))
     }
 
     /// A static asset.
@@ -149,23 +109,6 @@ impl Reply {
     pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Reply {
         self.headers.push((name.to_string(), value.into()));
         self
-    }
-
-    /// Converts to a tiny_http response.
-    pub fn into_response(self) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
-        let mut response = tiny_http::Response::from_data(self.body).with_status_code(self.status);
-        let mut add = |name: &str, value: &str| {
-            if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-                response.add_header(h);
-            }
-        };
-        add("Content-Type", self.content_type);
-        add("X-Content-Type-Options", "nosniff");
-        add("Cache-Control", "no-store");
-        for (name, value) in &self.headers {
-            add(name, value);
-        }
-        response
     }
 }
 

@@ -44,6 +44,9 @@ fn dispatch(req: &Req, ctx: &Ctx) -> Out {
     if req.path == "/health" {
         return Ok(Reply::json(json!({ "status": "healthy" })));
     }
+    if req.path == "/metrics" && req.method == "GET" {
+        return metrics(&ctx.chancy);
+    }
     let Some(segments) = req.segments_after(API) else {
         return Err(Reply::error(404, format!("no route for {}", req.path)));
     };
@@ -62,6 +65,54 @@ fn dispatch(req: &Req, ctx: &Ctx) -> Out {
         ));
     }
     api::dispatch(req, &ctx.chancy, &segs)
+}
+
+/// Whether `req` is answered without the database (CORS preflights, `/health`, the page's
+/// assets): the transport runs these on the connection task, so they answer even when
+/// every handler thread is busy. An allowlist on purpose: anything that may touch the
+/// database must run on a handler thread (the blocking `postgres` client cannot run on the
+/// runtime's thread, and a slow query there would stall every connection).
+pub(crate) fn runs_inline(req: &Req) -> bool {
+    req.method == "OPTIONS" || req.path == "/health" || assets::serve(req).is_some()
+}
+
+/// Authentication of the event stream (`/api/v1/ws`): upstream's `?token=<token>` query
+/// parameter, or a Bearer header, or the session cookie. A browser sends the cookie to a
+/// websocket of any origin, so a cookie session counts only from this server's own or a
+/// listed Origin (the token and Bearer forms are not ambient, so any origin may use them).
+pub(crate) fn authenticate_stream(req: &Req, ctx: &Ctx) -> Result<(), Reply> {
+    if let Some(token) = req.param("token") {
+        return match ctx.auth.verify(token) {
+            Some(_) => Ok(()),
+            None => Err(Reply::error(403, "Not authenticated")),
+        };
+    }
+    let via_cookie = authenticate(req, ctx)?;
+    if via_cookie && !cors::origin_allowed(req, &ctx.allow_origins) {
+        return Err(Reply::error(
+            403,
+            "cross-origin event stream refused: the Origin is neither this server nor an \
+             allowed origin",
+        ));
+    }
+    Ok(())
+}
+
+/// `GET /metrics`: the Prometheus text of the exporter plugin (public, like `/health`:
+/// counts and queue names only), or 404 when the application has none.
+fn metrics(chancy: &crate::Chancy) -> Out {
+    match crate::prometheus::of(chancy) {
+        Some(exporter) => Ok(Reply {
+            status: 200,
+            content_type: crate::prometheus::CONTENT_TYPE,
+            body: exporter.render(chancy).into_bytes(),
+            headers: vec![("Cache-Control".into(), "no-store".into())],
+        }),
+        None => Err(Reply::error(
+            404,
+            "metrics are off: add the chancy::prometheus::Prometheus plugin",
+        )),
+    }
 }
 
 /// Ok(true) for a cookie session, Ok(false) for a Bearer token, 403 otherwise.

@@ -1,9 +1,16 @@
-//! [`WebServer`]: binds, spawns the handler threads, and stops them.
+//! [`WebServer`]: binds, runs the HTTP edge on its own thread, and stops it.
 //!
-//! tiny_http owns the listening socket and parses requests on its own threads; our
-//! `chancy-web-<n>` threads take requests with `recv_timeout`, so a stop is noticed within
-//! [`POLL`] even when no request arrives. A panic in a handler is caught, logged and
-//! answered with 500: a handler thread never dies silently.
+//! The public API is blocking; inside, one thread (`chancy-web`) runs a single-threaded
+//! tokio runtime that accepts connections and speaks HTTP/1.1 through hyper, and a fixed
+//! pool of handler threads (`chancy-web-<n>`) runs the blocking handlers. Why the split:
+//! a client controls how slowly it sends, so reading a request must cost a cheap task, not
+//! a thread; only a complete request (head and body read within their limits and timeouts)
+//! is handed to a handler thread. See `conn.rs` for the life of one connection.
+//!
+//! Nothing a client sends can take the process down: sizes are checked before anything is
+//! allocated for them, a panicking handler is answered 500 and its thread goes on, a
+//! panicking connection task ends that connection only, and should the accept loop itself
+//! panic it is logged and restarted.
 
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -13,16 +20,25 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use tokio::sync::{watch, Semaphore};
 
 use super::auth::{self, Auth, LoginLimiter};
-use super::config::WebConfig;
-use super::http::{Reply, Req};
+use super::config::{WebConfig, HANDLER_QUEUE_PER_THREAD};
+use super::conn::{self, Edge};
+use super::handlers::{Handler, Pool};
 use super::router::{self, Ctx};
+use super::ws;
 use crate::error::{Error, Result};
 use crate::Chancy;
 
-/// How often an idle handler thread looks at the stop flag.
+/// How often [`WebServer::join`] looks at the stop flag.
 const POLL: Duration = Duration::from_millis(200);
+/// Connections over the limit being answered 503 at once.
+const MAX_REFUSING: usize = 64;
+/// How long a connection over the limit may take to read its 503.
+const BUSY_LINGER: Duration = Duration::from_millis(500);
+/// How long a stop waits for requests in progress before closing their connections.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// A running dashboard server. Dropping it stops it.
 ///
@@ -42,7 +58,10 @@ pub struct WebServer {
     username: String,
     generated_password: Option<String>,
     stop: Arc<AtomicBool>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    stop_tx: watch::Sender<bool>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    pool: Arc<Pool>,
+    feed: Option<Arc<ws::Feed>>,
 }
 
 impl WebServer {
@@ -50,8 +69,8 @@ impl WebServer {
     /// at once.
     ///
     /// # Errors
-    /// A configuration error when the address cannot be bound (in use, bad host) or the
-    /// operating system gives no random bytes for the secret.
+    /// A configuration error when the address cannot be bound (in use, bad host), the
+    /// operating system gives no random bytes for the secret, or refuses a thread.
     pub fn start(chancy: &Chancy, config: WebConfig) -> Result<WebServer> {
         let (password, generated) = match &config.password {
             Some(p) if !p.is_empty() => (p.clone(), None),
@@ -71,36 +90,81 @@ impl WebServer {
             config.token_lifetime,
             LoginLimiter::new(config.login_attempts, config.login_window),
         );
-        let bind = format!("{}:{}", config.host, config.port);
-        let server = tiny_http::Server::http(bind.as_str())
-            .map_err(|e| Error::config(format!("cannot listen on {bind}: {e}")))?;
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| Error::config(format!("{bind} is not an IP address")))?;
-        let server = Arc::new(server);
         let ctx = Arc::new(Ctx {
             chancy: chancy.clone(),
             auth,
             allow_origins: config.allow_origins.clone(),
         });
         let stop = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::new();
-        for n in 0..config.threads {
-            let (server, ctx, stop) = (Arc::clone(&server), Arc::clone(&ctx), Arc::clone(&stop));
-            let handle = std::thread::Builder::new()
-                .name(format!("chancy-web-{n}"))
-                .spawn(move || serve(&server, &ctx, &stop))
-                .map_err(|e| Error::config(format!("cannot start a web thread: {e}")))?;
-            threads.push(handle);
-        }
-        log::info!("dashboard listening on http://{addr}/");
+        let feed = ws::Feed::new(chancy.clone(), Arc::clone(&stop));
+        let handler_ctx = Arc::clone(&ctx);
+        let handler: Handler = Arc::new(move |req| router::route(req, &handler_ctx));
+        let parts = Parts {
+            handler,
+            inline: router::runs_inline,
+            ws: Some((ctx, Arc::clone(&feed))),
+        };
+        let mut server = WebServer::launch(&config, parts, stop)?;
+        server.feed = Some(feed);
+        server.generated_password = generated;
+        log::info!("dashboard listening on http://{}/", server.addr);
+        Ok(server)
+    }
+
+    /// Binds and starts the edge around `parts` (the router in production, a stub in the
+    /// transport's own tests).
+    pub(crate) fn launch(
+        config: &WebConfig,
+        parts: Parts,
+        stop: Arc<AtomicBool>,
+    ) -> Result<WebServer> {
+        let bind = format!("{}:{}", config.host, config.port);
+        let listener = std::net::TcpListener::bind(bind.as_str())
+            .map_err(|e| Error::config(format!("cannot listen on {bind}: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::config(format!("cannot listen on {bind}: {e}")))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::config(format!("cannot listen on {bind}: {e}")))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("chancy-web")
+            .build()
+            .map_err(|e| Error::config(format!("cannot start the web runtime: {e}")))?;
+        let pool = Arc::new(Pool::start(
+            config.threads,
+            config.threads * HANDLER_QUEUE_PER_THREAD,
+            Arc::clone(&parts.handler),
+        )?);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let ws = parts.ws.map(|(ctx, feed)| {
+            ws::Endpoint::new(ctx, feed, config.max_websockets, stop_rx.clone())
+        });
+        let edge = Arc::new(Edge {
+            body_limit: config.body_limit,
+            header_timeout: config.header_timeout,
+            body_timeout: config.body_timeout,
+            request_timeout: config.request_timeout,
+            pool: Arc::clone(&pool),
+            handler: parts.handler,
+            inline: parts.inline,
+            ws,
+        });
+        let max_connections = config.max_connections;
+        let thread = std::thread::Builder::new()
+            .name("chancy-web".into())
+            .spawn(move || run(runtime, listener, edge, max_connections, stop_rx))
+            .map_err(|e| Error::config(format!("cannot start the web thread: {e}")))?;
         Ok(WebServer {
             addr,
-            username: config.username,
-            generated_password: generated,
+            username: config.username.clone(),
+            generated_password: None,
             stop,
-            threads: Mutex::new(threads),
+            stop_tx,
+            thread: Mutex::new(Some(thread)),
+            pool,
+            feed: None,
         })
     }
 
@@ -124,15 +188,20 @@ impl WebServer {
         self.generated_password.as_deref()
     }
 
-    /// Stops serving and joins the handler threads (requests in progress finish first).
-    /// Idempotent.
+    /// Stops serving: no new connections, requests in progress finish (for up to 10 s),
+    /// event stream clients are closed, then the threads are joined. Idempotent.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
-        let threads: Vec<JoinHandle<()>> = self.threads.lock().drain(..).collect();
-        for t in threads {
-            if t.join().is_err() {
-                log::error!("web: a handler thread panicked");
+        let _ = self.stop_tx.send(true);
+        let thread = self.thread.lock().take();
+        if let Some(thread) = thread {
+            if thread.join().is_err() {
+                log::error!("web: the server thread panicked");
             }
+        }
+        self.pool.stop();
+        if let Some(feed) = &self.feed {
+            feed.join();
         }
     }
 
@@ -164,40 +233,138 @@ impl std::fmt::Debug for WebServer {
     }
 }
 
-fn serve(server: &tiny_http::Server, ctx: &Ctx, stop: &AtomicBool) {
-    while !stop.load(Ordering::SeqCst) {
-        match server.recv_timeout(POLL) {
-            Ok(Some(request)) => handle(request, ctx),
-            Ok(None) => {}
-            Err(e) => {
-                log::warn!("web: accepting a request failed: {e}");
-                std::thread::sleep(POLL);
-            }
+/// What the edge serves: the handler, which requests it runs inline, and the websocket
+/// route (with the context it authenticates against).
+pub(crate) struct Parts {
+    pub handler: Handler,
+    pub inline: fn(&super::http::Req) -> bool,
+    pub ws: Option<(Arc<Ctx>, Arc<ws::Feed>)>,
+}
+
+/// The `chancy-web` thread: the accept loop on the runtime, restarted should it panic,
+/// then a bounded wait for the connections in progress.
+fn run(
+    runtime: tokio::runtime::Runtime,
+    listener: std::net::TcpListener,
+    edge: Arc<Edge>,
+    max_connections: usize,
+    stop: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let listener = match runtime.block_on(async { tokio::net::TcpListener::from_std(listener) }) {
+        Ok(l) => Arc::new(l),
+        Err(e) => {
+            log::error!("web: cannot use the listening socket: {e}");
+            return;
+        }
+    };
+    while !*stop.borrow() {
+        let accepted = catch_unwind(AssertUnwindSafe(|| {
+            runtime.block_on(accept_loop(&listener, &edge, &slots, stop.clone()));
+        }));
+        if accepted.is_err() {
+            log::error!("web: the accept loop panicked; restarting it");
+            std::thread::sleep(POLL);
+        }
+    }
+    // Let requests in progress finish: every slot back means every connection closed.
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    runtime.block_on(async {
+        let _ = tokio::time::timeout(STOP_GRACE, slots.acquire_many(all)).await;
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+}
+
+async fn accept_loop(
+    listener: &tokio::net::TcpListener,
+    edge: &Arc<Edge>,
+    slots: &Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let refusing = &Arc::new(Semaphore::new(MAX_REFUSING));
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    match Arc::clone(slots).try_acquire_owned() {
+                        Ok(permit) => {
+                            tokio::spawn(conn::serve(stream, peer, Arc::clone(edge), permit));
+                        }
+                        Err(_) => busy(stream, refusing),
+                    }
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    log::warn!("web: accepting a connection failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
         }
     }
 }
 
-fn handle(mut request: tiny_http::Request, ctx: &Ctx) {
-    let reply = match Req::read(&mut request) {
-        Ok(req) => match catch_unwind(AssertUnwindSafe(|| router::route(&req, ctx))) {
-            Ok(reply) => reply,
-            Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(ToString::to_string)
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                log::error!(
-                    "web: handler for {} {} panicked: {what}",
-                    req.method,
-                    req.path
-                );
-                Reply::error(500, "internal error")
-            }
-        },
-        Err(reply) => reply,
+/// Answers a connection over the limit with 503 and closes it. The answer is written by
+/// a short task (so the client reads it before the close), at most [`MAX_REFUSING`] at
+/// once; past that the connection is closed unanswered.
+fn busy(stream: tokio::net::TcpStream, refusing: &Arc<Semaphore>) {
+    let Ok(permit) = Arc::clone(refusing).try_acquire_owned() else {
+        return;
     };
-    if let Err(e) = request.respond(reply.into_response()) {
-        log::debug!("web: sending a response failed: {e}");
+    let reply = super::http::Reply::error(503, "too many open connections; try again shortly")
+        .with_header("Retry-After", "1");
+    tokio::spawn(async move {
+        conn::refuse(stream, reply, BUSY_LINGER).await;
+        drop(permit);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    use super::*;
+    use crate::web::http::{Reply, Req};
+
+    fn get(addr: SocketAddr, path: &str) -> u16 {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("an answer");
+        answer[9..12].parse().expect("a status")
+    }
+
+    #[test]
+    fn panicking_handlers_are_answered_500_and_the_server_goes_on() {
+        let handler: Handler = Arc::new(|req: &Req| {
+            if req.path.ends_with("/panic") {
+                panic!("a handler bug");
+            }
+            Reply::json(serde_json::json!({ "ok": true }))
+        });
+        let parts = Parts {
+            handler,
+            // `/inline/...` runs on the connection task, the rest on the pool.
+            inline: |req| req.path.starts_with("/inline/"),
+            ws: None,
+        };
+        let config = WebConfig::new().port(0).threads(2);
+        let server =
+            WebServer::launch(&config, parts, Arc::new(AtomicBool::new(false))).expect("launch");
+        let addr = server.local_addr();
+        // More panics than handler threads, on both paths.
+        for _ in 0..5 {
+            assert_eq!(get(addr, "/api/panic"), 500);
+            assert_eq!(get(addr, "/inline/panic"), 500);
+        }
+        assert_eq!(get(addr, "/api/fine"), 200);
+        assert_eq!(get(addr, "/inline/fine"), 200);
+        server.stop();
+        assert!(TcpStream::connect(addr).is_err(), "stopped means closed");
     }
 }

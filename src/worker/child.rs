@@ -2,10 +2,16 @@
 //! `CHANCY_EXECUTOR_CHILD=1`, running one job at a time from stdin and answering on stdout.
 //!
 //! Protocol: one JSON line per job in ([`ChildRequest`]), one JSON line per outcome out
-//! ([`ChildResponse`]). The child exits when stdin closes.
+//! ([`ChildResponse`]). The child exits as soon as stdin closes, even in the middle of a job
+//! (the worker closed the pipe or died), and on Linux also when the worker's thread that
+//! started it dies (`PR_SET_PDEATHSIG`, set by the parent between fork and exec).
+//!
+//! Calling [`run_child_if_requested`] is also how a program declares that it can act as a
+//! child: a worker starts copies of its own program only after that call (see
+//! [`child_role_declared`]), so a program that never made it can never fork itself.
 
 use std::io::{BufRead, Write};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -14,8 +20,18 @@ use super::context::Registry;
 use super::executor::run_handler;
 use crate::job::{JsonObject, LimitKind, QueuedJob};
 
-/// The environment variable that turns a process into an executor child.
+/// The environment variable that turns a process into an executor child. Its value is the
+/// worker's process id; a child whose parent is already another process exits at once.
 pub const CHILD_ENV: &str = "CHANCY_EXECUTOR_CHILD";
+
+/// Set by [`run_child_if_requested`]: this program handles the executor-child role.
+static CHILD_ROLE_DECLARED: AtomicBool = AtomicBool::new(false);
+
+/// Whether this program called [`run_child_if_requested`], i.e. declared that a copy of it
+/// started with [`CHILD_ENV`] serves jobs instead of running its `main`.
+pub(crate) fn child_role_declared() -> bool {
+    CHILD_ROLE_DECLARED.load(Ordering::SeqCst)
+}
 
 #[derive(Serialize, Deserialize)]
 pub(crate) struct ChildRequest {
@@ -32,9 +48,12 @@ pub(crate) struct ChildResponse {
 /// If this process was started as a process-executor child, serves jobs with `registry`
 /// until the worker closes the pipe, then exits the process; otherwise returns at once.
 ///
-/// A program that runs a [`Worker`](crate::Worker) with process-executor queues must call
-/// this first thing in `main`, with the same handlers it gives the worker (the CLI's
-/// [`run`](crate::cli::run) does it for you):
+/// The call is also the program's opt-in to the process executor: a [`Worker`](crate::Worker)
+/// runs `ProcessExecutor` queues in child processes (copies of this program) only once this
+/// was called; without it those queues run on threads (one warning says so), so a program
+/// can never start copies of itself by accident. Call it first thing in `main`, before
+/// anything that connects, pushes or starts threads, with the same handlers you give the
+/// worker (the CLI's [`run`](crate::cli::run) does it for you):
 ///
 /// ```no_run
 /// let registry = chancy::Registry::new().job("myapp.heavy", |_ctx| Ok(()));
@@ -42,10 +61,20 @@ pub(crate) struct ChildResponse {
 /// // ... build the Chancy app and a Worker with `.registry(registry)` ...
 /// ```
 pub fn run_child_if_requested(registry: &Registry) {
-    if std::env::var_os(CHILD_ENV).is_none() {
+    CHILD_ROLE_DECLARED.store(true, Ordering::SeqCst);
+    let Some(parent) = std::env::var_os(CHILD_ENV) else {
         return;
-    }
+    };
+    // Whatever the jobs start must not see the marker (a grandchild would be a child too).
+    std::env::remove_var(CHILD_ENV);
     die_with_parent();
+    let parent = parent.to_str().and_then(|p| p.parse::<u32>().ok());
+    if parent.is_some_and(|p| p != std::os::unix::process::parent_id()) {
+        // The worker died before this child got going; nobody will ever talk to it.
+        std::process::exit(1);
+    }
+    // The child only serves jobs: a job's panic belongs in its error text, with its location.
+    super::panics::install_hook();
     serve(registry);
     std::process::exit(0);
 }
@@ -54,7 +83,7 @@ pub fn run_child_if_requested(registry: &Registry) {
 pub(crate) const HELLO: &str = "{\"chancy_child\": 1}";
 
 fn serve(registry: &Registry) {
-    let stdin = std::io::stdin();
+    let lines = stdin_watchdog();
     let mut stdout = std::io::stdout().lock();
     if writeln!(stdout, "{HELLO}")
         .and_then(|()| stdout.flush())
@@ -62,8 +91,7 @@ fn serve(registry: &Registry) {
     {
         return;
     }
-    for line in stdin.lock().lines() {
-        let Ok(line) = line else { return };
+    for line in lines {
         let response = match serde_json::from_str::<ChildRequest>(&line) {
             Ok(request) => run_one(registry, request),
             Err(e) => ChildResponse {
@@ -83,6 +111,31 @@ fn serve(registry: &Registry) {
             return;
         }
     }
+}
+
+/// Reads stdin on its own thread. End of input means the worker closed the pipe (after the
+/// last answer was read) or died: either way nobody waits for this process any more, so it
+/// ends at once, even in the middle of a job.
+fn stdin_watchdog() -> crossbeam_channel::Receiver<String> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let spawned = std::thread::Builder::new()
+        .name("chancy-child-stdin".into())
+        .spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+            // SAFETY: _exit ends the process without running destructors or atexit
+            // handlers concurrently with the job still running on the main thread.
+            unsafe { libc::_exit(0) }
+        });
+    if spawned.is_err() {
+        // Without the watchdog the child could outlive a dead worker: do not serve.
+        std::process::exit(1);
+    }
+    rx
 }
 
 fn run_one(registry: &Registry, request: ChildRequest) -> ChildResponse {
@@ -106,8 +159,8 @@ fn run_one(registry: &Registry, request: ChildRequest) -> ChildResponse {
     }
 }
 
-/// Asks Linux to kill this child when the worker dies, so no child outlives a killed worker
-/// (elsewhere the child exits when its stdin closes, after its current job).
+/// Asks Linux to kill this child when the worker dies (again: the parent already set it
+/// between fork and exec, see `process.rs`). Elsewhere the stdin watchdog ends the child.
 fn die_with_parent() {
     #[cfg(target_os = "linux")]
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes plain integers and changes only this process.

@@ -6,10 +6,12 @@ use std::time::Duration;
 use super::backoff::{DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX};
 use crate::error::{Error, Result};
 
-/// Default [`WorkerBuilder::heartbeat_poll_interval`](super::WorkerBuilder::heartbeat_poll_interval).
-pub const DEFAULT_HEARTBEAT_POLL_INTERVAL: Duration = Duration::from_secs(30);
-/// Default heartbeat timeout.
-pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(90);
+/// Default [`WorkerBuilder::heartbeat_poll_interval`](super::WorkerBuilder::heartbeat_poll_interval):
+/// 5 s (upstream 30 s). One heartbeat is one transaction of four small statements.
+pub const DEFAULT_HEARTBEAT_POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// Default heartbeat timeout: 20 s (upstream 90 s), four missed heartbeats. A dead worker's
+/// jobs come back this long after its last heartbeat plus one recovery pass.
+pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Default queue-change poll interval.
 pub const DEFAULT_QUEUE_CHANGE_POLL_INTERVAL: Duration = Duration::from_secs(10);
 /// Default shutdown timeout.
@@ -27,10 +29,13 @@ pub(crate) struct WorkerConfig {
     pub shutdown_timeout: Duration,
     pub send_outgoing_interval: Duration,
     pub register_signal_handlers: bool,
+    pub panic_hook: bool,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     pub process_executable: Option<std::path::PathBuf>,
     pub synchronous_commit: bool,
+    pub horizon_check_interval: Duration,
+    pub horizon_warn_after: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -42,10 +47,13 @@ impl Default for WorkerConfig {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             send_outgoing_interval: DEFAULT_SEND_OUTGOING_INTERVAL,
             register_signal_handlers: false,
+            panic_hook: false,
             backoff_initial: DEFAULT_BACKOFF_INITIAL,
             backoff_max: DEFAULT_BACKOFF_MAX,
             process_executable: None,
             synchronous_commit: true,
+            horizon_check_interval: super::horizon::DEFAULT_HORIZON_CHECK_INTERVAL,
+            horizon_warn_after: crate::app::DEFAULT_HORIZON_WARN_AFTER,
         }
     }
 }
@@ -61,6 +69,7 @@ impl WorkerConfig {
             ),
             ("backoff_initial", self.backoff_initial),
             ("backoff_max", self.backoff_max),
+            ("horizon_check interval", self.horizon_check_interval),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, d)| d.is_zero()) {
             return Err(Error::config(format!(

@@ -38,7 +38,34 @@ pub(crate) fn execute(
     for plugin in shared.plugins() {
         done = plugin.on_job_completed(done, result.as_ref().err());
     }
+    if let Err(err) = &result {
+        log_failed_attempt(&done, err);
+    }
     done
+}
+
+/// One WARN line per failed attempt, so the worker log shows what failed: the job, its
+/// func and queue, attempt n of max, the first line of the error, and what happens next.
+fn log_failed_attempt(done: &QueuedJob, err: &JobError) {
+    let first_line = err.text().lines().next().unwrap_or("");
+    let next = match done.state {
+        JobState::Retrying => "will retry",
+        JobState::Succeeded => "marked succeeded by a plugin",
+        _ => "failed for good",
+    };
+    let level = match err.kind() {
+        JobErrorKind::Cancelled => log::Level::Info,
+        _ => log::Level::Warn,
+    };
+    log::log!(
+        level,
+        "job {} ({:?}, queue {:?}) attempt {}/{} failed: {first_line} ({next})",
+        done.id,
+        done.func,
+        done.queue,
+        done.attempts,
+        done.max_attempts
+    );
 }
 
 /// The thread-pool way: the handler runs on this thread. Memory limits cannot be enforced
@@ -50,7 +77,8 @@ pub(crate) fn run_on_thread(
 ) -> (QueuedJob, RunResult) {
     if job.limit(LimitKind::Memory).is_some() {
         let text = "ValueError: the thread executor does not support memory limits; \
-                    run this job on a process-executor queue";
+                    run this job on a process-executor queue of a program that calls \
+                    chancy::run_child_if_requested";
         let error = JobError::with_kind(JobErrorKind::Failed, text.into());
         return (job, (Err(error), None));
     }

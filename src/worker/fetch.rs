@@ -1,8 +1,6 @@
 //! Claiming jobs: Chancy's fetch semantics (order, eligibility, rate-limit windows) with a
 //! fresh `claim_id` per claim.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use chrono::Utc;
 
 use super::context::{JobError, JobErrorKind};
@@ -62,10 +60,6 @@ pub(crate) fn fetch_jobs(
         Some(limit) => limit,
     };
     let window = queue.rate_limit_window.map_or(1, |w| w.as_secs().max(1)) as i64;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let window_start = (now - now % window) as i32;
     let open = conn.prepared(&sql.rate_limit_window)?;
     let bump = conn.prepared(&sql.rate_limit_bump)?;
     let mut tx = conn
@@ -73,7 +67,7 @@ pub(crate) fn fetch_jobs(
         .transaction()
         .map_err(|e| Error::database("fetching jobs", e))?;
     let count: i32 = tx
-        .query_one(&open, &[&queue.name, &window_start])
+        .query_one(&open, &[&queue.name, &window])
         .map_err(|e| Error::database("reading the rate-limit window", e))?
         .get(0);
     if count >= limit {

@@ -1,6 +1,8 @@
 //! The heartbeat: upserts this worker's row, prunes expired workers, NOTIFYs
 //! `worker.announced`.
 
+use std::sync::Arc;
+
 use postgres::GenericClient;
 use serde_json::json;
 
@@ -8,40 +10,81 @@ use super::WorkerShared;
 use crate::error::{Error, Result};
 use crate::events;
 
-/// One heartbeat on `client` (the caller commits).
-pub(crate) fn announce(shared: &WorkerShared, client: &mut impl GenericClient) -> Result<()> {
+/// One heartbeat on `client` (the caller commits): prunes expired rows, upserts this
+/// worker's row if this process owns it (see `identity.rs`) and NOTIFYs `worker.announced`.
+/// Returns whether this process owns the row.
+pub(crate) fn announce(shared: &WorkerShared, client: &mut impl GenericClient) -> Result<bool> {
     let sql = shared.chancy.sql();
     client
         .execute(sql.delete_expired_workers.as_str(), &[])
         .map_err(|e| Error::database("pruning expired workers", e))?;
-    let tags: Vec<String> = shared.tags.iter().cloned().collect();
+    let mut tags: Vec<String> = shared.tags.iter().cloned().collect();
+    tags.push(shared.session_tag.clone());
     let queues = shared.queue_names();
     let timeout = shared.config.heartbeat_timeout.as_secs_f64();
-    client
-        .execute(
+    let owned = client
+        .query_opt(
             sql.announce_worker.as_str(),
-            &[&shared.worker_id, &timeout, &tags, &queues],
+            &[
+                &shared.worker_id,
+                &timeout,
+                &tags,
+                &queues,
+                &shared.session_tag,
+            ],
         )
-        .map_err(|e| Error::database("announcing the worker", e))?;
-    shared.chancy.notify_ex(
-        client,
-        &[(
-            events::WORKER_ANNOUNCED,
-            json!({ "worker_id": shared.worker_id }),
-        )],
-    )
+        .map_err(|e| Error::database("announcing the worker", e))?
+        .is_some();
+    if owned {
+        shared.chancy.notify_ex(
+            client,
+            &[(
+                events::WORKER_ANNOUNCED,
+                json!({ "worker_id": shared.worker_id }),
+            )],
+        )?;
+    }
+    Ok(owned)
 }
 
 /// A claim this old that no thread of this worker holds was lost between the database and
 /// the worker (e.g. the connection died after the claim committed): it is released.
 pub(crate) const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// One pass of the heartbeat service: announce, then release orphaned claims.
-pub(crate) fn beat(shared: &WorkerShared) -> Result<()> {
-    crate::app::in_transaction(&shared.chancy, "sending a heartbeat", |tx| {
-        announce(shared, tx)?;
-        release_orphans(shared, tx, &shared.queue_names(), ORPHAN_GRACE).map(drop)
-    })
+/// One pass of the heartbeat service: announce, then release orphaned claims. When another
+/// process has taken this worker's id (its row expired while this one missed heartbeats for
+/// longer than `heartbeat_timeout`, and a new process started under the id), this worker
+/// must not act as that id any more: it logs an error and stops.
+pub(crate) fn beat(shared: &Arc<WorkerShared>) -> Result<()> {
+    let owned = crate::app::in_transaction(&shared.chancy, "sending a heartbeat", |tx| {
+        if !announce(shared, tx)? {
+            return Ok(false);
+        }
+        release_orphans(shared, tx, &shared.queue_names(), ORPHAN_GRACE)?;
+        Ok(true)
+    })?;
+    if !owned && !shared.shutdown.is_triggered() {
+        log::error!(
+            "worker {}: another process now runs under this worker id (this worker missed \
+             heartbeats for longer than heartbeat_timeout and its row expired); stopping this \
+             worker so that the id has one live process",
+            shared.worker_id
+        );
+        let worker = super::Worker::internal(shared);
+        let started = super::spawn_named("chancy-identity-lost", move || {
+            worker.stop();
+        });
+        if let Err(e) = started {
+            // Stopping from this (heartbeat) thread would wait for itself: trigger the
+            // shutdown so every loop ends, and say so.
+            log::error!(
+                "worker {}: cannot start the stop thread ({e}); triggering shutdown",
+                shared.worker_id
+            );
+            shared.shutdown.trigger();
+        }
+    }
+    Ok(())
 }
 
 /// Claims of `queues` older than `grace` that this worker holds in the database but no
@@ -58,7 +101,7 @@ pub(crate) fn release_orphans(
     let rows = client
         .query(
             sql.held_claims.as_str(),
-            &[&queues, &shared.worker_id, &grace],
+            &[&queues, &shared.worker_id, &grace, &shared.session_tag],
         )
         .map_err(|e| Error::database("looking for orphaned claims", e))?;
     let (ids, claims): (Vec<uuid::Uuid>, Vec<uuid::Uuid>) = {

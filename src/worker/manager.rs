@@ -79,22 +79,31 @@ impl Manager {
     }
 
     /// Starts a thread `chancy-<name>` running `body` with a handle to its state.
+    ///
+    /// # Errors
+    /// When the thread cannot be started (out of threads or memory).
     pub(crate) fn spawn(
         &self,
         name: &str,
         body: impl FnOnce(Arc<Mutex<ServiceState>>) + Send + 'static,
-    ) {
+    ) -> Result<()> {
         let state = Arc::new(Mutex::new(ServiceState::Running));
         let s = Arc::clone(&state);
         let handle = super::spawn_named(&format!("chancy-{name}"), move || {
             body(Arc::clone(&s));
             *s.lock() = ServiceState::Stopped;
-        });
+        })
+        .map_err(|e| {
+            crate::error::Error::invalid_input(format!(
+                "cannot start the worker's {name} thread: {e}"
+            ))
+        })?;
         self.entries.lock().push(Entry {
             name: name.to_string(),
             state,
             handle: Some(handle),
         });
+        Ok(())
     }
 
     /// Starts a periodic service: `pass` every `interval` (or when woken), with capped
@@ -104,7 +113,7 @@ impl Manager {
         shutdown: Arc<Shutdown>,
         spec: LoopSpec,
         mut pass: impl FnMut() -> Result<()> + Send + 'static,
-    ) {
+    ) -> Result<()> {
         shutdown.register(&spec.wake);
         let name = spec.name.clone();
         self.spawn(&name, move |state| {
@@ -147,7 +156,7 @@ impl Manager {
                     }
                 }
             }
-        });
+        })
     }
 
     /// Joins every finished-or-finishing service except `skip` (waits for each).

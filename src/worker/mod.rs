@@ -22,7 +22,10 @@ mod executor;
 mod fetch;
 mod flag;
 mod heartbeat;
+mod horizon;
 mod hub;
+mod identity;
+mod lifecycle;
 mod listener;
 mod manager;
 mod panics;
@@ -59,7 +62,9 @@ pub use config::{
 };
 pub use context::{Handler, JobContext, JobError, JobErrorKind, Registry};
 pub use flag::Flag;
+pub use horizon::{DEFAULT_HORIZON_CHECK_INTERVAL, HORIZON_HELD_BACK};
 pub use hub::{Event, HandlerId, Hub};
+pub use identity::WORKER_PING;
 pub use listener::LISTENER_RECONNECTED;
 pub use manager::{Manager, ServiceInfo, ServiceState};
 pub use process::DEFAULT_MAXIMUM_JOBS_PER_CHILD;
@@ -81,10 +86,17 @@ pub const WORKER_STOPPED: &str = "worker.stopped";
 pub const WORKER_SHUTDOWN_TIMEOUT: &str = "worker.shutdown_timeout";
 
 /// State shared by every thread of a worker.
+/// Verdicts of the queues loop on tag lists, see `queues::serves`.
+pub(crate) type TagVerdicts =
+    HashMap<(String, BTreeSet<String>), std::result::Result<bool, String>>;
+
 pub(crate) struct WorkerShared {
     pub(crate) chancy: Chancy,
     pub(crate) config: WorkerConfig,
     pub(crate) worker_id: String,
+    /// `chancy.session=<uuid>`, new for every worker built: written into the worker row and
+    /// checked by every statement that acts as this worker id (see `identity.rs`).
+    pub(crate) session_tag: String,
     pub(crate) tags: BTreeSet<String>,
     pub(crate) registry: Registry,
     pub(crate) hub: Hub,
@@ -100,11 +112,18 @@ pub(crate) struct WorkerShared {
     /// Loops of this worker waiting for a pooled connection now (writer, fetch threads): the
     /// others give theirs back after each use while it is not zero.
     pub(crate) conn_waiters: AtomicUsize,
-    /// Queue tag lists → whether they match this worker (only the queues loop uses it).
-    pub(crate) tag_matches: Mutex<HashMap<BTreeSet<String>, bool>>,
+    /// (queue, tag list) → whether the tags are usable and match this worker (only the
+    /// queues loop uses it).
+    pub(crate) tag_matches: Mutex<TagVerdicts>,
+    /// Wakes the heartbeat loop (a `worker.ping` for this id).
+    pub(crate) heartbeat_wake: Arc<Flag>,
+    /// Set once `start` took this worker id's row (see `identity.rs`).
+    pub(crate) claimed_id: AtomicBool,
     /// Claims fetched by this worker whose outcome is not yet written: anything else this
     /// worker holds as `running` in the database is an orphan (see `heartbeat`).
     pub(crate) claims: Mutex<std::collections::HashSet<Uuid>>,
+    /// Set once the "process-executor queue on threads" warning was logged.
+    warned_no_children: AtomicBool,
     started: AtomicBool,
     stop_lock: Mutex<Option<bool>>,
     stopped: Flag,
@@ -125,6 +144,23 @@ impl WorkerShared {
     /// another loop of this worker waits for one, or the pool has none left to give.
     pub(crate) fn connections_wanted(&self) -> bool {
         self.conn_waiters.load(Ordering::SeqCst) > 0 || self.chancy.pool_exhausted()
+    }
+
+    /// For the log when jobs are abandoned (shutdown timeout, forced exit): how they come
+    /// back.
+    pub(crate) fn how_abandoned_jobs_come_back(&self) -> String {
+        let wait = self.config.heartbeat_timeout.as_secs_f64();
+        let by = if self.chancy.has_plugin(crate::plugins::RECOVERY) {
+            "the leader's recovery plugin"
+        } else {
+            "a leader running the recovery plugin (not configured in this process)"
+        };
+        format!(
+            "they stay `running` until {by} puts them back to `pending`, once this worker \
+             ({}) has not heartbeated for heartbeat_timeout ({wait:.0} s); the lost attempt \
+             does not count against max_attempts",
+            self.worker_id
+        )
     }
 
     pub(crate) fn plugins(&self) -> &[Arc<dyn Plugin>] {
@@ -152,13 +188,40 @@ impl WorkerShared {
         }
     }
 
-    /// The binary started for process-executor children (default: this program).
-    pub(crate) fn process_executable(&self) -> std::path::PathBuf {
-        self.config
-            .process_executable
-            .clone()
-            .or_else(|| std::env::current_exe().ok())
-            .unwrap_or_else(|| std::path::PathBuf::from("chancy"))
+    /// The program started as the child of process-executor queue `queue`, or `None` when
+    /// the program did not opt in: then the queue runs on threads, and the first such queue
+    /// logs one warning saying what that loses and how to opt in.
+    ///
+    /// Opting in is calling [`run_child_if_requested`] (this program serves the child role)
+    /// or naming another program with [`WorkerBuilder::process_executable`]. Without it a
+    /// worker never starts a copy of its own program: that program's `main` would run again
+    /// instead of serving jobs, and start a worker of its own, and so on.
+    pub(crate) fn child_executable(&self, queue: &str) -> Option<std::path::PathBuf> {
+        if let Some(path) = &self.config.process_executable {
+            return Some(path.clone());
+        }
+        let exe = child::child_role_declared()
+            .then(std::env::current_exe)
+            .and_then(|exe| match exe {
+                Ok(exe) => Some(exe),
+                Err(e) => {
+                    log::error!("cannot find this program's path to start executor children: {e}");
+                    None
+                }
+            });
+        if exe.is_none() && !self.warned_no_children.swap(true, Ordering::SeqCst) {
+            log::warn!(
+                "queue {queue:?} uses the process executor, but this program never called \
+                 chancy::run_child_if_requested, so its jobs (and those of every other \
+                 process-executor queue of worker {}) run on threads in this process: a job \
+                 that overruns its time limit cannot be killed (it only sees its deadline) \
+                 and a job with a memory limit fails. To run them in child processes, call \
+                 chancy::run_child_if_requested(&registry) first thing in main, or set \
+                 WorkerBuilder::process_executable",
+                self.worker_id
+            );
+        }
+        exe
     }
 
     pub(crate) fn queue_names(&self) -> Vec<String> {
@@ -211,16 +274,17 @@ impl WorkerShared {
     }
 }
 
-/// Starts a named thread. Thread creation failing means the process is out of resources;
-/// there is nothing sensible to continue with.
-pub(crate) fn spawn_named<F: FnOnce() + Send + 'static>(name: &str, f: F) -> JoinHandle<()> {
-    std::thread::Builder::new()
-        .name(name.to_string())
-        .spawn(f)
-        .unwrap_or_else(|e| panic!("cannot start thread {name}: {e}"))
+/// Starts a named thread. Failing to start one (the process or user is out of threads or
+/// memory) is an error the caller handles for what that thread was for: it never panics.
+pub(crate) fn spawn_named<F: FnOnce() + Send + 'static>(
+    name: &str,
+    f: F,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(name.to_string()).spawn(f)
 }
 
 /// Configures a [`Worker`]. Created by [`Worker::builder`].
+#[must_use = "a builder does nothing until `build()` is called"]
 pub struct WorkerBuilder {
     chancy: Chancy,
     worker_id: Option<String>,
@@ -246,14 +310,15 @@ impl WorkerBuilder {
         self
     }
 
-    /// How often the worker announces itself (default 30 s).
+    /// How often the worker announces itself (default 5 s; upstream 30 s).
     pub fn heartbeat_poll_interval(mut self, d: Duration) -> Self {
         self.config.heartbeat_poll_interval = d;
         self
     }
 
-    /// How long the worker's row lives without a heartbeat (default 90 s). Recovery treats
-    /// the jobs of a worker silent for longer as abandoned.
+    /// How long the worker's row lives without a heartbeat (default 20 s; upstream 90 s).
+    /// Recovery treats the jobs of a worker silent for longer as abandoned, and a process
+    /// restarted under the same worker id after a crash waits at most this long.
     pub fn heartbeat_timeout(mut self, d: Duration) -> Self {
         self.config.heartbeat_timeout = d;
         self
@@ -262,6 +327,16 @@ impl WorkerBuilder {
     /// How often the queues table is re-read even without `queue.*` events (default 10 s).
     pub fn queue_change_poll_interval(mut self, d: Duration) -> Self {
         self.config.queue_change_poll_interval = d;
+        self
+    }
+
+    /// On the leader, every `interval` (default 30 s), look for sessions whose transaction
+    /// has held a snapshot for longer than `warn_after` (default 60 s, see
+    /// [`Chancy::held_back_horizons`]) and warn about each (log and the
+    /// [`HORIZON_HELD_BACK`] hub event). Not in upstream.
+    pub fn horizon_check(mut self, interval: Duration, warn_after: Duration) -> Self {
+        self.config.horizon_check_interval = interval;
+        self.config.horizon_warn_after = warn_after;
         self
     }
 
@@ -308,6 +383,17 @@ impl WorkerBuilder {
         self
     }
 
+    /// Install a process-wide panic hook at [`Worker::start`] (once per process; it calls
+    /// the hook that was set before for every panic outside a job) so that a panicking
+    /// handler's error text includes the panic's source location and the panic is not also
+    /// printed to stderr. Default off: a panic in a handler is still caught and fails the
+    /// attempt with the panic's message, and your process's panic hook reports it as for
+    /// any thread. The CLI turns it on. (Process-executor children always capture it.)
+    pub fn panic_hook(mut self, on: bool) -> Self {
+        self.config.panic_hook = on;
+        self
+    }
+
     /// First and largest delay of the retry backoff of every worker loop (defaults 1 s, 60 s).
     pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.config.backoff_initial = initial;
@@ -315,8 +401,11 @@ impl WorkerBuilder {
         self
     }
 
-    /// The program started as the child process of process-executor queues (default: the
-    /// running program, which must call [`run_child_if_requested`] first thing in `main`).
+    /// The program started as the child process of process-executor queues. Default: the
+    /// running program, but only if it called [`run_child_if_requested`] (first thing in
+    /// `main`); otherwise those queues run on threads. Setting a path is an opt-in too: the
+    /// program must call [`run_child_if_requested`] first thing, or it is killed when it does
+    /// not answer within 10 s and the job's attempt fails.
     pub fn process_executable(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.config.process_executable = Some(path.into());
         self
@@ -348,11 +437,12 @@ impl WorkerBuilder {
             return Err(Error::config("worker_id must not be empty"));
         }
         let tags = config::worker_tags(&worker_id, &self.tags);
-        Ok(Worker {
+        let mut worker = Worker {
             shared: Arc::new(WorkerShared {
                 chancy: self.chancy,
                 config: self.config,
                 worker_id,
+                session_tag: identity::session_tag(&Uuid::new_v4()),
                 tags,
                 registry: self.registry,
                 hub: Hub::default(),
@@ -366,18 +456,34 @@ impl WorkerBuilder {
                 fetch_wake: Arc::new(scheduler::FetchWake::new(scheduler::DEFAULT_FETCH_THREADS)),
                 tag_matches: Mutex::new(HashMap::new()),
                 conn_waiters: AtomicUsize::new(0),
+                heartbeat_wake: Arc::new(Flag::new()),
+                claimed_id: AtomicBool::new(false),
                 claims: Mutex::new(std::collections::HashSet::new()),
+                warned_no_children: AtomicBool::new(false),
                 started: AtomicBool::new(false),
                 stop_lock: Mutex::new(None),
                 stopped: Flag::new(),
                 signals: AtomicUsize::new(0),
             }),
-        })
+            _owner: None,
+        };
+        worker._owner = Some(lifecycle::Owner::new(&worker.shared));
+        Ok(worker)
     }
 }
 
 /// A worker process's engine: claims jobs from the queues it serves, runs them on thread
 /// pools and records their outcomes. Cheap to clone (shared inside).
+///
+/// **Lifecycle.** [`start`](Worker::start) returns at once; the worker runs until
+/// [`stop`](Worker::stop), a signal (with
+/// [`register_signal_handlers`](WorkerBuilder::register_signal_handlers)), or until the
+/// last `Worker` handle your code holds is dropped: that drop stops it gracefully, as `stop`
+/// does (bounded by `shutdown_timeout`), and waits for it — except when the last handle is
+/// dropped on one of the worker's own threads (e.g. inside a job handler), where the stop
+/// runs on a new thread instead. The clones the worker's threads and plugins hold do not
+/// keep it running. Keep a handle for as long as the worker should run (`wait_for_shutdown`
+/// blocks on one).
 ///
 /// ```no_run
 /// use chancy::{Chancy, JobContext, JobError, Worker};
@@ -399,6 +505,10 @@ impl WorkerBuilder {
 #[derive(Clone)]
 pub struct Worker {
     shared: Arc<WorkerShared>,
+    /// Set in the handles given to the application (and their clones), `None` in the handles
+    /// the worker's own threads and plugins hold: the worker stops when the last `Owner`
+    /// is dropped.
+    _owner: Option<Arc<lifecycle::Owner>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -425,8 +535,19 @@ impl Worker {
     /// or a plugin's dependency is missing, and when the first LISTEN connection fails.
     /// Declares the `default` queue (like upstream) if it does not exist.
     ///
+    /// One worker id is served by one live process. Before anything else, `start` takes the
+    /// id's `<prefix>workers` row. If another process's row for the id is still live (its
+    /// last heartbeat plus its `heartbeat_timeout` is in the future, by the database's
+    /// clock), `start` asks that process to heartbeat and watches the row: a fresh heartbeat
+    /// means the id is in use and `start` fails; the row expiring means that process died
+    /// (a crash, SIGKILL) and this worker takes over. So a restart after a crash waits at
+    /// most `heartbeat_timeout` after the dead process's last heartbeat; after a clean stop
+    /// (which deletes the row) it starts at once.
+    ///
     /// # Errors
     /// A migrations-needed, configuration or connection error; nothing keeps running then.
+    /// A configuration error naming the id and how long ago its row was seen when another
+    /// live process runs under this worker id.
     pub fn start(&self) -> Result<()> {
         if self.shared.started.swap(true, Ordering::SeqCst) {
             return Err(Error::config("this worker was already started"));
@@ -436,6 +557,8 @@ impl Worker {
             self.shared.shutdown.trigger();
             self.shared.outgoing.close();
             self.shared.manager.join_all(&[]);
+            // Frees the id if this start had taken it (a no-op on another process's row).
+            identity::release(&self.shared);
             self.shared.stopped.set();
         }
         result
@@ -455,9 +578,14 @@ impl Worker {
         s.chancy.ensure_migrated().map_err(no_pool)?;
         let pooled = s.chancy.connection().map_err(no_pool)?;
         crate::plugin::check_dependencies(s.chancy.plugins())?;
+        identity::claim(s)?;
         self.register_hub_handlers();
+        if s.config.panic_hook {
+            panics::install_hook();
+        }
+        let internal = Worker::internal(s);
         for plugin in s.plugins() {
-            plugin.on_worker_started(self)?;
+            plugin.on_worker_started(&internal)?;
         }
         let listener_conn = if s.chancy.notifications() {
             let conn = listener::connect(s)
@@ -478,12 +606,14 @@ impl Worker {
                 ""
             }
         );
-        self.spawn_services(listener_conn);
-        s.chancy
-            .declare(&Queue::new("default").executor(PROCESS_EXECUTOR))?;
+        // Before any service or queue thread: under a thread limit the queues' executor
+        // threads may take every thread left, and the handler needs one of its own.
         if s.config.register_signal_handlers {
             signals::install(&self.shared)?;
         }
+        self.spawn_services(listener_conn)?;
+        s.chancy
+            .declare(&Queue::new("default").executor(PROCESS_EXECUTOR))?;
         s.hub.emit(WORKER_STARTED, json!({ "worker": s.worker_id }));
         log::info!("worker {} started", s.worker_id);
         Ok(())
@@ -515,6 +645,12 @@ impl Worker {
             };
             let n = s.executions.cancel_job(id);
             log::info!("job {id} was cancelled ({n} running execution(s) told to stop)");
+        });
+        let (wake, me) = (Arc::clone(&s.heartbeat_wake), s.worker_id.clone());
+        s.hub.on(WORKER_PING, move |e| {
+            if e.body.get("worker_id").and_then(Value::as_str) == Some(me.as_str()) {
+                wake.set();
+            }
         });
         let weak = Arc::downgrade(s);
         s.hub.on(crate::events::JOB_RECOVERED, move |e| {
@@ -558,10 +694,10 @@ impl Worker {
             .sum()
     }
 
-    fn spawn_services(&self, listener_conn: Option<Conn>) {
+    fn spawn_services(&self, listener_conn: Option<Conn>) -> Result<()> {
         let s = &self.shared;
         let shared = Arc::clone(s);
-        s.manager.spawn("writer", move |_| writer::run(shared));
+        s.manager.spawn("writer", move |_| writer::run(shared))?;
         for (i, flag) in s.fetch_wake.flags().iter().enumerate() {
             s.shutdown.register(flag);
             let shared = Arc::clone(s);
@@ -570,12 +706,12 @@ impl Worker {
             } else {
                 format!("fetch-{i}")
             };
-            s.manager.spawn(&name, move |_| scheduler::run(shared, i));
+            s.manager.spawn(&name, move |_| scheduler::run(shared, i))?;
         }
         if let Some(conn) = listener_conn {
             let shared = Arc::clone(s);
             s.manager
-                .spawn("listener", move |state| listener::run(shared, conn, state));
+                .spawn("listener", move |state| listener::run(shared, conn, state))?;
         }
         let shared = Arc::clone(s);
         s.manager.spawn_loop(
@@ -584,10 +720,10 @@ impl Worker {
                 "heartbeat",
                 s.config.heartbeat_poll_interval,
                 true,
-                Arc::new(Flag::new()),
+                Arc::clone(&s.heartbeat_wake),
             ),
             move || heartbeat::beat(&shared),
-        );
+        )?;
         let shared = Arc::clone(s);
         s.manager.spawn_loop(
             Arc::clone(&s.shutdown),
@@ -598,12 +734,24 @@ impl Worker {
                 Arc::clone(&s.queues_wake),
             ),
             move || queues::reconcile(&shared),
-        );
+        )?;
+        let shared = Arc::clone(s);
+        let watch = horizon::HorizonWatch::default();
+        s.manager.spawn_loop(
+            Arc::clone(&s.shutdown),
+            self.loop_spec(
+                "horizon",
+                s.config.horizon_check_interval,
+                false,
+                Arc::new(Flag::new()),
+            ),
+            move || horizon::check(&shared, &watch),
+        )?;
         for plugin in s.plugins() {
             let Some(interval) = plugin.interval() else {
                 continue;
             };
-            let worker = self.clone();
+            let worker = Worker::internal(s);
             let plugin = Arc::clone(plugin);
             let name = format!("plugin-{}", plugin.identifier());
             let wake = plugin.wake().unwrap_or_else(|| Arc::new(Flag::new()));
@@ -611,8 +759,9 @@ impl Worker {
                 Arc::clone(&s.shutdown),
                 self.loop_spec(&name, interval, false, wake),
                 move || plugin.run_once(&worker),
-            );
+            )?;
         }
+        Ok(())
     }
 
     fn loop_spec(
@@ -637,8 +786,10 @@ impl Worker {
     /// Stops gracefully: no new claims; running jobs get up to `shutdown_timeout` to finish;
     /// every outcome queued before the cut-off is written; then every thread ends. Returns
     /// `false` if jobs were still running at the timeout (they are told to cancel; their rows
-    /// stay `running` until recovery). Safe to call from several threads; later calls return
-    /// the first result.
+    /// stay `running` until recovery). After a clean stop the worker's row is deleted (only
+    /// if it is still this process's), so the id can start again at once; otherwise it
+    /// expires after `heartbeat_timeout`. Safe to call from several threads; later calls
+    /// return the first result.
     pub fn stop(&self) -> bool {
         let mut result = self.shared.stop_lock.lock();
         if let Some(done) = *result {
@@ -663,14 +814,23 @@ impl Worker {
         if !drained {
             let n = s.executions.cancel_all();
             log::warn!(
-                "worker {}: {n} job(s) still running at the shutdown timeout",
-                s.worker_id
+                "worker {}: {n} job(s) still running at the shutdown timeout were told to \
+                 stop; {}",
+                s.worker_id,
+                s.how_abandoned_jobs_come_back()
             );
         }
         s.outgoing.close();
         s.manager.join_all(&[]);
+        let internal = Worker::internal(s);
         for plugin in s.plugins() {
-            plugin.on_worker_stopped(self);
+            plugin.on_worker_stopped(&internal);
+        }
+        if drained {
+            // Nothing of this process is left running: free the id for a successor now.
+            // Otherwise the row expires after heartbeat_timeout and recovery re-queues the
+            // abandoned jobs then.
+            identity::release(s);
         }
         let event = if drained {
             WORKER_STOPPED
@@ -712,12 +872,27 @@ impl Worker {
     }
 
     /// Upserts this worker's row, prunes expired workers and NOTIFYs `worker.announced`,
-    /// on `client` (commit is the caller's).
+    /// on `client` (commit is the caller's). The row is written only while it is absent or
+    /// belongs to this worker process (see [`Worker::start`]).
     ///
     /// # Errors
-    /// When a statement fails.
+    /// When a statement fails; a configuration error when another live process holds this
+    /// worker id's row.
     pub fn announce_worker(&self, client: &mut impl GenericClient) -> Result<()> {
-        heartbeat::announce(&self.shared, client)
+        if heartbeat::announce(&self.shared, client)? {
+            Ok(())
+        } else {
+            Err(Error::config(format!(
+                "worker id {:?} is held by another process's live row",
+                self.shared.worker_id
+            )))
+        }
+    }
+
+    /// This worker process's session tag (`chancy.session=<uuid>`) in its row: the fence
+    /// that statements acting as this worker id check.
+    pub(crate) fn session_tag(&self) -> &str {
+        &self.shared.session_tag
     }
 
     /// Claims up to `up_to` jobs of `queue` for this worker (the claim sets `running`,

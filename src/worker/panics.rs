@@ -1,8 +1,10 @@
 //! Captures the message and location of a panic in a job handler.
 //!
-//! A process-wide panic hook (installed once, chaining to the previous hook) records the
-//! panic of a thread that is running a job instead of printing it; the executor turns it into
-//! the attempt's error text.
+//! A process-wide panic hook (installed once, when a worker is built with
+//! `panic_hook(true)` or in a process-executor child; it passes every other panic to the
+//! hook set before it) records the panic of a thread that is running a job instead of
+//! printing it; the executor turns it into the attempt's error text. Without the hook, the
+//! text is the panic's message.
 
 use std::cell::{Cell, RefCell};
 use std::panic::{self, PanicHookInfo};
@@ -54,7 +56,6 @@ pub(crate) fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
 
 /// Runs `f` as job code: a panic is caught and described with its location.
 pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    install_hook();
     IN_JOB.with(|c| c.set(true));
     LAST_PANIC.with(|p| p.borrow_mut().take());
     let result = panic::catch_unwind(panic::AssertUnwindSafe(f));
@@ -72,6 +73,7 @@ mod tests {
 
     #[test]
     fn catch_reports_message_and_location() {
+        install_hook();
         let err = catch(|| panic!("boom {}", 42)).unwrap_err();
         assert!(err.contains("boom 42"), "{err}");
         assert!(err.contains("panics.rs"), "{err}");

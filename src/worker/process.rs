@@ -3,6 +3,12 @@
 //! one job at a time. A child that overruns its time limit or is cancelled is killed; one
 //! that crashes fails only its attempt; a child is retired after `maximum_jobs_per_worker`
 //! jobs. Every child is waited for, so none is left as a zombie.
+//!
+//! No child outlives its worker: on Linux the parent sets `PR_SET_PDEATHSIG = SIGKILL` in the
+//! child between fork and exec (and the child exits if the worker is already gone by then);
+//! everywhere, the child ends as soon as its stdin closes, which a dead worker's does. A child
+//! that does not say hello within [`HELLO_TIMEOUT`] is killed. Which program is started, and
+//! whether any is, is decided by `WorkerShared::child_executable` (the opt-in).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -21,8 +27,8 @@ use crate::job::{LimitKind, QueuedJob};
 /// Default jobs per child before it is replaced (upstream's `maximum_jobs_per_worker`).
 pub const DEFAULT_MAXIMUM_JOBS_PER_CHILD: u32 = 100;
 
-/// How long a new child has to say hello.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a new child has to say hello before it is killed.
+pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often a waiting executor thread checks the cancel flag.
 const CANCEL_POLL: Duration = Duration::from_millis(20);
@@ -100,8 +106,10 @@ impl ChildSlot {
     }
 
     fn spawn(&self) -> Result<Running, String> {
-        let mut child = Command::new(&self.executable)
-            .env(CHILD_ENV, "1")
+        let mut command = Command::new(&self.executable);
+        die_with_this_thread(&mut command);
+        let mut child = command
+            .env(CHILD_ENV, std::process::id().to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -122,7 +130,7 @@ impl ChildSlot {
             .ok_or("ChildProcessError: no stdout pipe")?;
         let (tx, lines) = bounded(1);
         let pid = child.id();
-        super::spawn_named(&format!("chancy-child-{pid}"), move || {
+        let reader = super::spawn_named(&format!("chancy-child-{pid}"), move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if tx.send(line).is_err() {
@@ -130,6 +138,13 @@ impl ChildSlot {
                 }
             }
         });
+        if let Err(e) = reader {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "ChildProcessError: cannot start the thread reading the executor child: {e}"
+            ));
+        }
         match lines.recv_timeout(HELLO_TIMEOUT) {
             Ok(line) if line == HELLO => Ok(Running {
                 child,
@@ -260,6 +275,32 @@ impl ChildSlot {
         }
     }
 }
+
+/// Linux: the child gets SIGKILL when the thread that started it (this executor thread,
+/// which owns the child for its whole life) ends, including when the worker is SIGKILLed.
+/// Set between fork and exec, so there is no window in which a dead worker's child runs
+/// unwatched; a child whose worker died before that point exits at once.
+#[cfg(target_os = "linux")]
+fn die_with_this_thread(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl,
+    // getppid and _exit, which are async-signal-safe; it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() as u32 != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_this_thread(_command: &mut Command) {}
 
 impl Drop for ChildSlot {
     fn drop(&mut self) {

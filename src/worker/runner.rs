@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use parking_lot::Mutex;
 use serde_json::json;
 
@@ -121,7 +120,10 @@ struct ExecPool {
     jobs: Arc<JobQueue>,
     concurrency: usize,
     eager: bool,
-    child_max_jobs: Option<u32>,
+    /// The program to start as executor children and the jobs each runs, for process-executor
+    /// queues of a program that opted in (see `WorkerShared::child_executable`); `None` runs
+    /// the queue's jobs on threads.
+    children: Option<(std::path::PathBuf, u32)>,
 }
 
 impl QueueRunner {
@@ -134,7 +136,7 @@ impl QueueRunner {
             );
         }
         let now = Instant::now();
-        let pool = ExecPool::new(&queue);
+        let pool = ExecPool::new(shared, &queue);
         let runner = Arc::new(QueueRunner {
             desired: Mutex::new(queue.clone()),
             wake: Wake::new(&shared.fetch_wake),
@@ -217,7 +219,7 @@ impl QueueRunner {
             self.emit(shared, QUEUE_UPDATED, &v.active, v.pool.concurrency);
             v.pool.jobs.close();
             v.active = self.desired.lock().clone();
-            v.pool = ExecPool::new(&v.active);
+            v.pool = ExecPool::new(shared, &v.active);
             v.next_poll = now;
         }
         let refill = self.refill.take();
@@ -361,14 +363,13 @@ impl QueueRunner {
         }
     }
 
-    /// Paused queue: resume it when `resume_at` has passed (like upstream, no fetch now).
+    /// Paused queue: resume it when `resume_at` has passed by the database clock (like
+    /// upstream, no fetch now; upstream compares with the worker's clock).
     fn maybe_resume(&self, shared: &WorkerShared, active: &mut Queue) {
         let Some(at) = active.resume_at else { return };
-        if at > Utc::now() {
-            return;
-        }
-        match shared.chancy.resume_queue(&active.name) {
-            Ok(()) => {
+        match shared.chancy.resume_queue_if_due(&active.name) {
+            Ok(false) => {}
+            Ok(true) => {
                 log::info!(
                     "queue {:?} resumed automatically (resume_at {at})",
                     active.name
@@ -405,7 +406,7 @@ impl QueueRunner {
 }
 
 impl ExecPool {
-    fn new(queue: &Queue) -> ExecPool {
+    fn new(shared: &WorkerShared, queue: &Queue) -> ExecPool {
         let concurrency = effective_concurrency(queue);
         let process = uses_processes(queue);
         let idle = if process {
@@ -417,7 +418,10 @@ impl ExecPool {
             jobs: Arc::new(JobQueue::new(concurrency, idle)),
             concurrency,
             eager: queue.eager_polling,
-            child_max_jobs: process.then(|| max_jobs_per_child(queue)),
+            children: process
+                .then(|| shared.child_executable(&queue.name))
+                .flatten()
+                .map(|exe| (exe, max_jobs_per_child(queue))),
         }
     }
 
@@ -435,12 +439,12 @@ impl ExecPool {
             let name = format!("chancy-exec-{}", runner.desired.lock().name);
             let jobs = Arc::clone(&self.jobs);
             let (shared2, runner2) = (Arc::clone(shared), Arc::clone(runner));
-            let (eager, refill_at, max_jobs) =
-                (self.eager, self.concurrency / 2, self.child_max_jobs);
+            let (eager, refill_at, children) =
+                (self.eager, self.concurrency / 2, self.children.clone());
             let started = std::thread::Builder::new()
                 .name(name.clone())
                 .spawn(move || {
-                    executor_thread(&shared2, &runner2, &jobs, eager, refill_at, max_jobs)
+                    executor_thread(&shared2, &runner2, &jobs, eager, refill_at, children)
                 });
             if let Err(err) = started {
                 self.jobs.start_failed();
@@ -459,9 +463,9 @@ fn executor_thread(
     jobs: &JobQueue,
     eager: bool,
     refill_at: usize,
-    child_max_jobs: Option<u32>,
+    children: Option<(std::path::PathBuf, u32)>,
 ) {
-    let mut slot = child_max_jobs.map(|max| ChildSlot::new(shared.process_executable(), max));
+    let mut slot = children.map(|(exe, max)| ChildSlot::new(exe, max));
     while let Some(job) = jobs.pop() {
         let (id, claim) = (job.id, job.claim_id);
         // Handlers run under catch_unwind already; this guards the plugin hooks around
@@ -497,7 +501,8 @@ fn executor_thread(
 /// → CPU count, async → 100, threaded and others → min(32, CPU + 4)).
 pub(crate) fn effective_concurrency(queue: &Queue) -> usize {
     if let Some(c) = queue.concurrency {
-        return c.max(1) as usize;
+        // Rows are validated before a runner starts; the clamp keeps this total anyway.
+        return c.clamp(1, crate::queue::MAX_CONCURRENCY) as usize;
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     match queue.executor.as_str() {

@@ -17,6 +17,7 @@ static STOPPERS: Mutex<Vec<Stopper>> = Mutex::new(Vec::new());
 
 /// Runs `stop` (once, on its own thread) at the first SIGINT/SIGTERM, installing the
 /// process handler on first use; a second signal exits the process.
+#[cfg(feature = "cli")]
 pub(crate) fn on_stop(stop: impl FnOnce() + Send + 'static) -> Result<()> {
     STOPPERS
         .lock()
@@ -45,6 +46,7 @@ pub(crate) fn ensure_handler() -> Result<()> {
 }
 
 fn on_process_signal() {
+    #[cfg(feature = "pgtemp")]
     if crate::pgtemp::stop_all() {
         log::warn!("received a stop signal; stopped the private PostgreSQL server, exiting");
         std::process::exit(130);
@@ -61,7 +63,7 @@ fn on_process_signal() {
     }
     for stop in stoppers {
         log::info!("received a stop signal; stopping (send it again to force)");
-        spawn_named("chancy-signal-stop", stop);
+        spawn_or_run_here(stop);
     }
     for shared in live {
         on_signal(&shared);
@@ -72,14 +74,38 @@ pub(crate) fn on_signal(shared: &Arc<WorkerShared>) {
     let seen = shared.signals.fetch_add(1, Ordering::SeqCst);
     if seen == 0 {
         log::info!("received a stop signal; stopping gracefully (send it again to force)");
-        let worker = Worker {
-            shared: Arc::clone(shared),
-        };
-        spawn_named("chancy-signal-stop", move || {
+        let worker = Worker::internal(shared);
+        spawn_or_run_here(move || {
             worker.stop();
         });
     } else {
-        log::warn!("received signal again, forcing shutdown");
+        log::warn!(
+            "received the stop signal again, forcing exit: abandoning {} running job(s) and \
+             {} outcome(s) not yet written; {}",
+            shared.executions.len(),
+            shared.outgoing.pending(),
+            shared.how_abandoned_jobs_come_back()
+        );
         std::process::exit(130);
+    }
+}
+
+/// Runs `stop` on its own thread, or on the signal thread itself when no thread can be
+/// started (a stop must happen either way; it never panics).
+fn spawn_or_run_here(stop: impl FnOnce() + Send + 'static) {
+    let cell = Arc::new(std::sync::Mutex::new(Some(stop)));
+    let theirs = Arc::clone(&cell);
+    let started = spawn_named("chancy-signal-stop", move || {
+        let stop = theirs.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(stop) = stop {
+            stop();
+        }
+    });
+    if let Err(e) = started {
+        log::error!("cannot start the stop thread ({e}); stopping on the signal thread");
+        let stop = cell.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(stop) = stop {
+            stop();
+        }
     }
 }

@@ -268,6 +268,7 @@ pub(crate) fn write_batch(
     let mut accepted = HashSet::with_capacity(batch.len());
     for round in rounds(batch) {
         let cols = UpdateColumns::from_jobs(&round);
+        let local_now = chrono::Utc::now();
         let rows = tx
             .query(
                 &stmt,
@@ -282,6 +283,7 @@ pub(crate) fn write_batch(
                     &cols.errors,
                     &cols.metas,
                     &cols.max_attempts,
+                    &local_now,
                 ],
             )
             .map_err(|e| Error::database("writing job updates", e))?;

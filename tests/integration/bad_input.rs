@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use chancy::plugins::{Cron, Workflow, WorkflowPlugin};
+#[cfg(feature = "cron")]
+use chancy::plugins::Cron;
+use chancy::plugins::{Workflow, WorkflowPlugin};
 use chancy::{Chancy, Job, JobState, Queue, Reference, ServiceState};
 use serde_json::json;
 
@@ -272,6 +274,7 @@ fn workflow_cycles_and_unknown_dependencies_are_rejected_before_anything_is_writ
     assert_eq!(rows(&app), 1);
 }
 
+#[cfg(feature = "cron")]
 #[test]
 fn invalid_cron_expressions_and_zones_name_the_problem() {
     let app = TestApp::with(|b| b.no_default_plugins().plugin(Cron::new()));

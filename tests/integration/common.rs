@@ -192,39 +192,34 @@ impl Listener {
     }
 }
 
-/// The example binary the process-executor tests run as child. `cargo test --all-targets`
-/// compiles examples as test harnesses, so the real program is built here once with
-/// `cargo build --example process_worker` (same profile and target directory).
+/// The example binary the process-executor tests run as child.
 pub fn process_child() -> std::path::PathBuf {
-    static BUILT: Once = Once::new();
+    example_binary("process_worker")
+}
+
+/// The program `examples/<name>.rs`. `cargo test --all-targets` compiles examples as test
+/// harnesses, so the real program is built here once per name with `cargo build --example
+/// <name>` (same profile and target directory).
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    static BUILT: parking_lot::Mutex<Vec<String>> = parking_lot::Mutex::new(Vec::new());
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let examples = dir.join("examples");
-    let plain = examples.join("process_worker");
-    BUILT.call_once(|| {
+    let plain = dir.join("examples").join(name);
+    let mut built = BUILT.lock();
+    if !built.iter().any(|n| n == name) {
         let target_dir = dir.parent().expect("target root");
         let mut cmd = std::process::Command::new(env!("CARGO"));
-        cmd.args([
-            "build",
-            "--quiet",
-            "--example",
-            "process_worker",
-            "--manifest-path",
-        ])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(target_dir);
+        cmd.args(["build", "--quiet", "--example", name, "--manifest-path"])
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(target_dir);
         if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
-        let status = cmd
-            .status()
-            .expect("run cargo build --example process_worker");
-        assert!(
-            status.success(),
-            "building examples/process_worker.rs failed"
-        );
-    });
+        let status = cmd.status().expect("run cargo build --example");
+        assert!(status.success(), "building examples/{name}.rs failed");
+        built.push(name.to_string());
+    }
     assert!(plain.exists(), "{} was not built", plain.display());
     plain
 }
@@ -247,4 +242,52 @@ pub fn fast_worker(app: &TestApp) -> chancy::WorkerBuilder {
         .job("t.fail", |_| {
             Err(chancy::JobError::new("This job should fail"))
         })
+}
+
+/// Warnings logged by the library that contain `needle`, captured from the moment
+/// [`capture_warnings`] first ran in this test process (a process-wide logger that keeps only
+/// WARN and above, and only messages containing one of the registered needles).
+pub fn captured_warnings(needle: &str) -> Vec<String> {
+    CAPTURE
+        .lock()
+        .1
+        .iter()
+        .filter(|m| m.contains(needle))
+        .cloned()
+        .collect()
+}
+
+/// Starts capturing warnings that contain `needle` (see [`captured_warnings`]).
+pub fn capture_warnings(needle: &str) {
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        if log::set_logger(&CaptureLogger).is_ok() {
+            log::set_max_level(log::LevelFilter::Warn);
+        }
+    });
+    CAPTURE.lock().0.push(needle.to_string());
+}
+
+static CAPTURE: parking_lot::Mutex<(Vec<String>, Vec<String>)> =
+    parking_lot::Mutex::new((Vec::new(), Vec::new()));
+
+struct CaptureLogger;
+
+impl log::Log for CaptureLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let text = record.args().to_string();
+        let mut capture = CAPTURE.lock();
+        if capture.0.iter().any(|n| text.contains(n.as_str())) {
+            capture.1.push(text);
+        }
+    }
+
+    fn flush(&self) {}
 }

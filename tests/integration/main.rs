@@ -3,11 +3,17 @@
 mod bad_input;
 mod budget;
 mod common;
+mod errors;
+mod identity;
 mod migrations;
 mod plugins;
 mod plugins_sched;
 mod process;
 mod producer;
+mod queue_bounds;
 mod security;
+mod state_rules;
+mod typed;
+#[cfg(feature = "web")]
 mod web;
 mod worker;

@@ -2,12 +2,17 @@
 //! time and memory limits, crash isolation and real cancellation.
 
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chancy::{Job, JobState, Limit, Queue, Worker, WorkerBuilder, PROCESS_EXECUTOR};
 use serde_json::json;
 
-use crate::common::{process_child, TestApp};
+use crate::common::{
+    capture_warnings, captured_warnings, database_url, example_binary, process_child, Listener,
+    TestApp,
+};
 
 /// The process tests run one at a time so that counting this process's children is exact.
 static SERIAL: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
@@ -285,4 +290,260 @@ fn a_fresh_worker_declares_upstreams_process_default_queue() {
         PROCESS_EXECUTOR
     );
     assert_eq!(job.state, JobState::Succeeded, "{:?}", job.errors);
+}
+
+/// Processes (not zombies) running the program at `exe`, with their parent pids.
+fn processes_of(exe: &Path) -> Vec<(u64, u64)> {
+    let exe = std::fs::canonicalize(exe).unwrap_or_else(|_| exe.to_path_buf());
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u64>() else {
+            continue;
+        };
+        if std::fs::read_link(entry.path().join("exe")).ok().as_deref() != Some(exe.as_path()) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.first() == Some(&"Z") {
+            continue;
+        }
+        let ppid = fields.get(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+        found.push((pid, ppid));
+    }
+    found
+}
+
+/// Issue #14 item 1: the README's first example without `.queue(..)` pushes to `default`,
+/// which the worker declares with the process executor. The program never opted in to the
+/// child role, so the job must run on a thread: one process of it from start to end, one
+/// worker row, the job succeeded.
+#[test]
+fn the_readme_example_on_the_default_queue_never_starts_a_copy_of_itself() {
+    let _serial = SERIAL.lock();
+    let app = TestApp::new();
+    let exe = example_binary("readme_default_queue");
+    // Every worker row write NOTIFYs worker.announced {worker_id}; a clean stop deletes the
+    // row at the end, so the announcements are what shows how many workers there were.
+    let mut listener = Listener::new(&app.chancy.prefix().channel());
+    let mut program = Command::new(&exe)
+        .env("DATABASE_URL", database_url())
+        .env("CHANCY_PREFIX", &app.prefix)
+        .env_remove(chancy::CHILD_ENV)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(90);
+    let mut most = 0;
+    let status = loop {
+        most = most.max(processes_of(&exe).len());
+        if let Some(status) = program.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > until {
+            let _ = program.kill();
+            panic!("the README example did not finish within 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let output = program.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(status.success(), "exit {status}: {stdout}\n{stderr}");
+    assert_eq!(stdout.trim(), "Some(Succeeded)", "{stderr}");
+    assert_eq!(most, 1, "exactly one process of the example at any time");
+    assert!(processes_of(&exe).is_empty());
+    let worker_ids: HashSet<String> = listener
+        .collect(Duration::from_millis(500))
+        .iter()
+        .filter_map(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+        .filter(|v| v["t"] == "worker.announced")
+        .filter_map(|v| v["worker_id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(worker_ids.len(), 1, "one worker row: {worker_ids:?}");
+    let mut db = app.client();
+    let jobs = db
+        .query(
+            app.sql("SELECT queue, state, taken_by FROM {jobs}")
+                .as_str(),
+            &[],
+        )
+        .unwrap();
+    let jobs: Vec<(String, String, String)> = jobs
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let worker = worker_ids.into_iter().next().unwrap();
+    assert_eq!(
+        jobs,
+        vec![("default".to_string(), "succeeded".to_string(), worker)],
+        "the one job ran on the one worker"
+    );
+    assert_eq!(
+        app.chancy.get_queue("default").unwrap().executor,
+        PROCESS_EXECUTOR,
+        "the default queue is declared as upstream declares it"
+    );
+}
+
+/// A worker that did not opt in runs process-executor queues on threads, in this very
+/// process, and says so once: what is lost and how to opt in.
+#[test]
+fn without_the_opt_in_process_queues_run_on_threads() {
+    let _serial = SERIAL.lock();
+    let app = TestApp::new();
+    let id = format!("no-opt-in-{}", app.prefix);
+    capture_warnings(&id);
+    proc_queue(&app, "proc", 2);
+    proc_queue(&app, "proc2", 2);
+    let w = Worker::builder(&app.chancy)
+        .worker_id(&id)
+        .queue_change_poll_interval(Duration::from_millis(500))
+        .job("t.pid", |ctx| {
+            ctx.set_meta("pid", json!(std::process::id()));
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    w.start().unwrap();
+    let refs = app
+        .chancy
+        .push_many(&[
+            Job::new("t.pid").queue("proc"),
+            Job::new("t.pid").queue("proc2"),
+            Job::new("t.pid"),
+        ])
+        .unwrap();
+    let jobs = app
+        .chancy
+        .wait_for_jobs(&refs, Duration::from_secs(30))
+        .unwrap();
+    w.stop();
+    for job in &jobs {
+        assert_eq!(job.state, JobState::Succeeded, "{:?}", job.errors);
+        assert_eq!(
+            job.meta["pid"].as_u64(),
+            Some(u64::from(std::process::id()))
+        );
+    }
+    let warnings = captured_warnings(&id);
+    assert_eq!(warnings.len(), 1, "one warning per worker: {warnings:?}");
+    for words in [
+        "run on threads",
+        "cannot be killed",
+        "memory limit",
+        "chancy::run_child_if_requested(&registry) first thing in main",
+    ] {
+        assert!(warnings[0].contains(words), "{words:?} in {}", warnings[0]);
+    }
+}
+
+/// A program named as the child that never says hello is killed after the handshake bound
+/// and the attempt fails saying why.
+#[test]
+fn a_child_that_never_says_hello_is_killed() {
+    let _serial = SERIAL.lock();
+    let app = TestApp::new();
+    proc_queue(&app, "proc", 1);
+    let cat = PathBuf::from("/bin/cat");
+    assert!(cat.exists(), "this test needs /bin/cat");
+    let w = worker(&app).process_executable(&cat).build().unwrap();
+    w.start().unwrap();
+    let r = app
+        .chancy
+        .push(&Job::new("example.noop").queue("proc"))
+        .unwrap();
+    let job = app
+        .chancy
+        .wait_for_job(&r, Duration::from_secs(60))
+        .unwrap()
+        .unwrap();
+    let me = u64::from(std::process::id());
+    let cats: Vec<(u64, u64)> = processes_of(&cat)
+        .into_iter()
+        .filter(|(_, ppid)| *ppid == me)
+        .collect();
+    w.stop();
+    assert_eq!(job.state, JobState::Failed);
+    assert!(
+        job.errors[0]
+            .traceback
+            .contains("did not start as a chancy executor child"),
+        "{}",
+        job.errors[0].traceback
+    );
+    assert!(cats.is_empty(), "the silent child was killed: {cats:?}");
+}
+
+/// Issue #14 item 1: SIGKILL of a worker whose process-executor queue is running jobs leaves
+/// no child alive (checked through /proc).
+#[test]
+fn a_sigkilled_worker_leaves_no_child_alive() {
+    let _serial = SERIAL.lock();
+    let app = TestApp::new();
+    proc_queue(&app, "proc", 2);
+    let refs = app
+        .chancy
+        .push_many(&vec![
+            Job::new("example.sleep")
+                .queue("proc")
+                .kwargs(json!({"seconds": 300}));
+            2
+        ])
+        .unwrap();
+    let exe = process_child();
+    let mut worker = Command::new(&exe)
+        .arg(database_url())
+        .env("CHANCY_PREFIX", &app.prefix)
+        .env_remove(chancy::CHILD_ENV)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = u64::from(worker.id());
+    let until = Instant::now() + Duration::from_secs(60);
+    let children = loop {
+        let running = app
+            .chancy
+            .get_jobs(&refs)
+            .unwrap()
+            .iter()
+            .filter(|j| j.state == JobState::Running)
+            .count();
+        let children: Vec<u64> = processes_of(&exe)
+            .into_iter()
+            .filter(|(_, ppid)| *ppid == pid)
+            .map(|(p, _)| p)
+            .collect();
+        if running == 2 && children.len() == 2 {
+            break children;
+        }
+        if Instant::now() > until {
+            let _ = worker.kill();
+            panic!("the jobs never ran in two children ({running} running, {children:?})");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // The children must be busy with the jobs (not idle) when the worker dies.
+    std::thread::sleep(Duration::from_millis(300));
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<u64> = children.iter().copied().filter(|p| alive(*p)).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "children {left:?} outlived their SIGKILLed worker"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -332,15 +332,16 @@ fn cancel_retry_purge() {
     )
     .unwrap();
 
-    assert!(app.chancy.cancel_job(&a).unwrap());
+    assert!(app.chancy.cancel_job(&a).unwrap().is_done());
     let cancelled = app.chancy.get_job(&a).unwrap().unwrap();
     assert_eq!(cancelled.state, JobState::Failed);
     assert!(cancelled.completed_at.is_some() && cancelled.claim_id.is_none());
 
-    let queues = app.chancy.retry_jobs(&[a, b]).unwrap();
-    assert_eq!(
-        queues.into_iter().collect::<Vec<_>>(),
-        vec!["default".to_string()]
+    let outcomes = app.chancy.retry_jobs(&[a, b]).unwrap();
+    assert_eq!(outcomes[0], (a, chancy::JobOutcome::Done));
+    assert!(
+        matches!(&outcomes[1], (r, chancy::JobOutcome::NotApplicable { state, .. }) if *r == b && state == "running"),
+        "{outcomes:?}"
     );
     let retried = app.chancy.get_job(&a).unwrap().unwrap();
     assert_eq!(
@@ -353,9 +354,13 @@ fn cancel_retry_purge() {
         "running jobs are skipped"
     );
 
-    assert_eq!(app.chancy.purge_jobs(&[a, b]).unwrap(), 2);
+    let purged = app.chancy.purge_jobs(&[a, b]).unwrap();
+    assert!(purged.iter().all(|(_, o)| o.is_done()), "{purged:?}");
     assert!(app.chancy.get_jobs(&[a, b]).unwrap().is_empty());
-    assert!(!app.chancy.cancel_job(&a).unwrap());
+    assert_eq!(
+        app.chancy.cancel_job(&a).unwrap(),
+        chancy::JobOutcome::NotFound
+    );
 }
 
 #[test]

@@ -85,6 +85,7 @@ fn panics_unknown_functions_and_bad_kwargs_fail_only_the_attempt() {
     }
     let app = TestApp::new();
     let worker = fast_worker(&app)
+        .panic_hook(true) // the location below comes from the hook
         .job("t.panic", |_| panic!("kaboom"))
         .job("t.typed", |ctx| {
             let _: Args = ctx.kwargs()?;

@@ -508,3 +508,49 @@ fn python_and_rust_workers_share_a_queue_without_running_a_claim_twice() {
     assert!(by_runner.contains(&"rust".to_string()), "{by_runner:?}");
     assert!(by_runner.contains(&"python".to_string()), "{by_runner:?}");
 }
+
+#[test]
+fn a_typed_rust_handler_runs_jobs_pushed_from_python() {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Invoice {
+        customer: String,
+        cents: i64,
+    }
+    impl chancy::JobArgs for Invoice {
+        const FUNC: &'static str = "myapp.tasks.invoice";
+    }
+
+    let app = TestApp::new();
+    app.chancy
+        .declare(&Queue::new("typed").polling_interval(Duration::from_secs(1)))
+        .unwrap();
+    let w = worker(&app)
+        .handle(|ctx: &chancy::JobContext, args: Invoice| {
+            ctx.set_meta("billed", json!(format!("{}:{}", args.customer, args.cents)));
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    w.start().unwrap();
+    let spec = json!([
+        {"func": "myapp.tasks.invoice", "kwargs": {"customer": "acme", "cents": 1250}},
+        {"func": "myapp.tasks.invoice", "kwargs": {"customer": "acme"}}
+    ]);
+    let ids = refs(&py(&[
+        "push",
+        &database_url(),
+        &app.prefix,
+        "typed",
+        &spec.to_string(),
+    ]));
+    let done = app.chancy.wait_for_jobs(&ids, WAIT).unwrap();
+    w.stop();
+
+    assert_eq!(done[0].state, JobState::Succeeded);
+    assert_eq!(done[0].meta["billed"], json!("acme:1250"));
+    assert_eq!(done[1].state, JobState::Failed);
+    assert_eq!(
+        done[1].errors[0].traceback,
+        "invalid kwargs for \"myapp.tasks.invoice\": missing field `cents`"
+    );
+}

@@ -6,15 +6,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use super::cost::{self, wal_position, Meter, STATS_FLUSH};
 use super::report::{Drain, Enqueue};
-use super::stats::{count_succeeded, wal_position};
+use super::stats::count_succeeded;
 use super::{BenchArgs, JobKind};
 use crate::cli::builtins::{NOOP, SLEEP};
 use crate::error::Result;
 use crate::{Chancy, Job, Queue, Worker};
 
-/// Pushes `args.jobs` jobs, then drains them with one worker; returns both measurements.
-pub(super) fn run(chancy: &Chancy, args: &BenchArgs) -> Result<(Enqueue, Drain)> {
+/// Pushes `args.jobs` jobs, explains one claim, then drains them with one worker; returns
+/// both measurements.
+pub(super) fn run(chancy: &Chancy, meter: &Meter, args: &BenchArgs) -> Result<(Enqueue, Drain)> {
     let executor = if args.executor == "process" {
         crate::PROCESS_EXECUTOR
     } else {
@@ -44,9 +46,14 @@ pub(super) fn run(chancy: &Chancy, args: &BenchArgs) -> Result<(Enqueue, Drain)>
         wal_bytes_per_job: per_job(push_wal, jobs.len()),
     };
 
+    // One claim as large as a fetcher with every slot free makes, over the full backlog.
+    let claim = cost::explain_claim(chancy, &names[0], i64::from(args.concurrency))?;
+
     let done = Arc::new(AtomicUsize::new(0));
     let worker = counting_worker(chancy, args, Arc::clone(&done))?;
-    let wal = wal_position(chancy)?;
+    // The push's statistics (WAL records, its commit) reach pg_stat_* within a second.
+    std::thread::sleep(STATS_FLUSH);
+    let start = meter.start(chancy)?;
     let t = Instant::now();
     worker.start()?;
     if executor == crate::PROCESS_EXECUTOR || names.len() > 1 {
@@ -63,15 +70,19 @@ pub(super) fn run(chancy: &Chancy, args: &BenchArgs) -> Result<(Enqueue, Drain)>
         }
     }
     let elapsed = t.elapsed();
-    let drain_wal = wal_position(chancy)? - wal;
+    let end = meter.end(chancy)?;
     let succeeded = count_succeeded(chancy)?;
     worker.stop();
+    std::thread::sleep(STATS_FLUSH);
+    let costs = meter.costs(chancy, &start, &end, jobs.len())?;
     let drain = Drain {
         jobs: jobs.len(),
         seconds: elapsed.as_secs_f64(),
         jobs_per_second: rate(jobs.len(), elapsed),
         succeeded,
-        wal_bytes_per_job: per_job(drain_wal, jobs.len()),
+        wal_bytes_per_job: costs.wal_bytes_per_job,
+        costs,
+        claim,
     };
     Ok((enqueue, drain))
 }

@@ -1,13 +1,17 @@
 //! `chancy bench`: a reproducible throughput and latency run on a private table prefix.
 //!
 //! Modes: `drain` (push every job first, then one worker drains them), `latency` (single
-//! pushes into an idle worker), `all` (both, drain first). Results come out as a table or,
-//! with `--json`, as one JSON object ([`report::Report`]).
+//! pushes into an idle worker), `steady` (open-loop arrivals at a fixed rate into a running
+//! worker), `all` (drain, then latency). Drain and steady runs also report what they cost
+//! the database per job ([`cost`]). Results come out as a table or, with `--json`, as one
+//! JSON object ([`report::Report`]).
 
+mod cost;
 mod drain;
 mod latency;
 mod report;
 mod stats;
+mod steady;
 
 use std::time::Duration;
 
@@ -34,6 +38,9 @@ pub enum Mode {
     Drain,
     /// Single pushes into an idle worker: push→start and push→completed percentiles.
     Latency,
+    /// Open-loop arrivals at `--rate` jobs/s for `--seconds` into a running worker:
+    /// arrival→start percentiles and the cost per job.
+    Steady,
     /// Drain, then latency.
     All,
 }
@@ -60,6 +67,12 @@ pub struct BenchArgs {
     /// Which measurements to run.
     #[arg(long, value_enum, default_value_t = Mode::All)]
     pub mode: Mode,
+    /// Arrivals per second in steady mode.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate: u32,
+    /// Seconds of arrivals in steady mode.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub seconds: u64,
     /// Single pushes timed in latency mode (0 skips the latency run).
     #[arg(long, default_value_t = 200)]
     pub latency_samples: usize,
@@ -115,7 +128,9 @@ impl BenchArgs {
 pub(super) fn bench(url: &str, prefix: &str, args: &BenchArgs) -> Result<i32> {
     let bench_prefix = format!("{prefix}bench_");
     let probe = latency::CompletionProbe::new();
-    let mut builder = Chancy::builder(url)
+    // Our backends carry this name, so the cost meter can tell them from other clients'.
+    let app = format!("chancy-bench-{}", std::process::id());
+    let mut builder = Chancy::builder(cost::with_application_name(url, &app))
         .prefix(bench_prefix.clone())
         .plugin_arc(probe.clone());
     if args.no_default_plugins {
@@ -136,13 +151,13 @@ pub(super) fn bench(url: &str, prefix: &str, args: &BenchArgs) -> Result<i32> {
                 .join(" ")
         );
     }
-    let result = run(&chancy, &probe, args);
+    let result = cost::Meter::detect(&chancy, &app).and_then(|m| run(&chancy, &m, &probe, args));
     if !args.keep {
         chancy.migrate_to(0)?;
     }
     let report = result?;
     if args.json {
-        super::print_json(&serde_json::to_value(&report).unwrap_or_default());
+        super::print_json(&report);
     } else {
         report.table().print();
     }
@@ -151,17 +166,21 @@ pub(super) fn bench(url: &str, prefix: &str, args: &BenchArgs) -> Result<i32> {
 
 fn run(
     chancy: &Chancy,
+    meter: &cost::Meter,
     probe: &std::sync::Arc<latency::CompletionProbe>,
     args: &BenchArgs,
 ) -> Result<Report> {
     let mut report = Report::new(chancy, args);
     if matches!(args.mode, Mode::Drain | Mode::All) {
-        let (enqueue, drain) = drain::run(chancy, args)?;
+        let (enqueue, drain) = drain::run(chancy, meter, args)?;
         report.enqueue = Some(enqueue);
         report.drain = Some(drain);
     }
     if matches!(args.mode, Mode::Latency | Mode::All) && args.latency_samples > 0 {
         report.latency = Some(latency::run(chancy, probe, args)?);
+    }
+    if args.mode == Mode::Steady {
+        report.steady = Some(steady::run(chancy, meter, args)?);
     }
     if args.idle_seconds > 0 {
         report.idle = Some(stats::idle(

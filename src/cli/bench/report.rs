@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::cost::{ClaimCost, Costs};
 use super::stats::{cpus, load_average};
 use super::{BenchArgs, JobKind, Mode};
 use crate::cli::table::Table;
@@ -22,6 +23,7 @@ pub(super) struct Report {
     pub enqueue: Option<Enqueue>,
     pub drain: Option<Drain>,
     pub latency: Option<Latency>,
+    pub steady: Option<Steady>,
     pub idle: Option<Idle>,
     /// The jobs table after the run.
     pub jobs_table: Option<TableStats>,
@@ -31,7 +33,11 @@ pub(super) struct Report {
 #[derive(Debug, Serialize)]
 pub(super) struct Settings {
     pub mode: &'static str,
+    /// Jobs of a drain (`drain` and `all` modes).
     pub jobs: usize,
+    /// Arrivals per second and their duration (`steady` mode).
+    pub rate: u32,
+    pub seconds: u64,
     pub concurrency: i32,
     pub queues: u32,
     pub kind: &'static str,
@@ -61,6 +67,31 @@ pub(super) struct Drain {
     /// Rows in state `succeeded` afterwards (equals `jobs` unless something was lost).
     pub succeeded: i64,
     pub wal_bytes_per_job: f64,
+    /// What the drain cost the database and this process, per job.
+    pub costs: Costs,
+    /// `EXPLAIN (ANALYZE, BUFFERS, WAL)` of one claim of `concurrency` rows, run (and
+    /// rolled back) on the full backlog just before the drain.
+    pub claim: ClaimCost,
+}
+
+/// Open-loop arrivals at a fixed rate into a running worker (`--mode steady`).
+#[derive(Debug, Serialize)]
+pub(super) struct Steady {
+    /// Requested arrivals per second.
+    pub rate: u32,
+    /// Requested duration of the arrivals.
+    pub seconds: u64,
+    pub jobs: usize,
+    /// Jobs pushed ÷ time from the first arrival to the last push's return.
+    pub achieved_rate: f64,
+    /// Round trips the pushers made (several due jobs go in one `push_many`).
+    pub pushes: usize,
+    /// The largest delay of a push behind its arrival time.
+    pub max_push_lag_ms: f64,
+    /// From each job's scheduled arrival to its handler starting.
+    pub push_to_start_ms: Percentiles,
+    /// From the first arrival until every job's outcome is written.
+    pub costs: Costs,
 }
 
 /// Single pushes into an idle worker.
@@ -140,9 +171,12 @@ impl Report {
                 mode: match args.mode {
                     Mode::Drain => "drain",
                     Mode::Latency => "latency",
+                    Mode::Steady => "steady",
                     Mode::All => "all",
                 },
                 jobs: args.jobs,
+                rate: args.rate,
+                seconds: args.seconds,
                 concurrency: args.concurrency,
                 queues: args.queues,
                 kind: match args.kind {
@@ -162,6 +196,7 @@ impl Report {
             enqueue: None,
             drain: None,
             latency: None,
+            steady: None,
             idle: None,
             jobs_table: None,
         }
@@ -174,8 +209,12 @@ impl Report {
         t.row(vec![
             "settings".into(),
             format!(
-                "{} jobs, {} queue(s) × {} slots, {} jobs{}, {} executor{}, plugins: {}",
-                s.jobs,
+                "{}, {} queue(s) × {} slots, {} jobs{}, {} executor{}, plugins: {}",
+                if s.mode == "steady" {
+                    format!("{} jobs/s for {} s", s.rate, s.seconds)
+                } else {
+                    format!("{} jobs", s.jobs)
+                },
                 s.queues,
                 s.concurrency,
                 s.kind,
@@ -218,10 +257,41 @@ impl Report {
                     d.jobs_per_second, d.jobs, d.seconds, d.succeeded
                 ),
             ]);
+            cost_rows(&mut t, "drain", &d.costs);
+            let c = &d.claim;
             t.row(vec![
-                "drain WAL".into(),
-                format!("{:.0} bytes/job", d.wal_bytes_per_job),
+                format!("one claim of {} ({} waiting)", c.limit, c.waiting),
+                format!(
+                    "{} rows in {:.2} ms: {:.1} buffers/row ({} hit, {} read, {} dirtied), \
+                     {:.1} WAL records and {:.0} WAL bytes/row",
+                    c.rows,
+                    c.execution_ms,
+                    c.buffers_per_row,
+                    c.shared_hit,
+                    c.shared_read,
+                    c.shared_dirtied,
+                    c.wal_records_per_row,
+                    c.wal_bytes_per_row
+                ),
             ]);
+        }
+        if let Some(s) = &self.steady {
+            t.row(vec![
+                format!("steady {} jobs/s for {} s", s.rate, s.seconds),
+                format!(
+                    "{} jobs at {:.0} jobs/s in {} pushes (max push lag {:.1} ms)",
+                    s.jobs, s.achieved_rate, s.pushes, s.max_push_lag_ms
+                ),
+            ]);
+            let p = &s.push_to_start_ms;
+            t.row(vec![
+                "steady arrival→start".into(),
+                format!(
+                    "p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                    p.p50, p.p95, p.p99, p.max
+                ),
+            ]);
+            cost_rows(&mut t, "steady", &s.costs);
         }
         if let Some(l) = &self.latency {
             for (name, p) in [
@@ -264,4 +334,48 @@ impl Report {
         }
         t
     }
+}
+
+/// The per-job cost rows of one measured period.
+fn cost_rows(t: &mut Table, what: &str, c: &Costs) {
+    t.row(vec![
+        format!("{what} PostgreSQL CPU ({})", c.postgres_cpu_source),
+        match (c.postgres_cpu_us_per_job, c.postgres_own_cpu_us_per_job) {
+            (Some(all), Some(own)) => format!(
+                "{all:.1} µs/job all server processes, {own:.1} µs/job own backends + \
+                 background ({} processes)",
+                c.own_processes.unwrap_or(0)
+            ),
+            (Some(all), None) => format!("{all:.1} µs/job ({})", c.postgres_cpu_note),
+            _ => c.postgres_cpu_note.clone(),
+        },
+    ]);
+    t.row(vec![
+        format!("{what} worker CPU"),
+        format!(
+            "{:.1} µs/job (this process, {:.2} s)",
+            c.worker_cpu_us_per_job, c.worker_cpu_seconds
+        ),
+    ]);
+    t.row(vec![
+        format!("{what} WAL"),
+        format!(
+            "{:.0} bytes/job, {:.2} records/job, {:.3} full-page images/job (whole server)",
+            c.wal_bytes_per_job, c.wal_records_per_job, c.wal_fpi_per_job
+        ),
+    ]);
+    t.row(vec![
+        format!("{what} commits"),
+        format!(
+            "{:.3}/job ({} in this database, every session)",
+            c.commits_per_job, c.commits
+        ),
+    ]);
+    t.row(vec![
+        format!("{what} statements"),
+        match c.statements_per_job {
+            Some(s) => format!("{s:.3}/job ({})", c.statements_note),
+            None => c.statements_note.clone(),
+        },
+    ]);
 }

@@ -30,7 +30,7 @@ pub(super) fn idle(chancy: &Chancy, period: Duration, queues: usize) -> Result<I
         std::thread::sleep(Duration::from_millis(200));
         connections = connections.max(chancy.open_connections());
     }
-    let used = cpu_ticks().saturating_sub(before) as f64 / ticks_per_second();
+    let used = cpu_ticks().saturating_sub(before) as f64 / super::cost::ticks_per_second();
     let seconds = t.elapsed().as_secs_f64();
     let threads = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
     let jobs: Vec<crate::Job> = names
@@ -57,25 +57,12 @@ pub(super) fn idle(chancy: &Chancy, period: Duration, queues: usize) -> Result<I
     Ok(idle)
 }
 
-/// The server's current WAL insert position, in bytes.
-pub(super) fn wal_position(chancy: &Chancy) -> Result<i64> {
-    let mut conn = chancy.connection()?;
-    let row = conn
-        .client
-        .query_one(
-            "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::int8",
-            &[],
-        )
-        .map_err(|e| Error::database("reading the WAL position", e))?;
-    Ok(row.get(0))
-}
-
 /// Rows and dead tuples of the jobs table. Rows are counted exactly; dead tuples come from
 /// `pg_stat_user_tables`, which the worker's connections update when they close (read after
 /// the worker stopped), so it is exact unless autovacuum ran (`vacuums` says so).
 pub(super) fn table_stats(chancy: &Chancy) -> Result<TableStats> {
     // Backends flush their counters when they exit or go idle; give the last ones a moment.
-    std::thread::sleep(Duration::from_millis(1100));
+    std::thread::sleep(super::cost::STATS_FLUSH);
     let mut conn = chancy.connection()?;
     let row = conn
         .client
@@ -139,16 +126,6 @@ fn cpu_ticks() -> u64 {
             .unwrap_or(0)
     };
     field(11) + field(12)
-}
-
-fn ticks_per_second() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if ticks > 0 {
-        ticks as f64
-    } else {
-        100.0
-    }
 }
 
 fn rss_kb() -> u64 {

@@ -105,9 +105,16 @@ impl Cron {
         }
         jobs.iter().try_for_each(Job::validate)?;
         let tz = parse_zone(timezone)?;
-        let next_run = CronExpr::parse(cron)?.next_run(Utc::now(), tz)?;
+        let expr = CronExpr::parse(cron)?;
+        expr.next_run(Utc::now(), tz)?; // refuse an expression that never fires, before any I/O
         let sql = chancy.prefix().render(UPSERT);
         in_transaction(chancy, "scheduling cron jobs", |tx| {
+            // The first run is computed from the database clock, like every later one.
+            let now: DateTime<Utc> = tx
+                .query_one("SELECT NOW()", &[])
+                .map_err(|e| Error::database("reading the database clock", e))?
+                .get(0);
+            let next_run = expr.next_run(now, tz)?;
             for job in jobs {
                 tx.execute(
                     sql.as_str(),
@@ -172,14 +179,15 @@ impl Cron {
         let select = chancy.prefix().render(SELECT_DUE);
         let update = chancy.prefix().render(UPDATE_RUN);
         in_transaction(chancy, "running cron schedules", |tx| {
-            let now = Utc::now();
+            // Due-ness and the next run are computed on the database clock.
             let rows = tx
-                .query(select.as_str(), &[&now])
+                .query(select.as_str(), &[])
                 .map_err(|e| Error::database("selecting due cron schedules", e))?;
             let mut fired = 0;
             for row in rows {
                 let (key, cron, job, zone): (String, String, Value, String) =
                     (row.get(0), row.get(1), row.get(2), row.get(3));
+                let now: DateTime<Utc> = row.get(4);
                 let (next, job) = match due_row(&cron, &zone, &job, now) {
                     Ok(ready) => ready,
                     Err(err) => {
@@ -262,9 +270,9 @@ WHERE ($1::text[] IS NULL OR unique_key = ANY($1))
 ORDER BY unique_key"#;
 
 const SELECT_DUE: &str = r#"
-SELECT unique_key, cron, job, timezone
+SELECT unique_key, cron, job, timezone, NOW() AS now
 FROM "{prefix}cron"
-WHERE next_run <= $1
+WHERE next_run <= NOW()
 FOR UPDATE SKIP LOCKED"#;
 
 const UPDATE_RUN: &str = r#"

@@ -143,6 +143,7 @@ impl MetricsBuilder {
                 sessions: Mutex::new(HashMap::new()),
                 flush_lock: Mutex::new(()),
                 last_warning: Mutex::new(None),
+                clock_offset_ms: std::sync::atomic::AtomicI64::new(0),
             }),
         })
     }
@@ -163,6 +164,9 @@ struct Inner {
     sessions: Mutex<HashMap<String, Session>>,
     flush_lock: Mutex<()>,
     last_warning: Mutex<Option<Instant>>,
+    /// The database clock minus this machine's, in ms, as last measured (each flush and
+    /// each read): buckets and windows follow the database clock.
+    clock_offset_ms: std::sync::atomic::AtomicI64,
 }
 
 /// Collects counters, gauges and histograms and saves them, every `sync_interval` and when
@@ -223,8 +227,36 @@ impl Metrics {
     }
 
     /// The `[start, end)` window `query` reads, in Unix seconds (as `get_metrics` uses it).
+    #[cfg(feature = "web")]
     pub(crate) fn window(&self, query: &MetricsQuery) -> Result<(i64, i64)> {
-        read::window(query, self.retention_secs(query.resolution.seconds()))
+        read::window(
+            query,
+            self.retention_secs(query.resolution.seconds()),
+            self.now().timestamp(),
+        )
+    }
+
+    /// Now by the database clock, as of the last measurement ([`Metrics::sync_clock`]).
+    fn now(&self) -> chrono::DateTime<Utc> {
+        let offset = self
+            .inner
+            .clock_offset_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        Utc::now() + chrono::Duration::milliseconds(offset)
+    }
+
+    /// Measures the database clock against this machine's (one `SELECT NOW()`), so buckets
+    /// and read windows are placed by the database clock even when this machine's is off.
+    fn sync_clock(&self, chancy: &Chancy) -> Result<()> {
+        let before = Utc::now();
+        let db = chancy.database_now()?;
+        let after = Utc::now();
+        let local = before + (after - before) / 2;
+        self.inner.clock_offset_ms.store(
+            (db - local).num_milliseconds(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        Ok(())
     }
 
     fn retention_secs(&self, seconds: i64) -> i64 {
@@ -292,7 +324,7 @@ impl Metrics {
             self.inner
                 .buffer
                 .lock()
-                .record_many(key, values, kind, unit, &origin, Utc::now(), max);
+                .record_many(key, values, kind, unit, &origin, self.now(), max);
         match result {
             Ok(()) => true,
             Err(why) => {
@@ -339,7 +371,7 @@ impl Metrics {
         self.inner
             .buffer
             .lock()
-            .prune(Utc::now(), |s| self.retention_secs(s), &active);
+            .prune(self.now(), |s| self.retention_secs(s), &active);
     }
 
     /// Saves every buffered observation not saved yet (definitions first, then one upsert
@@ -350,6 +382,7 @@ impl Metrics {
     /// When the database is unreachable or a statement fails.
     pub fn flush(&self, chancy: &Chancy) -> Result<()> {
         let _serial = self.inner.flush_lock.lock();
+        self.sync_clock(chancy)?;
         self.prune_buffer();
         let snapshot = self.inner.buffer.lock().snapshot();
         let chunks: Vec<_> = snapshot.into_iter().collect();
@@ -401,7 +434,8 @@ impl Metrics {
         query: &MetricsQuery,
     ) -> Result<std::collections::BTreeMap<String, Metric>> {
         let retention = self.retention_secs(query.resolution.seconds());
-        read::get_metrics(chancy, query, retention)
+        self.sync_clock(chancy)?;
+        read::get_metrics(chancy, query, retention, self.now().timestamp())
     }
 
     /// Keys of every saved metric, in order.
@@ -535,6 +569,9 @@ impl Plugin for Metrics {
 
     /// Gives the worker its own session and subscribes to its `metrics.*` events.
     fn on_worker_started(&self, worker: &Worker) -> Result<()> {
+        if let Err(err) = self.sync_clock(worker.chancy()) {
+            log::warn!("metrics: cannot read the database clock yet ({err}); using this machine's until the first flush");
+        }
         self.register(worker);
         Ok(())
     }
@@ -593,7 +630,7 @@ impl Plugin for Metrics {
             .iter()
             .map(|r| {
                 let s = r.seconds();
-                let now = buffer::bucket_start(Utc::now().timestamp(), s);
+                let now = buffer::bucket_start(self.now().timestamp(), s);
                 let cutoff = now + s - self.retention_secs(s);
                 (
                     s as i32,

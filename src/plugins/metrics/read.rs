@@ -150,7 +150,8 @@ fn like_children(prefix: &str) -> String {
 }
 
 /// `(start, end)` in Unix seconds for `query`.
-pub(crate) fn window(query: &MetricsQuery, retention: i64) -> Result<(i64, i64)> {
+/// `now` is the database clock in Unix seconds.
+pub(crate) fn window(query: &MetricsQuery, retention: i64, now: i64) -> Result<(i64, i64)> {
     let seconds = query.resolution.seconds();
     let aligned = |t: &DateTime<Utc>, what: &str| {
         let secs = t.timestamp();
@@ -164,7 +165,7 @@ pub(crate) fn window(query: &MetricsQuery, retention: i64) -> Result<(i64, i64)>
     };
     let end = match &query.end {
         Some(t) => aligned(t, "end")?,
-        None => bucket_start(Utc::now().timestamp(), seconds) + seconds,
+        None => bucket_start(now, seconds) + seconds,
     };
     if let Some(t) = &query.start {
         if query.range.is_some() {
@@ -198,8 +199,9 @@ pub(crate) fn get_metrics(
     chancy: &Chancy,
     query: &MetricsQuery,
     retention: i64,
+    now: i64,
 ) -> Result<BTreeMap<String, Metric>> {
-    let (start, end) = window(query, retention)?;
+    let (start, end) = window(query, retention, now)?;
     let seconds = query.resolution.seconds();
     let p = chancy.prefix();
     let db = |e| Error::database("reading metrics", e);
@@ -232,7 +234,7 @@ pub(crate) fn get_metrics(
     if ids.is_empty() {
         return Ok(out);
     }
-    let cutoff = bucket_start(Utc::now().timestamp(), seconds) + seconds - retention;
+    let cutoff = bucket_start(now, seconds) + seconds - retention;
     let from = start.max(cutoff);
     let params: [&(dyn ToSql + Sync); 6] = [
         &ids,

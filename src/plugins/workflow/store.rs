@@ -145,6 +145,20 @@ pub(crate) fn process_workflow(
     }
     let starting = workflow.state;
     let mut changed = false;
+    // A step whose job was pushed but no longer exists (deleted, purged or pruned before
+    // the workflow finished) can never succeed: it counts as failed, so the workflow fails
+    // instead of staying running forever (upstream leaves it running).
+    for step in &mut workflow.steps {
+        if step.job_id.is_some() && step.state.is_none() {
+            log::warn!(
+                "workflow {} ({:?}): the job of step {:?} no longer exists; failing the step",
+                workflow.id,
+                workflow.name,
+                step.step_id
+            );
+            step.state = Some(JobState::Failed);
+        }
+    }
     for i in 0..workflow.steps.len() {
         let step = &workflow.steps[i];
         if matches!(step.state, Some(JobState::Succeeded | JobState::Failed)) {

@@ -9,10 +9,13 @@ use postgres::types::ToSql;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::{job_json, page, parse_limit, parse_uuid, wants_pagination, Out};
+use super::{
+    error, filter_triples, job_json, ok, page, parse_limit, parse_uuid, path_uuid,
+    wants_pagination, Out, INVALID,
+};
 use crate::error::Error;
 use crate::web::http::{Reply, Req};
-use crate::{Chancy, JobState, QueuedJob, Reference};
+use crate::{Chancy, JobOutcome, QueuedJob, Reference};
 
 /// Job states accepted in filters and counted in the overview: the five chancy writes,
 /// plus two some upstream versions show.
@@ -50,11 +53,60 @@ impl Where {
     }
 }
 
-/// `GET /api/v1/jobs?state=&queue=&func=&filters=&before=&limit=&pagination=`.
+/// Largest `kwargs`, `meta` or `errors` (as JSON text, bytes) a job list row carries;
+/// a bigger value is replaced by a marker and `GET /api/v1/jobs/{id}` gives it in full.
+/// This bounds a page (at most [`super::MAX_LIMIT`] rows) to well under 2 MB, whatever the
+/// jobs hold (upstream sends every value in full).
+pub(crate) const LIST_VALUE_LIMIT: i32 = 4096;
+
+/// Most entries of a truncated `errors` list a row keeps (the newest), and how many
+/// characters of each traceback.
+const LIST_ERRORS_KEPT: i32 = 3;
+const LIST_TRACEBACK_CHARS: i32 = 1000;
+
+/// The job columns of a list row, with `kwargs`, `meta` and `errors` bounded in the
+/// database (so a 50 MB value never leaves PostgreSQL for a list): a `kwargs` or `meta`
+/// over [`LIST_VALUE_LIMIT`] becomes `{"_truncated": {"bytes": n, "detail":
+/// "/api/v1/jobs/<id>"}}`, `errors` keeps its newest entries with shortened tracebacks,
+/// and `truncated` lists the columns that were cut. `$1` is the limit.
+fn bounded_columns() -> String {
+    let marker = |col: &str| {
+        format!(
+            "CASE WHEN {col} IS NULL OR octet_length({col}::text) <= $1 THEN {col} \
+             ELSE jsonb_build_object('_truncated', jsonb_build_object(\
+             'bytes', octet_length({col}::text), 'detail', '/api/v1/jobs/' || id)) END AS {col}"
+        )
+    };
+    format!(
+        "id, queue, func, {kwargs}, limits, {meta}, state, priority, attempts, max_attempts, \
+         taken_by, created_at, started_at, completed_at, scheduled_at, unique_key, claim_id, \
+         CASE WHEN errors IS NULL OR octet_length(errors::text) <= $1 \
+           OR jsonb_typeof(errors) <> 'array' \
+         THEN errors ELSE COALESCE((\
+           SELECT jsonb_agg(CASE WHEN jsonb_typeof(e) = 'object' THEN e || jsonb_build_object(\
+             'traceback', CASE WHEN length(e->>'traceback') > {chars} \
+               THEN left(e->>'traceback', {chars}) || ' … [truncated; the job detail has the rest]' \
+               ELSE e->>'traceback' END) ELSE e END ORDER BY n) \
+           FROM jsonb_array_elements(errors) WITH ORDINALITY AS x(e, n) \
+           WHERE n > jsonb_array_length(errors) - {kept}), '[]'::jsonb) END AS errors, \
+         array_remove(ARRAY[\
+           CASE WHEN octet_length(kwargs::text) > $1 THEN 'kwargs' END, \
+           CASE WHEN octet_length(meta::text) > $1 THEN 'meta' END, \
+           CASE WHEN octet_length(errors::text) > $1 THEN 'errors' END], NULL) AS truncated",
+        kwargs = marker("kwargs"),
+        meta = marker("meta"),
+        chars = LIST_TRACEBACK_CHARS,
+        kept = LIST_ERRORS_KEPT,
+    )
+}
+
+/// `GET /api/v1/jobs?state=&queue=&func=&filters=&before=&limit=&pagination=`: newest
+/// first, rows bounded (see [`LIST_VALUE_LIMIT`]).
 pub(super) fn list(req: &Req, chancy: &Chancy) -> Out {
     let limit = parse_limit(req)?;
-    let paginate = wants_pagination(req)?;
+    let paginate = wants_pagination(req);
     let mut w = Where::default();
+    w.params.push(Box::new(LIST_VALUE_LIMIT));
     if let Some(state) = req.param("state") {
         w.add("state", "=", Box::new(check_state(state)?));
     }
@@ -71,7 +123,8 @@ pub(super) fn list(req: &Req, chancy: &Chancy) -> Out {
         w.add("id", "<", Box::new(parse_uuid(before, "before")?));
     }
     let sql = format!(
-        "SELECT * FROM {} {} ORDER BY id DESC LIMIT {}",
+        "SELECT {} FROM {} {} ORDER BY id DESC LIMIT {}",
+        bounded_columns(),
         chancy.prefix().table("jobs"),
         w.sql(),
         limit + 1
@@ -85,7 +138,14 @@ pub(super) fn list(req: &Req, chancy: &Chancy) -> Out {
     let mut items = Vec::with_capacity(rows.len());
     for row in &rows {
         items.push(match QueuedJob::from_row(row) {
-            Ok(job) => (job.id, job_json(&job)),
+            Ok(job) => {
+                let mut value = job_json(&job);
+                let cut: Vec<String> = row.try_get("truncated").unwrap_or_default();
+                if !cut.is_empty() {
+                    value["truncated"] = json!(cut);
+                }
+                (job.id, value)
+            }
             Err(e) => unreadable_json(row, &e),
         });
     }
@@ -96,8 +156,8 @@ fn check_state(state: &str) -> Result<String, Reply> {
     if STATES.contains(&state) {
         Ok(state.to_string())
     } else {
-        Err(Reply::error(
-            400,
+        Err(error(
+            INVALID,
             format!(
                 "unknown state {state:?}; expected one of {}",
                 STATES.join(", ")
@@ -115,23 +175,11 @@ fn contains(text: &str) -> String {
     format!("%{escaped}%")
 }
 
-/// Upstream's `filters`: a JSON list of `[field, op, value]`.
+/// Upstream's `filters`: a JSON list of `[key, operator, value]`.
 fn add_filters(w: &mut Where, text: &str) -> Result<(), Reply> {
-    let bad = |why: String| Reply::error(400, format!("bad filters: {why}"));
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| bad(format!("not valid JSON ({e})")))?;
-    let list = value
-        .as_array()
-        .ok_or_else(|| bad("expected a JSON list of [field, op, value]".into()))?;
-    for item in list {
-        let triple = item.as_array().filter(|t| t.len() == 3);
-        let Some([field, op, value]) = triple.map(Vec::as_slice) else {
-            return Err(bad(format!("{item} is not a [field, op, value] triple")));
-        };
-        let (Some(field), Some(op)) = (field.as_str(), op.as_str()) else {
-            return Err(bad(format!("{item}: field and op must be strings")));
-        };
-        add_filter(w, field, op, value).map_err(|why| bad(format!("{item}: {why}")))?;
+    for (key, op, value) in filter_triples(text)? {
+        add_filter(w, &key, &op, &value)
+            .map_err(|why| error(INVALID, format!("bad filter {key} {op}: {why}")))?;
     }
     Ok(())
 }
@@ -221,43 +269,41 @@ pub(super) fn functions(chancy: &Chancy) -> Out {
 
 /// `GET /api/v1/jobs/{id}`.
 pub(super) fn get(chancy: &Chancy, id: &str) -> Out {
-    let id = parse_uuid(id, "the job id")?;
+    let id = path_uuid(id, "Job")?;
     match chancy.get_job(&Reference(id))? {
         Some(job) => Ok(Reply::json(job_json(&job))),
-        None => Err(Reply::error(404, "Job not found")),
+        None => Err(error(404, "Job not found")),
     }
 }
 
 /// `DELETE /api/v1/jobs/{id}`: deletes the job (any state); 404 when missing.
 pub(super) fn purge(chancy: &Chancy, id: &str) -> Out {
-    let id = parse_uuid(id, "the job id")?;
+    let id = path_uuid(id, "Job")?;
     single(act(chancy, Action::Purge, id)?)
 }
 
-/// What one action did to one job.
-enum Outcome {
-    Done,
-    Missing,
-    NotApplicable(String),
-}
-
-/// `POST /api/v1/jobs/{id}/cancel`: 404 when missing, 409 when already finished.
+/// `POST /api/v1/jobs/{id}/cancel`: 404 when missing, 409 when already finished (the
+/// library's rule, [`Chancy::cancel_job`]).
 pub(super) fn cancel(chancy: &Chancy, id: &str) -> Out {
-    let id = parse_uuid(id, "the job id")?;
+    let id = path_uuid(id, "Job")?;
     single(act(chancy, Action::Cancel, id)?)
 }
 
-/// `POST /api/v1/jobs/{id}/retry`: 404 when missing, 409 when running.
+/// `POST /api/v1/jobs/{id}/retry`: 404 when missing, 409 when running, not finished, or
+/// when another unfinished job holds its unique key ([`Chancy::retry_jobs`]).
 pub(super) fn retry(chancy: &Chancy, id: &str) -> Out {
-    let id = parse_uuid(id, "the job id")?;
+    let id = path_uuid(id, "Job")?;
     single(act(chancy, Action::Retry, id)?)
 }
 
-fn single(outcome: Outcome) -> Out {
+/// A single-job action's outcome as upstream answers it: `{"ok": true}` when done; 404 /
+/// 409 `{"title": …}` (the library's reason) where upstream would answer ok without doing
+/// anything.
+fn single(outcome: JobOutcome) -> Out {
     match outcome {
-        Outcome::Done => Ok(Reply::json(json!({ "success": true }))),
-        Outcome::Missing => Err(Reply::error(404, "Job not found")),
-        Outcome::NotApplicable(why) => Err(Reply::error(409, why)),
+        JobOutcome::Done => Ok(ok()),
+        JobOutcome::NotFound => Err(error(404, "Job not found")),
+        other => Err(error(409, other.to_string())),
     }
 }
 
@@ -268,93 +314,97 @@ enum Action {
     Cancel,
 }
 
+/// Most ids one batch request may name.
+const MAX_BATCH_IDS: usize = 1000;
+
 /// `POST /api/v1/jobs` `{"action": "retry"|"purge"|"cancel", "ids": [...]}`: each id (in
-/// order, duplicates dropped) in its own transaction.
+/// order, duplicates dropped) in its own transaction; `{"ok", "results": [{"id", "status":
+/// "completed"|"skipped"|"failed", "message"?}]}` like upstream (`ok` only when every item
+/// completed; an id that is not a UUID is a failed item).
 pub(super) fn batch(req: &Req, chancy: &Chancy) -> Out {
     let body = req.json()?;
-    let action = match body.get("action").and_then(Value::as_str) {
+    let action = match body
+        .get("action")
+        .and_then(Value::as_str)
+        .map(str::to_lowercase)
+        .as_deref()
+    {
         Some("retry") => Action::Retry,
         Some("purge") => Action::Purge,
         Some("cancel") => Action::Cancel,
-        other => {
-            return Err(Reply::error(
-                400,
-                format!("action must be retry, purge or cancel, got {other:?}"),
-            ))
-        }
+        _ => return Err(error(INVALID, "Invalid batch action")),
     };
-    let Some(raw) = body.get("ids").and_then(Value::as_array) else {
-        return Err(Reply::error(400, "ids must be a list of job ids"));
-    };
-    let mut ids: Vec<Uuid> = Vec::new();
+    let raw = body
+        .get("ids")
+        .and_then(Value::as_array)
+        .filter(|ids| !ids.is_empty() && ids.iter().all(Value::is_string))
+        .ok_or_else(|| error(INVALID, "ids must be a nonempty array of strings"))?;
+    if raw.len() > MAX_BATCH_IDS {
+        return Err(error(
+            INVALID,
+            format!(
+                "{} ids given; at most {MAX_BATCH_IDS} per request",
+                raw.len()
+            ),
+        ));
+    }
+    let mut seen: Vec<&str> = Vec::new();
     for v in raw {
         let text = v.as_str().unwrap_or_default();
-        let id = parse_uuid(text, "every id")?;
-        if !ids.contains(&id) {
-            ids.push(id);
+        if !seen.contains(&text) {
+            seen.push(text);
         }
     }
-    let mut ok = true;
-    let results: Vec<Value> = ids
+    let results: Vec<Value> = seen
         .iter()
-        .map(|id| match act(chancy, action, *id) {
-            Ok(Outcome::Done) => json!({ "id": id.to_string(), "status": "completed" }),
-            Ok(Outcome::Missing) => {
-                json!({ "id": id.to_string(), "status": "skipped", "message": "Job not found" })
-            }
-            Ok(Outcome::NotApplicable(why)) => {
-                json!({ "id": id.to_string(), "status": "skipped", "message": why })
-            }
-            Err(e) => {
-                ok = false;
-                json!({ "id": id.to_string(), "status": "failed", "message": e.to_string() })
+        .map(|text| {
+            let Ok(id) = Uuid::parse_str(text.trim()) else {
+                return json!({ "id": text, "status": "failed", "message": "Invalid job ID" });
+            };
+            match act(chancy, action, id) {
+                Ok(JobOutcome::Done) => json!({ "id": text, "status": "completed" }),
+                Ok(JobOutcome::NotFound) => {
+                    json!({ "id": text, "status": "skipped", "message": "Job no longer exists" })
+                }
+                Ok(other) => {
+                    json!({ "id": text, "status": "skipped", "message": other.to_string() })
+                }
+                Err(e) => {
+                    let status = Reply::from(e).status;
+                    let message = if status == INVALID {
+                        "The database refused the change"
+                    } else {
+                        "Action failed; see server logs"
+                    };
+                    json!({ "id": text, "status": "failed", "message": message })
+                }
             }
         })
         .collect();
-    Ok(Reply::json(json!({ "ok": ok, "results": results })))
+    let all_done = results.iter().all(|r| r["status"] == "completed");
+    Ok(Reply::json(json!({ "ok": all_done, "results": results })))
 }
 
-/// Applies `action` to job `id` in one transaction that locks the row first.
-fn act(chancy: &Chancy, action: Action, id: Uuid) -> Result<Outcome, Error> {
-    let lock = format!(
-        "SELECT state FROM {} WHERE id = $1 FOR UPDATE",
-        chancy.prefix().table("jobs")
-    );
-    let purge = format!(
-        "DELETE FROM {} WHERE id = $1",
-        chancy.prefix().table("jobs")
-    );
-    crate::app::in_transaction(chancy, "changing a job", |tx| {
-        let row = tx
-            .query_opt(lock.as_str(), &[&id])
-            .map_err(|e| Error::database("locking a job", e))?;
-        let Some(row) = row else {
-            return Ok(Outcome::Missing);
-        };
-        let state: String = row.get(0);
-        let reference = Reference(id);
-        match action {
-            Action::Retry if state == JobState::Running.as_str() => Ok(Outcome::NotApplicable(
-                "the job is running; cancel it first".into(),
-            )),
-            Action::Retry => {
-                chancy.retry_jobs_ex(tx, &[reference])?;
-                Ok(Outcome::Done)
-            }
-            Action::Cancel if state == "succeeded" || state == "failed" => Ok(
-                Outcome::NotApplicable(format!("the job already finished ({state})")),
-            ),
-            Action::Cancel => {
-                chancy.cancel_job_ex(tx, &reference)?;
-                Ok(Outcome::Done)
-            }
-            Action::Purge => {
-                tx.execute(purge.as_str(), &[&id])
-                    .map_err(|e| Error::database("purging a job", e))?;
-                Ok(Outcome::Done)
-            }
-        }
-    })
+/// The library's rule for `action` (one outcome per id, in order).
+fn apply(
+    chancy: &Chancy,
+    action: Action,
+    refs: &[Reference],
+) -> Result<Vec<(Reference, JobOutcome)>, Error> {
+    match action {
+        Action::Retry => chancy.retry_jobs(refs),
+        Action::Purge => chancy.purge_jobs(refs),
+        Action::Cancel => chancy.cancel_jobs(refs),
+    }
+}
+
+/// One job through [`apply`].
+fn act(chancy: &Chancy, action: Action, id: Uuid) -> Result<JobOutcome, Error> {
+    let outcomes = apply(chancy, action, &[Reference(id)])?;
+    Ok(outcomes
+        .into_iter()
+        .next()
+        .map_or(JobOutcome::NotFound, |(_, o)| o))
 }
 
 /// A row another client filled with something chancy cannot read (say an unknown state):

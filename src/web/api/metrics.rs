@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Map, Value};
 
-use super::{iso, Out};
+use super::{error, iso, Out, INVALID};
 use crate::plugins::{Metric, MetricType, MetricValue, Metrics, MetricsQuery, Resolution};
 use crate::web::http::{Reply, Req};
 use crate::Chancy;
@@ -16,20 +16,28 @@ fn reader() -> Result<Metrics, Reply> {
     Ok(Metrics::builder().build()?)
 }
 
-/// `GET /api/v1/metrics`: how many series each category (the key up to the first `:`)
-/// has; `{}` when the metrics tables do not exist for this prefix.
+/// `GET /api/v1/metrics`: upstream's overview, `{"categories": {category: [names]},
+/// "count": keys}` where a key `category:name[:more]` contributes `name` (sorted, each
+/// once) to its category; no categories when the metrics tables do not exist.
 pub(super) fn categories(chancy: &Chancy) -> Out {
     let keys = match reader()?.list_metrics(chancy) {
         Ok(k) => k,
-        Err(e) if e.is_migrations_needed() => return Ok(Reply::json(json!({}))),
+        Err(e) if e.is_migrations_needed() => Vec::new(),
         Err(e) => return Err(e.into()),
     };
-    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-    for key in keys {
-        let category = key.split(':').next().unwrap_or_default().to_string();
-        *counts.entry(category).or_default() += 1;
+    let mut categories: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for key in &keys {
+        let (category, rest) = key.split_once(':').unwrap_or((key.as_str(), ""));
+        let name = rest.split(':').next().unwrap_or_default();
+        categories
+            .entry(category.to_string())
+            .or_default()
+            .insert(name.to_string());
     }
-    Ok(Reply::json(json!(counts)))
+    Ok(Reply::json(json!({
+        "categories": categories,
+        "count": keys.len(),
+    })))
 }
 
 /// `GET /api/v1/metrics/{prefix}?resolution=&range=&start=&end=&limit=&worker_id=`.
@@ -40,8 +48,8 @@ pub(super) fn detail(req: &Req, chancy: &Chancy, prefix: &str) -> Out {
             .into_iter()
             .find(|r| r.name() == name)
             .ok_or_else(|| {
-                Reply::error(
-                    400,
+                error(
+                    INVALID,
                     format!("resolution must be 1min, 5min, 1hour or 1day, got {name:?}"),
                 )
             })?,
@@ -50,30 +58,45 @@ pub(super) fn detail(req: &Req, chancy: &Chancy, prefix: &str) -> Out {
     let range = match req.param("range") {
         None => None,
         Some(text) => Some(Duration::from_secs(text.trim().parse::<u64>().map_err(
-            |_| Reply::error(400, format!("range must be whole seconds, got {text:?}")),
+            |_| {
+                error(
+                    INVALID,
+                    format!("range must be whole seconds, got {text:?}"),
+                )
+            },
         )?)),
     };
-    let limit = match req.param("limit") {
-        None => None,
-        Some(text) => Some(
-            text.trim()
-                .parse::<usize>()
+    let start = timestamp(req, "start")?;
+    // Upstream's `limit`: the window as a number of buckets, instead of start or range.
+    let range = match req.param("limit") {
+        None => range,
+        Some(_) if start.is_some() || range.is_some() => {
+            return Err(error(
+                INVALID,
+                "limit cannot be combined with start or range",
+            ))
+        }
+        Some(text) => {
+            let buckets = text
+                .trim()
+                .parse::<u64>()
                 .ok()
-                .filter(|n| *n > 0)
+                .filter(|n| (1..=1000).contains(n))
                 .ok_or_else(|| {
-                    Reply::error(
-                        400,
-                        format!("limit must be a positive integer, got {text:?}"),
+                    error(
+                        INVALID,
+                        format!("limit must be a number of buckets from 1 to 1000, got {text:?}"),
                     )
-                })?,
-        ),
+                })?;
+            Some(Duration::from_secs(buckets * resolution.seconds() as u64))
+        }
     };
     let query = MetricsQuery {
         prefix: Some(prefix.to_string()),
         worker_id: req.param("worker_id").map(str::to_string),
         resolution,
         range,
-        start: timestamp(req, "start")?,
+        start,
         end: timestamp(req, "end")?,
     };
     let series = metrics.get_metrics(chancy, &query)?;
@@ -81,7 +104,7 @@ pub(super) fn detail(req: &Req, chancy: &Chancy, prefix: &str) -> Out {
     let at = |secs: i64| iso(&Utc.timestamp_opt(secs, 0).single().unwrap_or_default());
     let series: Map<String, Value> = series
         .iter()
-        .map(|(key, metric)| (key.clone(), series_json(metric, limit)))
+        .map(|(key, metric)| (key.clone(), series_json(metric)))
         .collect();
     Ok(Reply::json(json!({
         "start": at(start),
@@ -102,8 +125,8 @@ fn timestamp(req: &Req, name: &str) -> Result<Option<DateTime<Utc>>, Reply> {
     DateTime::parse_from_rfc3339(&text)
         .map(|t| Some(t.with_timezone(&Utc)))
         .map_err(|_| {
-            Reply::error(
-                400,
+            error(
+                INVALID,
                 format!(
                     "{name} must be an ISO 8601 time with a time zone \
                      (e.g. 2026-01-01T00:00:00+00:00), got {text:?}"
@@ -112,13 +135,15 @@ fn timestamp(req: &Req, name: &str) -> Result<Option<DateTime<Utc>>, Reply> {
         })
 }
 
-/// The series as JSON; with `limit`, only its newest `limit` buckets.
-fn series_json(metric: &Metric, limit: Option<usize>) -> Value {
-    let skip = limit.map_or(0, |n| metric.data.len().saturating_sub(n));
+/// One series as upstream sends it: `type`, `unit`, `data` (`timestamp`, `sampled_at`,
+/// `value`), `aggregation` (`sum` for counters, `last` for gauges, `summary` for
+/// histograms), `sampled_at` of the newest observation and `summary`: the counter total,
+/// the newest gauge value, or for a histogram `{count, sum, min, max, avg}` over the window
+/// (`null` without observations).
+fn series_json(metric: &Metric) -> Value {
     let data: Vec<Value> = metric
         .data
         .iter()
-        .skip(skip)
         .map(|p| {
             json!({
                 "timestamp": iso(&p.timestamp),
@@ -130,7 +155,11 @@ fn series_json(metric: &Metric, limit: Option<usize>) -> Value {
     let aggregation = match metric.metric_type {
         MetricType::Counter => "sum",
         MetricType::Gauge => "last",
-        MetricType::Histogram => "histogram",
+        MetricType::Histogram => "summary",
+    };
+    let summary = match metric.metric_type {
+        MetricType::Histogram => histogram_summary(metric),
+        _ => metric.total().map_or(Value::Null, |n| json!(n)),
     };
     json!({
         "type": metric.metric_type.as_str(),
@@ -138,8 +167,41 @@ fn series_json(metric: &Metric, limit: Option<usize>) -> Value {
         "aggregation": aggregation,
         "data": data,
         "sampled_at": metric.data.iter().map(|p| p.sampled_at).max().map(|t| iso(&t)),
-        "summary": metric.total(),
+        "summary": summary,
     })
+}
+
+/// The histogram buckets of `metric` merged: `{count, sum, min, max, avg}`, or `null` when
+/// no bucket observed anything.
+fn histogram_summary(metric: &Metric) -> Value {
+    let mut total: Option<(u64, f64, f64, f64)> = None;
+    for point in &metric.data {
+        if let MetricValue::Summary {
+            count,
+            sum,
+            min,
+            max,
+        } = point.value
+        {
+            if count <= 0 {
+                continue;
+            }
+            let count = count as u64;
+            total = Some(match total {
+                None => (count, sum, min, max),
+                Some((c, s, lo, hi)) => (c + count, s + sum, lo.min(min), hi.max(max)),
+            });
+        }
+    }
+    match total {
+        None => Value::Null,
+        Some((count, sum, min, max)) => value_json(&MetricValue::Summary {
+            count: count as _,
+            sum,
+            min,
+            max,
+        }),
+    }
 }
 
 fn value_json(value: &MetricValue) -> Value {

@@ -18,14 +18,32 @@ use crate::error::Error;
 pub(crate) use crate::json::{iso, iso_opt, job_json, queue_json};
 use crate::{Chancy, Job};
 
-/// A handler's answer: the error side is also a reply (`{"error": …}` with its status).
+/// A handler's answer: the error side is also a reply (`{"title": …}` with its status, see
+/// [`error`]).
 pub(crate) type Out = Result<Reply, Reply>;
+
+/// An error reply as upstream's API writes it: `{"title": message}` with `status`
+/// (upstream's UI shows the title). Validation errors use 422 like upstream.
+pub(crate) fn error(status: u16, title: impl Into<String>) -> Reply {
+    Reply::json_status(status, json!({ "title": title.into() }))
+}
+
+/// Status of a request upstream refuses as invalid (its `422 Unprocessable Entity`).
+pub(crate) const INVALID: u16 = 422;
+
+/// Upstream's answer to a single-object action that happened: `{"ok": true}`.
+pub(crate) fn ok() -> Reply {
+    Reply::json(json!({ "ok": true }))
+}
 
 /// Largest page of jobs or workflows.
 pub(crate) const MAX_LIMIT: u32 = 100;
 
-/// Routes an authenticated `/api/v1/<segs>` request.
+/// Routes an authenticated `/api/v1/<segs>` request. A NUL character anywhere in the path,
+/// the query or a JSON body is refused here with 422 (PostgreSQL's `text` and `jsonb`
+/// cannot hold it, so it would otherwise surface as a database error).
 pub(crate) fn dispatch(req: &Req, chancy: &Chancy, segs: &[&str]) -> Out {
+    refuse_nul(req, segs)?;
     match (req.method.as_str(), segs) {
         ("GET", ["configuration"]) => system::configuration(chancy),
         ("GET", ["system"]) => system::system(chancy),
@@ -50,34 +68,57 @@ pub(crate) fn dispatch(req: &Req, chancy: &Chancy, segs: &[&str]) -> Out {
         ("GET", ["metrics", prefix]) => metrics::detail(req, chancy, prefix),
         ("GET", ["workflows"]) => workflows::list(req, chancy),
         ("GET", ["workflows", id]) => workflows::get(chancy, id),
-        _ => Err(Reply::error(
+        _ => Err(error(
             404,
             format!("no route for {} {}", req.method, req.path),
         )),
     }
 }
 
+fn refuse_nul(req: &Req, segs: &[&str]) -> Result<(), Reply> {
+    let nul = |what: &str| error(INVALID, format!("{what} must not contain a NUL character"));
+    if segs.iter().any(|s| s.contains('\0')) {
+        return Err(nul("the path"));
+    }
+    if let Some((name, _)) = req
+        .query
+        .iter()
+        .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+    {
+        return Err(nul(&format!("query parameter {name:?}")));
+    }
+    if !req.body.is_empty() && req.is_json() {
+        if let Ok(body) = serde_json::from_slice::<Value>(&req.body) {
+            if crate::job::json_has_nul(&body) {
+                return Err(nul("the request body"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A library error as upstream-shaped reply: invalid input and data the server refused
+/// (with its own message) → 422, not found → 404, database unreachable → 503; anything
+/// else → 500 with a generic title (the full text goes to the log, not to the client).
 impl From<Error> for Reply {
     fn from(err: Error) -> Reply {
-        let status = if err.is_invalid_input() {
-            400
-        } else if err.is_not_found() {
-            404
-        } else if err.is_unavailable() {
-            503
-        } else {
-            500
-        };
-        if status >= 500 {
-            log::warn!("web: {err}");
+        if err.is_invalid_input() || err.is_rejected_data() {
+            return error(INVALID, err.to_string());
         }
-        Reply::error(status, err.to_string())
+        if err.is_not_found() {
+            return error(404, err.to_string());
+        }
+        log::warn!("web: {err}");
+        if err.is_unavailable() {
+            return error(503, "the database is unavailable; try again shortly");
+        }
+        error(500, "Internal Server Error (see the server log)")
     }
 }
 
-/// A job definition (cron, workflow step) with readable keys instead of the packed
-/// one-letter ones: `func`, `queue`, `kwargs`, `priority`, `max_attempts`, `limits`,
-/// `unique_key`, `meta`, `scheduled_at`.
+/// A job definition (cron, workflow step) as upstream's API writes a `Job` dataclass:
+/// `func`, `queue`, `kwargs`, `priority`, `max_attempts`, `scheduled_at` (ISO 8601),
+/// `limits` as `[{"type_": "time"|"memory", "value": n}]`, `unique_key`, `meta`.
 pub(crate) fn job_definition_json(job: &Job) -> Value {
     let packed = job.pack();
     let key = |k: &str| packed.get(k).cloned().unwrap_or(Value::Null);
@@ -86,49 +127,62 @@ pub(crate) fn job_definition_json(job: &Job) -> Value {
         .and_then(Value::as_f64)
         .and_then(|s| DateTime::from_timestamp_micros((s * 1e6).round() as i64))
         .map_or(Value::Null, |t| iso(&t));
+    let limits: Vec<Value> = job
+        .limits
+        .iter()
+        .map(|l| {
+            let packed = json!(l);
+            json!({ "type_": packed["t"], "value": packed["v"] })
+        })
+        .collect();
     json!({
         "func": key("f"),
         "queue": key("q"),
         "kwargs": key("k"),
         "priority": key("p"),
         "max_attempts": key("a"),
-        "limits": key("l"),
+        "limits": limits,
         "unique_key": key("u"),
         "meta": key("m"),
         "scheduled_at": scheduled,
     })
 }
 
-/// A UUID from a path segment or parameter, or 400 naming `what`.
+/// A UUID from a path segment or parameter, or 422 naming `what` (upstream: "before must
+/// be a valid UUID").
 pub(crate) fn parse_uuid(text: &str, what: &str) -> Result<Uuid, Reply> {
-    Uuid::parse_str(text.trim())
-        .map_err(|_| Reply::error(400, format!("{what} must be a UUID, got {text:?}")))
+    Uuid::parse_str(text.trim()).map_err(|_| {
+        error(
+            INVALID,
+            format!("{what} must be a valid UUID, got {text:?}"),
+        )
+    })
 }
 
-/// `limit` (default [`MAX_LIMIT`]), 1..=[`MAX_LIMIT`], or 400.
+/// A UUID in a path (a job or workflow id): anything else cannot name an object, so 404
+/// like upstream (whose lookup finds nothing).
+pub(crate) fn path_uuid(text: &str, what: &str) -> Result<Uuid, Reply> {
+    Uuid::parse_str(text.trim()).map_err(|_| error(404, format!("{what} not found")))
+}
+
+/// `limit` (default [`MAX_LIMIT`]): a positive integer, capped at [`MAX_LIMIT`] like
+/// upstream; anything else is 422.
 pub(crate) fn parse_limit(req: &Req) -> Result<u32, Reply> {
     match req.param("limit") {
         None => Ok(MAX_LIMIT),
-        Some(text) => match text.trim().parse::<u32>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-            _ => Err(Reply::error(
-                400,
-                format!("limit must be an integer from 1 to {MAX_LIMIT}, got {text:?}"),
+        Some(text) => match text.trim().parse::<i64>() {
+            Ok(n) if n >= 1 => Ok(n.min(i64::from(MAX_LIMIT)) as u32),
+            _ => Err(error(
+                INVALID,
+                format!("limit must be a positive integer, got {text:?}"),
             )),
         },
     }
 }
 
-/// `pagination=true|1` (anything else is false; a typo is a 400).
-pub(crate) fn wants_pagination(req: &Req) -> Result<bool, Reply> {
-    match req.param("pagination") {
-        None | Some("false") | Some("0") => Ok(false),
-        Some("true") | Some("1") => Ok(true),
-        Some(other) => Err(Reply::error(
-            400,
-            format!("pagination must be true or false, got {other:?}"),
-        )),
-    }
+/// `pagination=true` selects the page form, anything else the plain list (upstream).
+pub(crate) fn wants_pagination(req: &Req) -> bool {
+    matches!(req.param("pagination"), Some("true") | Some("1"))
 }
 
 /// A page (`{"items", "has_more", "next_cursor"}`) or a plain list. `rows` holds up to
@@ -150,5 +204,55 @@ pub(crate) fn page(mut rows: Vec<(Uuid, Value)>, limit: u32, paginate: bool) -> 
         }))
     } else {
         Reply::json(Value::Array(items))
+    }
+}
+
+/// Most filter triples one request may give (each becomes a bound parameter).
+pub(crate) const MAX_FILTERS: usize = 50;
+
+/// Upstream's `filters` parameter: a JSON array of `[key, operator, value]` with string
+/// keys and operators, at most [`MAX_FILTERS`]; anything else is 422 with a message.
+pub(crate) fn filter_triples(text: &str) -> Result<Vec<(String, String, Value)>, Reply> {
+    let bad = |why: String| error(INVALID, format!("bad filters: {why}"));
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| bad(format!("Invalid JSON in filters parameter ({e})")))?;
+    let list = value
+        .as_array()
+        .ok_or_else(|| bad("filters must be an array".into()))?;
+    if list.len() > MAX_FILTERS {
+        return Err(bad(format!(
+            "{} filters given; at most {MAX_FILTERS} are accepted",
+            list.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for item in list {
+        match item.as_array().map(Vec::as_slice) {
+            Some([Value::String(key), Value::String(op), value]) => {
+                if crate::job::json_has_nul(value) || key.contains('\0') {
+                    return Err(bad(format!(
+                        "filter {key:?} has a NUL character, which no stored text can hold"
+                    )));
+                }
+                out.push((key.clone(), op.clone(), value.clone()));
+            }
+            _ => {
+                return Err(bad(format!(
+                    "each filter must be [key, operator, value] with string key and operator, \
+                     got {}",
+                    short(item)
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `value` as JSON text, cut to 200 characters for an error message.
+fn short(value: &Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(200) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text,
     }
 }

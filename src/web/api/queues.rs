@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::{queue_json, Out};
+use super::{error, ok, queue_json, Out, INVALID};
 use crate::web::http::{Reply, Req};
 use crate::{Chancy, Queue};
 
@@ -17,7 +17,8 @@ pub(super) fn list(chancy: &Chancy) -> Out {
     )))
 }
 
-/// `POST /api/v1/queues/{name}/pause` with `{"resume_at": ISO 8601 | null}`.
+/// `POST /api/v1/queues/{name}/pause` with `{"resume_at": ISO 8601 | null}`: `{"ok": true}`
+/// like upstream.
 pub(super) fn pause(req: &Req, chancy: &Chancy, name: &str) -> Out {
     let body = req.json()?;
     let resume_at = match body.get("resume_at") {
@@ -26,27 +27,30 @@ pub(super) fn pause(req: &Req, chancy: &Chancy, name: &str) -> Out {
             DateTime::parse_from_rfc3339(s)
                 .map(|t| t.with_timezone(&Utc))
                 .map_err(|e| {
-                    Reply::error(
-                        400,
+                    error(
+                        INVALID,
                         format!("resume_at must be an ISO 8601 time with a zone, got {s:?} ({e})"),
                     )
                 })?,
         ),
         Some(other) => {
-            return Err(Reply::error(
-                400,
+            return Err(error(
+                INVALID,
                 format!("resume_at must be a string or null, got {other}"),
             ))
         }
     };
+    chancy.get_queue(name)?;
     chancy.pause_queue(name, resume_at)?;
-    Ok(Reply::json(queue_json(&chancy.get_queue(name)?)))
+    Ok(ok())
 }
 
-/// `POST /api/v1/queues/{name}/resume`.
+/// `POST /api/v1/queues/{name}/resume`: `{"ok": true}` like upstream (404 for an unknown
+/// queue, where upstream answers ok without doing anything).
 pub(super) fn resume(chancy: &Chancy, name: &str) -> Out {
+    chancy.get_queue(name)?;
     chancy.resume_queue(name)?;
-    Ok(Reply::json(queue_json(&chancy.get_queue(name)?)))
+    Ok(ok())
 }
 
 /// `POST /api/v1/queues`: the body's fields over `Queue::new(name)`'s defaults, upserted
@@ -55,12 +59,12 @@ pub(super) fn create(req: &Req, chancy: &Chancy) -> Out {
     let body = req.json()?;
     let fields = body
         .as_object()
-        .ok_or_else(|| Reply::error(400, "the body must be a JSON object"))?;
+        .ok_or_else(|| error(INVALID, "the body must be a JSON object"))?;
     let name = fields
         .get("name")
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty())
-        .ok_or_else(|| Reply::error(400, "name is required"))?;
+        .ok_or_else(|| error(INVALID, "name is required"))?;
     let queue = apply(Queue::new(name), fields)?;
     Ok(Reply::json(queue_json(&chancy.declare_upsert(&queue)?)))
 }
@@ -70,23 +74,23 @@ pub(super) fn update(req: &Req, chancy: &Chancy, name: &str) -> Out {
     let body = req.json()?;
     let fields = body
         .as_object()
-        .ok_or_else(|| Reply::error(400, "the body must be a JSON object"))?;
+        .ok_or_else(|| error(INVALID, "the body must be a JSON object"))?;
     if fields.get("name").is_some_and(|n| n.as_str() != Some(name)) {
-        return Err(Reply::error(400, "a queue cannot be renamed"));
+        return Err(error(INVALID, "a queue cannot be renamed"));
     }
     let queue = apply(chancy.get_queue(name)?, fields)?;
     Ok(Reply::json(queue_json(&chancy.declare_upsert(&queue)?)))
 }
 
-/// `DELETE /api/v1/queues/{name}?purge_jobs=true|false` (default true); 404 for an
-/// unknown queue.
+/// `DELETE /api/v1/queues/{name}?purge_jobs=true|false` (default true): `{"ok": true}`;
+/// 404 for an unknown queue (upstream answers ok).
 pub(super) fn delete(req: &Req, chancy: &Chancy, name: &str) -> Out {
     let purge = match req.param("purge_jobs") {
         None | Some("true") | Some("1") => true,
         Some("false") | Some("0") => false,
         Some(other) => {
-            return Err(Reply::error(
-                400,
+            return Err(error(
+                INVALID,
                 format!("purge_jobs must be true or false, got {other:?}"),
             ))
         }
@@ -95,16 +99,16 @@ pub(super) fn delete(req: &Req, chancy: &Chancy, name: &str) -> Out {
     // jobs that name it).
     chancy.get_queue(name)?;
     if chancy.delete_queue(name, purge)? {
-        Ok(Reply::json(serde_json::json!({ "success": true })))
+        Ok(ok())
     } else {
-        Err(Reply::error(404, format!("queue {name:?} not found")))
+        Err(error(404, format!("queue {name:?} not found")))
     }
 }
 
 /// Sets the fields of `queue` named in `fields` (the `Queue.pack()` keys); unknown keys
 /// and wrong types are a 400 naming the field.
 fn apply(mut queue: Queue, fields: &serde_json::Map<String, Value>) -> Result<Queue, Reply> {
-    let bad = |key: &str, what: &str| Reply::error(400, format!("{key} must be {what}"));
+    let bad = |key: &str, what: &str| error(INVALID, format!("{key} must be {what}"));
     let int = |key: &str, v: &Value| -> Result<Option<i32>, Reply> {
         match v {
             Value::Null => Ok(None),
@@ -167,7 +171,7 @@ fn apply(mut queue: Queue, fields: &serde_json::Map<String, Value>) -> Result<Qu
             "eager_polling" => {
                 queue.eager_polling = v.as_bool().ok_or_else(|| bad(key, "true or false"))?;
             }
-            other => return Err(Reply::error(400, format!("unknown queue field {other:?}"))),
+            other => return Err(error(INVALID, format!("unknown queue field {other:?}"))),
         }
     }
     Ok(queue)

@@ -9,24 +9,80 @@ use crate::error::Error;
 use crate::web::http::Reply;
 use crate::Chancy;
 
-/// `GET /api/v1/configuration`: `{"plugins": [identifiers]}`.
+/// What upstream's API tells about each of its plugins, by identifier: `(class name,
+/// migrate_package, api_plugin)`. Upstream's UI shows a navigation entry only when
+/// `/configuration` lists the class it needs (`Cron`, `WorkflowPlugin`, `Metrics`).
+const UPSTREAM_PLUGINS: &[(&str, &str, Option<&str>, Option<&str>)] = &[
+    ("chancy.leadership", "Leadership", None, None),
+    ("chancy.pruner", "Pruner", None, None),
+    ("chancy.recovery", "Recovery", None, None),
+    ("chancy.reprioritize", "Reprioritize", None, None),
+    ("chancy.retry_plugin", "RetryPlugin", None, None),
+    (
+        "chancy.cron",
+        "Cron",
+        Some("chancy.plugins.cron.migrations"),
+        Some("chancy.plugins.cron.api.CronApiPlugin"),
+    ),
+    (
+        "chancy.workflow_plugin",
+        "WorkflowPlugin",
+        Some("chancy.plugins.workflow.migrations"),
+        Some("chancy.plugins.workflow.api.WorkflowApiPlugin"),
+    ),
+    (
+        "chancy.metrics",
+        "Metrics",
+        Some("chancy.plugins.metrics.migrations"),
+        Some("chancy.plugins.metrics.api.MetricsApiPlugin"),
+    ),
+    (
+        "chancy.trigger",
+        "Trigger",
+        Some("chancy.plugins.trigger.migrations"),
+        None,
+    ),
+];
+
+/// `(class name, migrate_package, api_plugin)` for a plugin identifier; a plugin upstream
+/// does not have is named by its identifier, with neither.
+fn upstream_names(identifier: &str) -> (&str, Option<&'static str>, Option<&'static str>) {
+    UPSTREAM_PLUGINS
+        .iter()
+        .find(|(id, ..)| *id == identifier)
+        .map_or((identifier, None, None), |(_, class, package, api)| {
+            (class, *package, *api)
+        })
+}
+
+/// `GET /api/v1/configuration`: `{"plugins": [class names]}` as upstream (its Python class
+/// names, e.g. `Cron`, `WorkflowPlugin`, `Metrics`; see [`UPSTREAM_PLUGINS`]).
 pub(super) fn configuration(chancy: &Chancy) -> Out {
-    let plugins: Vec<&str> = chancy.plugins().iter().map(|p| p.identifier()).collect();
+    let plugins: Vec<&str> = chancy
+        .plugins()
+        .iter()
+        .map(|p| upstream_names(p.identifier()).0)
+        .collect();
     Ok(Reply::json(json!({ "plugins": plugins })))
 }
 
-/// `GET /api/v1/plugins`: per plugin its identifier, tables, migration key and
-/// dependencies.
+/// `GET /api/v1/plugins`: per plugin upstream's `identifier`, `tables`, `migrate_key`,
+/// `migrate_package`, `api_plugin`, `dependencies` and `scope` (always `worker`, as in
+/// 0.26.0).
 pub(super) fn plugins(chancy: &Chancy) -> Out {
     let rows: Vec<Value> = chancy
         .plugins()
         .iter()
         .map(|p| {
+            let (_, package, api) = upstream_names(p.identifier());
             json!({
                 "identifier": p.identifier(),
                 "tables": p.tables(),
                 "migrate_key": p.migration_key(),
+                "migrate_package": package,
+                "api_plugin": api,
                 "dependencies": p.dependencies(),
+                "scope": "worker",
             })
         })
         .collect();
@@ -47,8 +103,9 @@ pub(super) fn system(chancy: &Chancy) -> Out {
     })))
 }
 
-/// `GET /api/v1/overview`: per queue its settings and job counts by state, the number of
-/// live workers and the leader.
+/// `GET /api/v1/overview`: per queue its settings and job counts by state (`declared: false`
+/// for a queue that has jobs but no declaration), the number of live workers, the leader and
+/// `warnings` (`[{kind: "xmin_horizon", pid, age, message}]`, see `Chancy::held_back_horizons`).
 pub(super) fn overview(chancy: &Chancy) -> Out {
     let p = chancy.prefix();
     let counts_sql = format!(
@@ -83,6 +140,7 @@ pub(super) fn overview(chancy: &Chancy) -> Out {
         .map(|q| {
             json!({
                 "name": q.name,
+                "declared": true,
                 "state": q.state.as_str(),
                 "executor": q.executor,
                 "concurrency": q.concurrency,
@@ -93,14 +151,39 @@ pub(super) fn overview(chancy: &Chancy) -> Out {
     // Jobs of queues that were never declared (or were deleted) still show up.
     for (name, c) in counts {
         rows.push(json!({
-            "name": name, "state": null, "executor": null, "concurrency": null, "counts": c,
+            "name": name, "declared": false, "state": null, "executor": null,
+            "concurrency": null, "counts": c,
         }));
     }
     Ok(Reply::json(json!({
         "queues": rows,
         "workers": workers,
         "leader": leader,
+        "warnings": warnings(chancy),
     })))
+}
+
+/// Problems an operator should see on the overview: sessions holding back the xmin horizon
+/// (the same check and threshold as the leader's warning). Best effort: a failure to read
+/// `pg_stat_activity` leaves the list empty.
+fn warnings(chancy: &Chancy) -> Vec<Value> {
+    match chancy.held_back_horizons(crate::DEFAULT_HORIZON_WARN_AFTER) {
+        Ok(holders) => holders
+            .iter()
+            .map(|h| {
+                json!({
+                    "kind": "xmin_horizon",
+                    "pid": h.pid,
+                    "age": h.transaction_age.as_secs_f64(),
+                    "message": h.describe(),
+                })
+            })
+            .collect(),
+        Err(e) => {
+            log::debug!("overview: cannot check the xmin horizon: {e}");
+            Vec::new()
+        }
+    }
 }
 
 fn zero_counts() -> Map<String, Value> {

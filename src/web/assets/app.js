@@ -76,14 +76,16 @@ async function api(method, path, body) {
   } catch {
     data = null;
   }
-  // 403 means "log in" unless the server refused for another reason (e.g. its CSRF checks).
-  const notAuthenticated = !data || !data.error || /not authenticated/i.test(data.error);
+  // Errors are upstream's {"title": …}. 403 means "log in" unless the server refused for
+  // another reason (e.g. its CSRF checks).
+  const title = data && (data.title || data.detail);
+  const notAuthenticated = !title || /not authenticated/i.test(title);
   if (response.status === 403 && path !== 'login' && notAuthenticated) {
     showLogin();
     throw new AuthError('Not authenticated');
   }
   if (!response.ok) {
-    const message = data && data.error ? data.error : `${response.status} ${response.statusText}`;
+    const message = title || `${response.status} ${response.statusText}`;
     const err = new Error(message);
     err.status = response.status;
     throw err;
@@ -328,8 +330,8 @@ async function viewOverview() {
     ? [emptyRow(4 + states.length, 'No queues declared yet.')]
     : queues.map((q) => h('tr', { testid: 'overview-queue', 'data-queue': q.name },
       h('td', {}, h('a', { href: href('jobs', { queue: q.name }) }, q.name),
-        q.state !== 'active' ? h('span', { class: 'show-narrow' }, ' ', badge(q.state)) : null),
-      h('td', { class: 'hide-narrow' }, badge(q.state)),
+        q.state !== 'active' ? h('span', { class: 'show-narrow' }, ' ', queueBadge(q)) : null),
+      h('td', { class: 'hide-narrow' }, queueBadge(q)),
       h('td', { class: 'hide-narrow' }, executorName(q.executor)),
       h('td', { class: 'num hide-narrow' }, fmtNumber(q.concurrency)),
       states.map((st) => {
@@ -342,8 +344,14 @@ async function viewOverview() {
   const throughput = h('div', { class: 'card', testid: 'throughput' }, h('h2', {}, 'Throughput'), h('p', { class: 'muted' }, 'Loading metrics…'));
   loadThroughput(throughput);
 
+  const warnings = (overview.warnings || []).length === 0 ? null
+    : h('section', { class: 'card error-card', testid: 'overview-warnings' },
+      h('h2', {}, 'Warnings'),
+      (overview.warnings || []).map((w) => h('p', { class: 'error-text', testid: `warning-${w.kind}` }, w.message)));
+
   return h('div', {},
     h('h1', {}, 'Overview'),
+    warnings,
     cards,
     h('section', { class: 'card' },
       h('h2', {}, 'Queues'),
@@ -351,6 +359,15 @@ async function viewOverview() {
         states.map((st) => h('th', { class: 'num', title: st }, h('span', { class: 'long' }, st), h('span', { class: 'short' }, SHORT_STATE[st] || st)))],
       rows, { testid: 'overview-table' })),
     throughput);
+}
+
+// A queue that has jobs but no declaration (pushed to a name nobody declared): no worker
+// serves it until someone declares it.
+function queueBadge(q) {
+  if (q.declared === false) {
+    return h('span', { class: 'badge state-none', testid: `queue-undeclared-${q.name}`, title: 'Jobs wait here until the queue is declared; no worker serves it.' }, 'not declared');
+  }
+  return badge(q.state);
 }
 
 function executorName(executor) {
@@ -623,7 +640,9 @@ async function viewJob(id) {
     throw e;
   }
   const canCancel = ACTIVE_STATES.includes(job.state);
-  const canRetry = job.state !== 'running';
+  // Hints only: the server applies the library's rules and its answer is what is shown.
+  const canRetry = ['succeeded', 'failed'].includes(job.state)
+    || (job.state !== 'running' && job.attempts >= job.max_attempts);
   const errors = job.errors || [];
   const field = (label, value) => [h('dt', {}, label), h('dd', {}, value)];
 
@@ -634,7 +653,7 @@ async function viewJob(id) {
       badge(job.state, 'job-state'),
       h('div', { class: 'actions' },
         h('button', { id: 'job-cancel', type: 'button', class: 'btn btn-danger', disabled: !canCancel, title: canCancel ? 'Mark it failed; a running worker stops it' : 'Only pending, running or retrying jobs can be cancelled', onclick: () => jobAction(job, 'cancel') }, 'Cancel'),
-        h('button', { id: 'job-retry', type: 'button', class: 'btn', disabled: !canRetry, title: canRetry ? 'Run it again from attempt 0' : 'A running job cannot be retried', onclick: () => jobAction(job, 'retry') }, 'Retry'))),
+        h('button', { id: 'job-retry', type: 'button', class: 'btn', disabled: !canRetry, title: canRetry ? 'Run it again from attempt 0' : 'Only finished jobs can be retried', onclick: () => jobAction(job, 'retry') }, 'Retry'))),
     errors.length ? h('section', { class: 'card errors', testid: 'job-errors' },
       h('h2', {}, `Errors (${errors.length})`),
       [...errors].reverse().map((err) => h('div', { class: 'error-entry' },
@@ -707,12 +726,10 @@ async function viewWorkflows(params) {
   const rows = items.length === 0
     ? [emptyRow(5, before ? 'No older workflows.' : 'No workflows yet.')]
     : items.map((wf) => {
-      const steps = wf.steps || [];
-      const done = steps.filter((st) => st.state === 'succeeded').length;
       return h('tr', { testid: 'workflow-row', 'data-workflow-id': wf.id },
         h('td', {}, h('a', { href: href(`workflows/${wf.id}`), title: wf.id, testid: `workflow-link-${wf.id}` }, wf.name || shortId(wf.id))),
         h('td', {}, badge(wf.state)),
-        h('td', {}, progressBar(done, steps.length)),
+        h('td', {}, progressBar(wf.succeeded_steps || 0, wf.total_steps || 0)),
         h('td', { class: 'hide-narrow' }, timeCell(wf.created_at)),
         h('td', { class: 'hide-narrow' }, timeCell(wf.updated_at)));
     });
@@ -744,9 +761,11 @@ async function viewWorkflow(id) {
     }
     throw e;
   }
-  const depths = stepDepths(wf.steps || []);
+  // `steps` is keyed by step id (upstream's shape).
+  const all = Object.values(wf.steps || {});
+  const depths = stepDepths(all);
   // Steps in the order they can run: by dependency depth, then by id.
-  const steps = [...(wf.steps || [])].sort((a, b) => (depths.get(a.step_id) - depths.get(b.step_id))
+  const steps = [...all].sort((a, b) => (depths.get(a.step_id) - depths.get(b.step_id))
     || String(a.step_id).localeCompare(String(b.step_id)));
   const rows = steps.length === 0
     ? [emptyRow(4, 'This workflow has no steps.')]

@@ -134,8 +134,8 @@ fn jobs_of_a_sigkilled_worker_are_recovered_and_run_exactly_once_more() {
 
 #[test]
 fn leadership_fails_over_between_three_processes_within_the_lease() {
-    // Three worker processes with the default plugins (leadership renews every 10 s with a
-    // 30 s lease); the test only reads the lease row.
+    // Three worker processes with the default plugins (leadership renews every 5 s with a
+    // 15 s lease); the test only reads the lease row.
     let app = TestApp::new();
     let mut children: HashMap<String, Child> = ["p1", "p2", "p3"]
         .iter()
@@ -156,7 +156,7 @@ fn leadership_fails_over_between_three_processes_within_the_lease() {
     );
     let first = leader_row().unwrap();
     kill9(children.get_mut(&first).unwrap());
-    // The killed leader cannot release its lease (30 s, the default): a successor takes
+    // The killed leader cannot release its lease (15 s, the default): a successor takes
     // over once it expires and before two more renewal periods pass.
     let takeover = wait_for(Duration::from_secs(45), || {
         leader_row().is_some_and(|l| l != first)
@@ -345,4 +345,76 @@ fn sigkill_with_1000_jobs_in_flight_recovers_every_job_once_and_fences_the_dead_
         before, after,
         "outcomes under the dead claims were fenced out"
     );
+}
+
+/// Issue #14 (item 7): with every setting at its default, the jobs of a SIGKILLed worker (the
+/// leader, since it started first) are back and running on a survivor within 30 s (bound
+/// 45 s): its row expires 20 s after its last heartbeat (every 5 s), the survivor's lease
+/// attempt (every 5 s) wins 15 s after the last renewal, and its recovery passes run every
+/// 5 s.
+#[test]
+fn with_the_defaults_a_sigkilled_workers_jobs_are_recovered_within_30_s() {
+    let app = TestApp::with(|b| b);
+    app.chancy
+        .declare(
+            &Queue::new("victims")
+                .concurrency(8)
+                .polling_interval(Duration::from_secs(1)),
+        )
+        .unwrap();
+    let refs = app
+        .chancy
+        .push_many(&vec![
+            Job::new("chancy.builtin.sleep")
+                .queue("victims")
+                .kwargs(json!({"seconds": 600}));
+            8
+        ])
+        .unwrap();
+    let mut doomed = Command::new(env!("CARGO_BIN_EXE_chancy"))
+        .args([
+            "--database-url",
+            &database_url(),
+            "--prefix",
+            &app.prefix,
+            "-q",
+        ])
+        .args(["worker", "start", "--worker-id", "doomed-defaults"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    if !wait_for(WAIT, || running_by(&app, "doomed-defaults") == 8) {
+        kill9(&mut doomed);
+        panic!("the worker never claimed the jobs");
+    }
+    let runs: Arc<Mutex<HashMap<uuid::Uuid, u32>>> = Arc::default();
+    let r = Arc::clone(&runs);
+    let survivor = chancy::Worker::builder(&app.chancy)
+        .worker_id("survivor-defaults")
+        .job("chancy.builtin.sleep", move |ctx| {
+            *r.lock().entry(ctx.job().id).or_default() += 1;
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    survivor.start().unwrap();
+    kill9(&mut doomed);
+    let killed = std::time::Instant::now();
+    let recovered = wait_for(Duration::from_secs(45), || {
+        running_by(&app, "doomed-defaults") == 0
+    });
+    let took = killed.elapsed();
+    let done = app.chancy.wait_for_jobs(&refs, Duration::from_secs(30));
+    survivor.stop();
+    assert!(recovered, "not recovered within 45 s");
+    println!("recovered {took:?} after the SIGKILL");
+    let done = done.unwrap();
+    assert!(done.iter().all(|j| j.state == JobState::Succeeded));
+    assert!(done
+        .iter()
+        .all(|j| j.taken_by.as_deref() == Some("survivor-defaults")));
+    let runs = runs.lock();
+    assert_eq!(runs.len(), 8);
+    assert!(runs.values().all(|n| *n == 1), "{runs:?}");
 }

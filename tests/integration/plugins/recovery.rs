@@ -165,3 +165,93 @@ fn recovery_waits_for_leadership() {
     assert_eq!(row.state, JobState::Running, "only the leader recovers");
     worker.stop();
 }
+
+/// A worker row is alive while its own `expires_at` holds, whatever the leader's
+/// `heartbeat_timeout`: a Python worker (heartbeat every 30 s, rows living 90 s) seen 30 s
+/// ago keeps its jobs under a Rust leader with a 20 s timeout; once its row expired and it
+/// was not seen within the leader's timeout either, they come back.
+#[test]
+fn a_worker_is_alive_until_its_own_expiry_even_past_the_leaders_timeout() {
+    let app = TestApp::new();
+    let parked = Queue::new("parked").tags(["nobody-serves-this"]);
+    app.chancy.declare_upsert(&parked).unwrap();
+    let job = app
+        .chancy
+        .push(&Job::new("t.noop").queue("parked"))
+        .unwrap();
+    take(&app, job.id(), "python-worker");
+    app.client()
+        .execute(
+            &app.sql(
+                "INSERT INTO {workers} (worker_id, last_seen, expires_at) VALUES \
+                 ('python-worker', NOW() - INTERVAL '30 seconds', NOW() + INTERVAL '60 seconds')",
+            ),
+            &[],
+        )
+        .unwrap();
+    let leader_timeout = Duration::from_secs(20);
+    assert_eq!(Recovery::recover(&app.chancy, leader_timeout).unwrap(), 0);
+    assert_eq!(
+        app.chancy.get_job(&job).unwrap().unwrap().state,
+        JobState::Running
+    );
+    app.client()
+        .execute(
+            &app.sql(
+                "UPDATE {workers} SET expires_at = NOW() - INTERVAL '1 second' \
+                 WHERE worker_id = 'python-worker'",
+            ),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(Recovery::recover(&app.chancy, leader_timeout).unwrap(), 1);
+    assert_eq!(
+        app.chancy.get_job(&job).unwrap().unwrap().state,
+        JobState::Pending
+    );
+}
+
+/// Between full scans, the frequent passes look only at the declared queues' running jobs;
+/// the full scan (at the first pass as leader, then every `full_scan_interval`) also
+/// recovers jobs of queues that no longer exist.
+#[test]
+fn frequent_passes_cover_declared_queues_and_full_scans_cover_the_rest() {
+    let app = TestApp::with(|b| {
+        b.no_default_plugins().plugin(ImmediateLeadership).plugin(
+            Recovery::new()
+                .poll_interval(Duration::from_millis(200))
+                .full_scan_interval(Duration::from_secs(3600)),
+        )
+    });
+    let parked = Queue::new("parked").tags(["nobody-serves-this"]);
+    app.chancy.declare_upsert(&parked).unwrap();
+    let worker = fast_worker(&app).build().unwrap();
+    worker.start().unwrap();
+    // Let the first (full) pass happen with nothing to recover.
+    std::thread::sleep(Duration::from_millis(600));
+    let declared = app
+        .chancy
+        .push(&Job::new("t.noop").queue("parked"))
+        .unwrap();
+    let gone = app
+        .chancy
+        .push(&Job::new("t.noop").queue("deleted-queue"))
+        .unwrap();
+    take(&app, declared.id(), "dead-worker");
+    take(&app, gone.id(), "dead-worker");
+    let state = |r: &chancy::Reference| app.chancy.get_job(r).unwrap().unwrap().state;
+    assert!(wait_for(Duration::from_secs(10), || state(&declared)
+        == JobState::Pending));
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(state(&gone), JobState::Running, "not a declared queue");
+    worker.stop();
+    assert_eq!(
+        Recovery::recover(&app.chancy, Duration::from_secs(20)).unwrap(),
+        1
+    );
+    assert_eq!(
+        state(&gone),
+        JobState::Pending,
+        "the full statement covers it"
+    );
+}

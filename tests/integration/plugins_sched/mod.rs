@@ -1,5 +1,6 @@
 //! Cron, workflow and trigger plugins (the spec's test_cron / test_workflow rows and more).
 
+#[cfg(feature = "cron")]
 mod cron;
 mod trigger;
 mod workflow;

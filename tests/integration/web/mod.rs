@@ -3,8 +3,10 @@
 //! plugin-backed routes. This file holds the shared client helpers.
 
 mod auth;
+mod edge;
 mod jobs;
 mod resources;
+mod ws;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -41,7 +43,7 @@ impl Resp {
     }
 
     pub fn error(&self) -> &str {
-        self.body["error"].as_str().unwrap_or_default()
+        self.body["title"].as_str().unwrap_or_default()
     }
 }
 

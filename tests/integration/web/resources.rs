@@ -39,9 +39,16 @@ fn queues_are_paused_and_resumed() {
         "/api/v1/queues/mail/pause",
         json!({ "resume_at": "2099-01-01T00:00:00Z" }),
     );
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.body["state"], "paused");
-    assert!(r.body["resume_at"]
+    assert_eq!((r.status, r.body.clone()), (200, json!({"ok": true})));
+    let queues = web.get(&token, "/api/v1/queues");
+    let mail = queues
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "mail")
+        .unwrap();
+    assert_eq!(mail["state"], "paused");
+    assert!(mail["resume_at"]
         .as_str()
         .unwrap()
         .starts_with("2099-01-01T00:00:00"));
@@ -50,8 +57,7 @@ fn queues_are_paused_and_resumed() {
     assert!(stored.resume_at.is_some());
 
     let r = web.post(&token, "/api/v1/queues/mail/resume", json!({}));
-    assert_eq!(r.status, 200);
-    assert_eq!(r.body["state"], "active");
+    assert_eq!((r.status, r.body.clone()), (200, json!({"ok": true})));
     assert_eq!(
         web.app.chancy.get_queue("mail").unwrap().state.as_str(),
         "active"
@@ -117,7 +123,7 @@ fn queues_are_created_updated_and_deleted_and_jobs_deleted() {
         ),
     ] {
         let r = web.send(method, path, &json_headers, Some(&body));
-        assert_eq!(r.status, 400, "{method} {path} {body}: {}", r.body);
+        assert_eq!(r.status, 422, "{method} {path} {body}: {}", r.body);
         assert!(!r.error().is_empty());
     }
     let r = web.send(
@@ -139,7 +145,7 @@ fn queues_are_created_updated_and_deleted_and_jobs_deleted() {
         &json_headers,
         None,
     );
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!((r.status, r.body.clone()), (200, json!({"ok": true})));
     assert!(web
         .app
         .chancy
@@ -159,7 +165,7 @@ fn queues_are_created_updated_and_deleted_and_jobs_deleted() {
         &json_headers,
         None,
     );
-    assert_eq!((r.status, r.body.clone()), (200, json!({"success": true})));
+    assert_eq!((r.status, r.body.clone()), (200, json!({"ok": true})));
     assert!(web.state_of(&job.to_string()).is_none());
     let r = web.send(
         "DELETE",
@@ -177,6 +183,11 @@ fn queues_are_created_updated_and_deleted_and_jobs_deleted() {
         .find(|p| p["identifier"] == "chancy.cron")
         .expect("the cron plugin");
     assert_eq!(cron["migrate_key"], "cron");
+    // Upstream's fields, with its values.
+    assert_eq!(cron["migrate_package"], "chancy.plugins.cron.migrations");
+    assert_eq!(cron["api_plugin"], "chancy.plugins.cron.api.CronApiPlugin");
+    assert_eq!(cron["scope"], "worker");
+    assert_eq!(cron["tables"], json!(["cron"]));
 }
 #[test]
 fn overview_workers_system_and_configuration_report_real_data() {
@@ -218,8 +229,11 @@ fn overview_workers_system_and_configuration_report_real_data() {
     assert_eq!(mail["counts"]["failed"], 1);
     assert_eq!(mail["counts"]["succeeded"], 0);
     assert_eq!(mail["state"], "active");
+    assert_eq!(mail["declared"], true);
     let undeclared = queues.iter().find(|q| q["name"] == "undeclared").unwrap();
     assert_eq!(undeclared["counts"]["pending"], 1);
+    assert_eq!(undeclared["declared"], false, "{undeclared}");
+    assert!(overview["warnings"].is_array(), "{overview}");
     assert!(worker.stop());
 
     let system = web.get(&token, "/api/v1/system");
@@ -236,7 +250,10 @@ fn overview_workers_system_and_configuration_report_real_data() {
         .iter()
         .map(|p| p.as_str().unwrap())
         .collect();
-    assert!(plugins.contains(&"chancy.cron"), "{plugins:?}");
+    // Upstream's class names: its UI shows Scheduled Jobs, Workflows and Metrics for them.
+    for class in ["Cron", "WorkflowPlugin", "Metrics", "Leadership"] {
+        assert!(plugins.contains(&class), "{plugins:?}");
+    }
 }
 
 #[test]
@@ -259,6 +276,8 @@ fn workflows_crons_and_metrics_have_the_documented_shapes() {
     let metrics = Metrics::builder().build().unwrap();
     assert!(metrics.increment_counter("queue:mail:succeeded", 3.0, "count"));
     assert!(metrics.record_gauge("queue:mail:depth", 7.0, "jobs"));
+    assert!(metrics.record_histogram_value("queue:mail:execution_time", 0.5, "seconds"));
+    assert!(metrics.record_histogram_value("queue:mail:execution_time", 1.5, "seconds"));
     metrics.flush(c).unwrap();
     let token = web.login();
 
@@ -275,6 +294,27 @@ fn workflows_crons_and_metrics_have_the_documented_shapes() {
     );
     assert_eq!(rest["items"].as_array().unwrap().len(), 1);
     assert_eq!(rest["has_more"], false);
+    // Each item counts its steps per state (upstream's list shape).
+    let pipeline = web.get(
+        &token,
+        "/api/v1/workflows?pagination=true&filters=%5B%5B%22name%22%2C%22%3D%22%2C%22pipeline%22%5D%5D",
+    );
+    let item = &pipeline["items"][0];
+    assert_eq!(pipeline["items"].as_array().unwrap().len(), 1, "{pipeline}");
+    assert_eq!(
+        (item["total_steps"].as_i64(), item["waiting_steps"].as_i64()),
+        (Some(2), Some(2))
+    );
+    for key in [
+        "pending_steps",
+        "running_steps",
+        "succeeded_steps",
+        "failed_steps",
+        "retrying_steps",
+    ] {
+        assert_eq!(item[key], 0, "{key}: {item}");
+    }
+    assert!(item.get("steps").is_none(), "list rows stay small: {item}");
 
     let detail = web.get(&token, &format!("/api/v1/workflows/{wf_id}"));
     assert_eq!(detail["name"], "pipeline");
@@ -282,11 +322,15 @@ fn workflows_crons_and_metrics_have_the_documented_shapes() {
     for key in ["id", "created_at", "updated_at"] {
         assert!(detail.get(key).is_some(), "workflow JSON lacks {key}");
     }
-    let steps = detail["steps"].as_array().unwrap();
+    // Steps keyed by step id (upstream's shape).
+    let steps = detail["steps"].as_object().unwrap();
     assert_eq!(steps.len(), 2);
-    let store = steps.iter().find(|s| s["step_id"] == "store").unwrap();
+    let store = &steps["store"];
+    assert_eq!(store["step_id"], "store");
     assert_eq!(store["dependencies"], json!(["fetch"]));
     assert_eq!(store["job"]["func"], "app.store");
+    assert!(store["job"]["scheduled_at"].is_string());
+    assert_eq!(store["job"]["limits"], json!([]));
     assert!(store.get("job_id").is_some() && store.get("state").is_some());
 
     let crons = web.get(&token, "/api/v1/crons");
@@ -294,11 +338,16 @@ fn workflows_crons_and_metrics_have_the_documented_shapes() {
     assert_eq!(tick["unique_key"], "tick");
     assert_eq!(tick["cron"], "*/5 * * * *");
     assert_eq!(tick["job"]["func"], "app.tick");
+    assert_eq!(tick["job"]["unique_key"], "tick");
     assert!(tick["next_run"].is_string());
     assert!(tick["last_run"].is_null());
 
     let categories = web.get(&token, "/api/v1/metrics");
-    assert_eq!(categories, json!({"queue": 2}));
+    assert_eq!(
+        categories,
+        json!({"categories": {"queue": ["mail"]}, "count": 3}),
+        "metric names per category and the number of keys (upstream)"
+    );
     let detail = web.get(
         &token,
         "/api/v1/metrics/queue:mail?resolution=1min&range=3600",
@@ -316,7 +365,21 @@ fn workflows_crons_and_metrics_have_the_documented_shapes() {
     let point = &counter["data"][0];
     assert_eq!(point["value"], 3.0);
     assert!(point["timestamp"].is_string() && point["sampled_at"].is_string());
-    assert_eq!(detail["series"]["queue:mail:depth"]["type"], "gauge");
+    assert_eq!(counter["aggregation"], "sum");
+    assert_eq!(counter["summary"], 3.0);
+    let gauge = &detail["series"]["queue:mail:depth"];
+    assert_eq!(
+        (&gauge["type"], &gauge["aggregation"]),
+        (&json!("gauge"), &json!("last"))
+    );
+    // A histogram sums up its window: count, sum, min, max, avg (upstream's `summary`).
+    let histogram = &detail["series"]["queue:mail:execution_time"];
+    assert_eq!(histogram["aggregation"], "summary");
+    assert_eq!(
+        histogram["summary"],
+        json!({"count": 2, "sum": 2.0, "min": 0.5, "max": 1.5, "avg": 1.0}),
+        "{histogram}"
+    );
 
     // An explicit window: the bucket holding the point, then an hour before it.
     let at = chrono::DateTime::parse_from_rfc3339(point["timestamp"].as_str().unwrap()).unwrap();
@@ -326,7 +389,7 @@ fn workflows_crons_and_metrics_have_the_documented_shapes() {
         web.get(
             &token,
             &format!(
-                "/api/v1/metrics/queue:mail?resolution=1min&start={}&end={}&limit=5",
+                "/api/v1/metrics/queue:mail?resolution=1min&start={}&end={}",
                 q(from),
                 q(to)
             ),

@@ -1,0 +1,249 @@
+//! Why a connection could not be made, said at once and in the server's words.
+//!
+//! r2d2 makes connections on its own threads and retries them with backoff; a checkout only
+//! sees "timed out waiting for connection" after the full connection timeout. The pool's
+//! connection manager records each attempt's outcome in a [`ConnectHealth`]; [`checkout`]
+//! reads it while it waits, so a wrong database name, role or password fails as soon as the
+//! server said so, and a refused port after [`REFUSED_GRACE`] (long enough to ride out a
+//! restart), each with the server's own message and a hint that matches the cause.
+
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::error::{describe_pg, Error, Result};
+use crate::pool::{Pool, PooledConn};
+
+/// How long a refused connection is retried before a checkout gives up on it.
+pub(crate) const REFUSED_GRACE: Duration = Duration::from_secs(1);
+/// A recorded failure older than this no longer decides a checkout on its own (the next
+/// attempt is awaited instead).
+const FRESH: Duration = Duration::from_secs(3);
+/// How often a waiting checkout looks at the recorded failures.
+const POLL: Duration = Duration::from_millis(50);
+
+/// What stopped a connection attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cause {
+    /// The server refused the login: unknown role or wrong password (SQLSTATE class 28).
+    Login,
+    /// The database named in the URL does not exist (SQLSTATE 3D000).
+    NoDatabase,
+    /// Nothing listens at that address (connection refused, or no socket file).
+    Refused,
+    /// Anything else (too many clients, server starting up, TLS, ...): waited out.
+    Other,
+}
+
+impl Cause {
+    /// What to check, for the error message.
+    fn hint(self) -> &'static str {
+        match self {
+            Cause::Login => "check the role name and password in the database URL",
+            Cause::NoDatabase => "create it, or fix the database name in the database URL",
+            Cause::Refused => "is PostgreSQL running there, on that port?",
+            Cause::Other => "the server may be busy, starting up or out of connections",
+        }
+    }
+}
+
+/// Classifies a failed connection attempt.
+pub(crate) fn classify(err: &postgres::Error) -> Cause {
+    match err.code().map(|c| c.code()) {
+        Some("28P01") | Some("28000") => return Cause::Login,
+        Some("3D000") => return Cause::NoDatabase,
+        Some(_) => return Cause::Other,
+        None => {}
+    }
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound => {
+                    Cause::Refused
+                }
+                _ => Cause::Other,
+            };
+        }
+        source = s.source();
+    }
+    Cause::Other
+}
+
+/// The error for a failed connection attempt to `target`: the server's message and the hint
+/// for its cause. Always [`Error::is_unavailable`].
+pub(crate) fn connect_error(target: &str, err: postgres::Error) -> Error {
+    let cause = classify(&err);
+    let message = describe_pg(&err);
+    Error::connect_failed(
+        format!(
+            "could not connect to the database at {target}: {message} ({})",
+            cause.hint()
+        ),
+        err,
+    )
+}
+
+#[derive(Debug, Clone)]
+struct Failure {
+    cause: Cause,
+    message: String,
+    /// When the current run of failures began.
+    first: Instant,
+    /// When the latest attempt failed.
+    last: Instant,
+}
+
+/// The outcome of a pool's latest connection attempts, written by the connection manager
+/// (any r2d2 thread) and read by waiting checkouts.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectHealth {
+    failure: Mutex<Option<Failure>>,
+}
+
+impl ConnectHealth {
+    /// Records a successful connection: earlier failures no longer matter.
+    pub(crate) fn succeeded(&self) {
+        *self.failure.lock() = None;
+    }
+
+    /// Records a failed attempt (and logs it at DEBUG, so `-v` shows every one).
+    pub(crate) fn failed(&self, target: &str, err: &postgres::Error) {
+        let cause = classify(err);
+        let message = describe_pg(err);
+        log::debug!("connecting to {target} failed: {message}");
+        let now = Instant::now();
+        let mut slot = self.failure.lock();
+        let first = match slot.as_ref() {
+            Some(f) if f.cause == cause => f.first,
+            _ => now,
+        };
+        *slot = Some(Failure {
+            cause,
+            message,
+            first,
+            last: now,
+        });
+    }
+
+    /// The failure that settles a checkout waiting since `since`, if any: a login or
+    /// missing-database failure at once, refusals once they lasted [`REFUSED_GRACE`]. Only
+    /// an attempt that failed after `since` counts, so a failure recorded before the server
+    /// came back never decides a new checkout: it waits for the pool's next attempt.
+    fn decisive(&self, now: Instant, since: Instant) -> Option<Failure> {
+        let slot = self.failure.lock();
+        let f = slot.as_ref()?;
+        if f.last < since || now.saturating_duration_since(f.last) > FRESH {
+            return None;
+        }
+        let settles = match f.cause {
+            Cause::Login | Cause::NoDatabase => true,
+            Cause::Refused => now.saturating_duration_since(f.first) >= REFUSED_GRACE,
+            Cause::Other => false,
+        };
+        settles.then(|| f.clone())
+    }
+
+    fn latest(&self) -> Option<Failure> {
+        self.failure.lock().clone()
+    }
+}
+
+/// A connection from `pool`, waiting at most the pool's connection timeout, but failing as
+/// soon as `health` shows the database cannot be reached (see the module docs).
+pub(crate) fn checkout(pool: &Pool, health: &ConnectHealth, target: &str) -> Result<PooledConn> {
+    if let Some(conn) = pool.try_get() {
+        return Ok(conn);
+    }
+    let timeout = pool.connection_timeout();
+    let since = Instant::now();
+    let deadline = since + timeout;
+    loop {
+        let now = Instant::now();
+        if let Some(f) = health.decisive(now, since) {
+            return Err(Error::unavailable(format!(
+                "could not connect to the database at {target}: {} ({})",
+                f.message,
+                f.cause.hint()
+            )));
+        }
+        let slice = deadline.saturating_duration_since(now).min(POLL);
+        match pool.get_timeout(slice) {
+            Ok(conn) => return Ok(conn),
+            Err(_) if Instant::now() >= deadline => {
+                return Err(timed_out(pool, health, target, timeout))
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// The error when no connection came within `timeout`, saying which of the likely reasons
+/// applies.
+fn timed_out(pool: &Pool, health: &ConnectHealth, target: &str, timeout: Duration) -> Error {
+    let state = pool.state();
+    let why = match health.latest() {
+        Some(f) => format!("last attempt: {} ({})", f.message, f.cause.hint()),
+        None if state.connections >= pool.max_size() => format!(
+            "all {} pooled connections stayed in use; raise max_connection_pool_size or \
+             find what holds them",
+            pool.max_size()
+        ),
+        None => "nothing answered; is the host reachable, or does a firewall drop the \
+                 packets?"
+            .to_string(),
+    };
+    Error::unavailable(format!(
+        "could not connect to the database at {target}: no connection within {:.0?} ({why})",
+        timeout
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_settle_only_after_the_grace_period() {
+        let health = ConnectHealth::default();
+        let start = Instant::now();
+        *health.failure.lock() = Some(Failure {
+            cause: Cause::Refused,
+            message: "connection refused".into(),
+            first: start,
+            last: start,
+        });
+        assert!(health.decisive(start, start).is_none());
+        assert!(health.decisive(start + REFUSED_GRACE, start).is_some());
+        // Stale evidence waits for the next attempt.
+        assert!(health
+            .decisive(start + FRESH + REFUSED_GRACE, start)
+            .is_none());
+        // A failure recorded before the checkout began (the server may be back) does not
+        // decide it.
+        assert!(health
+            .decisive(start + REFUSED_GRACE, start + Duration::from_millis(1))
+            .is_none());
+        health.succeeded();
+        assert!(health.decisive(start + REFUSED_GRACE, start).is_none());
+    }
+
+    #[test]
+    fn login_failures_settle_at_once_and_busy_servers_never() {
+        let health = ConnectHealth::default();
+        let now = Instant::now();
+        for (cause, settles) in [
+            (Cause::Login, true),
+            (Cause::NoDatabase, true),
+            (Cause::Other, false),
+        ] {
+            *health.failure.lock() = Some(Failure {
+                cause,
+                message: "m".into(),
+                first: now,
+                last: now,
+            });
+            assert_eq!(health.decisive(now, now).is_some(), settles, "{cause:?}");
+        }
+    }
+}
