@@ -373,8 +373,7 @@ impl Feed {
                 {
                     match events::parse(n.payload()) {
                         Ok((name, body)) => {
-                            let text = json!({ "event": name, "data": Value::Object(body) });
-                            self.publish(&text.to_string());
+                            self.publish(&message(&name, body));
                         }
                         Err(err) => log::debug!("web: event listener skips a payload: {err}"),
                     }
@@ -423,4 +422,14 @@ mod tests {
         assert_eq!(feed.inner.lock().clients.len(), 1, "only the fast client");
         feed.join();
     }
+}
+
+/// One stream message in upstream's form and key order, `{"event": name, "data": body}`
+/// (written by hand: a `serde_json::Map` without `preserve_order` would sort the keys).
+fn message(name: &str, body: serde_json::Map<String, Value>) -> String {
+    format!(
+        "{{\"event\":{},\"data\":{}}}",
+        Value::from(name),
+        Value::Object(body)
+    )
 }

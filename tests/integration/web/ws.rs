@@ -42,7 +42,8 @@ fn open_url(url: &str) -> Result<Socket, u16> {
 /// Reads messages until one matches, pushing a job to `queue` every second meanwhile (the
 /// server starts listening when the first client connects, so an early push may precede
 /// its LISTEN). Panics after a generous bound.
-fn wait_for_push(web: &Web, socket: &mut Socket, queue: &str) -> Value {
+/// The first `queue.pushed` message for `queue`: (parsed, the text as sent).
+fn wait_for_push(web: &Web, socket: &mut Socket, queue: &str) -> (Value, String) {
     let until = Instant::now() + Duration::from_secs(30);
     let mut last_push = Instant::now() - Duration::from_secs(10);
     while Instant::now() < until {
@@ -57,7 +58,7 @@ fn wait_for_push(web: &Web, socket: &mut Socket, queue: &str) -> Value {
             Ok(Message::Text(text)) => {
                 let message: Value = serde_json::from_str(text.as_str()).expect("JSON message");
                 if message["event"] == "queue.pushed" && message["data"]["q"] == queue {
-                    return message;
+                    return (message, text.as_str().to_string());
                 }
             }
             Ok(_) => {}
@@ -81,10 +82,13 @@ fn an_authenticated_client_receives_the_event_of_a_push_in_upstreams_format() {
         .expect("declare");
     let token = web.login();
     let mut socket = open_url(&ws_url(&web, &format!("?token={token}"))).expect("upgrade");
-    let message = wait_for_push(&web, &mut socket, "ws-events");
-    // Upstream's shape: {"event": name, "data": the payload without "t"}.
-    let keys: Vec<&String> = message.as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["event", "data"], "{message}");
+    let (message, text) = wait_for_push(&web, &mut socket, "ws-events");
+    // Upstream's shape and key order: {"event": name, "data": the payload without "t"}.
+    assert_eq!(message.as_object().unwrap().len(), 2, "{text}");
+    assert!(
+        text.starts_with(r#"{"event":"queue.pushed","data":{"#),
+        "{text}"
+    );
     assert!(message["data"].get("t").is_none(), "{message}");
 
     // The Bearer header (upstream's API clients) works too.
