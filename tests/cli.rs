@@ -1575,8 +1575,9 @@ fn a_cli_worker_logs_out_of_bounds_queue_rows_and_serves_the_rest() {
 }
 
 /// Issue 14 item 4: a worker that runs out of threads (here `prlimit --nproc` on an
-/// unprivileged user) serves a large queue with the threads it could start, logs it, runs
-/// the other queues' jobs and stops cleanly: no panic, no job left `running`. Needs root (to
+/// unprivileged user, with a backlog asking for more executor threads than that) serves a
+/// large queue with the threads it could start, logs it, runs the other queues' jobs as
+/// threads free up and stops cleanly: no panic, no job left `running`. Needs root (to
 /// run the worker as `nobody` with `setpriv`, since root ignores the process limit).
 #[test]
 fn a_worker_out_of_threads_logs_it_serves_its_queues_and_stops_cleanly() {
@@ -1590,6 +1591,16 @@ fn a_worker_out_of_threads_logs_it_serves_its_queues_and_stops_cleanly() {
     let ns = Ns::migrated();
     ns.ok(&["queue", "declare", "default", "--concurrency", "2"]);
     ns.ok(&["queue", "declare", "big", "--concurrency", "1000"]);
+    // Executor threads start on demand: 150 waiting jobs in `big` ask for 150 threads, more
+    // than the limit leaves.
+    let backlog: Vec<chancy::Job> = (0..150)
+        .map(|_| {
+            chancy::Job::new("chancy.builtin.sleep")
+                .queue("big")
+                .kwargs(serde_json::json!({"seconds": 0.5}))
+        })
+        .collect();
+    library(&ns).push_many(&backlog).expect("push the backlog");
     let id = ns.push(&["chancy.builtin.noop"]);
     let mut worker = Command::new("setpriv")
         .args([
@@ -1621,7 +1632,7 @@ fn a_worker_out_of_threads_logs_it_serves_its_queues_and_stops_cleanly() {
     std::io::Read::read_to_string(worker.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert_eq!(status.code(), Some(0), "a clean stop: {status:?}\n{stderr}");
     assert!(
-        stderr.contains("queue \"big\": cannot start executor thread"),
+        stderr.contains("chancy-exec-big: cannot start an executor thread"),
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");

@@ -576,9 +576,8 @@ impl Worker {
             }
         };
         s.chancy.ensure_migrated().map_err(no_pool)?;
-        let pooled = s.chancy.connection().map_err(no_pool)?;
         crate::plugin::check_dependencies(s.chancy.plugins())?;
-        identity::claim(s)?;
+        identity::claim(s).map_err(no_pool)?;
         self.register_hub_handlers();
         if s.config.panic_hook {
             panics::install_hook();
@@ -587,6 +586,8 @@ impl Worker {
         for plugin in s.plugins() {
             plugin.on_worker_started(&internal)?;
         }
+        // Held while the listener connects: both at once is the least a worker needs.
+        let pooled = s.chancy.connection().map_err(no_pool)?;
         let listener_conn = if s.chancy.notifications() {
             let conn = listener::connect(s)
                 .map_err(|e| self.budget_error("the listener connection", &e))?;
