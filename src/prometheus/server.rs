@@ -262,6 +262,15 @@ fn read_head(stream: &mut TcpStream) -> std::result::Result<String, Answer> {
             Err(_) => return Err(text(408, "request head not received in time\n")),
         }
     }
+    // The last read may have carried the blank line past the limit.
+    let end = head
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(head.len())
+        + 4;
+    if end > MAX_REQUEST_HEAD {
+        return Err(text(431, "request head too large\n"));
+    }
     String::from_utf8(head).map_err(|_| text(400, "the request head is not UTF-8\n"))
 }
 

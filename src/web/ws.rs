@@ -392,6 +392,16 @@ impl Feed {
     }
 }
 
+/// One stream message in upstream's form and key order, `{"event": name, "data": body}`
+/// (written by hand: a `serde_json::Map` without `preserve_order` would sort the keys).
+fn message(name: &str, body: serde_json::Map<String, Value>) -> String {
+    format!(
+        "{{\"event\":{},\"data\":{}}}",
+        Value::from(name),
+        Value::Object(body)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use tokio::sync::mpsc::error::TryRecvError;
@@ -422,14 +432,4 @@ mod tests {
         assert_eq!(feed.inner.lock().clients.len(), 1, "only the fast client");
         feed.join();
     }
-}
-
-/// One stream message in upstream's form and key order, `{"event": name, "data": body}`
-/// (written by hand: a `serde_json::Map` without `preserve_order` would sort the keys).
-fn message(name: &str, body: serde_json::Map<String, Value>) -> String {
-    format!(
-        "{{\"event\":{},\"data\":{}}}",
-        Value::from(name),
-        Value::Object(body)
-    )
 }

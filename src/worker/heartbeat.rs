@@ -118,7 +118,9 @@ pub(crate) fn release_orphans(
         .query(sql.release_orphans.as_str(), &[&ids, &claims])
         .map_err(|e| Error::database("releasing orphaned claims", e))?;
     log::warn!(
-        "worker {}: released {} claim(s) that never reached an executor",
+        "worker {}: released {} claim(s) held under this worker id that no executor of this \
+         process runs (never reached one, or claimed by an earlier process under this id) \
+         back to pending",
         shared.worker_id,
         released.len()
     );
