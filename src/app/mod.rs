@@ -301,7 +301,8 @@ impl Chancy {
         self.inner.pool.max_size()
     }
 
-    /// Connections the pool holds open now.
+    /// Connections the pool holds open now (for `chancy bench`).
+    #[cfg(feature = "cli")]
     pub(crate) fn open_connections(&self) -> u32 {
         self.inner.pool.state().connections
     }
