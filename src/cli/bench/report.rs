@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::cost::{ClaimCost, Costs};
-use super::stats::{cpus, load_average};
+use super::stats::{cpus, load_average, Idle, TableStats};
 use super::{BenchArgs, JobKind, Mode};
 use crate::cli::table::Table;
 use crate::Chancy;
@@ -130,34 +130,6 @@ impl Percentiles {
             max: pct(1.0),
         }
     }
-}
-
-/// An idle worker serving empty queues.
-#[derive(Debug, Serialize)]
-pub(super) struct Idle {
-    pub seconds: f64,
-    pub queues: usize,
-    /// CPU time of this process over the period, in percent of one core.
-    pub cpu_percent: f64,
-    pub rss_mb: f64,
-    /// Threads of this process (the worker's and the bench's own) at the end of the period.
-    pub threads: usize,
-    /// Most connections the process held (pool, sampled, + listener).
-    pub connections: u32,
-    /// The worker's connection budget.
-    pub budget: u32,
-    /// Seconds from pushing one job to every queue until all ran (`None`: not within 120 s).
-    pub serve_all_seconds: Option<f64>,
-}
-
-/// The jobs table: row count and `pg_stat_user_tables` figures.
-#[derive(Debug, Serialize)]
-pub(super) struct TableStats {
-    /// Rows in the table (counted).
-    pub rows: i64,
-    pub dead_tuples: i64,
-    /// (Auto)vacuums of the table during the run.
-    pub vacuums: i64,
 }
 
 impl Report {

@@ -2,9 +2,38 @@
 
 use std::time::{Duration, Instant};
 
-use super::report::{Idle, TableStats};
+use serde::Serialize;
+
 use crate::error::{Error, Result};
 use crate::{Chancy, Queue, Worker};
+
+/// An idle worker serving empty queues.
+#[derive(Debug, Serialize)]
+pub(super) struct Idle {
+    pub seconds: f64,
+    pub queues: usize,
+    /// CPU time of this process over the period, in percent of one core.
+    pub cpu_percent: f64,
+    pub rss_mb: f64,
+    /// Threads of this process (the worker's and the bench's own) at the end of the period.
+    pub threads: usize,
+    /// Most connections the process held (pool, sampled, + listener).
+    pub connections: u32,
+    /// The worker's connection budget.
+    pub budget: u32,
+    /// Seconds from pushing one job to every queue until all ran (`None`: not within 120 s).
+    pub serve_all_seconds: Option<f64>,
+}
+
+/// The jobs table: row count and `pg_stat_user_tables` figures.
+#[derive(Debug, Serialize)]
+pub(super) struct TableStats {
+    /// Rows in the table (counted).
+    pub rows: i64,
+    pub dead_tuples: i64,
+    /// (Auto)vacuums of the table during the run.
+    pub vacuums: i64,
+}
 
 /// An idle worker with `queues` empty queues (concurrency 4, default polling, notifications
 /// on): its CPU share and RSS over `period`, the threads of this process and the connections
