@@ -2,25 +2,23 @@
 //!
 //! r2d2 makes connections on its own threads and retries them with backoff; a checkout only
 //! sees "timed out waiting for connection" after the full connection timeout. The pool's
-//! connection manager records each attempt's outcome in a [`ConnectHealth`]; [`checkout`]
-//! reads it while it waits, so a wrong database name, role or password fails as soon as the
-//! server said so, and a refused port after [`REFUSED_GRACE`] (long enough to ride out a
-//! restart), each with the server's own message and a hint that matches the cause.
+//! connection manager records each attempt's outcome in a [`ConnectHealth`];
+//! [`checkout`](crate::pool::checkout) reads it while it waits, so a wrong database name,
+//! role or password fails as soon as the server said so, and a refused port after
+//! [`REFUSED_GRACE`] (long enough to ride out a restart), each with the server's own message
+//! and a hint that matches the cause.
 
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::error::{describe_pg, Error, Result};
-use crate::pool::{Pool, PooledConn};
+use crate::error::{describe_pg, Error};
 
 /// How long a refused connection is retried before a checkout gives up on it.
 pub(crate) const REFUSED_GRACE: Duration = Duration::from_secs(1);
 /// A recorded failure older than this no longer decides a checkout on its own (the next
 /// attempt is awaited instead).
 const FRESH: Duration = Duration::from_secs(3);
-/// How often a waiting checkout looks at the recorded failures.
-const POLL: Duration = Duration::from_millis(50);
 
 /// What stopped a connection attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +92,13 @@ struct Failure {
     last: Instant,
 }
 
+impl Failure {
+    /// The server's message and the hint for its cause: `message (hint)`.
+    fn describe(&self) -> String {
+        format!("{} ({})", self.message, self.cause.hint())
+    }
+}
+
 /// The outcome of a pool's latest connection attempts, written by the connection manager
 /// (any r2d2 thread) and read by waiting checkouts.
 #[derive(Debug, Default)]
@@ -147,56 +152,17 @@ impl ConnectHealth {
     fn latest(&self) -> Option<Failure> {
         self.failure.lock().clone()
     }
-}
 
-/// A connection from `pool`, waiting at most the pool's connection timeout, but failing as
-/// soon as `health` shows the database cannot be reached (see the module docs).
-pub(crate) fn checkout(pool: &Pool, health: &ConnectHealth, target: &str) -> Result<PooledConn> {
-    if let Some(conn) = pool.try_get() {
-        return Ok(conn);
+    /// `message (hint)` of the failure that settles a checkout waiting since `since`, if any
+    /// (see [`ConnectHealth::decisive`]).
+    pub(crate) fn settled(&self, now: Instant, since: Instant) -> Option<String> {
+        self.decisive(now, since).map(|f| f.describe())
     }
-    let timeout = pool.connection_timeout();
-    let since = Instant::now();
-    let deadline = since + timeout;
-    loop {
-        let now = Instant::now();
-        if let Some(f) = health.decisive(now, since) {
-            return Err(Error::unavailable(format!(
-                "could not connect to the database at {target}: {} ({})",
-                f.message,
-                f.cause.hint()
-            )));
-        }
-        let slice = deadline.saturating_duration_since(now).min(POLL);
-        match pool.get_timeout(slice) {
-            Ok(conn) => return Ok(conn),
-            Err(_) if Instant::now() >= deadline => {
-                return Err(timed_out(pool, health, target, timeout))
-            }
-            Err(_) => {}
-        }
-    }
-}
 
-/// The error when no connection came within `timeout`, saying which of the likely reasons
-/// applies.
-fn timed_out(pool: &Pool, health: &ConnectHealth, target: &str, timeout: Duration) -> Error {
-    let state = pool.state();
-    let why = match health.latest() {
-        Some(f) => format!("last attempt: {} ({})", f.message, f.cause.hint()),
-        None if state.connections >= pool.max_size() => format!(
-            "all {} pooled connections stayed in use; raise max_connection_pool_size or \
-             find what holds them",
-            pool.max_size()
-        ),
-        None => "nothing answered; is the host reachable, or does a firewall drop the \
-                 packets?"
-            .to_string(),
-    };
-    Error::unavailable(format!(
-        "could not connect to the database at {target}: no connection within {:.0?} ({why})",
-        timeout
-    ))
+    /// `message (hint)` of the latest failed attempt, if the latest attempt failed.
+    pub(crate) fn last_failure(&self) -> Option<String> {
+        self.latest().map(|f| f.describe())
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls, Statement};
 use r2d2_postgres::PostgresConnectionManager;
@@ -190,4 +190,56 @@ pub(crate) fn encode_host(socket_dir: &std::path::Path) -> String {
         }
     }
     host
+}
+
+/// How often a waiting checkout looks at the recorded failures.
+const POLL: Duration = Duration::from_millis(50);
+
+/// A connection from `pool`, waiting at most the pool's connection timeout, but failing as
+/// soon as `health` shows the database cannot be reached (see the [`crate::connect`] module
+/// docs).
+pub(crate) fn checkout(pool: &Pool, health: &ConnectHealth, target: &str) -> Result<PooledConn> {
+    if let Some(conn) = pool.try_get() {
+        return Ok(conn);
+    }
+    let timeout = pool.connection_timeout();
+    let since = Instant::now();
+    let deadline = since + timeout;
+    loop {
+        let now = Instant::now();
+        if let Some(f) = health.settled(now, since) {
+            return Err(Error::unavailable(format!(
+                "could not connect to the database at {target}: {f}"
+            )));
+        }
+        let slice = deadline.saturating_duration_since(now).min(POLL);
+        match pool.get_timeout(slice) {
+            Ok(conn) => return Ok(conn),
+            Err(_) if Instant::now() >= deadline => {
+                return Err(timed_out(pool, health, target, timeout))
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// The error when no connection came within `timeout`, saying which of the likely reasons
+/// applies.
+fn timed_out(pool: &Pool, health: &ConnectHealth, target: &str, timeout: Duration) -> Error {
+    let state = pool.state();
+    let why = match health.last_failure() {
+        Some(f) => format!("last attempt: {f}"),
+        None if state.connections >= pool.max_size() => format!(
+            "all {} pooled connections stayed in use; raise max_connection_pool_size or \
+             find what holds them",
+            pool.max_size()
+        ),
+        None => "nothing answered; is the host reachable, or does a firewall drop the \
+                 packets?"
+            .to_string(),
+    };
+    Error::unavailable(format!(
+        "could not connect to the database at {target}: no connection within {:.0?} ({why})",
+        timeout
+    ))
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use postgres::GenericClient;
 use serde_json::Value;
 
-use crate::connect::{self, ConnectHealth};
+use crate::connect::ConnectHealth;
 use crate::error::{Error, Result};
 use crate::events;
 use crate::migrate::{self, MigrationStatus, Migrator};
@@ -264,7 +264,7 @@ impl Chancy {
     /// be made within the connection timeout (upstream, like r2d2, always waits the full
     /// timeout and says only "timed out").
     pub fn connection(&self) -> Result<PooledConn> {
-        connect::checkout(&self.inner.pool, &self.inner.health, &self.inner.target)
+        crate::pool::checkout(&self.inner.pool, &self.inner.health, &self.inner.target)
     }
 
     /// Pooled connections open and idle right now: `(open, idle, max)`.
