@@ -15,6 +15,19 @@ use crate::error::{Error, Result};
 /// A JSON object: the type of `kwargs` and `meta`.
 pub type JsonObject = Map<String, Value>;
 
+/// The longest queue name accepted.
+pub(crate) const MAX_QUEUE_NAME_LEN: usize = 255;
+
+/// Queue names: non-empty, at most 255 bytes, no control characters.
+pub(crate) fn validate_queue_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_QUEUE_NAME_LEN || name.chars().any(char::is_control) {
+        return Err(Error::invalid_input(format!(
+            "invalid queue name {name:?}: it must be 1 to {MAX_QUEUE_NAME_LEN} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
 /// The kind of a [`Limit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -210,7 +223,7 @@ impl Job {
         if self.func.trim().is_empty() {
             return Err(Error::invalid_input("a job needs a non-empty func name"));
         }
-        crate::queue::validate_queue_name(&self.queue)?;
+        validate_queue_name(&self.queue)?;
         if !self.kwargs.is_object() {
             return Err(Error::invalid_input(format!(
                 "kwargs of {:?} must be a JSON object, got {}",

@@ -10,10 +10,8 @@ use postgres::Row;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::job::{col, JsonObject};
+use crate::job::{col, validate_queue_name, JsonObject};
 
-/// The longest queue name accepted.
-pub const MAX_QUEUE_NAME_LEN: usize = 255;
 /// The highest `concurrency` a queue may declare: executor threads (or child processes) per
 /// worker for that queue.
 pub const MAX_CONCURRENCY: i32 = 1024;
@@ -403,16 +401,6 @@ fn whole_seconds(queue: &str, field: &str, d: Duration, max: u64) -> Result<i32>
         )));
     }
     Ok(d.as_secs() as i32)
-}
-
-/// Queue names: non-empty, at most 255 bytes, no control characters.
-pub(crate) fn validate_queue_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > MAX_QUEUE_NAME_LEN || name.chars().any(char::is_control) {
-        return Err(Error::invalid_input(format!(
-            "invalid queue name {name:?}: it must be 1 to {MAX_QUEUE_NAME_LEN} bytes without control characters"
-        )));
-    }
-    Ok(())
 }
 
 /// The rows a declaration writes, in the order of the declare statement's parameters.

@@ -7,7 +7,8 @@ use serde_json::json;
 use super::{in_transaction, Chancy};
 use crate::error::{Error, Result};
 use crate::events;
-use crate::queue::{validate_queue_name, Queue};
+use crate::job::validate_queue_name;
+use crate::queue::Queue;
 
 impl Chancy {
     /// Declares `queue` if it does not exist and NOTIFYs `queue.declared`. An existing queue
