@@ -416,8 +416,9 @@ pub fn process_wide() -> Result<&'static TempPostgres> {
 }
 
 /// Stops every live private server of this process and removes its directory; `true` when
-/// there was one. Run by the process signal handler (see `worker/signals.rs`).
-pub(crate) fn stop_all() -> bool {
+/// there was one. Run by the process signal handler (registered with
+/// `worker::signals::on_signal_exit_if`), which then exits the process.
+fn stop_all_on_signal() -> bool {
     let live: Vec<Arc<Server>> = servers()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -429,7 +430,11 @@ pub(crate) fn stop_all() -> bool {
             log::warn!("{e}");
         }
     }
-    !live.is_empty()
+    if live.is_empty() {
+        return false;
+    }
+    log::warn!("received a stop signal; stopped the private PostgreSQL server, exiting");
+    true
 }
 
 fn servers() -> &'static Mutex<Vec<Weak<Server>>> {
@@ -443,7 +448,12 @@ fn register(server: &Arc<Server>) {
     list.retain(|w| w.strong_count() > 0);
     list.push(Arc::downgrade(server));
     drop(list);
-    if let Err(e) = crate::worker::signals::ensure_handler() {
+    // One hook for all servers; later calls return the first outcome.
+    static HOOKED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    let hooked = HOOKED.get_or_init(|| {
+        crate::worker::signals::on_signal_exit_if(stop_all_on_signal).map_err(|e| e.to_string())
+    });
+    if let Err(e) = hooked {
         // Another handler owns SIGINT: the watchdog still cleans up when the process dies.
         log::debug!("private PostgreSQL: {e}");
     }

@@ -1,5 +1,6 @@
-//! The process's one SIGINT/SIGTERM handler. It stops every private PostgreSQL server
-//! ([`crate::pgtemp`]) and exits with 130 when there is one; otherwise the first signal stops
+//! The process's one SIGINT/SIGTERM handler. It first runs the exit hooks registered with
+//! `on_signal_exit_if` (the private PostgreSQL servers of `crate::pgtemp` register one that
+//! stops them all) and exits with 130 when one of them says so; otherwise the first signal stops
 //! every registered worker gracefully and a second one exits the process at once (with no
 //! worker registered, it runs the stop callbacks registered with [`on_stop`] — `chancy web`
 //! uses one — and with none of those either it exits at once, as the default action would).
@@ -14,6 +15,22 @@ static TARGETS: Mutex<Vec<Weak<WorkerShared>>> = Mutex::new(Vec::new());
 
 type Stopper = Box<dyn FnOnce() + Send>;
 static STOPPERS: Mutex<Vec<Stopper>> = Mutex::new(Vec::new());
+
+/// Cleanup run first on every signal; `true` when the process should exit at once.
+type ExitHook = fn() -> bool;
+static EXIT_HOOKS: Mutex<Vec<ExitHook>> = Mutex::new(Vec::new());
+
+/// Runs `hook` first at every SIGINT/SIGTERM (on the signal thread) and exits the process
+/// with 130 when it returns `true`, installing the process handler on first use. Register a
+/// hook once: each registration runs.
+#[cfg(feature = "pgtemp")]
+pub(crate) fn on_signal_exit_if(hook: ExitHook) -> Result<()> {
+    EXIT_HOOKS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(hook);
+    ensure_handler()
+}
 
 /// Runs `stop` (once, on its own thread) at the first SIGINT/SIGTERM, installing the
 /// process handler on first use; a second signal exits the process.
@@ -37,7 +54,7 @@ pub(crate) fn install(shared: &Arc<WorkerShared>) -> Result<()> {
 
 /// Installs the process handler once (`ctrlc` allows one per process); later calls return
 /// the first outcome.
-pub(crate) fn ensure_handler() -> Result<()> {
+fn ensure_handler() -> Result<()> {
     static INSTALLED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     INSTALLED
         .get_or_init(|| ctrlc::set_handler(on_process_signal).map_err(|e| e.to_string()))
@@ -46,9 +63,12 @@ pub(crate) fn ensure_handler() -> Result<()> {
 }
 
 fn on_process_signal() {
-    #[cfg(feature = "pgtemp")]
-    if crate::pgtemp::stop_all() {
-        log::warn!("received a stop signal; stopped the private PostgreSQL server, exiting");
+    let hooks: Vec<ExitHook> = EXIT_HOOKS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut exit = false;
+    for hook in hooks {
+        exit |= hook();
+    }
+    if exit {
         std::process::exit(130);
     }
     let live: Vec<Arc<WorkerShared>> = TARGETS
