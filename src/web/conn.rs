@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderName, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -33,9 +32,10 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::timeout;
 
+use super::adapt::{request, response};
 use super::handlers::{run_guarded, Handler, Pool};
 use super::head::{self, Check, MAX_HEAD};
-use super::http::{parse_query, Reply, Req};
+use super::http::{Reply, Req};
 use super::ws;
 
 /// How long a refused client gets to read its answer before the socket is closed.
@@ -228,57 +228,6 @@ async fn respond(
         }
     };
     Ok(response(reply))
-}
-
-/// The handlers' view of a request.
-pub(crate) fn request(parts: &hyper::http::request::Parts, body: Vec<u8>, peer: SocketAddr) -> Req {
-    let headers = parts
-        .headers
-        .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str().to_ascii_lowercase(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    Req {
-        method: parts.method.as_str().to_ascii_uppercase(),
-        path: parts.uri.path().to_string(),
-        query: parts.uri.query().map(parse_query).unwrap_or_default(),
-        headers,
-        body,
-        client: Some(peer.ip()),
-    }
-}
-
-/// `reply` as a hyper response with the headers every answer carries.
-pub(crate) fn response(reply: Reply) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(reply.body)));
-    *response.status_mut() =
-        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let headers = response.headers_mut();
-    let fixed = [
-        ("content-type", reply.content_type),
-        ("x-content-type-options", "nosniff"),
-        ("cache-control", "no-store"),
-        ("connection", "close"),
-    ];
-    for (name, value) in fixed {
-        headers.insert(
-            HeaderName::from_static(name),
-            HeaderValue::from_static(value),
-        );
-    }
-    for (name, value) in reply.headers {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
-            headers.append(n, v);
-        }
-    }
-    response
 }
 
 /// The socket with the already read head in front of it, so hyper reads the same bytes.

@@ -30,6 +30,7 @@
 //! # Ok::<(), chancy::Error>(())
 //! ```
 
+mod adapt;
 mod api;
 mod assets;
 mod auth;

@@ -37,7 +37,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::conn::{request, response};
+use super::adapt::{request, response};
 use super::http::Reply;
 use super::router::{self, Ctx};
 use crate::events;
