@@ -77,7 +77,11 @@ const DECLARE_UPSERT: &str = "UPDATE SET state = EXCLUDED.state, \
 
 const DECLARE_RETURNING: &str = " RETURNING *";
 
-/// Claims up to $2 jobs of queue $1 for worker $3, in Chancy's order.
+/// Claims up to $2 jobs of queue $1 for worker $3, in Chancy's order. With a session tag $4,
+/// only while worker $3's row still carries it: a process that stalled past its
+/// heartbeat_timeout while another took over its id claims nothing (one primary-key probe
+/// of the workers table per claim, evaluated once). NULL for a worker that has not taken its
+/// id (`Worker::fetch_jobs` before `start`).
 const FETCH: &str = r#"
 WITH selected_jobs AS (
     SELECT id FROM "{prefix}jobs"
@@ -85,6 +89,8 @@ WITH selected_jobs AS (
       AND (state = 'pending' OR state = 'retrying')
       AND COALESCE(attempts, 0) < max_attempts
       AND (scheduled_at IS NULL OR scheduled_at <= NOW())
+      AND ($4::text IS NULL OR EXISTS (
+          SELECT 1 FROM "{prefix}workers" w WHERE w.worker_id = $3 AND $4 = ANY(w.tags)))
     ORDER BY priority DESC, id ASC
     LIMIT $2
     FOR UPDATE OF "{prefix}jobs" SKIP LOCKED

@@ -77,7 +77,15 @@ pub(crate) fn fetch_jobs(
     }
     let up_to = (up_to as i64).min(i64::from(limit - count));
     let rows = tx
-        .query(&fetch, &[&queue.name, &up_to, &shared.worker_id])
+        .query(
+            &fetch,
+            &[
+                &queue.name,
+                &up_to,
+                &shared.worker_id,
+                &session_fence(shared),
+            ],
+        )
         .map_err(|e| Error::database("claiming jobs", e))?;
     if !rows.is_empty() {
         tx.execute(&bump, &[&queue.name, &(rows.len() as i32)])
@@ -86,6 +94,15 @@ pub(crate) fn fetch_jobs(
     tx.commit()
         .map_err(|e| Error::database("fetching jobs", e))?;
     Ok(runnable(shared, &rows))
+}
+
+/// The session tag the claim is fenced by (see the fetch statement): this process's, once it
+/// holds the worker id.
+fn session_fence(shared: &WorkerShared) -> Option<&str> {
+    shared
+        .claimed_id
+        .load(std::sync::atomic::Ordering::SeqCst)
+        .then_some(shared.session_tag.as_str())
 }
 
 /// The claim without a rate limit: one statement, one round trip.
@@ -98,7 +115,15 @@ fn claim(
 ) -> Result<Vec<QueuedJob>> {
     let rows = conn
         .client
-        .query(fetch, &[&queue.name, &up_to, &shared.worker_id])
+        .query(
+            fetch,
+            &[
+                &queue.name,
+                &up_to,
+                &shared.worker_id,
+                &session_fence(shared),
+            ],
+        )
         .map_err(|e| Error::database("claiming jobs", e))?;
     Ok(runnable(shared, &rows))
 }

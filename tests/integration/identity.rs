@@ -169,6 +169,60 @@ fn a_worker_whose_id_was_taken_over_stops_without_touching_the_new_row() {
     );
 }
 
+#[test]
+fn a_worker_whose_id_was_taken_over_claims_nothing_before_its_heartbeat_notices() {
+    let app = TestApp::new();
+    app.chancy
+        .declare(&Queue::new("fenced").polling_interval(Duration::from_secs(1)))
+        .unwrap();
+    // A long heartbeat: the takeover below stays unnoticed for the whole test, as for a
+    // process that stalled past its heartbeat_timeout.
+    let worker = chancy::Worker::builder(&app.chancy)
+        .worker_id("stalled")
+        .heartbeat_poll_interval(Duration::from_secs(60))
+        .heartbeat_timeout(Duration::from_secs(120))
+        .job("t.work", |_| Ok(()))
+        .build()
+        .unwrap();
+    worker.start().unwrap();
+    let first = app
+        .chancy
+        .push(&Job::new("t.work").queue("fenced"))
+        .unwrap();
+    let done = app
+        .chancy
+        .wait_for_job(&first, Duration::from_secs(20))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        done.state,
+        JobState::Succeeded,
+        "the worker claims while it holds its id"
+    );
+    app.client()
+        .execute(
+            &app.sql(
+                "UPDATE {workers} SET tags = ARRAY['chancy.session=someone-else'], \
+                 expires_at = NOW() + INTERVAL '1 hour' WHERE worker_id = 'stalled'",
+            ),
+            &[],
+        )
+        .unwrap();
+    let second = app
+        .chancy
+        .push(&Job::new("t.work").queue("fenced"))
+        .unwrap();
+    // The push's NOTIFY and the 1 s poll would claim it within a second; give it three.
+    std::thread::sleep(Duration::from_secs(3));
+    let job = app.chancy.get_job(&second).unwrap().unwrap();
+    assert_eq!(
+        (job.state, job.taken_by.as_deref()),
+        (JobState::Pending, None),
+        "claimed by a process whose id another session holds"
+    );
+    worker.stop();
+}
+
 /// `chancy worker start --worker-id <id>` on `app`'s prefix with short heartbeats.
 fn cli_worker(app: &TestApp, id: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_chancy"));

@@ -319,7 +319,10 @@ pub(super) fn explain_claim(chancy: &Chancy, queue: &str, limit: i64) -> Result<
     );
     let mut tx = client.transaction().map_err(err)?;
     let row = tx
-        .query_one(sql.as_str(), &[&queue, &limit, &"chancy-bench-explain"])
+        .query_one(
+            sql.as_str(),
+            &[&queue, &limit, &"chancy-bench-explain", &None::<&str>],
+        )
         .map_err(err)?;
     tx.rollback().map_err(err)?;
     let plan: Value = row.get(0);
