@@ -74,6 +74,8 @@ pub use writer::Outgoing;
 pub(crate) use backoff::random_fraction;
 use config::WorkerConfig;
 use executions::Executions;
+#[cfg(feature = "cli")]
+pub(crate) use fetch::CLAIM_SETTINGS;
 use flag::Shutdown;
 use manager::LoopSpec;
 use runner::{QueueRunner, STOP_POLL};

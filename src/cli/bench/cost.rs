@@ -22,10 +22,6 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::Chancy;
 
-/// Planner settings the fetcher applies to its own connection (worker/fetch.rs
-/// `CLAIM_SESSION_SETTINGS`); the explained claim runs under the same ones.
-const CLAIM_SESSION_SETTINGS: &str = "SET enable_sort = off; SET enable_bitmapscan = off";
-
 /// How long the bench waits for backends to flush their cumulative statistics
 /// (`pg_stat_database`) after they go idle: PostgreSQL flushes at most once a second.
 pub(super) const STATS_FLUSH: Duration = Duration::from_millis(1100);
@@ -301,7 +297,10 @@ pub(super) fn explain_claim(chancy: &Chancy, queue: &str, limit: i64) -> Result<
     let mut conn = chancy.connect_dedicated()?;
     let client = &mut conn.client;
     let err = |e| Error::database("explaining a claim", e);
-    client.batch_execute(CLAIM_SESSION_SETTINGS).map_err(err)?;
+    // The planner settings the fetch scheduler claims under: the explained claim is the real one.
+    client
+        .batch_execute(crate::worker::CLAIM_SETTINGS)
+        .map_err(err)?;
     let waiting: i64 = client
         .query_one(
             format!(
