@@ -1118,17 +1118,29 @@ fn worker_start_web_serves_the_api_until_the_worker_stops() {
     assert!(!login.contains("generated"), "{login}");
     let token = web_login(&base, "s3cret").expect("login with the configured password");
     let token = token["token"].as_str().unwrap().to_string();
+    // The dashboard answers before `Worker::start` has finished; the `default` queue is
+    // declared at its very end, after the signal handlers are in place, so the SIGTERM below
+    // cannot arrive before them.
     eventually(
         Duration::from_secs(30),
-        "the worker in /api/v1/workers",
+        "the worker in /api/v1/workers and its start finished",
         || {
-            let workers: Value = ureq::get(&format!("{base}/api/v1/workers"))
-                .set("Authorization", &format!("Bearer {token}"))
-                .call()
-                .expect("GET workers")
-                .into_json()
-                .unwrap();
+            let get = |path: &str| -> Value {
+                ureq::get(&format!("{base}{path}"))
+                    .set("Authorization", &format!("Bearer {token}"))
+                    .call()
+                    .expect("GET")
+                    .into_json()
+                    .unwrap()
+            };
+            let workers = get("/api/v1/workers");
+            let queues = get("/api/v1/queues");
             !workers.as_array().unwrap().is_empty()
+                && queues
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|q| q["name"] == "default")
         },
     );
     let status = terminate(&mut child);
