@@ -7,7 +7,7 @@
 //! No async runtime: a [`Worker`] is a set of OS threads.
 //!
 //! ```text
-//!  application threads ── Chancy (r2d2 pool) ── push / push_many / push_ex / declare / cancel_job
+//!  application threads ── Chancy (r2d2 pool) ── push / push_many / push_in / declare / cancel_job
 //!                                                      │ NOTIFY <prefix>events
 //!  Worker ──────────────────────────────────────────────────────────────────────────────
 //!   chancy-listener     own connection, LISTEN, reconnects with backoff ─► Hub (events)

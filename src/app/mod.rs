@@ -446,7 +446,7 @@ impl Chancy {
     /// When the database is unreachable.
     pub fn notify(&self, event: &str, body: &Value) -> Result<()> {
         let mut conn = self.connection()?;
-        self.notify_ex(&mut conn.client, &[(event, body.clone())])
+        self.notify_in(&mut conn.client, &[(event, body.clone())])
     }
 
     /// Sends several events in order with one statement on `client` (inside the caller's
@@ -454,7 +454,7 @@ impl Chancy {
     ///
     /// # Errors
     /// When the statement fails.
-    pub fn notify_ex(
+    pub fn notify_in(
         &self,
         client: &mut impl GenericClient,
         events: &[(&str, Value)],

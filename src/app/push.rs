@@ -74,7 +74,7 @@ impl Chancy {
             return Ok(Vec::new());
         }
         validate_all(jobs)?;
-        in_transaction(self, "pushing jobs", |tx| self.push_many_ex(tx, jobs))
+        in_transaction(self, "pushing jobs", |tx| self.push_many_in(tx, jobs))
     }
 
     /// [`Chancy::push`] inside the caller's transaction (or on any client): the job becomes
@@ -82,8 +82,8 @@ impl Chancy {
     ///
     /// # Errors
     /// As [`Chancy::push`].
-    pub fn push_ex(&self, client: &mut impl GenericClient, job: &Job) -> Result<Reference> {
-        let refs = self.push_many_ex(client, std::slice::from_ref(job))?;
+    pub fn push_in(&self, client: &mut impl GenericClient, job: &Job) -> Result<Reference> {
+        let refs = self.push_many_in(client, std::slice::from_ref(job))?;
         Ok(refs[0])
     }
 
@@ -91,7 +91,7 @@ impl Chancy {
     ///
     /// # Errors
     /// As [`Chancy::push`].
-    pub fn push_many_ex(
+    pub fn push_many_in(
         &self,
         client: &mut impl GenericClient,
         jobs: &[Job],
@@ -139,7 +139,7 @@ impl Chancy {
             .into_iter()
             .map(|q| (events::QUEUE_PUSHED, json!({ "q": q })))
             .collect();
-        self.notify_ex(client, &notes)?;
+        self.notify_in(client, &notes)?;
         refs.into_iter()
             .map(|r| {
                 r.map(Reference)

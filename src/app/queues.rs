@@ -32,8 +32,8 @@ impl Chancy {
     fn declare_with(&self, queue: &Queue, upsert: bool) -> Result<Queue> {
         queue.validate()?;
         in_transaction(self, "declaring a queue", |tx| {
-            let stored = self.declare_ex(tx, queue, upsert)?;
-            self.notify_ex(tx, &[(events::QUEUE_DECLARED, json!({ "q": queue.name }))])?;
+            let stored = self.declare_in(tx, queue, upsert)?;
+            self.notify_in(tx, &[(events::QUEUE_DECLARED, json!({ "q": queue.name }))])?;
             Ok(stored)
         })
     }
@@ -42,7 +42,7 @@ impl Chancy {
     ///
     /// # Errors
     /// As [`Chancy::declare`].
-    pub fn declare_ex(
+    pub fn declare_in(
         &self,
         client: &mut impl GenericClient,
         queue: &Queue,
@@ -173,7 +173,7 @@ impl Chancy {
                 .execute(sql.as_str(), &[&name])
                 .map_err(|e| Error::database("resuming a queue", e))?;
             if n > 0 {
-                self.notify_ex(tx, &[(events::QUEUE_RESUMED, json!({ "q": name }))])?;
+                self.notify_in(tx, &[(events::QUEUE_RESUMED, json!({ "q": name }))])?;
             }
             Ok(n > 0)
         })
@@ -196,7 +196,7 @@ impl Chancy {
             if n == 0 {
                 return Err(Error::not_found(format!("queue {name:?} not found")));
             }
-            self.notify_ex(tx, &[(event, json!({ "q": name }))])
+            self.notify_in(tx, &[(event, json!({ "q": name }))])
         })
     }
 

@@ -119,12 +119,12 @@ impl Chancy {
     ///
     /// # Errors
     /// As [`Chancy::cancel_job`].
-    pub fn cancel_job_ex(
+    pub fn cancel_job_in(
         &self,
         client: &mut impl GenericClient,
         reference: &Reference,
     ) -> Result<JobOutcome> {
-        single(self.apply_ex(client, Action::Cancel, std::slice::from_ref(reference))?)
+        single(self.apply_in(client, Action::Cancel, std::slice::from_ref(reference))?)
     }
 
     /// [`Chancy::cancel_job`] for each job, in one transaction: one outcome per distinct id,
@@ -159,12 +159,12 @@ impl Chancy {
     ///
     /// # Errors
     /// As [`Chancy::retry_jobs`].
-    pub fn retry_jobs_ex(
+    pub fn retry_jobs_in(
         &self,
         client: &mut impl GenericClient,
         references: &[Reference],
     ) -> Result<Vec<(Reference, JobOutcome)>> {
-        self.apply_ex(client, Action::Retry, references)
+        self.apply_in(client, Action::Retry, references)
     }
 
     /// [`Chancy::retry_jobs`] for one job.
@@ -190,12 +190,12 @@ impl Chancy {
     ///
     /// # Errors
     /// As [`Chancy::purge_jobs`].
-    pub fn purge_jobs_ex(
+    pub fn purge_jobs_in(
         &self,
         client: &mut impl GenericClient,
         references: &[Reference],
     ) -> Result<Vec<(Reference, JobOutcome)>> {
-        self.apply_ex(client, Action::Purge, references)
+        self.apply_in(client, Action::Purge, references)
     }
 
     /// [`Chancy::purge_jobs`] for one job.
@@ -215,11 +215,11 @@ impl Chancy {
             return Ok(Vec::new());
         }
         in_transaction(self, "changing jobs", |tx| {
-            self.apply_ex(tx, action, references)
+            self.apply_in(tx, action, references)
         })
     }
 
-    fn apply_ex(
+    fn apply_in(
         &self,
         client: &mut impl GenericClient,
         action: Action,
@@ -253,7 +253,7 @@ impl Chancy {
                 .map(|q| (events::QUEUE_PUSHED, json!({ "q": q }))),
         );
         if !notes.is_empty() {
-            self.notify_ex(client, &notes)?;
+            self.notify_in(client, &notes)?;
         }
         Ok(outcomes)
     }

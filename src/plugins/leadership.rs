@@ -207,7 +207,7 @@ impl Leadership {
 }
 
 fn notify(client: &mut Client, worker: &Worker, event: &str) -> Result<()> {
-    worker.chancy().notify_ex(
+    worker.chancy().notify_in(
         client,
         &[(event, json!({ "worker_id": worker.worker_id() }))],
     )

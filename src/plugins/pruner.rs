@@ -101,7 +101,7 @@ impl Pruner {
             .client
             .execute(sql.as_str(), &params)
             .map_err(|e| Error::database("pruning jobs", e))?;
-        chancy.notify_ex(
+        chancy.notify_in(
             &mut conn.client,
             &[(
                 events::PRUNER_REMOVED,

@@ -161,7 +161,7 @@ fn recover(chancy: &Chancy, heartbeat_timeout: Duration, full: bool) -> Result<u
                 }),
             ));
         }
-        chancy.notify_ex(tx, &notes)?;
+        chancy.notify_in(tx, &notes)?;
         if !rows.is_empty() {
             log::warn!(
                 "recovery: {} abandoned job(s) put back to pending",

@@ -87,7 +87,7 @@ impl Trigger {
         enabled: bool,
     ) -> Result<Uuid> {
         in_transaction(chancy, "registering a trigger", |tx| {
-            Self::register_trigger_ex(
+            Self::register_trigger_in(
                 tx,
                 chancy,
                 table_name,
@@ -103,7 +103,7 @@ impl Trigger {
     ///
     /// # Errors
     /// As [`Trigger::register_trigger`].
-    pub fn register_trigger_ex(
+    pub fn register_trigger_in(
         client: &mut impl GenericClient,
         chancy: &Chancy,
         table_name: &str,

@@ -36,7 +36,7 @@ pub(crate) fn announce(shared: &WorkerShared, client: &mut impl GenericClient) -
         .map_err(|e| Error::database("announcing the worker", e))?
         .is_some();
     if owned {
-        shared.chancy.notify_ex(
+        shared.chancy.notify_in(
             client,
             &[(
                 events::WORKER_ANNOUNCED,
@@ -129,6 +129,6 @@ pub(crate) fn release_orphans(
         .iter()
         .map(|q| (events::QUEUE_PUSHED, json!({ "q": q })))
         .collect();
-    shared.chancy.notify_ex(client, &notes)?;
+    shared.chancy.notify_in(client, &notes)?;
     Ok(released.len())
 }

@@ -151,12 +151,12 @@ fn push_ex_joins_the_callers_transaction() {
     let app = TestApp::new();
     let mut c = app.client();
     let mut tx = c.transaction().unwrap();
-    let r = app.chancy.push_ex(&mut tx, &Job::new("tx.job")).unwrap();
+    let r = app.chancy.push_in(&mut tx, &Job::new("tx.job")).unwrap();
     tx.rollback().unwrap();
     assert!(app.chancy.get_job(&r).unwrap().is_none());
 
     let mut tx = c.transaction().unwrap();
-    let r = app.chancy.push_ex(&mut tx, &Job::new("tx.job")).unwrap();
+    let r = app.chancy.push_in(&mut tx, &Job::new("tx.job")).unwrap();
     assert!(
         app.chancy.get_job(&r).unwrap().is_none(),
         "invisible before commit"

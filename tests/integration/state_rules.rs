@@ -130,7 +130,7 @@ fn a_workflow_whose_step_job_was_deleted_fails_instead_of_running_forever() {
             .unwrap()
             .unwrap();
         if WorkflowPlugin::process_workflow(&mut tx, &app.chancy, &mut wf).unwrap() {
-            WorkflowPlugin::push_ex(&mut tx, &app.chancy, &mut wf).unwrap();
+            WorkflowPlugin::push_in(&mut tx, &app.chancy, &mut wf).unwrap();
         }
         tx.commit().unwrap();
         WorkflowPlugin::fetch_workflow(&app.chancy, id)

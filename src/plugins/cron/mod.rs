@@ -198,7 +198,7 @@ impl Cron {
                         continue;
                     }
                 };
-                chancy.push_many_ex(tx, std::slice::from_ref(&job))?;
+                chancy.push_many_in(tx, std::slice::from_ref(&job))?;
                 tx.execute(update.as_str(), &[&next, &now, &key])
                     .map_err(|e| Error::database("updating a cron schedule", e))?;
                 log::debug!("pushed scheduled cron job {key:?}");

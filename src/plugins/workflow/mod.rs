@@ -142,7 +142,7 @@ impl WorkflowPlugin {
     pub fn push(chancy: &Chancy, workflow: &Workflow) -> Result<Uuid> {
         let mut wf = workflow.clone();
         in_transaction(chancy, "pushing a workflow", |tx| {
-            store::push_ex(tx, chancy, &mut wf)
+            store::push_in(tx, chancy, &mut wf)
         })
     }
 
@@ -152,12 +152,12 @@ impl WorkflowPlugin {
     ///
     /// # Errors
     /// As [`WorkflowPlugin::push`].
-    pub fn push_ex(
+    pub fn push_in(
         client: &mut impl GenericClient,
         chancy: &Chancy,
         workflow: &mut Workflow,
     ) -> Result<Uuid> {
-        store::push_ex(client, chancy, workflow)
+        store::push_in(client, chancy, workflow)
     }
 
     /// The workflow `id` with its steps, or `None`.
@@ -180,7 +180,7 @@ impl WorkflowPlugin {
         limit: i64,
     ) -> Result<Vec<Workflow>> {
         let mut conn = chancy.connection()?;
-        store::fetch_ex(&mut conn.client, chancy, states, ids, limit)
+        store::fetch_in(&mut conn.client, chancy, states, ids, limit)
     }
 
     /// Waits until workflow `id` is completed or failed and returns it.
@@ -222,7 +222,7 @@ impl WorkflowPlugin {
     /// One scheduling iteration of `workflow` on the caller's transaction: pushes every
     /// step whose dependencies all succeeded (with `meta.workflow_id`) and updates the
     /// state. Returns whether anything changed; the caller saves it with
-    /// [`WorkflowPlugin::push_ex`].
+    /// [`WorkflowPlugin::push_in`].
     ///
     /// # Errors
     /// A database error, or an invalid step job.
@@ -437,7 +437,7 @@ impl Plugin for WorkflowPlugin {
                 )
             })
             .collect();
-        chancy.notify_ex(tx, &notes)
+        chancy.notify_in(tx, &notes)
     }
 
     fn cleanup(&self, chancy: &Chancy) -> Result<Option<u64>> {

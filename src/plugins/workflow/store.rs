@@ -16,7 +16,7 @@ use crate::Chancy;
 
 /// Validates `workflow` and upserts it with its steps; NOTIFYs `workflow.created` (new
 /// row) or `workflow.updated` in the same transaction. Sets `created_at`/`updated_at`.
-pub(crate) fn push_ex(
+pub(crate) fn push_in(
     client: &mut impl GenericClient,
     chancy: &Chancy,
     workflow: &mut Workflow,
@@ -63,13 +63,13 @@ pub(crate) fn persist(
         events::WORKFLOW_UPDATED
     };
     let body = json!({"id": workflow.id.to_string(), "name": workflow.name});
-    chancy.notify_ex(client, &[(event, body)])?;
+    chancy.notify_in(client, &[(event, body)])?;
     Ok(workflow.id)
 }
 
 /// Workflows matching the filters (`None` = any), at most `limit`, ordered by id; steps
 /// ordered by step id, each with the state of its job.
-pub(crate) fn fetch_ex(
+pub(crate) fn fetch_in(
     client: &mut impl GenericClient,
     chancy: &Chancy,
     states: Option<&[WorkflowState]>,
@@ -175,7 +175,7 @@ pub(crate) fn process_workflow(
         let mut meta = step.job.meta.as_object().cloned().unwrap_or_default();
         meta.insert("workflow_id".into(), json!(workflow.id.to_string()));
         let job = step.job.clone().meta(Value::Object(meta));
-        let reference = chancy.push_ex(client, &job)?;
+        let reference = chancy.push_in(client, &job)?;
         workflow.steps[i].job_id = Some(reference.0);
         changed = true;
     }
@@ -208,13 +208,13 @@ pub(crate) fn process_locked(
     if ids.is_empty() {
         return Ok(0);
     }
-    let mut workflows = fetch_ex(client, chancy, None, Some(ids), ids.len() as i64)?;
+    let mut workflows = fetch_in(client, chancy, None, Some(ids), ids.len() as i64)?;
     for wf in &mut workflows {
         if process_workflow(client, chancy, wf)? {
             if wf.steps.is_empty() {
                 persist(client, chancy, wf)?;
             } else {
-                push_ex(client, chancy, wf)?;
+                push_in(client, chancy, wf)?;
             }
         }
     }

@@ -274,7 +274,7 @@ fn a_python_made_workflow_completes_on_the_sweep() {
             .plugin(TestLeadership)
             .plugin(WorkflowPlugin::new().polling_interval(Duration::from_millis(300)))
     });
-    // Rows as Python's push_ex writes them, without any NOTIFY (so only the sweep sees it).
+    // Rows as Python's push_in writes them, without any NOTIFY (so only the sweep sees it).
     let id = chancy::new_job_id();
     let mut c = app.client();
     c.execute(
