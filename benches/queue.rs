@@ -17,6 +17,7 @@
 
 use std::time::{Duration, Instant};
 
+use chancy::tooling::WorkerTooling;
 use chancy::{Chancy, Job, JobState, Queue, QueuedJob, Worker};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 
@@ -57,7 +58,7 @@ fn teardown(chancy: &Chancy) {
 
 fn execute(chancy: &Chancy, sql: &str) {
     let mut conn = chancy.connection().expect("conn");
-    conn.client.batch_execute(sql).expect(sql);
+    conn.batch_execute(sql).expect(sql);
 }
 
 fn push_many(c: &mut Criterion) {
@@ -116,16 +117,13 @@ fn put_back(chancy: &Chancy, conn: &mut chancy::Conn, jobs: &[QueuedJob]) {
          completed_at = NULL, attempts = 0 WHERE id = ANY($1)",
         chancy.prefix().table("jobs")
     );
-    conn.client
-        .execute(sql.as_str(), &[&ids])
-        .expect("put back");
+    conn.execute(sql.as_str(), &[&ids]).expect("put back");
 }
 
 /// A connection with the fetcher's planner settings (see `worker/fetch.rs`).
 fn claim_connection(chancy: &Chancy) -> chancy::PooledConn {
     let mut conn = chancy.connection().expect("conn");
-    conn.client
-        .batch_execute("SET enable_sort = off; SET enable_bitmapscan = off")
+    conn.batch_execute("SET enable_sort = off; SET enable_bitmapscan = off")
         .expect("settings");
     conn
 }

@@ -15,6 +15,13 @@ use crate::error::{Error, Result};
 /// A JSON object: the type of `kwargs` and `meta`.
 pub type JsonObject = Map<String, Value>;
 
+/// The queue of a [`Job::new`] (and the CLI's `--queue` default), as in Python Chancy.
+pub(crate) const DEFAULT_QUEUE: &str = "default";
+/// The priority of a [`Job::new`], as in Python Chancy.
+pub(crate) const DEFAULT_PRIORITY: i32 = 0;
+/// The `max_attempts` of a [`Job::new`], as in Python Chancy.
+pub(crate) const DEFAULT_MAX_ATTEMPTS: i32 = 1;
+
 /// The longest queue name accepted.
 pub(crate) const MAX_QUEUE_NAME_LEN: usize = 255;
 
@@ -31,6 +38,7 @@ pub(crate) fn validate_queue_name(name: &str) -> Result<()> {
 /// The kind of a [`Limit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum LimitKind {
     /// Wall-clock seconds an attempt may run.
     Time,
@@ -47,6 +55,7 @@ pub enum LimitKind {
 /// assert_eq!(serde_json::to_string(&l).unwrap(), r#"{"t":"time","v":30}"#);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Limit {
     /// What is limited.
     #[serde(rename = "t")]
@@ -118,10 +127,10 @@ impl Job {
     pub fn new(func: impl Into<String>) -> Job {
         Job {
             func: func.into(),
-            queue: "default".into(),
+            queue: DEFAULT_QUEUE.into(),
             kwargs: Value::Object(Map::new()),
-            priority: 0,
-            max_attempts: 1,
+            priority: DEFAULT_PRIORITY,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
             scheduled_at: None,
             limits: Vec::new(),
             unique_key: None,
@@ -170,9 +179,14 @@ impl Job {
 
     /// Do not run before `delay` from now, by this machine's clock (see
     /// [`Chancy::database_now`](crate::Chancy::database_now) to count from the database's).
+    /// A delay past the year 9999 saturates here and is refused at push (see
+    /// [`Job::validate`]).
     pub fn delay(self, delay: Duration) -> Job {
         let delta = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-        self.scheduled_at(Utc::now() + delta)
+        let at = Utc::now()
+            .checked_add_signed(delta)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        self.scheduled_at(at)
     }
 
     /// Adds a resource limit.
@@ -215,7 +229,10 @@ impl Job {
         self.unique_key.as_deref()
     }
 
-    /// Checks what the database cannot: names non-empty, objects where objects are required.
+    /// Checks what the database cannot: names non-empty, objects where objects are required,
+    /// no U+0000 in text, `max_attempts` at least 1, and `scheduled_at` no later than
+    /// 9999-12-31T23:59:59Z (the latest time Python's `datetime` can read, so a Python worker
+    /// or dashboard sharing the database can still load the row). Every push calls it.
     ///
     /// # Errors
     /// An invalid-input error saying which field is wrong.
@@ -255,6 +272,14 @@ impl Job {
             return Err(Error::invalid_input(format!(
                 "max_attempts of {:?} must be at least 1, got {}",
                 self.func, self.max_attempts
+            )));
+        }
+        if let Some(at) = self.scheduled_at.filter(|at| *at > latest_schedulable()) {
+            return Err(Error::invalid_input(format!(
+                "scheduled_at of {:?} is {}, after 9999-12-31T23:59:59Z, the latest time \
+                 Python's datetime (and so a Python worker sharing the database) can read",
+                self.func,
+                at.format("%+")
             )));
         }
         Ok(())
@@ -316,6 +341,13 @@ impl Job {
     }
 }
 
+/// 9999-12-31T23:59:59Z: the latest `scheduled_at` a push accepts (Python's `datetime.max`).
+fn latest_schedulable() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 fn from_unix_float(secs: f64) -> Option<DateTime<Utc>> {
     let whole = secs.floor();
     let nanos = ((secs - whole) * 1e9).round() as u32;
@@ -326,6 +358,7 @@ fn from_unix_float(secs: f64) -> Option<DateTime<Utc>> {
 /// The state of a job row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum JobState {
     /// Waiting to be claimed.
     Pending,
@@ -389,6 +422,7 @@ impl FromStr for JobState {
 
 /// One entry of a job's `errors` array: `{"attempt": n, "traceback": text}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ErrorRecord {
     /// The job's `attempts` before the failed run (the first failure is attempt 0).
     #[serde(default)]
@@ -398,8 +432,19 @@ pub struct ErrorRecord {
     pub traceback: String,
 }
 
+impl ErrorRecord {
+    /// An entry for the failed run that started with `attempt` earlier attempts.
+    pub fn new(attempt: i64, traceback: impl Into<String>) -> ErrorRecord {
+        ErrorRecord {
+            attempt,
+            traceback: traceback.into(),
+        }
+    }
+}
+
 /// A job as stored in the database, with every column of the row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct QueuedJob {
     /// The job id.
     pub id: Uuid,
@@ -665,6 +710,16 @@ mod tests {
         assert!(Job::new("f").max_attempts(0).validate().is_err());
         assert!(Job::new("f").meta(json!("x")).validate().is_err());
         assert!(Job::new("f").validate().is_ok());
+    }
+
+    #[test]
+    fn a_delay_past_year_9999_saturates_and_is_refused() {
+        let far = Job::new("f").delay(Duration::MAX);
+        let err = far.validate().unwrap_err();
+        assert!(err.is_invalid_input());
+        assert!(err.to_string().contains("9999-12-31"), "{err}");
+        let in_a_century = Job::new("f").delay(Duration::from_secs(100 * 365 * 86_400));
+        assert!(in_a_century.validate().is_ok());
     }
 
     #[test]

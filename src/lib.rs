@@ -93,6 +93,15 @@
 //!
 //! With `default-features = false` you get the producer ([`Chancy`]), the [`Worker`] and
 //! every other plugin.
+//!
+//! ## Stability
+//!
+//! Enums and structs that may grow are `#[non_exhaustive]` (match them with a `_` arm;
+//! build structs such as [`WaitOptions`] or [`JobFilter`] with their constructors). The
+//! worker's step-by-step methods for benchmarks and tools live in [`tooling`], which is
+//! outside the semver promise. Names that are part of the wire contract with Python Chancy
+//! (job states, event names, executor class paths, migration keys) are public constants;
+//! tuning defaults are documented on their setters instead.
 #![warn(missing_docs)]
 
 mod app;
@@ -116,6 +125,7 @@ mod prefix;
 pub mod prometheus;
 mod queue;
 mod sql;
+pub mod tooling;
 mod typed;
 #[cfg(feature = "web")]
 pub mod web;
@@ -123,7 +133,7 @@ mod worker;
 
 pub use app::{
     Chancy, ChancyBuilder, HorizonHolder, JobFilter, JobOutcome, WaitOptions, WorkerInfo,
-    DEFAULT_DATABASE_URL, DEFAULT_HORIZON_WARN_AFTER, DEFAULT_LIST_LIMIT, MAX_HORIZON_HOLDERS,
+    DEFAULT_DATABASE_URL,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use id::new_job_id;
@@ -148,10 +158,7 @@ pub struct ReadmeDoctests;
 
 pub use worker::{
     run_child_if_requested, Event, Flag, Handler, HandlerId, Hub, JobContext, JobError,
-    JobErrorKind, Manager, Outgoing, Registry, ServiceInfo, ServiceState, Worker, WorkerBuilder,
-    CHILD_ENV, DEFAULT_HEARTBEAT_POLL_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT,
-    DEFAULT_HORIZON_CHECK_INTERVAL, DEFAULT_MAXIMUM_JOBS_PER_CHILD,
-    DEFAULT_QUEUE_CHANGE_POLL_INTERVAL, DEFAULT_SEND_OUTGOING_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT,
+    JobErrorKind, Manager, Registry, ServiceInfo, ServiceState, Worker, WorkerBuilder, CHILD_ENV,
     HORIZON_HELD_BACK, LISTENER_RECONNECTED, QUEUE_FULL, QUEUE_REMOVED, QUEUE_STARTED,
     QUEUE_UPDATED, WORKER_PING, WORKER_SHUTDOWN_TIMEOUT, WORKER_STARTED, WORKER_STOPPED,
 };

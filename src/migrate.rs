@@ -104,6 +104,7 @@ pub fn migrations_of(key: &str) -> Option<&'static [Migration]> {
 
 /// Where one migration key stands in a database.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MigrationStatus {
     /// The key, e.g. `chancy`.
     pub key: String,

@@ -51,7 +51,7 @@ use crate::error::{Error, Result};
 use crate::pool::encode_host;
 
 /// How long [`TempPostgres::start`] waits for the new server to accept connections.
-pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a stop waits for the server to exit after SIGQUIT before it SIGKILLs the group.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -209,7 +209,7 @@ pub struct TempPostgres {
 
 impl TempPostgres {
     /// Starts a private server with the binaries of [`PgBinaries::find`], waiting up to
-    /// [`DEFAULT_READY_TIMEOUT`].
+    /// 30 s for it to accept connections.
     ///
     /// ```no_run
     /// let server = chancy::pgtemp::TempPostgres::start()?;
@@ -341,7 +341,7 @@ impl TempPostgres {
     }
 
     /// Starts the server again on the same data directory and socket after
-    /// [`stop_server`](TempPostgres::stop_server), waiting up to [`DEFAULT_READY_TIMEOUT`]
+    /// [`stop_server`](TempPostgres::stop_server), waiting up to 30 s
     /// for it to accept connections. Does nothing when it is running.
     ///
     /// ```no_run

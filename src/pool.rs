@@ -13,11 +13,24 @@ use r2d2_postgres::PostgresConnectionManager;
 use crate::connect::{connect_error, ConnectHealth};
 use crate::error::{Error, Result};
 
-/// A connection with its prepared-statement cache.
+/// A connection with its prepared-statement cache. It dereferences to the
+/// [`postgres::Client`], so you can run your own statements and transactions on it (e.g.
+/// [`Chancy::push_in`](crate::Chancy::push_in) inside your transaction).
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let chancy = chancy::Chancy::builder("postgresql://localhost/postgres").build()?;
+/// let mut conn = chancy.connection()?;
+/// let mut tx = conn.transaction()?;
+/// chancy.push_in(&mut tx, &chancy::Job::new("myapp.tasks.send_email"))?;
+/// tx.commit()?;
+/// # Ok(())
+/// # }
+/// ```
 pub struct Conn {
     /// The client. Prepare statements through [`Conn::prepared`] before opening a
     /// transaction on it.
-    pub client: Client,
+    pub(crate) client: Client,
     cache: HashMap<String, Statement>,
     /// Set by [`Conn::discard`]: the pool closes the connection instead of reusing it.
     discarded: bool,
@@ -52,6 +65,20 @@ impl Conn {
             .map_err(|e| Error::database("preparing a statement", e))?;
         self.cache.insert(sql.to_string(), stmt.clone());
         Ok(stmt)
+    }
+}
+
+impl std::ops::Deref for Conn {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
     }
 }
 

@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 
 /// The longest prefix accepted. Postgres truncates identifiers at 63 bytes; with this bound
 /// every name chancy spells out itself (e.g. `<prefix>workflows_steps_unique_idx`) fits.
-pub const MAX_PREFIX_LEN: usize = 32;
+pub(crate) const MAX_PREFIX_LEN: usize = 32;
 
 /// A validated table prefix such as `chancy_` (the default).
 ///

@@ -14,21 +14,24 @@ use crate::job::{col, validate_queue_name, JsonObject};
 
 /// The highest `concurrency` a queue may declare: executor threads (or child processes) per
 /// worker for that queue.
-pub const MAX_CONCURRENCY: i32 = 1024;
+pub(crate) const MAX_CONCURRENCY: i32 = 1024;
 /// The longest `polling_interval` accepted, in seconds (one day).
-pub const MAX_POLLING_INTERVAL_SECS: u64 = 86_400;
+pub(crate) const MAX_POLLING_INTERVAL_SECS: u64 = 86_400;
 /// The highest `rate_limit` accepted (jobs per window over all workers).
-pub const MAX_RATE_LIMIT: i32 = 1_000_000;
+pub(crate) const MAX_RATE_LIMIT: i32 = 1_000_000;
 /// The longest `rate_limit_window` accepted, in seconds (one week).
-pub const MAX_RATE_LIMIT_WINDOW_SECS: u64 = 604_800;
+pub(crate) const MAX_RATE_LIMIT_WINDOW_SECS: u64 = 604_800;
 /// The most tag regexes a queue may carry.
-pub const MAX_TAGS: usize = 64;
+pub(crate) const MAX_TAGS: usize = 64;
 /// The longest tag regex accepted, in bytes.
-pub const MAX_TAG_LEN: usize = 1024;
+pub(crate) const MAX_TAG_LEN: usize = 1024;
 /// The longest executor class path accepted, in bytes.
-pub const MAX_EXECUTOR_LEN: usize = 255;
+pub(crate) const MAX_EXECUTOR_LEN: usize = 255;
 /// The largest `executor_options` accepted, in bytes of JSON.
-pub const MAX_EXECUTOR_OPTIONS_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_EXECUTOR_OPTIONS_BYTES: usize = 16 * 1024;
+/// The `polling_interval` of a [`Queue::new`] (and the CLI's `--polling-interval` default),
+/// as in Python Chancy.
+pub(crate) const DEFAULT_POLLING_INTERVAL: Duration = Duration::from_secs(5);
 /// The compiled size limit of one tag regex (bytes of the regex program).
 const TAG_REGEX_SIZE_LIMIT: usize = 1 << 20;
 
@@ -45,6 +48,7 @@ pub const SUB_INTERPRETER_EXECUTOR: &str = "chancy.executors.sub.SubInterpreterE
 
 /// Whether a queue is being served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum QueueState {
     /// Jobs are claimed.
     Active,
@@ -95,6 +99,7 @@ impl FromStr for QueueState {
 /// assert_eq!(q.name(), "emails");
 /// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Queue {
     /// The queue name.
     pub name: String,
@@ -131,7 +136,7 @@ impl Queue {
             state: QueueState::Active,
             executor: THREADED_EXECUTOR.to_string(),
             executor_options: Map::new(),
-            polling_interval: Duration::from_secs(5),
+            polling_interval: DEFAULT_POLLING_INTERVAL,
             rate_limit: None,
             rate_limit_window: None,
             resume_at: None,
@@ -144,13 +149,17 @@ impl Queue {
         &self.name
     }
 
-    /// Jobs run at once per worker.
+    /// Jobs run at once per worker: executor threads, or child processes for a process
+    /// executor (default unset: the executor's default; accepted 1..=1024, see
+    /// [`Queue::validate`]).
     pub fn concurrency(mut self, concurrency: i32) -> Queue {
         self.concurrency = Some(concurrency);
         self
     }
 
-    /// Replaces the tag regexes (default `[".*"]`; an empty set matches no worker).
+    /// Replaces the tag regexes (default `[".*"]`; an empty set matches no worker). A worker
+    /// serves the queue when a regex matches the start of one of its tags (Python's
+    /// `re.match`); at most 64 regexes of at most 1024 bytes each.
     pub fn tags<I, S>(mut self, tags: I) -> Queue
     where
         I: IntoIterator<Item = S>,
@@ -160,45 +169,51 @@ impl Queue {
         self
     }
 
-    /// Active or paused.
+    /// Active or paused (default [`QueueState::Active`]).
     pub fn state(mut self, state: QueueState) -> Queue {
         self.state = state;
         self
     }
 
-    /// The executor: one of the `*_EXECUTOR` constants (or another Python class path, for
-    /// queues only Python workers serve).
+    /// The executor: one of the `*_EXECUTOR` constants (default [`THREADED_EXECUTOR`]), or
+    /// another Python class path (at most 255 bytes) for queues only Python workers serve.
     pub fn executor(mut self, executor: impl Into<String>) -> Queue {
         self.executor = executor.into();
         self
     }
 
-    /// Executor options (a JSON object; e.g. `{"maximum_jobs_per_worker": 100}`).
+    /// Executor options (a JSON object of at most 16 KiB, default `{}`; e.g.
+    /// `{"maximum_jobs_per_worker": 100}` for the process executor, whose default is 100).
     pub fn executor_options(mut self, options: JsonObject) -> Queue {
         self.executor_options = options;
         self
     }
 
-    /// How often an idle worker polls (default 5 s; whole seconds, at least 1).
+    /// How often an idle worker polls (default 5 s; whole seconds, 1..=86,400, as the column
+    /// is an integer: a fraction of a second is refused by [`Queue::validate`]).
     pub fn polling_interval(mut self, interval: Duration) -> Queue {
         self.polling_interval = interval;
         self
     }
 
-    /// At most `limit` jobs per `window` over all workers.
+    /// At most `limit` jobs per `window` over all workers (default: no limit). `limit` is
+    /// 0 (unlimited) or 1..=1,000,000; `window` is whole seconds, 1..=604,800 (one week).
+    /// The window is counted on the database clock.
     pub fn rate_limit(mut self, limit: i32, window: Duration) -> Queue {
         self.rate_limit = Some(limit);
         self.rate_limit_window = Some(window);
         self
     }
 
-    /// Auto-resume time of a paused queue.
+    /// When a paused queue resumes by itself (default: never; see
+    /// [`Chancy::pause_queue`](crate::Chancy::pause_queue)).
     pub fn resume_at(mut self, at: DateTime<Utc>) -> Queue {
         self.resume_at = Some(at);
         self
     }
 
-    /// Poll again as soon as a job finishes (default off).
+    /// Poll again as soon as a job of this queue finishes, instead of waiting for a NOTIFY
+    /// or the polling interval (default off, as upstream).
     pub fn eager_polling(mut self, eager: bool) -> Queue {
         self.eager_polling = eager;
         self

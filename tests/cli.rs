@@ -476,6 +476,16 @@ fn bad_input_gives_one_line_errors() {
     );
     let out = ns.run(&["job", "push", "f", "--meta", "[1, 2]"]);
     assert!(one_line_error(&out).contains("must be a JSON object"));
+    let out = ns.run(&["job", "push", "f", "--delay", "1e300"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert!(
+        text(&out.stderr).contains("\"1e300\" is too many seconds"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = ns.run(&["job", "push", "f", "--delay", "1e12"]);
+    let line = one_line_error(&out);
+    assert!(line.contains("after 9999-12-31"), "{line}");
     assert!(
         ns.ok(&["job", "list"]).contains("no jobs"),
         "nothing was pushed"

@@ -12,9 +12,9 @@ use super::Chancy;
 use crate::error::{Error, Result};
 
 /// Default age of a snapshot-holding transaction after which it is reported (60 s).
-pub const DEFAULT_HORIZON_WARN_AFTER: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_HORIZON_WARN_AFTER: Duration = Duration::from_secs(60);
 /// How many sessions one check reports at most (oldest first).
-pub const MAX_HORIZON_HOLDERS: i64 = 20;
+pub(crate) const MAX_HORIZON_HOLDERS: i64 = 20;
 
 /// Sessions of this database (or walsenders, which feed standbys' horizons) whose
 /// transaction holds a snapshot (`backend_xmin`) and started before now - $1 seconds.
@@ -80,7 +80,7 @@ impl HorizonHolder {
 
 impl Chancy {
     /// Sessions whose transaction has held a snapshot for longer than `older_than`, oldest
-    /// first, at most [`MAX_HORIZON_HOLDERS`]. Not in upstream.
+    /// first, at most 20. Not in upstream.
     ///
     /// # Errors
     /// When the database is unreachable.

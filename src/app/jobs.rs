@@ -11,6 +11,7 @@ use crate::job::{JobState, QueuedJob, Reference};
 
 /// How [`Chancy::wait_for_job_with`] waits.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct WaitOptions {
     /// Time between polls (default 100 ms).
     pub interval: Duration,
@@ -32,11 +33,34 @@ impl Default for WaitOptions {
 
 impl WaitOptions {
     /// Default options with a timeout.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use chancy::{JobState, WaitOptions};
+    /// let opts = WaitOptions::timeout(Duration::from_secs(5))
+    ///     .states([JobState::Running])
+    ///     .interval(Duration::from_millis(20));
+    /// assert_eq!(opts.states, [JobState::Running]);
+    /// ```
     pub fn timeout(timeout: Duration) -> WaitOptions {
         WaitOptions {
             timeout: Some(timeout),
             ..WaitOptions::default()
         }
+    }
+
+    /// The time between polls (default 100 ms).
+    #[must_use]
+    pub fn interval(mut self, interval: Duration) -> WaitOptions {
+        self.interval = interval;
+        self
+    }
+
+    /// The states that end the wait (default `succeeded`, `failed`).
+    #[must_use]
+    pub fn states(mut self, states: impl IntoIterator<Item = JobState>) -> WaitOptions {
+        self.states = states.into_iter().collect();
+        self
     }
 }
 

@@ -5,21 +5,18 @@ use crate::error::{Error, Result};
 use crate::job::{JobState, QueuedJob};
 
 /// Default [`JobFilter::limit`].
-pub const DEFAULT_LIST_LIMIT: u32 = 100;
+pub(crate) const DEFAULT_LIST_LIMIT: u32 = 100;
 
 /// Which jobs [`Chancy::list_jobs`] returns. A `None` field matches every job; the fields
 /// that are set must all match.
 ///
 /// ```
 /// use chancy::{JobFilter, JobState};
-/// let filter = JobFilter {
-///     queue: Some("emails".into()),
-///     state: Some(JobState::Failed),
-///     ..JobFilter::default()
-/// };
+/// let filter = JobFilter::new().queue("emails").state(JobState::Failed);
 /// assert_eq!(filter.limit, 100);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct JobFilter {
     /// Only jobs of this queue.
     pub queue: Option<String>,
@@ -27,7 +24,7 @@ pub struct JobFilter {
     pub state: Option<JobState>,
     /// Only jobs of this handler name (exact match).
     pub func: Option<String>,
-    /// At most this many jobs (default [`DEFAULT_LIST_LIMIT`]).
+    /// At most this many jobs (default 100).
     pub limit: u32,
 }
 
@@ -42,6 +39,41 @@ impl Default for JobFilter {
     }
 }
 
+impl JobFilter {
+    /// Every job, at most 100 (the same as `JobFilter::default()`).
+    pub fn new() -> JobFilter {
+        JobFilter::default()
+    }
+
+    /// Only jobs of this queue.
+    #[must_use]
+    pub fn queue(mut self, queue: impl Into<String>) -> JobFilter {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// Only jobs in this state.
+    #[must_use]
+    pub fn state(mut self, state: JobState) -> JobFilter {
+        self.state = Some(state);
+        self
+    }
+
+    /// Only jobs of this handler name (exact match).
+    #[must_use]
+    pub fn func(mut self, func: impl Into<String>) -> JobFilter {
+        self.func = Some(func.into());
+        self
+    }
+
+    /// At most this many jobs (default 100).
+    #[must_use]
+    pub fn limit(mut self, limit: u32) -> JobFilter {
+        self.limit = limit;
+        self
+    }
+}
+
 impl Chancy {
     /// The jobs matching `filter`, newest first (by id, which is time-ordered), at most
     /// `filter.limit` of them. Every filter value is a bound parameter.
@@ -49,11 +81,7 @@ impl Chancy {
     /// ```no_run
     /// use chancy::{Chancy, JobFilter, JobState};
     /// let chancy = Chancy::builder("postgresql://postgres@localhost/postgres").build()?;
-    /// let failed = chancy.list_jobs(&JobFilter {
-    ///     state: Some(JobState::Failed),
-    ///     limit: 10,
-    ///     ..JobFilter::default()
-    /// })?;
+    /// let failed = chancy.list_jobs(&JobFilter::new().state(JobState::Failed).limit(10))?;
     /// for job in failed {
     ///     println!("{} {} {:?}", job.id, job.func, job.errors.last());
     /// }

@@ -25,20 +25,21 @@ use crate::pool::{self, Pool, PooledConn};
 use crate::prefix::Prefix;
 use crate::sql::Sql;
 
-pub use horizon::{HorizonHolder, DEFAULT_HORIZON_WARN_AFTER, MAX_HORIZON_HOLDERS};
+pub use horizon::HorizonHolder;
+pub(crate) use horizon::DEFAULT_HORIZON_WARN_AFTER;
 pub use jobs::WaitOptions;
-pub use list::{JobFilter, DEFAULT_LIST_LIMIT};
+pub use list::JobFilter;
 pub use transitions::JobOutcome;
 pub use workers::WorkerInfo;
 
 /// Default URL when none is given: the local server's `postgres` database.
 pub const DEFAULT_DATABASE_URL: &str = "postgresql://postgres@localhost/postgres";
 /// Default for [`ChancyBuilder::max_connection_pool_size`].
-pub const DEFAULT_MAX_POOL_SIZE: u32 = 10;
+pub(crate) const DEFAULT_MAX_POOL_SIZE: u32 = 10;
 /// Default for [`ChancyBuilder::min_connection_pool_size`].
-pub const DEFAULT_MIN_POOL_SIZE: u32 = 1;
+pub(crate) const DEFAULT_MIN_POOL_SIZE: u32 = 1;
 /// Default for [`ChancyBuilder::connection_timeout`].
-pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Configures a [`Chancy`]. Created by [`Chancy::builder`].
 #[must_use = "a builder does nothing until `build()` is called"]
@@ -227,12 +228,13 @@ impl Chancy {
         }
     }
 
-    /// The table prefix.
+    /// The table prefix (every table is `<prefix><name>`, the NOTIFY channel
+    /// `<prefix>events`).
     pub fn prefix(&self) -> &Prefix {
         &self.inner.prefix
     }
 
-    /// Whether NOTIFY events are sent and listened for.
+    /// Whether NOTIFY events are sent and listened for ([`ChancyBuilder::notifications`]).
     pub fn notifications(&self) -> bool {
         self.inner.notifications
     }
@@ -255,7 +257,9 @@ impl Chancy {
         &self.inner.target
     }
 
-    /// A pooled connection.
+    /// A pooled connection (it dereferences to a [`postgres::Client`]: run your own
+    /// statements or a transaction for [`Chancy::push_in`] on it). Given back to the pool on
+    /// drop.
     ///
     /// # Errors
     /// An [`Error::is_unavailable`] error with the server's own message and a hint for its

@@ -8,6 +8,7 @@ use crate::job::col;
 
 /// A row of the workers table, with whether that worker holds the leader lease.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct WorkerInfo {
     /// The worker's id.
     pub worker_id: String,

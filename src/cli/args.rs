@@ -19,7 +19,14 @@ pub(crate) fn seconds(s: &str) -> std::result::Result<Duration, String> {
             "{s:?} must be a non-negative, finite number of seconds"
         ));
     }
-    Duration::try_from_secs_f64(value).map_err(|e| format!("{s:?}: {e}"))
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| format!("{s:?} is too many seconds (at most {})", u64::MAX))
+}
+
+/// A library default as clap's `default_value` text (`5`, `0.005`), so a flag's default is
+/// the library's constant itself, not a copy of its number.
+pub(crate) fn seconds_text(d: Duration) -> String {
+    d.as_secs_f64().to_string()
 }
 
 /// Like [`seconds`], but zero is refused.
@@ -71,7 +78,26 @@ mod tests {
         assert!(seconds("-1").is_err());
         assert!(seconds("inf").is_err());
         assert!(seconds("soon").is_err());
+        assert_eq!(
+            seconds("1e300"),
+            Err(format!(
+                "\"1e300\" is too many seconds (at most {})",
+                u64::MAX
+            ))
+        );
         assert!(positive_seconds("0").is_err());
+    }
+
+    #[test]
+    fn seconds_text_parses_back_to_the_same_duration() {
+        for d in [
+            Duration::from_secs(5),
+            Duration::from_millis(5),
+            Duration::from_secs(90),
+        ] {
+            assert_eq!(seconds(&seconds_text(d)), Ok(d));
+        }
+        assert_eq!(seconds_text(Duration::from_secs(20)), "20");
     }
 
     #[test]

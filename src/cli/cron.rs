@@ -56,16 +56,16 @@ pub struct ScheduleArgs {
     #[arg(long, short = 'u', value_name = "K")]
     pub unique_key: Option<String>,
     /// The queue of the pushed jobs.
-    #[arg(long, default_value = "default")]
+    #[arg(long, default_value = crate::job::DEFAULT_QUEUE)]
     pub queue: String,
     /// Keyword arguments, a JSON object.
     #[arg(long, short = 'k', value_name = "JSON")]
     pub kwargs: Option<String>,
     /// Higher runs first.
-    #[arg(long, short = 'p', default_value_t = 0, allow_negative_numbers = true)]
+    #[arg(long, short = 'p', default_value_t = crate::job::DEFAULT_PRIORITY, allow_negative_numbers = true)]
     pub priority: i32,
     /// Runs allowed before a pushed job fails for good.
-    #[arg(long, short = 'm', default_value_t = 1)]
+    #[arg(long, short = 'm', default_value_t = crate::job::DEFAULT_MAX_ATTEMPTS)]
     pub max_attempts: i32,
     /// IANA time zone the expression is evaluated in, e.g. `Europe/Paris`.
     #[arg(long, default_value = DEFAULT_TIMEZONE, value_name = "TZ")]

@@ -96,16 +96,16 @@ pub struct PushArgs {
     /// The handler name, e.g. `myapp.tasks.send_email` or `chancy.builtin.noop`.
     pub func: String,
     /// The queue.
-    #[arg(long, default_value = "default")]
+    #[arg(long, default_value = crate::job::DEFAULT_QUEUE)]
     pub queue: String,
     /// Keyword arguments, a JSON object.
     #[arg(long, short = 'k', value_name = "JSON")]
     pub kwargs: Option<String>,
     /// Higher runs first.
-    #[arg(long, short = 'p', default_value_t = 0, allow_negative_numbers = true)]
+    #[arg(long, short = 'p', default_value_t = crate::job::DEFAULT_PRIORITY, allow_negative_numbers = true)]
     pub priority: i32,
     /// Runs allowed before the job fails for good.
-    #[arg(long, short = 'm', default_value_t = 1)]
+    #[arg(long, short = 'm', default_value_t = crate::job::DEFAULT_MAX_ATTEMPTS)]
     pub max_attempts: i32,
     /// While a job with this key is unfinished, pushing another returns the existing id.
     #[arg(long, short = 'u', value_name = "K")]

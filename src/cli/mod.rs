@@ -35,15 +35,17 @@ use crate::worker::Registry;
 use crate::{Chancy, ChancyBuilder, DEFAULT_DATABASE_URL};
 
 pub use builtins::{builtin_registry, ECHO, FAIL, NOOP, SLEEP};
-pub use cron::CronCommand;
 pub use job::{
-    JobCommand, EXIT_CONFLICT, EXIT_NOT_APPLICABLE, EXIT_NOT_FOUND, WAIT_FAILED, WAIT_SUCCEEDED,
-    WAIT_TIMEOUT,
+    EXIT_CONFLICT, EXIT_NOT_APPLICABLE, EXIT_NOT_FOUND, WAIT_FAILED, WAIT_SUCCEEDED, WAIT_TIMEOUT,
 };
-pub use queue::QueueCommand;
-pub use web::WebArgs;
-pub use worker::WorkerCommand;
-pub use workflow::{WorkflowCommand, DEFAULT_WORKFLOW_LIST_LIMIT};
+
+// The clap-derived argument types stay inside the crate, so clap's major version is not
+// part of chancy's public API: an embedding program calls `run` (all it needs).
+use cron::CronCommand;
+use job::JobCommand;
+use queue::QueueCommand;
+use worker::WorkerCommand;
+use workflow::WorkflowCommand;
 
 /// Exit code of every command that failed with an error (printed as one `error: …` line).
 pub const EXIT_ERROR: i32 = 1;
@@ -64,13 +66,13 @@ Every command takes --database-url (or $DATABASE_URL) and --prefix. Errors print
 /// `chancy` — operate a Postgres job queue compatible with Python Chancy 0.26.0.
 #[derive(Debug, Parser)]
 #[command(name = "chancy", version, about, long_about = None, after_help = AFTER_HELP)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Database URL (default: $DATABASE_URL, else postgresql://postgres@localhost/postgres;
     /// when nothing answers there, `demo` and `bench` start a private throwaway PostgreSQL).
     #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Table prefix.
-    #[arg(long, global = true, default_value = "chancy_")]
+    #[arg(long, global = true, default_value = crate::Prefix::DEFAULT)]
     pub prefix: String,
     /// More log output (-v: debug, -vv: trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -85,7 +87,7 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Create or upgrade (or, with --to-version, downgrade) the schema.
     #[command(after_help = "Examples:\n  \
         chancy migrate\n  \

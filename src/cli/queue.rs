@@ -65,7 +65,7 @@ pub struct DeclareArgs {
     #[arg(long = "tags", short = 't', value_name = "T")]
     pub tags: Vec<String>,
     /// Seconds between polls of an idle worker (whole seconds).
-    #[arg(long, short = 'p', default_value_t = 5, value_name = "S")]
+    #[arg(long, short = 'p', default_value_t = crate::queue::DEFAULT_POLLING_INTERVAL.as_secs(), value_name = "S")]
     pub polling_interval: u64,
     /// Jobs allowed per --rate-limit-window over all workers.
     #[arg(long, short = 'r', requires = "rate_limit_window", value_name = "N")]

@@ -8,9 +8,13 @@ use clap::{Args, Subcommand};
 use super::args;
 use super::plugins::{self, Intervals};
 use super::table::Table;
+use crate::app::DEFAULT_HORIZON_WARN_AFTER;
 use crate::error::{Error, Result};
 use crate::prometheus::{MetricsServer, Prometheus};
-use crate::worker::{Registry, Worker};
+use crate::worker::{
+    Registry, Worker, DEFAULT_HEARTBEAT_POLL_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT,
+    DEFAULT_HORIZON_CHECK_INTERVAL, DEFAULT_QUEUE_CHANGE_POLL_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT,
+};
 use crate::{Chancy, ChancyBuilder};
 
 /// The `worker` subcommands.
@@ -56,19 +60,19 @@ pub struct StartArgs {
     pub tags: Vec<String>,
     /// Seconds between heartbeats (upstream 30).
     #[arg(long, value_parser = args::positive_seconds, value_name = "S",
-          default_value = "5")]
+          default_value = args::seconds_text(DEFAULT_HEARTBEAT_POLL_INTERVAL))]
     pub heartbeat_poll_interval: Duration,
     /// Seconds without a heartbeat after which this worker counts as gone (upstream 90).
     #[arg(long, value_parser = args::positive_seconds, value_name = "S",
-          default_value = "20")]
+          default_value = args::seconds_text(DEFAULT_HEARTBEAT_TIMEOUT))]
     pub heartbeat_timeout: Duration,
     /// Seconds between re-reads of the queues table (queue events also trigger one).
     #[arg(long, value_parser = args::positive_seconds, value_name = "S",
-          default_value = "10")]
+          default_value = args::seconds_text(DEFAULT_QUEUE_CHANGE_POLL_INTERVAL))]
     pub queue_change_poll_interval: Duration,
     /// Seconds running jobs get to finish after the first stop signal.
     #[arg(long, value_parser = args::seconds, value_name = "S",
-          default_value = "30")]
+          default_value = args::seconds_text(DEFAULT_SHUTDOWN_TIMEOUT))]
     pub shutdown_timeout: Duration,
     /// Do not LISTEN/NOTIFY (for transaction-pooling proxies); rely on polling alone.
     #[arg(long)]
@@ -104,11 +108,11 @@ pub struct StartArgs {
     pub workflow_poll_interval: Option<Duration>,
     /// Seconds between the leader's looks for sessions holding back the xmin horizon.
     #[arg(long, value_parser = args::positive_seconds, value_name = "S",
-          default_value = "30")]
+          default_value = args::seconds_text(DEFAULT_HORIZON_CHECK_INTERVAL))]
     pub horizon_check_interval: Duration,
     /// Warn about a session whose transaction has held a snapshot this many seconds.
     #[arg(long, value_parser = args::positive_seconds, value_name = "S",
-          default_value = "60")]
+          default_value = args::seconds_text(DEFAULT_HORIZON_WARN_AFTER))]
     pub horizon_warn_after: Duration,
     /// Serve Prometheus `/metrics`, `/health` and `/ready` on this address (`HOST:PORT`, or
     /// just `PORT` for 127.0.0.1). No authentication: keep it on loopback or a private
@@ -252,12 +256,8 @@ mod tests {
     use clap::Parser;
 
     use crate::cli::{Cli, Command};
-    use crate::{
-        DEFAULT_HEARTBEAT_POLL_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT,
-        DEFAULT_QUEUE_CHANGE_POLL_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT,
-    };
 
-    use super::WorkerCommand;
+    use super::*;
 
     #[test]
     fn flag_defaults_are_the_library_defaults() {
@@ -272,10 +272,7 @@ mod tests {
             DEFAULT_QUEUE_CHANGE_POLL_INTERVAL
         );
         assert_eq!(a.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
-        assert_eq!(
-            a.horizon_check_interval,
-            crate::DEFAULT_HORIZON_CHECK_INTERVAL
-        );
-        assert_eq!(a.horizon_warn_after, crate::DEFAULT_HORIZON_WARN_AFTER);
+        assert_eq!(a.horizon_check_interval, DEFAULT_HORIZON_CHECK_INTERVAL);
+        assert_eq!(a.horizon_warn_after, DEFAULT_HORIZON_WARN_AFTER);
     }
 }

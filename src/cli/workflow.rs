@@ -16,7 +16,7 @@ use crate::plugins::{Workflow, WorkflowPlugin, WorkflowState};
 use crate::Chancy;
 
 /// Default of `workflow list --limit` (upstream's `fetch_workflows` default).
-pub const DEFAULT_WORKFLOW_LIST_LIMIT: u32 = 100;
+pub(crate) const DEFAULT_WORKFLOW_LIST_LIMIT: u32 = 100;
 
 /// The `workflow` subcommands.
 #[derive(Debug, Subcommand)]

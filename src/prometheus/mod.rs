@@ -4,7 +4,7 @@
 //! from the writer's after-commit hook ([`Plugin::on_jobs_updated`], off the executors' hot
 //! path); gauges (jobs running, writer backlog, pool use, leadership) are read from the
 //! worker at scrape time; queue depth by state is one bounded query per scrape, cached for
-//! [`DEPTH_CACHE`]. [`MetricsServer`] serves it on its own small listener
+//! 5 s (a 2 s statement timeout, at most 10,000 series). [`MetricsServer`] serves it on its own small listener
 //! (`chancy worker start --metrics-addr`); `chancy web` serves `/metrics` too.
 //!
 //! The text is the OpenMetrics flavour of the Prometheus exposition format (what the
@@ -57,18 +57,20 @@ use crate::plugin::Plugin;
 use crate::worker::Worker;
 use crate::Chancy;
 
-pub use server::{MetricsServer, MAX_CONNECTIONS, MAX_REQUEST_HEAD, READ_TIMEOUT};
+pub use server::MetricsServer;
+#[allow(unused_imports)]
+pub(crate) use server::{MAX_CONNECTIONS, MAX_REQUEST_HEAD, READ_TIMEOUT};
 
 /// The identifier of [`Prometheus`].
 pub const PROMETHEUS: &str = "chancy.prometheus";
 /// How long one queue-depth reading is reused by later scrapes.
-pub const DEPTH_CACHE: Duration = Duration::from_secs(5);
+pub(crate) const DEPTH_CACHE: Duration = Duration::from_secs(5);
 /// The queue-depth query's `statement_timeout`.
-pub const DEPTH_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const DEPTH_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// At most this many (queue, state) series from the depth query.
-pub const MAX_DEPTH_SERIES: i64 = 10_000;
+pub(crate) const MAX_DEPTH_SERIES: i64 = 10_000;
 /// The `Content-Type` of [`Prometheus::render`]'s text.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 type Labels = Vec<(String, String)>;
 
@@ -216,8 +218,9 @@ impl Prometheus {
         }
     }
 
-    /// The current metrics as text ([`CONTENT_TYPE`]). Reads the worker's gauges and, when
-    /// the cached reading is older than [`DEPTH_CACHE`], the queue depth from `chancy`.
+    /// The current metrics as OpenMetrics text (`application/openmetrics-text; version=1.0.0`).
+    /// Reads the worker's gauges and, when the cached reading is older than 5 s, the queue
+    /// depth from `chancy`.
     pub fn render(&self, chancy: &Chancy) -> String {
         // One scrape at a time: a concurrent refresh must not clear the depth series while
         // this one encodes them.
@@ -240,7 +243,7 @@ impl Prometheus {
         }
         if let WorkerSlot::Running(worker) = &*self.worker.lock() {
             self.running.set(worker.running_jobs() as i64);
-            self.backlog.set(worker.outgoing().pending() as i64);
+            self.backlog.set(worker.pending_updates() as i64);
             self.leader.set(i64::from(worker.is_leader().is_set()));
         } else {
             self.running.set(0);

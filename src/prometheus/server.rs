@@ -27,15 +27,17 @@ use crate::error::{Error, Result};
 use crate::Chancy;
 
 /// Connections handled at once; more are answered `503` by the acceptor.
-pub const MAX_CONNECTIONS: usize = 8;
+pub(crate) const MAX_CONNECTIONS: usize = 8;
 /// The longest request head (request line + headers) accepted; longer gets `431`.
-pub const MAX_REQUEST_HEAD: usize = 8 * 1024;
+pub(crate) const MAX_REQUEST_HEAD: usize = 8 * 1024;
 /// The whole request head must arrive within this.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Writing the answer must not take longer than this.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A running metrics listener. Dropping it stops it.
+/// A running metrics listener (`/metrics`, `/health`, `/ready`; no authentication). It
+/// handles at most 8 connections at once (more are answered 503), reads a request head of at
+/// most 8 KiB within 5 s (else 431 / closed), answers and closes. Dropping it stops it.
 pub struct MetricsServer {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,

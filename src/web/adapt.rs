@@ -23,10 +23,12 @@ pub(crate) fn request(parts: &hyper::http::request::Parts, body: Vec<u8>, peer: 
             )
         })
         .collect();
+    let (query, undecodable_query) = parts.uri.query().map(parse_query).unwrap_or_default();
     Req {
         method: parts.method.as_str().to_ascii_uppercase(),
         path: parts.uri.path().to_string(),
-        query: parts.uri.query().map(parse_query).unwrap_or_default(),
+        query,
+        undecodable_query,
         headers,
         body,
         client: Some(peer.ip()),

@@ -3,34 +3,34 @@
 use std::time::Duration;
 
 /// Default listening address: loopback only.
-pub const DEFAULT_HOST: &str = "127.0.0.1";
+pub(crate) const DEFAULT_HOST: &str = "127.0.0.1";
 /// Default port (upstream's).
-pub const DEFAULT_PORT: u16 = 8000;
+pub(crate) const DEFAULT_PORT: u16 = 8000;
 /// Username when none is configured.
-pub const DEFAULT_USERNAME: &str = "admin";
+pub(crate) const DEFAULT_USERNAME: &str = "admin";
 /// Handler threads running requests that read the database.
-pub const DEFAULT_HANDLER_THREADS: usize = 4;
+pub(crate) const DEFAULT_HANDLER_THREADS: usize = 4;
 /// Open connections served at once; more are answered 503 and closed at once.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 256;
 /// Largest request body (1 MiB); a larger declared or sent body is answered 413.
-pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
+pub(crate) const DEFAULT_BODY_LIMIT: usize = 1 << 20;
 /// Time a client has to send the whole request head (line and headers) after connecting.
-pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a client has to send the whole request body once its head arrived.
-pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a request may take from its head to the last byte of the reply (body, handler
 /// and writing the reply to a slow reader included).
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// Requests that may wait per handler thread when all are busy; more are answered 503.
-pub const HANDLER_QUEUE_PER_THREAD: usize = 16;
+pub(crate) const HANDLER_QUEUE_PER_THREAD: usize = 16;
 /// Websocket clients of `/api/v1/ws` served at once.
-pub const DEFAULT_MAX_WEBSOCKETS: usize = 32;
+pub(crate) const DEFAULT_MAX_WEBSOCKETS: usize = 32;
 /// How long a session token is valid (upstream: 7 days).
-pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+pub(crate) const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Failed logins allowed per client within [`DEFAULT_LOGIN_WINDOW`] before 429.
-pub const DEFAULT_LOGIN_ATTEMPTS: u32 = 5;
+pub(crate) const DEFAULT_LOGIN_ATTEMPTS: u32 = 5;
 /// The window over which failed logins are counted.
-pub const DEFAULT_LOGIN_WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_LOGIN_WINDOW: Duration = Duration::from_secs(60);
 /// Environment variable read by `chancy web` for the username.
 pub const ENV_USERNAME: &str = "CHANCY_WEB_USERNAME";
 /// Environment variable read by `chancy web` for the password.
@@ -38,7 +38,7 @@ pub const ENV_PASSWORD: &str = "CHANCY_WEB_PASSWORD";
 /// Environment variable read by `chancy web` for the token-signing secret.
 pub const ENV_SECRET: &str = "CHANCY_WEB_SECRET";
 /// Name of the session cookie set by `POST /api/v1/login`.
-pub const SESSION_COOKIE: &str = "chancy_session";
+pub(crate) const SESSION_COOKIE: &str = "chancy_session";
 
 /// Settings of a [`WebServer`](super::WebServer): a consuming builder.
 ///
@@ -103,14 +103,14 @@ impl WebConfig {
         WebConfig::default()
     }
 
-    /// The address to bind (default [`DEFAULT_HOST`], loopback). Put a TLS-terminating
+    /// The address to bind (default `127.0.0.1`, loopback only). Put a TLS-terminating
     /// proxy in front before binding a public address.
     pub fn host(mut self, host: impl Into<String>) -> Self {
         self.host = host.into();
         self
     }
 
-    /// The port (default [`DEFAULT_PORT`]); `0` picks a free one (see
+    /// The port (default 8000, upstream's); `0` picks a free one (see
     /// [`WebServer::local_addr`](super::WebServer::local_addr)).
     pub fn port(mut self, port: u16) -> Self {
         self.port = port;
@@ -124,7 +124,7 @@ impl WebConfig {
         self
     }
 
-    /// The login name (default [`DEFAULT_USERNAME`]).
+    /// The login name (default `admin`).
     pub fn username(mut self, username: impl Into<String>) -> Self {
         self.username = username.into();
         self
@@ -145,38 +145,38 @@ impl WebConfig {
         self
     }
 
-    /// Handler threads (default [`DEFAULT_HANDLER_THREADS`], at least 1): the requests that
+    /// Handler threads (default 4, at least 1): the requests that
     /// read the database run on these. Clients never hold them while sending: a request
     /// reaches a handler only once its whole body has arrived. When every thread is busy
-    /// and [`HANDLER_QUEUE_PER_THREAD`](super::HANDLER_QUEUE_PER_THREAD) requests per thread
+    /// and 16 requests per thread
     /// wait, further ones are answered 503.
     pub fn threads(mut self, threads: usize) -> Self {
         self.threads = threads.max(1);
         self
     }
 
-    /// How long a token from login stays valid (default [`DEFAULT_TOKEN_LIFETIME`]).
+    /// How long a token from login stays valid (default 7 days, as upstream).
     pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
         self.token_lifetime = lifetime;
         self
     }
 
     /// Failed logins allowed per client address within `window` before the server answers
-    /// 429 (defaults [`DEFAULT_LOGIN_ATTEMPTS`] per [`DEFAULT_LOGIN_WINDOW`]).
+    /// 429 (default 5 per 60 s; `attempts` at least 1).
     pub fn login_rate_limit(mut self, attempts: u32, window: Duration) -> Self {
         self.login_attempts = attempts.max(1);
         self.login_window = window;
         self
     }
 
-    /// Open connections served at once (default [`DEFAULT_MAX_CONNECTIONS`], at least 1).
+    /// Open connections served at once (default 256, at least 1).
     /// A connection over the limit is answered 503 and closed without being read.
     pub fn max_connections(mut self, connections: usize) -> Self {
         self.max_connections = connections.max(1);
         self
     }
 
-    /// Largest request body in bytes (default [`DEFAULT_BODY_LIMIT`]). A larger
+    /// Largest request body in bytes (default 1 MiB). A larger
     /// `Content-Length` is answered 413 before any byte of the body is read, and a chunked
     /// body is cut off with 413 as soon as it passes the limit; the connection is closed.
     pub fn body_limit(mut self, bytes: usize) -> Self {
@@ -185,28 +185,28 @@ impl WebConfig {
     }
 
     /// Time allowed to send the request head after connecting (default
-    /// [`DEFAULT_HEADER_TIMEOUT`]); a client that has not sent it by then is disconnected.
+    /// 10 s); a client that has not sent it by then is disconnected.
     /// Connections are not kept alive between requests, so this is also the idle timeout.
     pub fn header_timeout(mut self, timeout: Duration) -> Self {
         self.header_timeout = timeout;
         self
     }
 
-    /// Time allowed to send the whole body (default [`DEFAULT_BODY_TIMEOUT`]); then 408.
+    /// Time allowed to send the whole body (default 30 s); then 408.
     pub fn body_timeout(mut self, timeout: Duration) -> Self {
         self.body_timeout = timeout;
         self
     }
 
     /// Longest time from the request head to the end of the reply (default
-    /// [`DEFAULT_REQUEST_TIMEOUT`]); past it the connection is closed.
+    /// 120 s); past it the connection is closed.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
     }
 
     /// Websocket clients served at once on `/api/v1/ws` (default
-    /// [`DEFAULT_MAX_WEBSOCKETS`]); one more is answered 503.
+    /// 32); one more is answered 503.
     pub fn max_websockets(mut self, clients: usize) -> Self {
         self.max_websockets = clients;
         self

@@ -74,6 +74,7 @@ mod tests {
             method: "POST".into(),
             path: "/".into(),
             query: BTreeMap::new(),
+            undecodable_query: None,
             headers,
             body: Vec::new(),
             client: None,

@@ -16,6 +16,9 @@ pub(crate) struct Req {
     pub path: String,
     /// Percent-decoded query parameters (the last value wins).
     pub query: BTreeMap<String, String>,
+    /// The first query parameter (its raw name) whose name or value is not valid
+    /// percent-encoded UTF-8; the API refuses such a request with 422 (see [`parse_query`]).
+    pub undecodable_query: Option<String>,
     /// Header names lower-cased.
     pub headers: BTreeMap<String, String>,
     pub body: Vec<u8>,
@@ -112,18 +115,25 @@ impl Reply {
     }
 }
 
-/// Splits `a=1&b=x%20y` into decoded pairs (`+` is a space); pairs that do not decode are
-/// kept raw, so a bad value is reported by the parameter's own parser.
-pub(crate) fn parse_query(query: &str) -> BTreeMap<String, String> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let decode = |s: &str| percent_decode(s, true).unwrap_or_else(|| s.to_string());
-            (decode(k), decode(v))
-        })
-        .collect()
+/// Splits `a=1&b=x%20y` into decoded pairs (`+` is a space). A pair whose name or value is
+/// not valid percent-encoded UTF-8 (`%FF`, `%2`) is left out, and the first one's raw name
+/// is returned beside the map so the caller can refuse the request with a message that
+/// names it (instead of filtering by the raw text or reporting a confusing parse error).
+pub(crate) fn parse_query(query: &str) -> (BTreeMap<String, String>, Option<String>) {
+    let mut values = BTreeMap::new();
+    let mut undecodable = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match (percent_decode(k, true), percent_decode(v, true)) {
+            (Some(k), Some(v)) => {
+                values.insert(k, v);
+            }
+            _ => {
+                undecodable.get_or_insert_with(|| k.to_string());
+            }
+        }
+    }
+    (values, undecodable)
 }
 
 /// Decodes `%XX` escapes (and `+` as a space when `plus_is_space`); `None` when an escape
@@ -158,11 +168,21 @@ mod tests {
 
     #[test]
     fn query_values_are_percent_decoded() {
-        let q = parse_query("func=my%2Eapp+x&limit=5&empty=&flag");
+        let (q, bad) = parse_query("func=my%2Eapp+x&limit=5&empty=&flag");
+        assert_eq!(bad, None);
         assert_eq!(q["func"], "my.app x");
         assert_eq!(q["limit"], "5");
         assert_eq!(q["empty"], "");
         assert_eq!(q["flag"], "");
+    }
+
+    #[test]
+    fn undecodable_parameters_are_named_not_kept_raw() {
+        let (q, bad) = parse_query("state=pending&queue=%FF%FE&func=a%2");
+        assert_eq!(bad.as_deref(), Some("queue"));
+        assert_eq!(q.get("queue"), None);
+        assert_eq!(q.get("func"), None);
+        assert_eq!(q["state"], "pending");
     }
 
     #[test]

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 /// Default first backoff ceiling.
-pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_secs(1);
 /// Default largest backoff.
-pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// Counts consecutive failures of one loop and says how long to wait before the next try:
 /// a uniform random delay up to `initial * 2^(failures-1)`, capped at `max` (upstream's

@@ -8,17 +8,17 @@ use crate::error::{Error, Result};
 
 /// Default [`WorkerBuilder::heartbeat_poll_interval`](super::WorkerBuilder::heartbeat_poll_interval):
 /// 5 s (upstream 30 s). One heartbeat is one transaction of four small statements.
-pub const DEFAULT_HEARTBEAT_POLL_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_HEARTBEAT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// Default heartbeat timeout: 20 s (upstream 90 s), four missed heartbeats. A dead worker's
 /// jobs come back this long after its last heartbeat plus one recovery pass.
-pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Default queue-change poll interval.
-pub const DEFAULT_QUEUE_CHANGE_POLL_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_QUEUE_CHANGE_POLL_INTERVAL: Duration = Duration::from_secs(10);
 /// Default shutdown timeout.
-pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default batching window of the update writer. Short, because the writer also batches
 /// naturally: whatever finishes while a batch is being written goes into the next one.
-pub const DEFAULT_SEND_OUTGOING_INTERVAL: Duration = Duration::from_millis(5);
+pub(crate) const DEFAULT_SEND_OUTGOING_INTERVAL: Duration = Duration::from_millis(5);
 
 /// The settings every worker thread reads.
 #[derive(Debug, Clone)]

@@ -34,6 +34,7 @@ pub struct JobError {
 
 /// The kind of a [`JobError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum JobErrorKind {
     /// The handler failed.
     Failed,

@@ -18,9 +18,9 @@ use crate::error::Result;
 /// "xmin_age", "state", "message"}`.
 pub const HORIZON_HELD_BACK: &str = "horizon.held_back";
 /// Default [`WorkerBuilder::horizon_check`](super::WorkerBuilder::horizon_check) interval.
-pub const DEFAULT_HORIZON_CHECK_INTERVAL: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_HORIZON_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 /// How often the same session is logged again while it keeps holding the horizon.
-pub const REPEAT_WARNING: Duration = Duration::from_secs(600);
+pub(crate) const REPEAT_WARNING: Duration = Duration::from_secs(600);
 
 type SessionKey = (i32, Option<DateTime<Utc>>);
 

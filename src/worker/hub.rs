@@ -10,11 +10,22 @@ use serde_json::Value;
 
 /// An event: a name (e.g. `queue.pushed`) and a JSON body (the NOTIFY payload without `t`).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Event {
     /// The event name.
     pub name: String,
     /// The body; an object.
     pub body: Value,
+}
+
+impl Event {
+    /// An event named `name` with `body` (e.g. to test a handler given to [`Hub::on`]).
+    pub fn new(name: impl Into<String>, body: Value) -> Event {
+        Event {
+            name: name.into(),
+            body,
+        }
+    }
 }
 
 type Handler = Arc<dyn Fn(&Event) + Send + Sync>;

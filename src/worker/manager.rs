@@ -12,10 +12,12 @@ use crate::error::Result;
 
 /// What a service thread is doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ServiceState {
     /// Running normally.
     Running,
     /// Its last pass failed; it waits before retrying.
+    #[non_exhaustive]
     BackingOff {
         /// Consecutive failures.
         failures: u32,
@@ -28,6 +30,7 @@ pub enum ServiceState {
 
 /// A service thread and its state, as listed by [`Manager::services`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServiceInfo {
     /// The service name (e.g. `heartbeat`; its thread is `chancy-heartbeat`).
     pub name: String,

@@ -35,6 +35,7 @@ mod runner;
 mod scheduler;
 pub(crate) mod signals;
 mod slots;
+mod tooling;
 mod writer;
 
 use std::collections::{BTreeSet, HashMap};
@@ -44,7 +45,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use postgres::GenericClient;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -56,19 +56,24 @@ use crate::queue::{Queue, PROCESS_EXECUTOR};
 use crate::Chancy;
 
 pub use child::{run_child_if_requested, CHILD_ENV};
-pub use config::{
+#[allow(unused_imports)]
+pub(crate) use config::{
     DEFAULT_HEARTBEAT_POLL_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_QUEUE_CHANGE_POLL_INTERVAL,
     DEFAULT_SEND_OUTGOING_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT,
 };
 pub use context::{Handler, JobContext, JobError, JobErrorKind, Registry};
 pub use flag::Flag;
-pub use horizon::{DEFAULT_HORIZON_CHECK_INTERVAL, HORIZON_HELD_BACK};
+#[allow(unused_imports)]
+pub(crate) use horizon::DEFAULT_HORIZON_CHECK_INTERVAL;
+pub use horizon::HORIZON_HELD_BACK;
 pub use hub::{Event, HandlerId, Hub};
 pub use identity::WORKER_PING;
 pub use listener::LISTENER_RECONNECTED;
 pub use manager::{Manager, ServiceInfo, ServiceState};
-pub use process::DEFAULT_MAXIMUM_JOBS_PER_CHILD;
+#[allow(unused_imports)]
+pub(crate) use process::DEFAULT_MAXIMUM_JOBS_PER_CHILD;
 pub use runner::{QUEUE_FULL, QUEUE_REMOVED, QUEUE_STARTED, QUEUE_UPDATED};
+pub use tooling::WorkerTooling;
 pub use writer::Outgoing;
 
 pub(crate) use backoff::random_fraction;
@@ -874,79 +879,10 @@ impl Worker {
         signals::on_signal(&self.shared);
     }
 
-    /// Upserts this worker's row, prunes expired workers and NOTIFYs `worker.announced`,
-    /// on `client` (commit is the caller's). The row is written only while it is absent or
-    /// belongs to this worker process (see [`Worker::start`]).
-    ///
-    /// # Errors
-    /// When a statement fails; a configuration error when another live process holds this
-    /// worker id's row.
-    pub fn announce_worker(&self, client: &mut impl GenericClient) -> Result<()> {
-        if heartbeat::announce(&self.shared, client)? {
-            Ok(())
-        } else {
-            Err(Error::config(format!(
-                "worker id {:?} is held by another process's live row",
-                self.shared.worker_id
-            )))
-        }
-    }
-
     /// This worker process's session tag (`chancy.session=<uuid>`) in its row: the fence
     /// that statements acting as this worker id check.
     pub(crate) fn session_tag(&self) -> &str {
         &self.shared.session_tag
-    }
-
-    /// Claims up to `up_to` jobs of `queue` for this worker (the claim sets `running`,
-    /// `started_at`, `taken_by` and a fresh `claim_id`), honouring the queue's rate limit.
-    /// A claimed row another client wrote with kwargs that are not a JSON object or limits
-    /// that cannot be read is not returned: its attempt fails at once with a `TypeError` /
-    /// `ValueError` text (queued for the writer).
-    ///
-    /// # Errors
-    /// When a statement fails.
-    pub fn fetch_jobs(
-        &self,
-        queue: &Queue,
-        conn: &mut Conn,
-        up_to: usize,
-    ) -> Result<Vec<QueuedJob>> {
-        fetch::fetch_jobs(&self.shared, queue, conn, up_to)
-    }
-
-    /// Writes outcomes now, on `conn`, the way the update writer writes one batch: one
-    /// transaction, one fenced `UPDATE … FROM unnest(…)` (a row changes only while its
-    /// `claim_id` still matches), the plugins' in-transaction hooks. Returns how many
-    /// updates were accepted. A running worker's writer thread does this by itself; this is
-    /// for tools and benchmarks that claim by hand with [`Worker::fetch_jobs`]. After-commit
-    /// hooks are not called.
-    ///
-    /// ```no_run
-    /// # fn main() -> chancy::Result<()> {
-    /// use chancy::{Chancy, JobState, Queue, Worker};
-    /// let chancy = Chancy::builder("postgresql://localhost/postgres").build()?;
-    /// let worker = Worker::builder(&chancy).build()?;
-    /// let mut conn = chancy.connection()?;
-    /// let mut jobs = worker.fetch_jobs(&Queue::new("default"), &mut conn, 10)?;
-    /// for job in &mut jobs {
-    ///     job.state = JobState::Succeeded;
-    ///     job.completed_at = Some(chrono::Utc::now());
-    /// }
-    /// assert_eq!(worker.write_updates(&mut conn, &jobs)?, jobs.len());
-    /// # Ok(())
-    /// # }
-    /// ```
-    ///
-    /// # Errors
-    /// When a statement or a plugin hook fails (nothing is written then).
-    pub fn write_updates(&self, conn: &mut Conn, jobs: &[QueuedJob]) -> Result<usize> {
-        writer::write_batch(&self.shared, conn, jobs).map(|accepted| accepted.len())
-    }
-
-    /// Queues an outcome for the writer. Returns false (dropped) after the stop's cut-off.
-    pub fn queue_update(&self, job: QueuedJob) -> bool {
-        self.shared.queue_update(job)
     }
 
     /// This worker's tags: `*`, `hostname=`, `worker_id=`, `rust=`, `os=`, `arch=` and extras.
@@ -964,27 +900,29 @@ impl Worker {
         &self.shared.worker_id
     }
 
-    /// Heartbeat interval.
+    /// How often this worker announces itself ([`WorkerBuilder::heartbeat_poll_interval`]).
     pub fn heartbeat_poll_interval(&self) -> Duration {
         self.shared.config.heartbeat_poll_interval
     }
 
-    /// Heartbeat timeout.
+    /// How long this worker's row lives without a heartbeat
+    /// ([`WorkerBuilder::heartbeat_timeout`]).
     pub fn heartbeat_timeout(&self) -> Duration {
         self.shared.config.heartbeat_timeout
     }
 
-    /// Queue-change poll interval.
+    /// How often the queues table is re-read without `queue.*` events
+    /// ([`WorkerBuilder::queue_change_poll_interval`]).
     pub fn queue_change_poll_interval(&self) -> Duration {
         self.shared.config.queue_change_poll_interval
     }
 
-    /// Shutdown timeout.
+    /// How long [`Worker::stop`] waits for running jobs ([`WorkerBuilder::shutdown_timeout`]).
     pub fn shutdown_timeout(&self) -> Duration {
         self.shared.config.shutdown_timeout
     }
 
-    /// The writer's batching window.
+    /// The writer's batching window ([`WorkerBuilder::send_outgoing_interval`]).
     pub fn send_outgoing_interval(&self) -> Duration {
         self.shared.config.send_outgoing_interval
     }
@@ -1020,9 +958,10 @@ impl Worker {
         &self.shared.manager
     }
 
-    /// The pending job updates.
-    pub fn outgoing(&self) -> &Outgoing {
-        &self.shared.outgoing
+    /// Job outcomes waiting for the writer or being written now (a backlog that stays high
+    /// means the database cannot keep up with the executors).
+    pub fn pending_updates(&self) -> usize {
+        self.shared.outgoing.pending()
     }
 
     /// Names of the queues this worker serves now.

@@ -25,7 +25,7 @@ use super::executor::RunResult;
 use crate::job::{LimitKind, QueuedJob};
 
 /// Default jobs per child before it is replaced (upstream's `maximum_jobs_per_worker`).
-pub const DEFAULT_MAXIMUM_JOBS_PER_CHILD: u32 = 100;
+pub(crate) const DEFAULT_MAXIMUM_JOBS_PER_CHILD: u32 = 100;
 
 /// How long a new child has to say hello before it is killed.
 pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(10);

@@ -386,10 +386,7 @@ fn waiting_times_out_and_ends_on_deleted_jobs() {
     assert!(done.is_none());
 
     let p = app.chancy.push(&Job::new("f")).unwrap();
-    let opts = WaitOptions {
-        states: vec![JobState::Pending],
-        ..WaitOptions::timeout(Duration::from_secs(5))
-    };
+    let opts = WaitOptions::timeout(Duration::from_secs(5)).states([JobState::Pending]);
     assert_eq!(
         app.chancy
             .wait_for_job_with(&p, &opts)

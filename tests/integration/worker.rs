@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chancy::tooling::WorkerTooling;
 use chancy::{Job, JobError, JobState, Limit, Queue, QueueState, Reference, Worker};
 use parking_lot::Mutex;
 use serde_json::json;
@@ -245,7 +246,7 @@ fn late_outcomes_of_a_superseded_claim_are_fenced() {
     fresh.state = JobState::Failed;
     fresh.attempts = 1;
     assert!(worker.queue_update(fresh));
-    wait_until(|| worker.outgoing().pending() == 0);
+    wait_until(|| worker.pending_updates() == 0);
     worker.stop();
     let row = app.chancy.get_job(&r).unwrap().unwrap();
     assert_eq!(

@@ -65,7 +65,7 @@ pub(super) fn run(chancy: &Chancy, meter: &Meter, args: &BenchArgs) -> Result<(E
     } else {
         // Every handler ran and every outcome is committed: the last completion is in the
         // database.
-        while done.load(Ordering::Relaxed) < jobs.len() || worker.outgoing().pending() > 0 {
+        while done.load(Ordering::Relaxed) < jobs.len() || worker.pending_updates() > 0 {
             std::thread::sleep(Duration::from_millis(1));
         }
     }

@@ -122,7 +122,7 @@ fn measure(
         lag = lag.max(l);
     }
     let deadline = Instant::now() + SETTLE;
-    while started.load(Ordering::Relaxed) < total || worker.outgoing().pending() > 0 {
+    while started.load(Ordering::Relaxed) < total || worker.pending_updates() > 0 {
         if Instant::now() > deadline {
             return Err(Error::timeout(format!(
                 "{} of {total} steady-mode jobs started within {SETTLE:?} of the last arrival",

@@ -41,8 +41,18 @@ pub(crate) const MAX_LIMIT: u32 = 100;
 
 /// Routes an authenticated `/api/v1/<segs>` request. A NUL character anywhere in the path,
 /// the query or a JSON body is refused here with 422 (PostgreSQL's `text` and `jsonb`
-/// cannot hold it, so it would otherwise surface as a database error).
+/// cannot hold it, so it would otherwise surface as a database error), and so is a query
+/// parameter that is not valid percent-encoded UTF-8 (it would otherwise be ignored).
 pub(crate) fn dispatch(req: &Req, chancy: &Chancy, segs: &[&str]) -> Out {
+    if let Some(name) = &req.undecodable_query {
+        return Err(error(
+            INVALID,
+            format!(
+                "query parameter {name:?} is not valid percent-encoded UTF-8 \
+                 (encode text as UTF-8, then escape each byte as %XX)"
+            ),
+        ));
+    }
     refuse_nul(req, segs)?;
     match (req.method.as_str(), segs) {
         ("GET", ["configuration"]) => system::configuration(chancy),

@@ -167,7 +167,7 @@ pub(super) fn overview(chancy: &Chancy) -> Out {
 /// (the same check and threshold as the leader's warning). Best effort: a failure to read
 /// `pg_stat_activity` leaves the list empty.
 fn warnings(chancy: &Chancy) -> Vec<Value> {
-    match chancy.held_back_horizons(crate::DEFAULT_HORIZON_WARN_AFTER) {
+    match chancy.held_back_horizons(crate::app::DEFAULT_HORIZON_WARN_AFTER) {
         Ok(holders) => holders
             .iter()
             .map(|h| {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chancy::plugins::Recovery;
+use chancy::tooling::WorkerTooling;
 use chancy::{ImmediateLeadership, Job, JobState, Queue};
 use parking_lot::Mutex;
 use serde_json::json;
@@ -329,14 +330,12 @@ fn sigkill_with_1000_jobs_in_flight_recovers_every_job_once_and_fences_the_dead_
         late.claim_id = dead_claims[&job.id];
         late.state = JobState::Failed;
         late.attempts = 7;
-        late.errors.push(chancy::ErrorRecord {
-            attempt: 0,
-            traceback: "late outcome of a killed run".into(),
-        });
+        late.errors
+            .push(chancy::ErrorRecord::new(0, "late outcome of a killed run"));
         assert!(survivor.queue_update(late));
     }
     assert!(
-        wait_for(WAIT, || survivor.outgoing().pending() == 0),
+        wait_for(WAIT, || survivor.pending_updates() == 0),
         "the writer handled the late outcomes"
     );
     let after = snapshot();

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use chancy::plugins::Recovery;
+use chancy::tooling::WorkerTooling;
 use chancy::{ImmediateLeadership, Job, JobState, Queue};
 use serde_json::json;
 use uuid::Uuid;
@@ -67,8 +68,7 @@ fn recovery_resets_jobs_of_dead_workers_and_fences_their_late_outcome() {
     late.completed_at = Some(chrono::Utc::now());
     assert!(worker.queue_update(late));
     assert!(wait_for(Duration::from_secs(5), || worker
-        .outgoing()
-        .pending()
+        .pending_updates()
         == 0));
     assert!(worker.stop());
 

@@ -126,6 +126,28 @@ fn pagination_walks_every_job_exactly_once() {
 }
 
 #[test]
+fn a_filter_that_is_not_utf8_is_refused_by_name() {
+    let web = Web::new();
+    let token = web.login();
+    for (path, name) in [
+        ("/api/v1/jobs?queue=%FF%FE", "queue"),
+        ("/api/v1/jobs?state=pending&func=caf%E9", "func"),
+        (
+            "/api/v1/jobs?filters=%5B%5B%22queue%22%2C%22%3D%22%2C%22%C3%28%22%5D%5D",
+            "filters",
+        ),
+    ] {
+        let r = web.send("GET", path, &[("Authorization", &bearer(&token))], None);
+        assert_eq!(r.status, 422, "GET {path}: {}", r.body);
+        assert!(
+            r.error().contains(&format!("{name:?}")) && r.error().contains("UTF-8"),
+            "GET {path} names the parameter and the encoding: {}",
+            r.body
+        );
+    }
+}
+
+#[test]
 fn bad_parameters_are_refused_with_a_message() {
     let web = Web::new();
     let token = web.login();
