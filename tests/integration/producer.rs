@@ -147,7 +147,7 @@ fn unique_keys_deduplicate_only_while_not_finished() {
 }
 
 #[test]
-fn push_ex_joins_the_callers_transaction() {
+fn push_in_joins_the_callers_transaction() {
     let app = TestApp::new();
     let mut c = app.client();
     let mut tx = c.transaction().unwrap();
