@@ -442,11 +442,13 @@ impl ErrorRecord {
     }
 }
 
-/// A job as stored in the database, with every column of the row.
+/// A job as stored in the database, with every column of the row (the `<prefix>jobs` table
+/// Python Chancy 0.26.0 creates). Times are UTC, written by the database's clock. New
+/// columns may be added in a minor release (the struct is `#[non_exhaustive]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct QueuedJob {
-    /// The job id.
+    /// The job id (time-ordered, Chancy's layout; see [`new_job_id`](crate::new_job_id)).
     pub id: Uuid,
     /// The queue.
     pub queue: String,
@@ -462,9 +464,9 @@ pub struct QueuedJob {
     pub state: JobState,
     /// Higher runs first.
     pub priority: i32,
-    /// Finished runs so far.
+    /// Finished runs so far (a run that is still going does not count yet).
     pub attempts: i32,
-    /// Runs allowed.
+    /// Runs allowed; the job is not claimed again once `attempts` reaches it.
     pub max_attempts: i32,
     /// The worker that claimed it last.
     pub taken_by: Option<String>,
@@ -474,7 +476,7 @@ pub struct QueuedJob {
     pub started_at: Option<DateTime<Utc>>,
     /// End of the last run, for terminal jobs.
     pub completed_at: Option<DateTime<Utc>>,
-    /// Not claimed before this time.
+    /// Not claimed before this time (a retry with backoff moves it forward).
     pub scheduled_at: DateTime<Utc>,
     /// De-duplication key.
     pub unique_key: Option<String>,
