@@ -96,6 +96,7 @@
 #![warn(missing_docs)]
 
 mod app;
+mod builder;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod connect;
@@ -108,7 +109,6 @@ mod json;
 pub mod migrate;
 #[cfg(feature = "pgtemp")]
 pub mod pgtemp;
-mod plugin;
 pub mod plugins;
 mod pool;
 mod prefix;
@@ -122,14 +122,14 @@ pub mod web;
 mod worker;
 
 pub use app::{
-    Chancy, ChancyBuilder, HorizonHolder, JobFilter, JobOutcome, WaitOptions, WorkerInfo,
-    DEFAULT_DATABASE_URL, DEFAULT_HORIZON_WARN_AFTER, DEFAULT_LIST_LIMIT, MAX_HORIZON_HOLDERS,
+    Chancy, HorizonHolder, JobFilter, JobOutcome, WaitOptions, WorkerInfo, DEFAULT_DATABASE_URL,
+    DEFAULT_HORIZON_WARN_AFTER, DEFAULT_LIST_LIMIT, MAX_HORIZON_HOLDERS,
 };
+pub use builder::ChancyBuilder;
 pub use error::{Error, ErrorKind, Result};
 pub use id::new_job_id;
 pub use job::{ErrorRecord, Job, JobState, JsonObject, Limit, LimitKind, QueuedJob, Reference};
 pub use migrate::MigrationStatus;
-pub use plugin::{check_dependencies, Plugin};
 pub use plugins::{
     ImmediateLeadership, Leadership, Pruner, Recovery, Reprioritize, RetryPlugin, RetrySettings,
     Rule,
@@ -147,10 +147,10 @@ pub use typed::JobArgs;
 pub struct ReadmeDoctests;
 
 pub use worker::{
-    run_child_if_requested, Event, Flag, Handler, HandlerId, Hub, JobContext, JobError,
-    JobErrorKind, Manager, Outgoing, Registry, ServiceInfo, ServiceState, Worker, WorkerBuilder,
-    CHILD_ENV, DEFAULT_HEARTBEAT_POLL_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT,
-    DEFAULT_HORIZON_CHECK_INTERVAL, DEFAULT_MAXIMUM_JOBS_PER_CHILD,
+    check_dependencies, run_child_if_requested, Event, Flag, Handler, HandlerId, Hub, JobContext,
+    JobError, JobErrorKind, Manager, Outgoing, Plugin, PluginContext, Registry, ServiceInfo,
+    ServiceState, Worker, WorkerBuilder, CHILD_ENV, DEFAULT_HEARTBEAT_POLL_INTERVAL,
+    DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_HORIZON_CHECK_INTERVAL, DEFAULT_MAXIMUM_JOBS_PER_CHILD,
     DEFAULT_QUEUE_CHANGE_POLL_INTERVAL, DEFAULT_SEND_OUTGOING_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT,
     HORIZON_HELD_BACK, LISTENER_RECONNECTED, QUEUE_FULL, QUEUE_REMOVED, QUEUE_STARTED,
     QUEUE_UPDATED, WORKER_PING, WORKER_SHUTDOWN_TIMEOUT, WORKER_STARTED, WORKER_STOPPED,

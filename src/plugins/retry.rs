@@ -9,7 +9,7 @@ use chrono::Utc;
 use serde_json::{json, Map, Value};
 
 use crate::job::{JobState, QueuedJob};
-use crate::plugin::Plugin;
+use crate::worker::plugin::Plugin;
 use crate::worker::JobError;
 
 /// The identifier of [`RetryPlugin`].

@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use postgres::types::ToSql;
 
+use crate::app::Chancy;
 use crate::error::{Error, Result};
-use crate::Chancy;
 
 use super::buffer::{at, bucket_start, chunk_start};
 use super::{MetricType, Resolution};
