@@ -81,6 +81,25 @@
 //! # Ok::<(), chancy::Error>(())
 //! ```
 //!
+//! ## Layers
+//!
+//! Each layer imports only the ones below it (checked with an import-graph tool; no
+//! circles between files or folders):
+//!
+//! ```text
+//!  cli           the `chancy` binary's commands
+//!  web           dashboard + /api/v1 (and prometheus' /metrics server)
+//!  builder       ChancyBuilder: settings + your plugins + upstream's default set
+//!  plugins       Leadership, Pruner, Recovery, Metrics, WorkflowPlugin, Cron, ...
+//!  worker        the threads; the plugin API (Plugin, PluginContext) it runs
+//!  client        Chancy (app/): pool, producer and admin calls, migrations; it carries
+//!                the configured plugins without knowing their trait
+//!  model         job, queue, id, error, prefix, sql, events, migrate, pool
+//! ```
+//!
+//! A plugin sees the worker only through [`PluginContext`] and declares its own
+//! [`migrations`](Plugin::migrations) and whether it is [`leader_only`](Plugin::leader_only).
+//!
 //! ## Cargo features
 //!
 //! | feature | default | what it adds |

@@ -35,6 +35,7 @@ pub const RETRY_PLUGIN: &str = "chancy.retry_plugin";
 ///     .meta(serde_json::json!({ "retry_settings": settings.to_json() }));
 /// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct RetrySettings {
     backoff: Duration,
     backoff_factor: f64,

@@ -46,6 +46,7 @@ pub struct Trigger;
 
 /// A registered trigger, as returned by [`Trigger::get_triggers`].
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct TriggerConfig {
     /// The trigger's id.
     pub id: Uuid,

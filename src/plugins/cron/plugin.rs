@@ -51,6 +51,7 @@ impl Default for Cron {
 
 /// A stored schedule, as returned by [`Cron::get_schedules`].
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct CronSchedule {
     /// The job's unique key (the schedule's primary key).
     pub unique_key: String,

@@ -97,6 +97,7 @@ pub enum MetricValue {
 
 /// One bucket of a series.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct MetricPoint {
     /// Start of the bucket.
     pub timestamp: DateTime<Utc>,
@@ -108,6 +109,7 @@ pub struct MetricPoint {
 
 /// A series in the requested window.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Metric {
     /// Its type.
     pub metric_type: MetricType,
