@@ -85,8 +85,24 @@ impl Error {
         Error::new(Kind::Unavailable, message)
     }
 
-    /// Wraps a database error, keeping the server's own message in the text.
-    pub(crate) fn database(context: &str, err: postgres::Error) -> Error {
+    /// Wraps a database error, keeping the server's own message in the text:
+    /// `"<context>: <server message>"`. The kind is [`ErrorKind::Unavailable`] for a lost
+    /// connection, [`ErrorKind::MigrationsNeeded`] for a missing table, else
+    /// [`ErrorKind::Database`]; [`Error::db_code`] is the SQLSTATE. Public so your own
+    /// statements (e.g. in a [`Plugin::run_once`](crate::Plugin::run_once)) report like the
+    /// crate's.
+    ///
+    /// ```no_run
+    /// # fn main() -> chancy::Result<()> {
+    /// let chancy = chancy::Chancy::builder("postgresql://localhost/postgres").build()?;
+    /// let mut conn = chancy.connection()?;
+    /// conn.client
+    ///     .batch_execute("SELECT 1")
+    ///     .map_err(|e| chancy::Error::database("checking the audit table", e))?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn database(context: &str, err: postgres::Error) -> Error {
         let undefined_table = err.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE);
         let (kind, advice) = if is_connection_error(&err) {
             (Kind::Unavailable, "")

@@ -81,6 +81,25 @@
 //! # Ok::<(), chancy::Error>(())
 //! ```
 //!
+//! ## Layers
+//!
+//! Each layer imports only the ones below it (checked with an import-graph tool; no
+//! circles between files or folders):
+//!
+//! ```text
+//!  cli           the `chancy` binary's commands
+//!  web           dashboard + /api/v1 (and prometheus' /metrics server)
+//!  builder       ChancyBuilder: settings + your plugins + upstream's default set
+//!  plugins       Leadership, Pruner, Recovery, Metrics, WorkflowPlugin, Cron, ...
+//!  worker        the threads; the plugin API (Plugin, PluginContext) it runs
+//!  client        Chancy (app/): pool, producer and admin calls, migrations; it carries
+//!                the configured plugins without knowing their trait
+//!  model         job, queue, id, error, prefix, sql, events, migrate, pool
+//! ```
+//!
+//! A plugin sees the worker only through [`PluginContext`] and declares its own
+//! [`migrations`](Plugin::migrations) and whether it is [`leader_only`](Plugin::leader_only).
+//!
 //! ## Cargo features
 //!
 //! | feature | default | what it adds |
@@ -105,6 +124,7 @@
 #![warn(missing_docs)]
 
 mod app;
+mod builder;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod connect;
@@ -117,7 +137,6 @@ mod json;
 pub mod migrate;
 #[cfg(feature = "pgtemp")]
 pub mod pgtemp;
-mod plugin;
 pub mod plugins;
 mod pool;
 mod prefix;
@@ -132,14 +151,13 @@ pub mod web;
 mod worker;
 
 pub use app::{
-    Chancy, ChancyBuilder, HorizonHolder, JobFilter, JobOutcome, WaitOptions, WorkerInfo,
-    DEFAULT_DATABASE_URL,
+    Chancy, HorizonHolder, JobFilter, JobOutcome, WaitOptions, WorkerInfo, DEFAULT_DATABASE_URL,
 };
+pub use builder::ChancyBuilder;
 pub use error::{Error, ErrorKind, Result};
 pub use id::new_job_id;
 pub use job::{ErrorRecord, Job, JobState, JsonObject, Limit, LimitKind, QueuedJob, Reference};
 pub use migrate::MigrationStatus;
-pub use plugin::{check_dependencies, Plugin};
 pub use plugins::{
     ImmediateLeadership, Leadership, Pruner, Recovery, Reprioritize, RetryPlugin, RetrySettings,
     Rule,
@@ -157,8 +175,9 @@ pub use typed::JobArgs;
 pub struct ReadmeDoctests;
 
 pub use worker::{
-    run_child_if_requested, Event, Flag, Handler, HandlerId, Hub, JobContext, JobError,
-    JobErrorKind, Manager, Registry, ServiceInfo, ServiceState, Worker, WorkerBuilder, CHILD_ENV,
-    HORIZON_HELD_BACK, LISTENER_RECONNECTED, QUEUE_FULL, QUEUE_REMOVED, QUEUE_STARTED,
-    QUEUE_UPDATED, WORKER_PING, WORKER_SHUTDOWN_TIMEOUT, WORKER_STARTED, WORKER_STOPPED,
+    check_dependencies, run_child_if_requested, Event, Flag, Handler, HandlerId, Hub, JobContext,
+    JobError, JobErrorKind, Manager, Plugin, PluginContext, Registry, ServiceInfo, ServiceState,
+    Worker, WorkerBuilder, CHILD_ENV, HORIZON_HELD_BACK, LISTENER_RECONNECTED, QUEUE_FULL,
+    QUEUE_REMOVED, QUEUE_STARTED, QUEUE_UPDATED, WORKER_PING, WORKER_SHUTDOWN_TIMEOUT,
+    WORKER_STARTED, WORKER_STOPPED,
 };

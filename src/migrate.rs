@@ -1,7 +1,9 @@
 //! Schema migrations, tracked in `<prefix>schema_version` exactly like Python Chancy 0.26.0.
 //!
-//! Every migration key (`chancy`, `cron`, `metrics`, `trigger`, `workflow`) is a list of
-//! `.sql` files under `migrations/<key>/`, embedded in the binary. A file has an `-- up` and a
+//! Every migration key is a [`Migrations`] list of `.sql` files under `migrations/<key>/`,
+//! embedded in the binary. Core owns `chancy` and the Rust-only `chancy_rs`; each plugin
+//! declares its own key next to its code (`cron`, `metrics`, `trigger`, `workflow` in
+//! [`crate::plugins`]). A file has an `-- up` and a
 //! `-- down` section. A migration's version is its position in the list. One `migrate` call
 //! per key runs in one transaction, stepping one version at a time, and records each step.
 
@@ -19,6 +21,13 @@ pub struct Migration {
 }
 
 impl Migration {
+    /// A step named `name` (the file name without extension, e.g. `001_initial`) with the
+    /// text of its file: an `-- up` line, the SQL that applies it, a `-- down` line, the SQL
+    /// that reverts it. `{prefix}` in the SQL stands for the table prefix.
+    pub const fn new(name: &'static str, source: &'static str) -> Migration {
+        Migration { name, source }
+    }
+
     /// The SQL of the `-- up` section (with the `{prefix}` placeholder).
     pub fn up(&self) -> &'static str {
         section(self.source, "-- up", Some("-- down"))
@@ -51,55 +60,93 @@ fn section<'a>(source: &'a str, start: &str, end: Option<&str>) -> &'a str {
     &source[body_start..body_end.max(body_start)]
 }
 
-macro_rules! migrations {
+/// Embeds the `.sql` files of one migration key, `migrations/<key>/<name>.sql` under the
+/// crate root, as a `&'static [Migration]` (oldest first; a version is a position + 1).
+/// Core and every plugin with tables use it next to their own code.
+macro_rules! embed_migrations {
     ($key:literal: $($name:literal),+ $(,)?) => {
-        &[$(Migration {
-            name: $name,
-            source: include_str!(concat!("../migrations/", $key, "/", $name, ".sql")),
-        }),+]
+        &[$($crate::migrate::Migration::new(
+            $name,
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/", $key, "/", $name, ".sql")),
+        )),+]
     };
+}
+pub(crate) use embed_migrations;
+
+/// The migrations of one key: the key recorded in `<prefix>schema_version.version_of` and
+/// its steps, oldest first (version `n` is `steps[n - 1]`; version 0 is "nothing").
+///
+/// Core owns [`CORE_MIGRATIONS`] and [`RUST_MIGRATIONS`]; every plugin with tables declares
+/// its own (returned by `Plugin::migrations`) and `Chancy::migrate` applies those of the
+/// configured plugins, so the migrator itself knows no plugin. A plugin of your own can
+/// bring tables the same way:
+///
+/// ```
+/// use chancy::migrate::{Migration, Migrations};
+/// static STEPS: [Migration; 1] = [Migration::new(
+///     "001_initial",
+///     "-- up\nCREATE TABLE \"{prefix}audit\" (id BIGSERIAL PRIMARY KEY);\n\
+///      -- down\nDROP TABLE \"{prefix}audit\";\n",
+/// )];
+/// static AUDIT: Migrations = Migrations::new("myapp_audit", &STEPS);
+/// assert_eq!(AUDIT.key(), "myapp_audit");
+/// assert_eq!(AUDIT.latest(), 1);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Migrations {
+    key: &'static str,
+    steps: &'static [Migration],
+}
+
+impl Migrations {
+    /// A key and its steps, oldest first. Keys are shared by every application using the
+    /// same prefix: pick one no other plugin uses (Python's keys: `chancy`, `cron`,
+    /// `metrics`, `trigger`, `workflow`; this crate adds `chancy_rs`).
+    pub const fn new(key: &'static str, steps: &'static [Migration]) -> Migrations {
+        Migrations { key, steps }
+    }
+
+    /// The key, e.g. `chancy` or `metrics`.
+    pub const fn key(&self) -> &'static str {
+        self.key
+    }
+
+    /// The steps, oldest first.
+    pub const fn steps(&self) -> &'static [Migration] {
+        self.steps
+    }
+
+    /// The newest version (the number of steps).
+    pub const fn latest(&self) -> i32 {
+        self.steps.len() as i32
+    }
 }
 
 /// Core tables: jobs, queues, workers, leader, rate limits.
 pub const CORE: &str = "chancy";
-/// The cron plugin's table.
-pub const CRON: &str = "cron";
-/// The metrics plugin's tables.
-pub const METRICS: &str = "metrics";
-/// The trigger plugin's table.
-pub const TRIGGER: &str = "trigger";
-/// The workflow plugin's tables.
-pub const WORKFLOW: &str = "workflow";
 
 /// Rust-only objects (the fetch-order index). Python ignores this key; it is applied by
 /// `migrate` but never required, so a database migrated by Python counts as up to date.
 pub const RUST: &str = "chancy_rs";
 
-/// The keys Python Chancy 0.26.0 knows, in the order `migrate` applies them.
-pub const KEYS: [&str; 5] = [CORE, METRICS, WORKFLOW, CRON, TRIGGER];
+/// The core schema (key `chancy`), versions 1..=8 as in Python Chancy 0.26.0.
+pub const CORE_MIGRATIONS: Migrations = Migrations::new(
+    CORE,
+    embed_migrations!("chancy":
+        "001_initial", "002_indexes", "003_max_attempts_not_null", "004_queue_resume_at",
+        "005_jsonb", "006_queue_eager_polling", "007_leader_constraint_rename",
+        "008_job_claims"),
+);
 
-/// Every key this build knows: Python's plus the Rust-only one.
-pub const ALL_KEYS: [&str; 6] = [CORE, RUST, METRICS, WORKFLOW, CRON, TRIGGER];
+/// Rust-only objects (key `chancy_rs`): the fetch-order index.
+pub const RUST_MIGRATIONS: Migrations = Migrations::new(
+    RUST,
+    embed_migrations!("chancy_rs": "001_fetch_order_index"),
+);
 
 /// Whether `key` must be up to date for a worker to start (every key but the Rust-only one).
 pub fn is_required(key: &str) -> bool {
     key != RUST
-}
-
-/// The migrations of `key`, oldest first; `None` for an unknown key.
-pub fn migrations_of(key: &str) -> Option<&'static [Migration]> {
-    Some(match key {
-        CORE => migrations!("chancy":
-            "001_initial", "002_indexes", "003_max_attempts_not_null", "004_queue_resume_at",
-            "005_jsonb", "006_queue_eager_polling", "007_leader_constraint_rename",
-            "008_job_claims"),
-        CRON => migrations!("cron": "001_initial", "002_jsonb", "003_timezone"),
-        METRICS => migrations!("metrics": "001_initial", "002_buckets"),
-        WORKFLOW => migrations!("workflow": "001_initial", "002_jsonb", "003_active_index"),
-        TRIGGER => migrations!("trigger": "001_initial"),
-        RUST => migrations!("chancy_rs": "001_fetch_order_index"),
-        _ => return None,
-    })
 }
 
 /// Where one migration key stands in a database.
@@ -125,20 +172,18 @@ impl MigrationStatus {
 
 /// Runs the migrations of one key for one prefix.
 pub(crate) struct Migrator<'a> {
-    key: &'a str,
+    key: &'static str,
     steps: &'static [Migration],
     prefix: &'a Prefix,
 }
 
 impl<'a> Migrator<'a> {
-    pub(crate) fn new(key: &'a str, prefix: &'a Prefix) -> Result<Migrator<'a>> {
-        let steps = migrations_of(key).ok_or_else(|| {
-            Error::migration(format!(
-                "unknown migration key {key:?} (known: {})",
-                ALL_KEYS.join(", ")
-            ))
-        })?;
-        Ok(Migrator { key, steps, prefix })
+    pub(crate) fn new(migrations: &Migrations, prefix: &'a Prefix) -> Migrator<'a> {
+        Migrator {
+            key: migrations.key,
+            steps: migrations.steps,
+            prefix,
+        }
     }
 
     fn latest(&self) -> i32 {
@@ -262,28 +307,31 @@ impl<'a> Migrator<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
-    fn every_file_has_both_sections() {
-        for key in ALL_KEYS {
-            for m in migrations_of(key).unwrap() {
-                assert!(!m.up().trim().is_empty(), "{key}/{} has no up", m.name);
-                assert!(!m.down().trim().is_empty(), "{key}/{} has no down", m.name);
-                assert!(!m.up().contains("-- down"), "{key}/{}", m.name);
-            }
+    fn every_core_file_has_both_sections() {
+        for set in [CORE_MIGRATIONS, RUST_MIGRATIONS] {
+            check_sections(&set);
+        }
+    }
+
+    /// Every step of `set` has a non-empty `-- up` and `-- down` section.
+    pub(crate) fn check_sections(set: &Migrations) {
+        let key = set.key();
+        for m in set.steps() {
+            assert!(!m.up().trim().is_empty(), "{key}/{} has no up", m.name);
+            assert!(!m.down().trim().is_empty(), "{key}/{} has no down", m.name);
+            assert!(!m.up().contains("-- down"), "{key}/{}", m.name);
         }
     }
 
     #[test]
-    fn versions_match_python_026() {
-        let counts: Vec<usize> = KEYS
-            .iter()
-            .map(|k| migrations_of(k).unwrap().len())
-            .collect();
-        assert_eq!(counts, vec![8, 2, 3, 3, 1]);
-        assert!(migrations_of("nope").is_none());
+    fn core_versions_match_python_026() {
+        assert_eq!(CORE_MIGRATIONS.latest(), 8);
+        assert_eq!(RUST_MIGRATIONS.latest(), 1);
+        assert!(is_required(CORE) && !is_required(RUST));
     }
 
     #[test]

@@ -15,10 +15,10 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::app::Chancy;
 use crate::error::{Error, Result};
 use crate::job::{Job, Reference};
 use crate::worker::{JobContext, JobError, Registry, WorkerBuilder};
-use crate::Chancy;
 
 /// The arguments of one kind of job: its `func` name and its kwargs.
 ///

@@ -9,6 +9,7 @@ mod queues;
 mod transitions;
 mod workers;
 
+use std::any::Any;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +20,7 @@ use serde_json::Value;
 use crate::connect::ConnectHealth;
 use crate::error::{Error, Result};
 use crate::events;
-use crate::migrate::{self, MigrationStatus, Migrator};
-use crate::plugin::Plugin;
+use crate::migrate::{self, MigrationStatus, Migrations, Migrator};
 use crate::pool::{self, Pool, PooledConn};
 use crate::prefix::Prefix;
 use crate::sql::Sql;
@@ -34,104 +34,70 @@ pub use workers::WorkerInfo;
 
 /// Default URL when none is given: the local server's `postgres` database.
 pub const DEFAULT_DATABASE_URL: &str = "postgresql://postgres@localhost/postgres";
-/// Default for [`ChancyBuilder::max_connection_pool_size`].
+/// Default for [`ChancyBuilder::max_connection_pool_size`](crate::ChancyBuilder::max_connection_pool_size).
 pub(crate) const DEFAULT_MAX_POOL_SIZE: u32 = 10;
-/// Default for [`ChancyBuilder::min_connection_pool_size`].
+/// Default for [`ChancyBuilder::min_connection_pool_size`](crate::ChancyBuilder::min_connection_pool_size).
 pub(crate) const DEFAULT_MIN_POOL_SIZE: u32 = 1;
-/// Default for [`ChancyBuilder::connection_timeout`].
+/// Default for [`ChancyBuilder::connection_timeout`](crate::ChancyBuilder::connection_timeout).
 pub(crate) const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Configures a [`Chancy`]. Created by [`Chancy::builder`].
-#[must_use = "a builder does nothing until `build()` is called"]
-pub struct ChancyBuilder {
-    dsn: String,
-    prefix: String,
-    min_pool: u32,
-    max_pool: u32,
-    connection_timeout: Duration,
-    notifications: bool,
-    default_plugins: bool,
-    plugins: Vec<Arc<dyn Plugin>>,
+/// The client's settings, validated by [`Chancy::new`]. Filled by
+/// [`ChancyBuilder`](crate::ChancyBuilder), which sits above the worker and the plugins
+/// because it assembles the default plugin set.
+pub(crate) struct ClientConfig {
+    pub(crate) dsn: String,
+    pub(crate) prefix: String,
+    pub(crate) min_pool: u32,
+    pub(crate) max_pool: u32,
+    pub(crate) connection_timeout: Duration,
+    pub(crate) notifications: bool,
+    pub(crate) plugins: CarriedPlugins,
+    /// Migration keys this application uses besides core (`chancy`, `chancy_rs`), in the
+    /// order `migrate` applies them: those of the default plugin set, then the other
+    /// configured plugins'.
+    pub(crate) migrations: Vec<&'static Migrations>,
+    /// Further keys `migrate_key` and `migration_status` accept by name (every key this
+    /// build ships), whether or not their plugin is configured.
+    pub(crate) known_migrations: Vec<&'static Migrations>,
 }
 
-impl ChancyBuilder {
-    /// The table prefix (default `chancy_`); see [`Prefix`] for what is allowed.
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
+/// The plugins as the client carries them: it reads only their identifiers; the list
+/// itself (`Vec<Arc<dyn Plugin>>` of the worker layer, which the client does not know) is
+/// packed and unpacked by `worker/plugin.rs`. So the client stays below the plugin API and
+/// users can still configure plugins on it, like Python's `Chancy(plugins=[…])`.
+pub(crate) struct CarriedPlugins {
+    pub(crate) identifiers: Vec<&'static str>,
+    pub(crate) list: Box<dyn Any + Send + Sync>,
+}
 
-    /// Most pooled connections (default 10).
-    pub fn max_connection_pool_size(mut self, size: u32) -> Self {
-        self.max_pool = size;
-        self
-    }
-
-    /// Connections kept open while idle (default 1).
-    pub fn min_connection_pool_size(mut self, size: u32) -> Self {
-        self.min_pool = size;
-        self
-    }
-
-    /// How long a call waits for a connection before failing (default 30 s).
-    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
-        self.connection_timeout = timeout;
-        self
-    }
-
-    /// Send and listen for NOTIFY events (default on). Turn off behind transaction-pooling
-    /// proxies such as pgbouncer; workers then rely on polling alone.
-    pub fn notifications(mut self, enabled: bool) -> Self {
-        self.notifications = enabled;
-        self
-    }
-
-    /// Adds a plugin. Plugins run in the order added.
-    pub fn plugin(mut self, plugin: impl Plugin + 'static) -> Self {
-        self.plugins.push(Arc::new(plugin));
-        self
-    }
-
-    /// Adds an already shared plugin, e.g. one chosen at run time by name (what
-    /// `chancy worker start --plugins` does). Same rules as [`ChancyBuilder::plugin`].
-    pub fn plugin_arc(mut self, plugin: Arc<dyn Plugin>) -> Self {
-        self.plugins.push(plugin);
-        self
-    }
-
-    /// Leaves out the default plugin set (leadership, pruner, recovery, metrics, workflow),
-    /// like Python's `no_default_plugins=True`. Their tables are then not migrated either.
-    /// Without it, `build` appends the defaults after the added plugins, skipping any
-    /// identifier already added (see [`crate::plugins`]).
-    pub fn no_default_plugins(mut self) -> Self {
-        self.default_plugins = false;
-        self
-    }
-
+impl Chancy {
     /// Validates the settings and creates the pool. No connection is made yet.
     ///
     /// # Errors
-    /// A configuration error for a malformed database URL, a bad prefix, bad pool sizes or
-    /// duplicate plugin identifiers.
-    pub fn build(self) -> Result<Chancy> {
-        let config = postgres::Config::from_str(&self.dsn).map_err(|e| {
-            Error::config(format!("invalid database URL {:?}: {e}", redact(&self.dsn)))
+    /// A configuration error for a malformed database URL, a bad prefix or bad pool sizes.
+    pub(crate) fn new(settings: ClientConfig) -> Result<Chancy> {
+        let config = postgres::Config::from_str(&settings.dsn).map_err(|e| {
+            Error::config(format!(
+                "invalid database URL {:?}: {e}",
+                redact(&settings.dsn)
+            ))
         })?;
-        let prefix = Prefix::new(&self.prefix)?;
-        let mut plugins = self.plugins;
-        crate::plugin::check_unique(&plugins)?;
-        if self.default_plugins {
-            crate::plugins::add_defaults(&mut plugins);
-        }
+        let prefix = Prefix::new(&settings.prefix)?;
         let health = Arc::new(ConnectHealth::default());
         let pool = pool::build_pool(
             config.clone(),
-            self.min_pool,
-            self.max_pool,
-            self.connection_timeout,
+            settings.min_pool,
+            settings.max_pool,
+            settings.connection_timeout,
             health.clone(),
         )?;
         let target = pool::describe_config(&config);
+        let mut migrations = vec![&migrate::CORE_MIGRATIONS, &migrate::RUST_MIGRATIONS];
+        for set in settings.migrations {
+            if !migrations.iter().any(|m| m.key() == set.key()) {
+                migrations.push(set);
+            }
+        }
         Ok(Chancy {
             inner: Arc::new(Inner {
                 sql: Sql::new(&prefix),
@@ -141,9 +107,10 @@ impl ChancyBuilder {
                 config,
                 target,
                 prefix,
-                notifications: self.notifications,
-                default_plugins: self.default_plugins,
-                plugins,
+                notifications: settings.notifications,
+                plugins: settings.plugins,
+                migrations,
+                known_migrations: settings.known_migrations,
             }),
         })
     }
@@ -179,8 +146,11 @@ struct Inner {
     channel: String,
     sql: Sql,
     notifications: bool,
-    default_plugins: bool,
-    plugins: Vec<Arc<dyn Plugin>>,
+    plugins: CarriedPlugins,
+    /// Keys this application uses, in `migrate` order: core first.
+    migrations: Vec<&'static Migrations>,
+    /// Further keys addressable by name (see `ClientConfig::known_migrations`).
+    known_migrations: Vec<&'static Migrations>,
 }
 
 /// The application handle: a pool, the prefix, the plugins and every producer and admin call.
@@ -213,21 +183,6 @@ impl std::fmt::Debug for Chancy {
 }
 
 impl Chancy {
-    /// Starts configuring an application for the database at `dsn` (a `postgresql://` URL
-    /// or a libpq `key=value` string).
-    pub fn builder(dsn: impl Into<String>) -> ChancyBuilder {
-        ChancyBuilder {
-            dsn: dsn.into(),
-            prefix: Prefix::DEFAULT.to_string(),
-            min_pool: DEFAULT_MIN_POOL_SIZE,
-            max_pool: DEFAULT_MAX_POOL_SIZE,
-            connection_timeout: DEFAULT_CONNECTION_TIMEOUT,
-            notifications: true,
-            default_plugins: true,
-            plugins: Vec::new(),
-        }
-    }
-
     /// The table prefix (every table is `<prefix><name>`, the NOTIFY channel
     /// `<prefix>events`).
     pub fn prefix(&self) -> &Prefix {
@@ -239,17 +194,15 @@ impl Chancy {
         self.inner.notifications
     }
 
-    /// The configured plugins, in hook order.
-    pub fn plugins(&self) -> &[Arc<dyn Plugin>] {
-        &self.inner.plugins
+    /// The plugin list, opaque here (see [`CarriedPlugins`]); `Chancy::plugins` in the
+    /// worker layer reads it.
+    pub(crate) fn carried_plugins(&self) -> &(dyn Any + Send + Sync) {
+        self.inner.plugins.list.as_ref()
     }
 
     /// Whether a plugin with this identifier is configured.
     pub fn has_plugin(&self, identifier: &str) -> bool {
-        self.inner
-            .plugins
-            .iter()
-            .any(|p| p.identifier() == identifier)
+        self.inner.plugins.identifiers.contains(&identifier)
     }
 
     /// `postgresql://host:port/db` of the database (no credentials), for messages.
@@ -321,22 +274,28 @@ impl Chancy {
         &self.inner.sql
     }
 
-    /// Migration keys this application uses: `chancy` plus those of its plugins.
+    /// Migration keys this application uses: `chancy` and `chancy_rs`, those of the default
+    /// plugin set (unless left out), then those of the other configured plugins.
     pub fn migration_keys(&self) -> Vec<&'static str> {
-        let mut keys = vec![migrate::CORE, migrate::RUST];
-        if self.inner.default_plugins {
-            // The default plugin set of Python Chancy 0.26.0 owns these tables; a default
-            // Python instance checks them, so they are always created.
-            keys.extend([migrate::METRICS, migrate::WORKFLOW]);
-        }
-        for plugin in &self.inner.plugins {
-            if let Some(key) = plugin.migration_key() {
-                if !keys.contains(&key) {
-                    keys.push(key);
-                }
-            }
-        }
-        keys
+        self.inner.migrations.iter().map(|m| m.key()).collect()
+    }
+
+    /// The migrations of `key`: one this application uses or one this build ships.
+    fn migrations_of(&self, key: &str) -> Result<&'static Migrations> {
+        let known = || {
+            self.inner
+                .migrations
+                .iter()
+                .chain(&self.inner.known_migrations)
+        };
+        known().find(|m| m.key() == key).copied().ok_or_else(|| {
+            let mut keys: Vec<&str> = known().map(|m| m.key()).collect();
+            keys.dedup();
+            Error::migration(format!(
+                "unknown migration key {key:?} (known: {})",
+                keys.join(", ")
+            ))
+        })
     }
 
     /// Brings the core schema and every plugin's tables to the latest version. Returns
@@ -368,13 +327,14 @@ impl Chancy {
         Ok(changed)
     }
 
-    /// Migrates one key (`chancy`, `cron`, `metrics`, `trigger`, `workflow`) to `version`
-    /// (`None` = latest), whether or not its plugin is configured.
+    /// Migrates one key to `version` (`None` = latest): `chancy`, `chancy_rs`, a key of a
+    /// configured plugin, or one this build ships (`cron`, `metrics`, `trigger`, `workflow`)
+    /// whether or not its plugin is configured.
     ///
     /// # Errors
     /// For an unknown key or version, or as [`Chancy::migrate`].
     pub fn migrate_key(&self, key: &str, version: Option<i32>) -> Result<bool> {
-        let migrator = Migrator::new(key, &self.inner.prefix)?;
+        let migrator = Migrator::new(self.migrations_of(key)?, &self.inner.prefix);
         let mut conn = self.connection()?;
         migrator.migrate(&mut conn.client, version)
     }
@@ -394,7 +354,9 @@ impl Chancy {
     pub fn migration_status(&self, keys: &[&str]) -> Result<Vec<MigrationStatus>> {
         let mut conn = self.connection()?;
         keys.iter()
-            .map(|key| Migrator::new(key, &self.inner.prefix)?.status(&mut conn.client))
+            .map(|key| {
+                Migrator::new(self.migrations_of(key)?, &self.inner.prefix).status(&mut conn.client)
+            })
             .collect()
     }
 
@@ -494,27 +456,4 @@ pub(crate) fn in_transaction<T>(
     let value = body(&mut tx)?;
     tx.commit().map_err(|e| Error::database(context, e))?;
     Ok(value)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bad_dsn_is_a_config_error_without_password() {
-        let err = Chancy::builder("postgresql://u:secret@host:notaport/db")
-            .build()
-            .unwrap_err();
-        assert!(err.is_config());
-        assert!(!err.to_string().contains("secret"), "{err}");
-    }
-
-    #[test]
-    fn bad_prefix_is_rejected_before_connecting() {
-        let err = Chancy::builder(DEFAULT_DATABASE_URL)
-            .prefix("drop table;")
-            .build()
-            .unwrap_err();
-        assert!(err.is_config());
-    }
 }

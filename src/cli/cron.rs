@@ -10,9 +10,9 @@ use super::plugins::ensure_keys;
 use super::table::{or_dash, Table};
 use crate::error::{Error, Result};
 use crate::job::Job;
-use crate::migrate::CRON;
 use crate::plugins::cron::DEFAULT_TIMEZONE;
 use crate::plugins::Cron;
+use crate::plugins::CRON_MIGRATIONS;
 use crate::Chancy;
 
 /// The `cron` subcommands.
@@ -102,7 +102,7 @@ fn schedule(chancy: &Chancy, a: &ScheduleArgs) -> Result<i32> {
     // Validate the expression, zone and job before touching the database.
     crate::plugins::cron::next_run(&a.expr, &a.timezone, Utc::now())?;
     job.validate()?;
-    ensure_keys(chancy, &[CRON])?;
+    ensure_keys(chancy, &[CRON_MIGRATIONS.key()])?;
     Cron::schedule(chancy, &a.expr, &[job], &a.timezone)?;
     let next = Cron::get_schedules(chancy, Some(&[key]))?
         .remove(key)
@@ -115,7 +115,7 @@ fn schedule(chancy: &Chancy, a: &ScheduleArgs) -> Result<i32> {
 }
 
 fn unschedule(chancy: &Chancy, keys: &[String]) -> Result<i32> {
-    ensure_keys(chancy, &[CRON])?;
+    ensure_keys(chancy, &[CRON_MIGRATIONS.key()])?;
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     let existing = Cron::get_schedules(chancy, Some(&keys))?;
     Cron::unschedule(chancy, &keys)?;
@@ -138,7 +138,7 @@ fn unschedule(chancy: &Chancy, keys: &[String]) -> Result<i32> {
 }
 
 fn list(chancy: &Chancy) -> Result<i32> {
-    ensure_keys(chancy, &[CRON])?;
+    ensure_keys(chancy, &[CRON_MIGRATIONS.key()])?;
     let schedules = Cron::get_schedules(chancy, None)?;
     let mut t = Table::new(&["KEY", "CRON", "TIMEZONE", "NEXT RUN", "LAST RUN", "FUNC"]);
     for s in schedules.values() {

@@ -4,7 +4,8 @@ use clap::Args;
 
 use super::plugins;
 use crate::error::{Error, Result};
-use crate::migrate::{self, ALL_KEYS};
+use crate::migrate;
+use crate::plugins::SHIPPED_MIGRATIONS;
 use crate::Chancy;
 
 /// Arguments of `chancy migrate`.
@@ -54,8 +55,8 @@ pub(super) fn migrate(chancy: &Chancy, args: &MigrateArgs) -> Result<i32> {
 /// A migration key, or the key of a plugin given by name or identifier.
 fn resolve_key(name: &str) -> Result<&'static str> {
     let lower = name.trim().to_lowercase();
-    if let Some(key) = ALL_KEYS.iter().find(|k| **k == lower) {
-        return Ok(key);
+    if let Some(set) = SHIPPED_MIGRATIONS.iter().find(|m| m.key() == lower) {
+        return Ok(set.key());
     }
     match plugins::migration_key_of(&lower) {
         Ok(Some(key)) => Ok(key),
@@ -65,14 +66,20 @@ fn resolve_key(name: &str) -> Result<&'static str> {
         ))),
         Err(_) => Err(Error::invalid_input(format!(
             "unknown migration key or plugin {lower:?}; migration keys are {}, plugins are {}",
-            ALL_KEYS.join(", "),
+            shipped_keys().join(", "),
             plugins::available()
         ))),
     }
 }
 
+/// Every key this build ships (`chancy`, `chancy_rs`, `metrics`, `workflow`, `cron`,
+/// `trigger`).
+fn shipped_keys() -> Vec<&'static str> {
+    SHIPPED_MIGRATIONS.iter().map(|m| m.key()).collect()
+}
+
 pub(super) fn check(chancy: &Chancy) -> Result<i32> {
-    let statuses = chancy.migration_status(&ALL_KEYS)?;
+    let statuses = chancy.migration_status(&shipped_keys())?;
     let mut behind = false;
     for s in &statuses {
         let used = chancy.migration_keys().contains(&s.key.as_str());

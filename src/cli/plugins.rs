@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::migrate::{self, MigrationStatus};
-use crate::plugin::Plugin;
 use crate::plugins::cron::DEFAULT_CRON_POLL_INTERVAL;
 use crate::plugins::workflow::DEFAULT_WORKFLOW_POLLING_INTERVAL;
 use crate::plugins::{
@@ -14,6 +13,7 @@ use crate::plugins::{
     DEFAULT_LEADERSHIP_POLL_INTERVAL, DEFAULT_LEADERSHIP_TIMEOUT, DEFAULT_PRUNER_POLL_INTERVAL,
     DEFAULT_RECOVERY_POLL_INTERVAL,
 };
+use crate::worker::plugin::Plugin;
 use crate::{Chancy, ChancyBuilder};
 
 /// Plugin intervals from the `worker start` flags; `None` keeps the plugin's default.
@@ -182,7 +182,7 @@ pub(crate) fn add_all(
 /// its own, `Err` for an unknown name.
 pub(crate) fn migration_key_of(name: &str) -> Result<Option<&'static str>> {
     let (_, _, make) = lookup(name).ok_or_else(|| unknown(name))?;
-    Ok(make(&Intervals::default())?.migration_key())
+    Ok(make(&Intervals::default())?.migrations().map(|m| m.key()))
 }
 
 /// The keys plain `chancy migrate` brings up to date: those of the CLI's default
@@ -192,8 +192,8 @@ pub(crate) fn migration_key_of(name: &str) -> Result<Option<&'static str>> {
 const PLAIN_MIGRATE_KEYS: [&str; 4] = [
     migrate::CORE,
     migrate::RUST,
-    migrate::METRICS,
-    migrate::WORKFLOW,
+    crate::plugins::METRICS_MIGRATIONS.key(),
+    crate::plugins::WORKFLOW_MIGRATIONS.key(),
 ];
 
 /// "run `chancy migrate` and `chancy migrate --plugin cron`" for the keys that are behind.

@@ -4,7 +4,6 @@
 use clap::Args;
 
 use crate::error::Result;
-use crate::migrate;
 use crate::plugins::Cron;
 use crate::web::{
     WebConfig, WebServer, DEFAULT_HOST, DEFAULT_PORT, ENV_PASSWORD, ENV_SECRET, ENV_USERNAME,
@@ -80,7 +79,7 @@ pub(crate) fn start(chancy: &Chancy, config: WebConfig) -> Result<WebServer> {
 pub(super) fn app(builder: impl Fn() -> ChancyBuilder) -> Result<Chancy> {
     let chancy = builder().build()?;
     let cron = chancy
-        .migration_status(&[migrate::CRON])
+        .migration_status(&[crate::plugins::CRON_MIGRATIONS.key()])
         .map(|s| s.iter().any(|s| s.current > 0))
         .unwrap_or(false);
     if !cron {

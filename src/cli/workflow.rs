@@ -11,7 +11,7 @@ use super::plugins::ensure_keys;
 use super::table::{or_dash, Table};
 use crate::error::{Error, Result};
 use crate::job::JobState;
-use crate::migrate::WORKFLOW;
+use crate::plugins::WORKFLOW_MIGRATIONS;
 use crate::plugins::{Workflow, WorkflowPlugin, WorkflowState};
 use crate::Chancy;
 
@@ -49,7 +49,7 @@ fn parse_state(s: &str) -> std::result::Result<WorkflowState, String> {
 }
 
 pub(super) fn run(chancy: &Chancy, command: &WorkflowCommand) -> Result<i32> {
-    ensure_keys(chancy, &[WORKFLOW])?;
+    ensure_keys(chancy, &[WORKFLOW_MIGRATIONS.key()])?;
     match command {
         WorkflowCommand::List { state, limit } => list(chancy, *state, *limit),
         WorkflowCommand::Get { id } => {

@@ -23,8 +23,7 @@ use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::events;
-use crate::plugin::Plugin;
-use crate::worker::Worker;
+use crate::worker::plugin::{Plugin, PluginContext};
 
 /// The identifier of every leadership plugin.
 pub const LEADERSHIP: &str = "chancy.leadership";
@@ -133,17 +132,18 @@ impl Leadership {
         self.timeout
     }
 
-    /// One election pass for `worker`: updates `worker.is_leader()` and NOTIFYs
+    /// One election pass for the worker of `ctx`: updates its leadership flag
+    /// ([`PluginContext::set_leader`], read by `Worker::is_leader`) and NOTIFYs
     /// `leadership.gained`, `leadership.renewed` or `leadership.lost`. Returns whether the
     /// worker leads now.
     ///
     /// # Errors
     /// When the database is unreachable or a statement fails (the flag is unchanged).
-    pub fn elect(&self, worker: &Worker) -> Result<bool> {
-        let chancy = worker.chancy();
+    pub fn elect(&self, ctx: &PluginContext) -> Result<bool> {
+        let chancy = ctx.chancy();
         let prefix = chancy.prefix();
-        let me = worker.worker_id();
-        let was_leader = worker.is_leader().is_set();
+        let me = ctx.worker_id();
+        let was_leader = ctx.is_leader();
         let lease = self.timeout.as_secs_f64();
         let mut conn = chancy.connection()?;
         let context = "electing a leader";
@@ -165,52 +165,51 @@ impl Leadership {
         let event = match (was_leader, leads) {
             (true, true) => Some(events::LEADERSHIP_RENEWED),
             (false, true) => {
-                worker.is_leader().set();
+                ctx.set_leader(true);
                 log::info!("worker {me} became the leader");
                 Some(events::LEADERSHIP_GAINED)
             }
             (true, false) => {
-                worker.is_leader().clear();
+                ctx.set_leader(false);
                 log::warn!("worker {me} lost the leadership (its lease was taken over)");
                 Some(events::LEADERSHIP_LOST)
             }
             (false, false) => None,
         };
         if let Some(event) = event {
-            notify(&mut conn.client, worker, event)?;
+            notify(&mut conn.client, ctx, event)?;
         }
         Ok(leads)
     }
 
-    /// Gives up the lease if `worker` holds it (deletes its own row only) and clears the flag.
+    /// Gives up the lease if the worker of `ctx` holds it (deletes its own row only, and
+    /// only while the worker row carries [`PluginContext::session_tag`]) and clears the flag.
     ///
     /// # Errors
     /// When the database is unreachable; the lease then expires on its own.
-    pub fn release(&self, worker: &Worker) -> Result<()> {
-        let chancy = worker.chancy();
-        let was_leader = worker.is_leader().is_set();
-        worker.is_leader().clear();
+    pub fn release(&self, ctx: &PluginContext) -> Result<()> {
+        let chancy = ctx.chancy();
+        let was_leader = ctx.is_leader();
+        ctx.set_leader(false);
         let mut conn = chancy.connection()?;
         let rows = conn
             .client
             .execute(
                 chancy.prefix().render(RELEASE).as_str(),
-                &[&worker.worker_id(), &worker.session_tag()],
+                &[&ctx.worker_id(), &ctx.session_tag()],
             )
             .map_err(|e| Error::database("releasing the leader lease", e))?;
         if was_leader || rows > 0 {
-            log::info!("worker {} released the leadership", worker.worker_id());
-            notify(&mut conn.client, worker, events::LEADERSHIP_LOST)?;
+            log::info!("worker {} released the leadership", ctx.worker_id());
+            notify(&mut conn.client, ctx, events::LEADERSHIP_LOST)?;
         }
         Ok(())
     }
 }
 
-fn notify(client: &mut Client, worker: &Worker, event: &str) -> Result<()> {
-    worker.chancy().notify_in(
-        client,
-        &[(event, json!({ "worker_id": worker.worker_id() }))],
-    )
+fn notify(client: &mut Client, ctx: &PluginContext, event: &str) -> Result<()> {
+    ctx.chancy()
+        .notify_in(client, &[(event, json!({ "worker_id": ctx.worker_id() }))])
 }
 
 impl Plugin for Leadership {
@@ -226,17 +225,17 @@ impl Plugin for Leadership {
         Some(self.poll_interval)
     }
 
-    fn run_once(&self, worker: &Worker) -> Result<()> {
-        self.elect(worker).map(|_| ())
+    fn run_once(&self, ctx: &PluginContext) -> Result<()> {
+        self.elect(ctx).map(|_| ())
     }
 
     /// Holds the first election at once (upstream waits one `poll_interval`). A failure is
     /// logged, not fatal: the service retries.
-    fn on_worker_started(&self, worker: &Worker) -> Result<()> {
-        if let Err(err) = self.elect(worker) {
+    fn on_worker_started(&self, ctx: &PluginContext) -> Result<()> {
+        if let Err(err) = self.elect(ctx) {
             log::warn!(
                 "worker {}: first leader election failed, retrying in the background: {err}",
-                worker.worker_id()
+                ctx.worker_id()
             );
         }
         Ok(())
@@ -244,11 +243,11 @@ impl Plugin for Leadership {
 
     /// Releases the lease so a successor takes over at its next pass (upstream lets it
     /// expire).
-    fn on_worker_stopped(&self, worker: &Worker) {
-        if let Err(err) = self.release(worker) {
+    fn on_worker_stopped(&self, ctx: &PluginContext) {
+        if let Err(err) = self.release(ctx) {
             log::warn!(
                 "worker {}: could not release the leader lease, it expires in {:?}: {err}",
-                worker.worker_id(),
+                ctx.worker_id(),
                 self.timeout
             );
         }
@@ -266,8 +265,8 @@ impl Plugin for ImmediateLeadership {
         LEADERSHIP
     }
 
-    fn on_worker_started(&self, worker: &Worker) -> Result<()> {
-        worker.is_leader().set();
+    fn on_worker_started(&self, ctx: &PluginContext) -> Result<()> {
+        ctx.set_leader(true);
         Ok(())
     }
 }

@@ -5,11 +5,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::app::Chancy;
 use crate::error::{Error, Result};
 use crate::events;
-use crate::plugin::Plugin;
-use crate::worker::Worker;
-use crate::Chancy;
+use crate::worker::plugin::{Plugin, PluginContext};
 
 use super::leadership::LEADERSHIP;
 use super::rules::Rule;
@@ -143,16 +142,18 @@ impl Plugin for Pruner {
         Some(self.poll_interval)
     }
 
-    /// Leader only: prune, then every plugin's cleanup.
-    fn run_once(&self, worker: &Worker) -> Result<()> {
-        if !worker.is_leader().is_set() {
-            return Ok(());
-        }
-        let removed = self.prune(worker.chancy())?;
+    /// Only the leader prunes.
+    fn leader_only(&self) -> bool {
+        true
+    }
+
+    /// Prune, then every plugin's cleanup.
+    fn run_once(&self, ctx: &PluginContext) -> Result<()> {
+        let removed = self.prune(ctx.chancy())?;
         if removed > 0 {
             log::info!("pruner: removed {removed} finished job(s)");
         }
-        Pruner::cleanup_plugins(worker.chancy());
+        Pruner::cleanup_plugins(ctx.chancy());
         Ok(())
     }
 }

@@ -30,11 +30,10 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::app::in_transaction;
+use crate::app::Chancy;
 use crate::error::{Error, Result};
 use crate::events;
-use crate::plugin::Plugin;
-use crate::worker::Worker;
-use crate::Chancy;
+use crate::worker::plugin::{Plugin, PluginContext};
 
 use super::leadership::LEADERSHIP;
 
@@ -185,18 +184,24 @@ impl Plugin for Recovery {
         Some(self.poll_interval)
     }
 
-    /// Leader only: other workers skip the pass. A full pass at the first pass as leader
-    /// and every `full_scan_interval`, else the declared queues only.
-    fn run_once(&self, worker: &Worker) -> Result<()> {
-        if !worker.is_leader().is_set() {
-            *self.last_full.lock() = None;
-            return Ok(());
-        }
+    /// Only the leader recovers.
+    fn leader_only(&self) -> bool {
+        true
+    }
+
+    /// Not leading: the next pass as leader is a full one.
+    fn on_pass_skipped(&self, _ctx: &PluginContext) {
+        *self.last_full.lock() = None;
+    }
+
+    /// A full pass at the first pass as leader and every `full_scan_interval`, else the
+    /// declared queues only.
+    fn run_once(&self, ctx: &PluginContext) -> Result<()> {
         let full = self
             .last_full
             .lock()
             .map_or(true, |at| at.elapsed() >= self.full_scan_interval);
-        recover(worker.chancy(), worker.heartbeat_timeout(), full)?;
+        recover(ctx.chancy(), ctx.heartbeat_timeout(), full)?;
         if full {
             *self.last_full.lock() = Some(Instant::now());
         }

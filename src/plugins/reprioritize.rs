@@ -10,10 +10,9 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::app::Chancy;
 use crate::error::{Error, Result};
-use crate::plugin::Plugin;
-use crate::worker::Worker;
-use crate::Chancy;
+use crate::worker::plugin::{Plugin, PluginContext};
 
 use super::leadership::LEADERSHIP;
 use super::rules::Rule;
@@ -189,12 +188,14 @@ impl Plugin for Reprioritize {
         Some(self.check_interval)
     }
 
-    /// Leader only: one cycle.
-    fn run_once(&self, worker: &Worker) -> Result<()> {
-        if !worker.is_leader().is_set() {
-            return Ok(());
-        }
-        let raised = self.reprioritize(worker.chancy())?;
+    /// Only the leader reprioritizes.
+    fn leader_only(&self) -> bool {
+        true
+    }
+
+    /// One cycle.
+    fn run_once(&self, ctx: &PluginContext) -> Result<()> {
+        let raised = self.reprioritize(ctx.chancy())?;
         if raised > 0 {
             log::info!("reprioritize: raised the priority of {raised} job(s)");
         }

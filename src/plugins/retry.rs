@@ -9,7 +9,7 @@ use chrono::Utc;
 use serde_json::{json, Map, Value};
 
 use crate::job::{JobState, QueuedJob};
-use crate::plugin::Plugin;
+use crate::worker::plugin::Plugin;
 use crate::worker::JobError;
 
 /// The identifier of [`RetryPlugin`].
@@ -35,6 +35,7 @@ pub const RETRY_PLUGIN: &str = "chancy.retry_plugin";
 ///     .meta(serde_json::json!({ "retry_settings": settings.to_json() }));
 /// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct RetrySettings {
     backoff: Duration,
     backoff_factor: f64,

@@ -30,6 +30,7 @@ pub type RuleParam = Box<dyn ToSql + Sync + Send>;
 
 /// A field of a job row a rule can test (upstream's `JobRules`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Field {
     /// Seconds since the job was created: `EXTRACT(EPOCH FROM (NOW() - created_at))`.
     Age,
@@ -129,6 +130,7 @@ impl Field {
 
 /// A comparison operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Op {
     /// `=`
     Eq,
@@ -240,6 +242,7 @@ pub enum Rule {
 
 /// A rule rendered for embedding in a statement: SQL text with `$n` placeholders and the
 /// values to bind to them, in order.
+#[non_exhaustive]
 pub struct Rendered {
     /// The SQL fragment.
     pub sql: String,

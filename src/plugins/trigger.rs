@@ -11,10 +11,15 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::app::in_transaction;
+use crate::app::Chancy;
 use crate::error::{Error, Result};
 use crate::job::Job;
-use crate::plugin::Plugin;
-use crate::Chancy;
+use crate::migrate::{embed_migrations, Migrations};
+use crate::worker::plugin::Plugin;
+
+/// The trigger plugin's table (key `trigger`, version 1 as in Python Chancy 0.26.0).
+pub const TRIGGER_MIGRATIONS: Migrations =
+    Migrations::new("trigger", embed_migrations!("trigger": "001_initial"));
 
 /// Postgres truncates longer identifiers, which would break the handler's name lookup.
 const MAX_IDENTIFIER: usize = 63;
@@ -41,6 +46,7 @@ pub struct Trigger;
 
 /// A registered trigger, as returned by [`Trigger::get_triggers`].
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct TriggerConfig {
     /// The trigger's id.
     pub id: Uuid,
@@ -244,8 +250,8 @@ impl Plugin for Trigger {
         "chancy.trigger"
     }
 
-    fn migration_key(&self) -> Option<&'static str> {
-        Some("trigger")
+    fn migrations(&self) -> Option<&'static Migrations> {
+        Some(&TRIGGER_MIGRATIONS)
     }
 
     fn tables(&self) -> Vec<&'static str> {

@@ -51,11 +51,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::app::Chancy;
 use crate::error::{Error, Result};
 use crate::job::{JobState, QueuedJob};
-use crate::plugin::Plugin;
-use crate::worker::Worker;
-use crate::Chancy;
+use crate::worker::plugin::{Plugin, PluginContext};
 
 pub use server::MetricsServer;
 #[allow(unused_imports)]
@@ -100,7 +99,7 @@ pub struct Prometheus {
 
 enum WorkerSlot {
     None,
-    Running(Worker),
+    Running(PluginContext),
     Stopped,
 }
 
@@ -244,7 +243,7 @@ impl Prometheus {
         if let WorkerSlot::Running(worker) = &*self.worker.lock() {
             self.running.set(worker.running_jobs() as i64);
             self.backlog.set(worker.pending_updates() as i64);
-            self.leader.set(i64::from(worker.is_leader().is_set()));
+            self.leader.set(i64::from(worker.is_leader()));
         } else {
             self.running.set(0);
             self.backlog.set(0);
@@ -333,19 +332,19 @@ impl Plugin for Prometheus {
         PROMETHEUS
     }
 
-    fn on_worker_started(&self, worker: &Worker) -> Result<()> {
+    fn on_worker_started(&self, ctx: &PluginContext) -> Result<()> {
         self.info.clear();
         self.info
             .get_or_create(&vec![
-                ("worker_id".into(), worker.worker_id().to_string()),
+                ("worker_id".into(), ctx.worker_id().to_string()),
                 ("version".into(), env!("CARGO_PKG_VERSION").into()),
             ])
             .set(1);
-        *self.worker.lock() = WorkerSlot::Running(worker.clone());
+        *self.worker.lock() = WorkerSlot::Running(ctx.clone());
         Ok(())
     }
 
-    fn on_worker_stopped(&self, _worker: &Worker) {
+    fn on_worker_stopped(&self, _ctx: &PluginContext) {
         *self.worker.lock() = WorkerSlot::Stopped;
     }
 

@@ -23,8 +23,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::{Prometheus, CONTENT_TYPE};
+use crate::app::Chancy;
 use crate::error::{Error, Result};
-use crate::Chancy;
 
 /// Connections handled at once; more are answered `503` by the acceptor.
 pub(crate) const MAX_CONNECTIONS: usize = 8;

@@ -29,6 +29,7 @@ mod lifecycle;
 mod listener;
 mod manager;
 mod panics;
+pub(crate) mod plugin;
 mod process;
 mod queues;
 mod runner;
@@ -48,12 +49,11 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::app::Chancy;
 use crate::error::{Error, Result};
 use crate::job::QueuedJob;
-use crate::plugin::Plugin;
 use crate::pool::Conn;
 use crate::queue::{Queue, PROCESS_EXECUTOR};
-use crate::Chancy;
 
 pub use child::{run_child_if_requested, CHILD_ENV};
 #[allow(unused_imports)]
@@ -70,6 +70,7 @@ pub use hub::{Event, HandlerId, Hub};
 pub use identity::WORKER_PING;
 pub use listener::LISTENER_RECONNECTED;
 pub use manager::{Manager, ServiceInfo, ServiceState};
+pub use plugin::{check_dependencies, Plugin, PluginContext};
 #[allow(unused_imports)]
 pub(crate) use process::DEFAULT_MAXIMUM_JOBS_PER_CHILD;
 pub use runner::{QUEUE_FULL, QUEUE_REMOVED, QUEUE_STARTED, QUEUE_UPDATED};
@@ -157,7 +158,7 @@ impl WorkerShared {
     /// back.
     pub(crate) fn how_abandoned_jobs_come_back(&self) -> String {
         let wait = self.config.heartbeat_timeout.as_secs_f64();
-        let by = if self.chancy.has_plugin(crate::plugins::RECOVERY) {
+        let by = if self.chancy.has_plugin(plugin::RECOVERY) {
             "the leader's recovery plugin"
         } else {
             "a leader running the recovery plugin (not configured in this process)"
@@ -266,7 +267,7 @@ impl WorkerShared {
     fn wake_eager_queues(&self, batch: &[QueuedJob]) {
         let queues: BTreeSet<&str> = batch
             .iter()
-            .filter(|j| j.state == crate::JobState::Retrying)
+            .filter(|j| j.state == crate::job::JobState::Retrying)
             .map(|j| j.queue.as_str())
             .collect();
         if queues.is_empty() {
@@ -583,15 +584,15 @@ impl Worker {
             }
         };
         s.chancy.ensure_migrated().map_err(no_pool)?;
-        crate::plugin::check_dependencies(s.chancy.plugins())?;
+        check_dependencies(s.chancy.plugins())?;
         identity::claim(s).map_err(no_pool)?;
         self.register_hub_handlers();
         if s.config.panic_hook {
             panics::install_hook();
         }
-        let internal = Worker::internal(s);
+        let ctx = PluginContext::new(s);
         for plugin in s.plugins() {
-            plugin.on_worker_started(&internal)?;
+            plugin.on_worker_started(&ctx)?;
         }
         // Held while the listener connects: both at once is the least a worker needs.
         let pooled = s.chancy.connection().map_err(no_pool)?;
@@ -759,14 +760,14 @@ impl Worker {
             let Some(interval) = plugin.interval() else {
                 continue;
             };
-            let worker = Worker::internal(s);
+            let ctx = PluginContext::new(s);
             let plugin = Arc::clone(plugin);
             let name = format!("plugin-{}", plugin.identifier());
             let wake = plugin.wake().unwrap_or_else(|| Arc::new(Flag::new()));
             s.manager.spawn_loop(
                 Arc::clone(&s.shutdown),
                 self.loop_spec(&name, interval, false, wake),
-                move || plugin.run_once(&worker),
+                move || plugin::run_pass(plugin.as_ref(), &ctx),
             )?;
         }
         Ok(())
@@ -830,9 +831,9 @@ impl Worker {
         }
         s.outgoing.close();
         s.manager.join_all(&[]);
-        let internal = Worker::internal(s);
+        let ctx = PluginContext::new(s);
         for plugin in s.plugins() {
-            plugin.on_worker_stopped(&internal);
+            plugin.on_worker_stopped(&ctx);
         }
         if drained {
             // Nothing of this process is left running: free the id for a successor now.
@@ -877,12 +878,6 @@ impl Worker {
     /// stop on a background thread; a second one exits the process at once.
     pub fn on_signal(&self) {
         signals::on_signal(&self.shared);
-    }
-
-    /// This worker process's session tag (`chancy.session=<uuid>`) in its row: the fence
-    /// that statements acting as this worker id check.
-    pub(crate) fn session_tag(&self) -> &str {
-        &self.shared.session_tag
     }
 
     /// This worker's tags: `*`, `hostname=`, `worker_id=`, `rust=`, `os=`, `arch=` and extras.

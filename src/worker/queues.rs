@@ -18,7 +18,7 @@ const TAG_CACHE_LIMIT: usize = 10_000;
 /// tag part (validating and matching compile every regex) is remembered per queue and tag
 /// list: compiling the regexes of 500 queues on every pass cost more CPU than everything else
 /// an idle worker does.
-fn serves(shared: &WorkerShared, queue: &crate::Queue) -> std::result::Result<bool, String> {
+fn serves(shared: &WorkerShared, queue: &crate::queue::Queue) -> std::result::Result<bool, String> {
     queue.validate_settings().map_err(|e| e.to_string())?;
     let key = (queue.name.clone(), queue.tags.clone());
     let mut cache = shared.tag_matches.lock();

@@ -314,7 +314,7 @@ impl QueueRunner {
         c: &mut Conn,
         v: &mut Visit,
         up_to: usize,
-    ) -> crate::Result<Vec<QueuedJob>> {
+    ) -> crate::error::Result<Vec<QueuedJob>> {
         if v.claims_in_doubt {
             // A claim whose response was lost committed rows no thread holds. Only the
             // scheduler claims this queue for this worker (one visit at a time) and every

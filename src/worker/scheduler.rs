@@ -89,7 +89,7 @@ impl FetchConn {
                     conn.client
                         .batch_execute(&super::fetch::claim_settings(shared))
                         .map_err(|e| {
-                            crate::Error::database("preparing a connection for claims", e)
+                            crate::error::Error::database("preparing a connection for claims", e)
                         })?;
                     Ok(conn)
                 });

@@ -234,7 +234,10 @@ fn cli_worker(app: &TestApp, id: &str) -> Command {
 }
 
 fn migrated_for_cli(app: &TestApp) {
-    for key in [chancy::migrate::METRICS, chancy::migrate::WORKFLOW] {
+    for key in [
+        chancy::plugins::METRICS_MIGRATIONS.key(),
+        chancy::plugins::WORKFLOW_MIGRATIONS.key(),
+    ] {
         app.chancy.migrate_key(key, None).unwrap();
     }
 }

@@ -895,7 +895,7 @@ impl chancy::Plugin for Unruly {
     fn interval(&self) -> Option<Duration> {
         Some(Duration::from_millis(100))
     }
-    fn run_once(&self, _worker: &Worker) -> chancy::Result<()> {
+    fn run_once(&self, _ctx: &chancy::PluginContext) -> chancy::Result<()> {
         if !self.pass_panicked.swap(true, Ordering::SeqCst) {
             panic!("service pass panics");
         }

@@ -16,12 +16,12 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::app::Chancy;
 use crate::error::{Error, Result};
 use crate::job::QueuedJob;
-use crate::migrate;
-use crate::plugin::Plugin;
-use crate::worker::{Event, HandlerId, Worker};
-use crate::Chancy;
+use crate::migrate::{embed_migrations, Migrations};
+use crate::worker::plugin::{Plugin, PluginContext};
+use crate::worker::{Event, HandlerId};
 
 use buffer::{Buffer, Origin, Rejected};
 
@@ -30,6 +30,11 @@ pub use types::{MetricType, Resolution};
 
 /// The identifier of [`Metrics`].
 pub const METRICS: &str = "chancy.metrics";
+/// The metrics plugin's tables (key `metrics`, versions 1..=2 as in Python Chancy 0.26.0).
+pub const METRICS_MIGRATIONS: Migrations = Migrations::new(
+    "metrics",
+    embed_migrations!("metrics": "001_initial", "002_buckets"),
+);
 /// Hub event consumed by [`Metrics`]: `{key, value, unit}` adds to a counter.
 pub const METRICS_COUNTER: &str = "metrics.counter";
 /// Hub event consumed by [`Metrics`]: `{key, value, unit}` sets a gauge.
@@ -500,8 +505,8 @@ impl Metrics {
         c.sync_interval.min(c.collection_interval)
     }
 
-    fn register(&self, worker: &Worker) {
-        let id = worker.worker_id().to_string();
+    fn register(&self, ctx: &PluginContext) {
+        let id = ctx.worker_id().to_string();
         if self.inner.sessions.lock().contains_key(&id) {
             return;
         }
@@ -511,7 +516,7 @@ impl Metrics {
             .map(|(name, _)| {
                 let weak = weak.clone();
                 let worker_id = id.clone();
-                worker.hub().on(name, move |e| {
+                ctx.hub().on(name, move |e| {
                     if let Some(inner) = weak.upgrade() {
                         Metrics { inner }.handle_event(e, &worker_id);
                     }
@@ -536,8 +541,8 @@ impl Plugin for Metrics {
         METRICS
     }
 
-    fn migration_key(&self) -> Option<&'static str> {
-        Some(migrate::METRICS)
+    fn migrations(&self) -> Option<&'static Migrations> {
+        Some(&METRICS_MIGRATIONS)
     }
 
     fn tables(&self) -> Vec<&'static str> {
@@ -551,42 +556,42 @@ impl Plugin for Metrics {
 
     /// Table sizes (leader only) when `collection_interval` is due, then a flush when
     /// `sync_interval` is due.
-    fn run_once(&self, worker: &Worker) -> Result<()> {
-        let id = worker.worker_id();
+    fn run_once(&self, ctx: &PluginContext) -> Result<()> {
+        let id = ctx.worker_id();
         let c = &self.inner.config;
-        if self.due(id, c.collection_interval, |s| &mut s.last_collection)
-            && worker.is_leader().is_set()
-        {
-            if let Err(err) = self.collect_table_sizes(worker.chancy(), Some(id)) {
+        // Not a leader-only plugin: every worker flushes its own observations; only the
+        // table sizes (one reading for the whole database) are the leader's.
+        if self.due(id, c.collection_interval, |s| &mut s.last_collection) && ctx.is_leader() {
+            if let Err(err) = self.collect_table_sizes(ctx.chancy(), Some(id)) {
                 log::error!("metrics: could not collect table sizes: {err}");
             }
         }
         if self.due(id, c.sync_interval, |s| &mut s.last_flush) {
-            self.flush(worker.chancy())?;
+            self.flush(ctx.chancy())?;
         }
         Ok(())
     }
 
     /// Gives the worker its own session and subscribes to its `metrics.*` events.
-    fn on_worker_started(&self, worker: &Worker) -> Result<()> {
-        if let Err(err) = self.sync_clock(worker.chancy()) {
+    fn on_worker_started(&self, ctx: &PluginContext) -> Result<()> {
+        if let Err(err) = self.sync_clock(ctx.chancy()) {
             log::warn!("metrics: cannot read the database clock yet ({err}); using this machine's until the first flush");
         }
-        self.register(worker);
+        self.register(ctx);
         Ok(())
     }
 
     /// Saves what is buffered, then ends the worker's session. If the flush fails, the
     /// session and its observations stay for a retry.
-    fn on_worker_stopped(&self, worker: &Worker) {
-        if let Err(err) = self.flush(worker.chancy()) {
+    fn on_worker_stopped(&self, ctx: &PluginContext) {
+        if let Err(err) = self.flush(ctx.chancy()) {
             log::error!("metrics: the final flush failed; observations stay buffered: {err}");
             return;
         }
-        let session = self.inner.sessions.lock().remove(worker.worker_id());
+        let session = self.inner.sessions.lock().remove(ctx.worker_id());
         if let Some(session) = session {
             for id in session.handlers {
-                worker.hub().remove(id);
+                ctx.hub().remove(id);
             }
         }
         self.prune_buffer();

@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use postgres::types::ToSql;
 
+use crate::app::Chancy;
 use crate::error::{Error, Result};
-use crate::Chancy;
 
 use super::buffer::{at, bucket_start, chunk_start};
 use super::{MetricType, Resolution};
@@ -97,6 +97,7 @@ pub enum MetricValue {
 
 /// One bucket of a series.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct MetricPoint {
     /// Start of the bucket.
     pub timestamp: DateTime<Utc>,
@@ -108,6 +109,7 @@ pub struct MetricPoint {
 
 /// A series in the requested window.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Metric {
     /// Its type.
     pub metric_type: MetricType,

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use postgres::types::ToSql;
 use serde_json::json;
 
+use crate::app::Chancy;
 use crate::error::{Error, Result};
-use crate::Chancy;
 
 use super::buffer::{at, Bucket, BucketKey, ChunkKey};
 use super::MetricType;

@@ -20,15 +20,21 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::app::in_transaction;
+use crate::app::Chancy;
 use crate::error::{Error, Result};
 use crate::events;
 use crate::job::{JobState, QueuedJob};
-use crate::plugin::Plugin;
-use crate::worker::{Flag, HandlerId, Hub, Worker};
-use crate::Chancy;
+use crate::migrate::{embed_migrations, Migrations};
+use crate::worker::plugin::{Plugin, PluginContext};
+use crate::worker::{Flag, HandlerId, Hub};
 
 pub use model::{Sequence, Workflow, WorkflowState, WorkflowStep};
 
+/// The workflow plugin's tables (key `workflow`, versions 1..=3 as in Python Chancy 0.26.0).
+pub const WORKFLOW_MIGRATIONS: Migrations = Migrations::new(
+    "workflow",
+    embed_migrations!("workflow": "001_initial", "002_jsonb", "003_active_index"),
+);
 /// Default for [`WorkflowPlugin::polling_interval`]: 30 s, as upstream.
 pub const DEFAULT_WORKFLOW_POLLING_INTERVAL: Duration = Duration::from_secs(30);
 /// Default for [`WorkflowPlugin::max_workflows_per_run`]: 1000, as upstream.
@@ -361,8 +367,8 @@ impl Plugin for WorkflowPlugin {
         vec!["chancy.leadership"]
     }
 
-    fn migration_key(&self) -> Option<&'static str> {
-        Some("workflow")
+    fn migrations(&self) -> Option<&'static Migrations> {
+        Some(&WORKFLOW_MIGRATIONS)
     }
 
     fn tables(&self) -> Vec<&'static str> {
@@ -377,9 +383,9 @@ impl Plugin for WorkflowPlugin {
         Some(Arc::clone(&self.scheduler.wake))
     }
 
-    fn on_worker_started(&self, worker: &Worker) -> Result<()> {
+    fn on_worker_started(&self, ctx: &PluginContext) -> Result<()> {
         self.scheduler.sweep.lock().next_poll = Some(Instant::now() + self.polling_interval);
-        let hub = worker.hub();
+        let hub = ctx.hub();
         for event in [events::WORKFLOW_CREATED, events::WORKFLOW_STEP_COMPLETED] {
             let scheduler = Arc::clone(&self.scheduler);
             let max = self.max_pending_workflows;
@@ -389,21 +395,26 @@ impl Plugin for WorkflowPlugin {
         Ok(())
     }
 
-    fn on_worker_stopped(&self, _worker: &Worker) {
+    fn on_worker_stopped(&self, _ctx: &PluginContext) {
         for (hub, id) in self.scheduler.handlers.lock().drain(..) {
             hub.remove(id);
         }
     }
 
-    fn run_once(&self, worker: &Worker) -> Result<()> {
-        if !worker.is_leader().is_set() {
-            // Only the leader schedules; hints are dropped, as upstream's handler does.
-            let mut pending = self.scheduler.pending.lock();
-            pending.order.clear();
-            pending.set.clear();
-            return Ok(());
-        }
-        self.schedule(worker.chancy()).inspect_err(|_| {
+    /// Only the leader schedules workflows.
+    fn leader_only(&self) -> bool {
+        true
+    }
+
+    /// Not leading: hints are dropped, as upstream's handler does.
+    fn on_pass_skipped(&self, _ctx: &PluginContext) {
+        let mut pending = self.scheduler.pending.lock();
+        pending.order.clear();
+        pending.set.clear();
+    }
+
+    fn run_once(&self, ctx: &PluginContext) -> Result<()> {
+        self.schedule(ctx.chancy()).inspect_err(|_| {
             // The commit may be uncertain and hints were consumed: restart the sweep now
             // (after the loop's backoff).
             let mut s = self.scheduler.sweep.lock();

@@ -13,6 +13,7 @@ use crate::job::{Job, JobState};
 
 /// The state of a workflow row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum WorkflowState {
     /// Pushed; no step has a job yet.
     Pending,
@@ -67,6 +68,7 @@ impl fmt::Display for WorkflowState {
 
 /// One step of a [`Workflow`]: a job that runs once all of its dependencies succeeded.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct WorkflowStep {
     /// The step's id, unique within its workflow.
     pub step_id: String,
@@ -106,6 +108,7 @@ impl WorkflowStep {
 /// assert_eq!(wf.steps.len(), 4);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Workflow {
     /// The workflow's id (the job-id layout, so ids sort by creation time).
     pub id: Uuid,

@@ -9,10 +9,10 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::model::{Workflow, WorkflowState, WorkflowStep};
+use crate::app::Chancy;
 use crate::error::{Error, Result};
 use crate::events;
 use crate::job::{Job, JobState};
-use crate::Chancy;
 
 /// Validates `workflow` and upserts it with its steps; NOTIFYs `workflow.created` (new
 /// row) or `workflow.updated` in the same transaction. Sets `created_at`/`updated_at`.

@@ -78,7 +78,7 @@ pub(super) fn plugins(chancy: &Chancy) -> Out {
             json!({
                 "identifier": p.identifier(),
                 "tables": p.tables(),
-                "migrate_key": p.migration_key(),
+                "migrate_key": p.migrations().map(|m| m.key()),
                 "migrate_package": package,
                 "api_plugin": api,
                 "dependencies": p.dependencies(),

@@ -17,7 +17,10 @@ use crate::common::{database_url, TestApp};
 /// `chancy worker start` as a separate process on `app`'s prefix (the binary runs the default
 /// plugins, so their tables are migrated first).
 fn worker_process(app: &TestApp, id: &str, extra: &[&str]) -> Child {
-    for key in [chancy::migrate::METRICS, chancy::migrate::WORKFLOW] {
+    for key in [
+        chancy::plugins::METRICS_MIGRATIONS.key(),
+        chancy::plugins::WORKFLOW_MIGRATIONS.key(),
+    ] {
         app.chancy.migrate_key(key, None).unwrap();
     }
     Command::new(env!("CARGO_BIN_EXE_chancy"))

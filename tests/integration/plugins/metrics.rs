@@ -120,7 +120,7 @@ fn settings_must_be_positive() {
     );
     assert_eq!(m.retention(Resolution::OneDay), Duration::from_secs(7200));
     assert_eq!(m.identifier(), "chancy.metrics");
-    assert_eq!(m.migration_key(), Some("metrics"));
+    assert_eq!(m.migrations().map(|s| s.key()), Some("metrics"));
     assert_eq!(m.tables(), vec!["metrics", "metric_definitions"]);
 }
 

@@ -1,6 +1,7 @@
 //! Plugins: leadership, recovery, pruner and the rules DSL, retry backoff, reprioritize,
 //! the default set and dependency checks.
 
+mod custom;
 mod defaults;
 mod failover;
 mod leadership;
