@@ -165,7 +165,7 @@ mod tests {
         );
         let with_trigger = offline()
             .min_connection_pool_size(0)
-            .plugin(crate::plugins::Trigger::default())
+            .plugin(crate::plugins::Trigger)
             .no_default_plugins()
             .build()
             .unwrap();

@@ -38,7 +38,7 @@ use crate::worker::plugin::{Plugin, PluginContext};
 use super::leadership::LEADERSHIP;
 
 /// The identifier of [`Recovery`].
-pub const RECOVERY: &str = "chancy.recovery";
+pub const RECOVERY: &str = crate::worker::plugin::RECOVERY;
 /// Default [`Recovery::poll_interval`]: 5 s (upstream 60 s; see the module docs).
 pub const DEFAULT_RECOVERY_POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// Default [`Recovery::full_scan_interval`]: 60 s (upstream's poll interval).
