@@ -115,7 +115,9 @@ mod prefix;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 mod queue;
+mod signals;
 mod sql;
+mod sync;
 mod typed;
 #[cfg(feature = "web")]
 pub mod web;

@@ -104,13 +104,14 @@ pub(crate) fn release_orphans(
             &[&queues, &shared.worker_id, &grace, &shared.session_tag],
         )
         .map_err(|e| Error::database("looking for orphaned claims", e))?;
-    let (ids, claims): (Vec<uuid::Uuid>, Vec<uuid::Uuid>) = {
-        let held = shared.claims.lock();
-        rows.iter()
-            .map(|r| (r.get::<_, uuid::Uuid>(0), r.get::<_, uuid::Uuid>(1)))
-            .filter(|(_, claim)| !held.contains(claim))
-            .unzip()
-    };
+    let (ids, claims): (Vec<uuid::Uuid>, Vec<uuid::Uuid>) = shared
+        .claims
+        .not_held(
+            rows.iter()
+                .map(|r| (r.get::<_, uuid::Uuid>(0), r.get::<_, uuid::Uuid>(1))),
+        )
+        .into_iter()
+        .unzip();
     if ids.is_empty() {
         return Ok(0);
     }
