@@ -1061,3 +1061,45 @@ fn a_claim_stays_held_until_its_outcome_is_written_even_past_the_orphan_grace() 
     assert_eq!(ran(&second), 1, "the job ran once");
     assert_eq!(done.attempts, 1);
 }
+
+#[test]
+fn a_queue_deleted_and_declared_again_while_its_jobs_finish_is_served_again() {
+    let app = TestApp::new();
+    declare(&app, Queue::new("comeback").concurrency(1));
+    let release = Arc::new(chancy::Flag::new());
+    let gate = Arc::clone(&release);
+    let worker = fast_worker(&app)
+        .job("t.gate", move |_| {
+            gate.wait_timeout(WAIT);
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    worker.start().unwrap();
+    let held = app
+        .chancy
+        .push(&Job::new("t.gate").queue("comeback"))
+        .unwrap();
+    wait_until(|| worker.running_jobs() == 1);
+    app.chancy.delete_queue("comeback", false).unwrap();
+    wait_until(|| !worker.queues().contains(&"comeback".to_string()));
+    // Back while the old runner still finishes its job; the queues loop (every 300 ms and
+    // on `queue.declared`) must see it back before that job ends: elapsed time is the
+    // point here, not a wait for an event.
+    declare(&app, Queue::new("comeback").concurrency(1));
+    std::thread::sleep(Duration::from_secs(1));
+    release.set();
+    assert_eq!(finished(&app, &held).state, JobState::Succeeded);
+    let next = app
+        .chancy
+        .push(&Job::new("t.noop").queue("comeback"))
+        .unwrap();
+    let job = finished(&app, &next);
+    assert_eq!(
+        job.state,
+        JobState::Succeeded,
+        "the queue is served again once its old runner finished"
+    );
+    wait_until(|| worker.queues().contains(&"comeback".to_string()));
+    assert!(worker.stop());
+}
