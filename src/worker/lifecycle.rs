@@ -320,13 +320,14 @@ mod tests {
         assert!(!life.took_id());
     }
 
-    #[test]
-    fn a_stop_during_the_start_interrupts_it_and_waits_for_it() {
-        let life = Arc::new(Lifecycle::default());
-        life.begin_start().unwrap();
+    /// A stop on another thread while `life` is starting; returns once it interrupted the
+    /// start, with its thread and how many times it interrupted.
+    fn stop_during_start(
+        life: &Arc<Lifecycle>,
+    ) -> (std::thread::JoinHandle<StopTurn>, Arc<AtomicUsize>) {
         let interrupts = Arc::new(AtomicUsize::new(0));
         let stopper = {
-            let (life, interrupts) = (Arc::clone(&life), Arc::clone(&interrupts));
+            let (life, interrupts) = (Arc::clone(life), Arc::clone(&interrupts));
             std::thread::spawn(move || {
                 life.begin_stop(|| {
                     interrupts.fetch_add(1, Ordering::Relaxed);
@@ -336,6 +337,14 @@ mod tests {
         while interrupts.load(Ordering::Relaxed) == 0 {
             std::thread::sleep(Duration::from_millis(1));
         }
+        (stopper, interrupts)
+    }
+
+    #[test]
+    fn a_stop_during_the_start_interrupts_it_and_waits_for_it() {
+        let life = Arc::new(Lifecycle::default());
+        life.begin_start().unwrap();
+        let (stopper, interrupts) = stop_during_start(&life);
         assert!(
             !stopper.is_finished(),
             "the stop waits for the start to end"
@@ -344,22 +353,13 @@ mod tests {
         life.stopped(true);
         assert_eq!(stopper.join().unwrap(), StopTurn::Done(true));
         assert_eq!(interrupts.load(Ordering::Relaxed), 1);
+    }
 
-        // A start that completes anyway is then stopped by the waiting caller.
+    #[test]
+    fn a_start_that_completes_despite_a_stop_is_then_stopped_by_it() {
         let life = Arc::new(Lifecycle::default());
         life.begin_start().unwrap();
-        let interrupted = Arc::new(AtomicUsize::new(0));
-        let stopper = {
-            let (life, interrupted) = (Arc::clone(&life), Arc::clone(&interrupted));
-            std::thread::spawn(move || {
-                life.begin_stop(|| {
-                    interrupted.fetch_add(1, Ordering::Relaxed);
-                })
-            })
-        };
-        while interrupted.load(Ordering::Relaxed) == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let (stopper, _) = stop_during_start(&life);
         life.id_taken();
         life.started();
         assert_eq!(stopper.join().unwrap(), StopTurn::Stop);
