@@ -134,7 +134,7 @@ enum Claim {
 /// One attempt to take the row.
 fn try_claim(shared: &WorkerShared) -> Result<Claim> {
     crate::app::in_transaction(&shared.chancy, "claiming the worker id", |tx| {
-        if super::heartbeat::announce(shared, tx)? {
+        if super::heartbeat::announce(&shared.identity(), &shared.queue_names(), tx)? {
             return Ok(Claim::Owned);
         }
         let sql = shared.chancy.sql();

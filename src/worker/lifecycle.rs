@@ -204,27 +204,32 @@ impl Drop for Owner {
             "worker {}: the last handle was dropped, stopping",
             shared.worker_id
         );
-        let worker = Worker::internal(shared);
         // On one of the worker's own threads (a handler dropped the last handle), stopping
         // here would wait for this very thread: stop from a new one instead.
         let own_thread = std::thread::current()
             .name()
             .is_some_and(|n| n.starts_with("chancy-"));
         if own_thread {
-            let started = spawn_named("chancy-drop-stop", move || {
-                worker.stop();
-            });
-            if let Err(e) = started {
-                // Stopping on this thread would wait for itself: end every loop instead.
-                log::error!(
-                    "worker {}: cannot start the stop thread ({e}); triggering shutdown",
-                    shared.worker_id
-                );
-                shared.shutdown.trigger();
-            }
+            stop_from_own_thread(shared, "chancy-drop-stop");
         } else {
-            worker.stop();
+            Worker::internal(shared).stop();
         }
+    }
+}
+
+/// Stops the worker from one of its own threads (which the stop would wait for): on a new
+/// thread named `name`, or, when no thread can be started, by triggering the shutdown so
+/// every loop ends.
+pub(crate) fn stop_from_own_thread(s: &Arc<WorkerShared>, name: &str) {
+    let worker = Worker::internal(s);
+    if let Err(e) = spawn_named(name, move || {
+        worker.stop();
+    }) {
+        log::error!(
+            "worker {}: cannot start the stop thread ({e}); triggering shutdown",
+            s.worker_id
+        );
+        s.shutdown.trigger();
     }
 }
 

@@ -133,6 +133,17 @@ pub(crate) struct WorkerShared {
 }
 
 impl WorkerShared {
+    /// Who this worker process is, for the statements that act as its worker id.
+    pub(crate) fn identity(&self) -> heartbeat::Identity {
+        heartbeat::Identity {
+            chancy: self.chancy.clone(),
+            worker_id: self.worker_id.clone(),
+            session_tag: self.session_tag.clone(),
+            tags: self.tags.clone(),
+            heartbeat_timeout: self.config.heartbeat_timeout,
+        }
+    }
+
     /// A pooled connection for one of the worker's loops (see `connections.rs`).
     pub(crate) fn borrow_connection(&self, wait: Duration) -> Result<crate::pool::PooledConn> {
         self.connections.borrow(wait)
@@ -733,7 +744,20 @@ impl Worker {
             s.manager
                 .spawn("listener", move |state| listener::run(deps, conn, state))?;
         }
-        let shared = Arc::clone(s);
+        let (names, lost) = (Arc::downgrade(s), Arc::downgrade(s));
+        let deps = heartbeat::HeartbeatDeps {
+            me: s.identity(),
+            claims: Arc::clone(&s.claims),
+            shutdown: Arc::clone(&s.shutdown),
+            queue_names: Box::new(move || {
+                names.upgrade().map(|s| s.queue_names()).unwrap_or_default()
+            }),
+            on_identity_lost: Box::new(move || {
+                if let Some(s) = lost.upgrade() {
+                    lifecycle::stop_from_own_thread(&s, "chancy-identity-lost");
+                }
+            }),
+        };
         s.manager.spawn_loop(
             Arc::clone(&s.shutdown),
             self.loop_spec(
@@ -742,7 +766,7 @@ impl Worker {
                 true,
                 Arc::clone(&s.heartbeat_wake),
             ),
-            move || heartbeat::beat(&shared),
+            move || heartbeat::beat(&deps),
         )?;
         let shared = Arc::clone(s);
         s.manager.spawn_loop(
@@ -898,7 +922,8 @@ impl Worker {
     /// When a statement fails; a configuration error when another live process holds this
     /// worker id's row.
     pub fn announce_worker(&self, client: &mut impl GenericClient) -> Result<()> {
-        if heartbeat::announce(&self.shared, client)? {
+        let s = &self.shared;
+        if heartbeat::announce(&s.identity(), &s.queue_names(), client)? {
             Ok(())
         } else {
             Err(Error::config(format!(

@@ -321,7 +321,8 @@ impl QueueRunner {
             // claim it dispatched is held by a guard until its outcome is written, so such
             // rows can be released at once instead of after the heartbeat's grace period.
             super::heartbeat::release_orphans(
-                shared,
+                &shared.identity(),
+                &shared.claims,
                 &mut c.client,
                 std::slice::from_ref(&v.active.name),
                 Duration::ZERO,
