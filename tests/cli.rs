@@ -1118,12 +1118,12 @@ fn worker_start_web_serves_the_api_until_the_worker_stops() {
     assert!(!login.contains("generated"), "{login}");
     let token = web_login(&base, "s3cret").expect("login with the configured password");
     let token = token["token"].as_str().unwrap().to_string();
-    // The dashboard answers before `Worker::start` has finished; the `default` queue is
-    // declared at its very end, after the signal handlers are in place, so the SIGTERM below
-    // cannot arrive before them.
+    // The dashboard answers before `Worker::start` has finished: wait until the API shows the
+    // worker and the `default` queue it declares. (A SIGTERM any earlier is a graceful stop
+    // too, see worker_start_stops_gracefully_on_a_sigterm_right_after_spawn.)
     eventually(
         Duration::from_secs(30),
-        "the worker in /api/v1/workers and its start finished",
+        "the worker and the default queue in the API",
         || {
             let get = |path: &str| -> Value {
                 ureq::get(&format!("{base}{path}"))

@@ -9,9 +9,20 @@
 //!               slots, reconnect) or due (polling_interval) and claim exactly its free
 //!               slots on a connection borrowed from the pool ─► the queue's
 //!               exec-<q> threads (started on demand up to its concurrency, retired idle)
-//!  writer       batches outcomes into one fenced UPDATE per batch, retries, flushes at stop
+//!  writer       batches outcomes into one fenced UPDATE per batch, retries, flushes at stop,
+//!               publishes each committed batch (eager queues and plugins subscribe)
 //!  plugin-<id>  each plugin with an interval
 //! ```
+//!
+//! A claimed job carries a guard from the fetch to the writer's commit (`claims.rs`); the
+//! worker's life is one state (`lifecycle.rs`). Services get their own dependencies where
+//! they can (`WriterDeps`, `ListenerDeps`, `HeartbeatDeps`); the fetch scheduler, the queue
+//! runners and queue maintenance still share [`WorkerShared`].
+//!
+//! **Lock order** (never take an earlier one while holding a later one): `runners` →
+//! a runner's `visit` (only `try_lock`) → its `desired`. The writer's subscriber list is
+//! read-locked while subscribers run, and the eager-queue subscriber takes `runners`.
+//! `claims`, `lifecycle`, `tag_matches` and the hub's handler list are leaves.
 
 mod backoff;
 mod child;
