@@ -20,9 +20,9 @@
 //! runners and queue maintenance still share [`WorkerShared`].
 //!
 //! **Lock order** (never take an earlier one while holding a later one): `runners` →
-//! a runner's `visit` (only `try_lock`) → its `desired`. The writer's subscriber list is
-//! read-locked while subscribers run, and the eager-queue subscriber takes `runners`.
-//! `claims`, `lifecycle`, `tag_matches` and the hub's handler list are leaves.
+//! a runner's `visit` (only `try_lock`) → its `desired`. `claims`, `lifecycle`,
+//! `tag_matches`, the hub's handler list and the writer's subscriber list are leaves (the
+//! hub and the writer call their handlers with no lock held).
 
 mod backoff;
 mod child;

@@ -100,13 +100,12 @@ pub(crate) struct CommittedBatch<'a> {
     pub(crate) accepted: Vec<&'a QueuedJob>,
 }
 
-type Subscriber = Box<dyn Fn(&CommittedBatch<'_>) + Send + Sync>;
+type Subscriber = Arc<dyn Fn(&CommittedBatch<'_>) + Send + Sync>;
 
 /// "Batch committed": the writer publishes each committed batch here instead of calling
 /// whoever cares (eager queues, plugins' `on_jobs_updated`); they subscribe once, at start.
-/// Subscribers run on the writer thread after the commit, in subscription order; one that
-/// panics is logged and the others still run. A subscriber must not subscribe (the list is
-/// read-locked while they run).
+/// Subscribers run on the writer thread after the commit, in subscription order, with no
+/// lock held; one that panics is logged and the others still run.
 #[derive(Default)]
 pub(crate) struct Committed {
     subscribers: parking_lot::RwLock<Vec<(String, Subscriber)>>,
@@ -121,12 +120,13 @@ impl Committed {
     ) {
         self.subscribers
             .write()
-            .push((name.into(), Box::new(subscriber)));
+            .push((name.into(), Arc::new(subscriber)));
     }
 
     /// Tells every subscriber about `batch`.
     pub(crate) fn publish(&self, batch: &CommittedBatch<'_>) {
-        for (name, subscriber) in self.subscribers.read().iter() {
+        let subscribers = self.subscribers.read().clone();
+        for (name, subscriber) in &subscribers {
             let call = std::panic::AssertUnwindSafe(|| subscriber(batch));
             if std::panic::catch_unwind(call).is_err() {
                 log::error!("chancy-writer: {name} panicked on a committed batch");
