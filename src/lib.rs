@@ -143,7 +143,9 @@ mod prefix;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 mod queue;
+mod signals;
 mod sql;
+mod sync;
 pub mod tooling;
 mod typed;
 #[cfg(feature = "web")]

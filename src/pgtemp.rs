@@ -417,7 +417,7 @@ pub fn process_wide() -> Result<&'static TempPostgres> {
 
 /// Stops every live private server of this process and removes its directory; `true` when
 /// there was one. Run by the process signal handler (registered with
-/// `worker::signals::on_signal_exit_if`), which then exits the process.
+/// `signals::on_signal_exit_if`), which then exits the process.
 fn stop_all_on_signal() -> bool {
     let live: Vec<Arc<Server>> = servers()
         .lock()
@@ -451,7 +451,7 @@ fn register(server: &Arc<Server>) {
     // One hook for all servers; later calls return the first outcome.
     static HOOKED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     let hooked = HOOKED.get_or_init(|| {
-        crate::worker::signals::on_signal_exit_if(stop_all_on_signal).map_err(|e| e.to_string())
+        crate::signals::on_signal_exit_if(stop_all_on_signal).map_err(|e| e.to_string())
     });
     if let Err(e) = hooked {
         // Another handler owns SIGINT: the watchdog still cleans up when the process dies.

@@ -1128,12 +1128,12 @@ fn worker_start_web_serves_the_api_until_the_worker_stops() {
     assert!(!login.contains("generated"), "{login}");
     let token = web_login(&base, "s3cret").expect("login with the configured password");
     let token = token["token"].as_str().unwrap().to_string();
-    // The dashboard answers before `Worker::start` has finished; the `default` queue is
-    // declared at its very end, after the signal handlers are in place, so the SIGTERM below
-    // cannot arrive before them.
+    // The dashboard answers before `Worker::start` has finished: wait until the API shows the
+    // worker and the `default` queue it declares. (A SIGTERM any earlier is a graceful stop
+    // too, see worker_start_stops_gracefully_on_a_sigterm_right_after_spawn.)
     eventually(
         Duration::from_secs(30),
-        "the worker in /api/v1/workers and its start finished",
+        "the worker and the default queue in the API",
         || {
             let get = |path: &str| -> Value {
                 ureq::get(&format!("{base}{path}"))
@@ -1158,6 +1158,141 @@ fn worker_start_web_serves_the_api_until_the_worker_stops() {
     assert!(
         ureq::get(&format!("{base}/health")).call().is_err(),
         "the dashboard stops with the worker"
+    );
+}
+
+/// The rows of `ns`'s workers table: (worker_id, tags).
+fn worker_rows(ns: &Ns) -> Vec<(String, Vec<String>)> {
+    client()
+        .query(
+            format!("SELECT worker_id, tags FROM {}workers", ns.prefix).as_str(),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// Reads `child`'s stderr on a thread; the lines arrive on the returned channel.
+fn stderr_lines(child: &mut Child) -> crossbeam_channel::Receiver<String> {
+    use std::io::{BufRead, BufReader};
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The lines of `lines` until one contains `needle` (that one included); panics after 30 s.
+fn lines_until(lines: &crossbeam_channel::Receiver<String>, needle: &str) -> Vec<String> {
+    let until = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let found = line.contains(needle);
+                seen.push(line);
+                if found {
+                    return seen;
+                }
+            }
+            Err(_) => panic!("no line with {needle:?} on stderr; saw: {seen:#?}"),
+        }
+    }
+}
+
+#[test]
+fn worker_start_stops_gracefully_on_a_sigterm_right_after_spawn() {
+    let ns = Ns::migrated();
+    let mut child = ns
+        .command(&["worker", "start", "--web", "--web-port", "0"])
+        .env("CHANCY_WEB_PASSWORD", "s3cret")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn chancy worker start --web");
+    let log = stderr_lines(&mut child);
+    let mut child = Reap(child);
+    // The first thing the command prints, before `Worker::start` (which may not have begun):
+    // the signal arrives while the worker is being set up.
+    let _ = dashboard_lines(&mut child.0);
+    let status = terminate(&mut child.0);
+    let lines: Vec<String> = log.try_iter().collect();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "a graceful stop, not death by signal; stderr: {lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("received a stop signal")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("stopped")),
+        "the worker says it stopped: {lines:#?}"
+    );
+    assert!(
+        worker_rows(&ns).is_empty(),
+        "no worker row left behind: {:?}",
+        worker_rows(&ns)
+    );
+}
+
+#[test]
+fn worker_start_stops_gracefully_on_a_sigterm_while_it_waits_for_its_worker_id() {
+    let ns = Ns::migrated();
+    // Another process's live row for the id: the start waits for it to expire (or heartbeat).
+    client()
+        .execute(
+            format!(
+                "INSERT INTO {}workers (worker_id, tags, queues, last_seen, expires_at) \
+                 VALUES ('busy-id', ARRAY['chancy.session=someone-else'], ARRAY[]::text[], \
+                 NOW(), NOW() + INTERVAL '1 hour')",
+                ns.prefix
+            )
+            .as_str(),
+            &[],
+        )
+        .unwrap();
+    let mut child = ns
+        .command(&["worker", "start", "--worker-id", "busy-id"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn chancy worker start");
+    let log = stderr_lines(&mut child);
+    let mut child = Reap(child);
+    let mut lines = lines_until(&log, "another process's row for this id");
+    let asked = Instant::now();
+    let status = terminate(&mut child.0);
+    lines.extend(log.try_iter());
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "a graceful stop; stderr: {lines:#?}"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "the start gave up waiting for the id at once, not after the row's hour"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("stopped while starting")),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        worker_rows(&ns),
+        vec![(
+            "busy-id".to_string(),
+            vec!["chancy.session=someone-else".to_string()]
+        )],
+        "the other process's row is untouched and none of ours is left"
     );
 }
 

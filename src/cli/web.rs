@@ -102,7 +102,7 @@ pub(super) fn run(chancy: &Chancy, a: &WebArgs) -> Result<i32> {
     let server = std::sync::Arc::new(start(chancy, config)?);
     // The first SIGINT/SIGTERM stops the server gracefully (exit 0); a second one exits.
     let stopping = std::sync::Arc::clone(&server);
-    crate::worker::signals::on_stop(move || stopping.stop())?;
+    crate::signals::on_stop(move || stopping.stop())?;
     server.join();
     Ok(0)
 }

@@ -163,6 +163,9 @@ impl StartArgs {
 }
 
 pub(super) fn start(chancy: &Chancy, a: &StartArgs, registry: Registry) -> Result<i32> {
+    // From here on a SIGINT/SIGTERM stops the worker gracefully, even one that arrives
+    // before the worker has registered its handlers (while the web server binds, say).
+    crate::signals::hold_for_target()?;
     let mut builder = Worker::builder(chancy)
         .tags(a.tags.iter().cloned())
         .heartbeat_poll_interval(a.heartbeat_poll_interval)
@@ -191,12 +194,15 @@ pub(super) fn start(chancy: &Chancy, a: &StartArgs, registry: Registry) -> Resul
     };
     worker.start()?;
     let names: Vec<&str> = chancy.plugins().iter().map(|p| p.identifier()).collect();
-    log::info!(
-        "worker {} serving {} handler(s) with plugins [{}]; Ctrl-C or SIGTERM stops it",
-        worker.worker_id(),
-        worker.registry().names().len(),
-        names.join(", ")
-    );
+    // (Not when a signal already stopped it during the start.)
+    if !worker.shutdown_event().is_set() {
+        log::info!(
+            "worker {} serving {} handler(s) with plugins [{}]; Ctrl-C or SIGTERM stops it",
+            worker.worker_id(),
+            worker.registry().names().len(),
+            names.join(", ")
+        );
+    }
     worker.wait_for_shutdown();
     if let Some(server) = web {
         server.stop();

@@ -17,7 +17,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use super::{Prometheus, CONTENT_TYPE};
 use crate::app::Chancy;
 use crate::error::{Error, Result};
+use crate::sync::{spawn_named, Shutdown};
 
 /// Connections handled at once; more are answered `503` by the acceptor.
 pub(crate) const MAX_CONNECTIONS: usize = 8;
@@ -40,7 +41,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// most 8 KiB within 5 s (else 431 / closed), answers and closes. Dropping it stops it.
 pub struct MetricsServer {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
+    stop: Arc<Shutdown>,
     acceptor: Option<JoinHandle<()>>,
 }
 
@@ -88,16 +89,16 @@ impl MetricsServer {
         let local = listener
             .local_addr()
             .map_err(|e| Error::config(format!("metrics listener on {addr}: {e}")))?;
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(Shutdown::default());
         let ctx = Arc::new(Ctx {
             chancy: chancy.clone(),
             active: AtomicUsize::new(0),
         });
         let flag = Arc::clone(&stop);
-        let acceptor = std::thread::Builder::new()
-            .name("chancy-metrics".into())
-            .spawn(move || accept_loop(&listener, &ctx, &flag))
-            .map_err(|e| Error::config(format!("cannot start the metrics thread: {e}")))?;
+        let acceptor = spawn_named("chancy-metrics", move || {
+            accept_loop(&listener, &ctx, &flag)
+        })
+        .map_err(|e| Error::config(format!("cannot start the metrics thread: {e}")))?;
         log::info!("metrics on http://{local}/metrics (also /health and /ready)");
         Ok(MetricsServer {
             addr: local,
@@ -121,7 +122,7 @@ impl MetricsServer {
         let Some(acceptor) = self.acceptor.take() else {
             return;
         };
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop.trigger();
         // Wake the blocking accept with a connection of our own.
         let mut wake = self.addr;
         if wake.ip().is_unspecified() {
@@ -150,16 +151,16 @@ impl Drop for Slot {
     }
 }
 
-fn accept_loop(listener: &TcpListener, ctx: &Arc<Ctx>, stop: &AtomicBool) {
+fn accept_loop(listener: &TcpListener, ctx: &Arc<Ctx>, stop: &Shutdown) {
     for stream in listener.incoming() {
-        if stop.load(Ordering::SeqCst) {
+        if stop.is_triggered() {
             return;
         }
         let stream = match stream {
             Ok(s) => s,
             Err(e) => {
                 log::warn!("metrics: accepting a connection failed: {e}");
-                std::thread::sleep(Duration::from_millis(100));
+                stop.sleep(Duration::from_millis(100));
                 continue;
             }
         };
@@ -169,17 +170,15 @@ fn accept_loop(listener: &TcpListener, ctx: &Arc<Ctx>, stop: &AtomicBool) {
             continue;
         }
         let slot = Slot(Arc::clone(ctx));
-        let spawned = std::thread::Builder::new()
-            .name("chancy-metrics-conn".into())
-            .spawn(move || {
-                let ctx = Arc::clone(&slot.0);
-                let handled =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(stream, &ctx)));
-                if handled.is_err() {
-                    log::error!("metrics: a request handler panicked");
-                }
-                drop(slot);
-            });
+        let spawned = spawn_named("chancy-metrics-conn", move || {
+            let ctx = Arc::clone(&slot.0);
+            let handled =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(stream, &ctx)));
+            if handled.is_err() {
+                log::error!("metrics: a request handler panicked");
+            }
+            drop(slot);
+        });
         if let Err(e) = spawned {
             log::warn!("metrics: cannot start a connection thread: {e}");
         }

@@ -39,15 +39,13 @@ impl Pool {
         let mut handles = Vec::with_capacity(threads);
         for n in 0..threads {
             let (rx, handler) = (rx.clone(), Arc::clone(&handler));
-            let handle = std::thread::Builder::new()
-                .name(format!("chancy-web-{n}"))
-                .spawn(move || {
-                    for (req, reply_to) in rx {
-                        // The client may have gone: then nobody waits for the reply.
-                        let _ = reply_to.send(run_guarded(&handler, &req));
-                    }
-                })
-                .map_err(|e| Error::config(format!("cannot start a web thread: {e}")))?;
+            let handle = crate::sync::spawn_named(&format!("chancy-web-{n}"), move || {
+                for (req, reply_to) in rx {
+                    // The client may have gone: then nobody waits for the reply.
+                    let _ = reply_to.send(run_guarded(&handler, &req));
+                }
+            })
+            .map_err(|e| Error::config(format!("cannot start a web thread: {e}")))?;
             handles.push(handle);
         }
         Ok(Pool {

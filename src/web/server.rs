@@ -14,7 +14,6 @@
 
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -29,10 +28,11 @@ use super::handlers::{Handler, Pool};
 use super::router::{self, Ctx};
 use super::ws;
 use crate::error::{Error, Result};
+use crate::sync::{spawn_named, Shutdown};
 use crate::Chancy;
 
-/// How often [`WebServer::join`] looks at the stop flag.
-const POLL: Duration = Duration::from_millis(200);
+/// The pause before the accept loop restarts after a panic.
+const RESTART_PAUSE: Duration = Duration::from_millis(200);
 /// Connections over the limit being answered 503 at once.
 const MAX_REFUSING: usize = 64;
 /// How long a connection over the limit may take to read its 503.
@@ -57,7 +57,9 @@ pub struct WebServer {
     addr: SocketAddr,
     username: String,
     generated_password: Option<String>,
-    stop: Arc<AtomicBool>,
+    /// Triggered by [`WebServer::stop`]; `join` and the event feed wait on it.
+    stop: Arc<Shutdown>,
+    /// The same stop, for the tasks on the tokio runtime.
     stop_tx: watch::Sender<bool>,
     thread: Mutex<Option<JoinHandle<()>>>,
     pool: Arc<Pool>,
@@ -95,7 +97,7 @@ impl WebServer {
             auth,
             allow_origins: config.allow_origins.clone(),
         });
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(Shutdown::default());
         let feed = ws::Feed::new(chancy.clone(), Arc::clone(&stop));
         let handler_ctx = Arc::clone(&ctx);
         let handler: Handler = Arc::new(move |req| router::route(req, &handler_ctx));
@@ -116,7 +118,7 @@ impl WebServer {
     pub(crate) fn launch(
         config: &WebConfig,
         parts: Parts,
-        stop: Arc<AtomicBool>,
+        stop: Arc<Shutdown>,
     ) -> Result<WebServer> {
         let bind = format!("{}:{}", config.host, config.port);
         let listener = std::net::TcpListener::bind(bind.as_str())
@@ -152,10 +154,10 @@ impl WebServer {
             ws,
         });
         let max_connections = config.max_connections;
-        let thread = std::thread::Builder::new()
-            .name("chancy-web".into())
-            .spawn(move || run(runtime, listener, edge, max_connections, stop_rx))
-            .map_err(|e| Error::config(format!("cannot start the web thread: {e}")))?;
+        let thread = spawn_named("chancy-web", move || {
+            run(runtime, listener, edge, max_connections, stop_rx)
+        })
+        .map_err(|e| Error::config(format!("cannot start the web thread: {e}")))?;
         Ok(WebServer {
             addr,
             username: config.username.clone(),
@@ -191,7 +193,7 @@ impl WebServer {
     /// Stops serving: no new connections, requests in progress finish (for up to 10 s),
     /// event stream clients are closed, then the threads are joined. Idempotent.
     pub fn stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop.trigger();
         let _ = self.stop_tx.send(true);
         let thread = self.thread.lock().take();
         if let Some(thread) = thread {
@@ -205,17 +207,16 @@ impl WebServer {
         }
     }
 
-    /// Blocks until [`WebServer::stop`] is called from another thread.
+    /// Blocks until [`WebServer::stop`] is called from another thread, then returns once
+    /// the server has stopped.
     pub fn join(&self) {
-        while !self.stop.load(Ordering::SeqCst) {
-            std::thread::sleep(POLL);
-        }
+        self.stop.wait();
         self.stop();
     }
 
     /// Whether [`WebServer::stop`] was called.
     pub fn is_stopped(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
+        self.stop.is_triggered()
     }
 }
 
@@ -264,7 +265,7 @@ fn run(
         }));
         if accepted.is_err() {
             log::error!("web: the accept loop panicked; restarting it");
-            std::thread::sleep(POLL);
+            std::thread::sleep(RESTART_PAUSE);
         }
     }
     // Let requests in progress finish: every slot back means every connection closed.
@@ -355,7 +356,7 @@ mod tests {
         };
         let config = WebConfig::new().port(0).threads(2);
         let server =
-            WebServer::launch(&config, parts, Arc::new(AtomicBool::new(false))).expect("launch");
+            WebServer::launch(&config, parts, Arc::new(Shutdown::default())).expect("launch");
         let addr = server.local_addr();
         // More panics than handler threads, on both paths.
         for _ in 0..5 {

@@ -15,7 +15,6 @@
 //!                     whose queue is full is dropped (closed with 1008), never buffered
 //! ```
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -41,6 +40,7 @@ use super::adapt::{request, response};
 use super::http::Reply;
 use super::router::{self, Ctx};
 use crate::events;
+use crate::sync::{spawn_named, Shutdown};
 use crate::Chancy;
 
 /// The route.
@@ -233,7 +233,8 @@ async fn serve_client<S>(
 /// Fans the database's events out to the connected clients.
 pub(crate) struct Feed {
     chancy: Chancy,
-    stop: Arc<AtomicBool>,
+    /// The server's stop.
+    stop: Arc<Shutdown>,
     inner: Mutex<FeedInner>,
 }
 
@@ -247,7 +248,7 @@ struct FeedInner {
 }
 
 impl Feed {
-    pub fn new(chancy: Chancy, stop: Arc<AtomicBool>) -> Arc<Feed> {
+    pub fn new(chancy: Chancy, stop: Arc<Shutdown>) -> Arc<Feed> {
         Arc::new(Feed {
             chancy,
             stop,
@@ -269,10 +270,7 @@ impl Feed {
         inner.clients.push((id, tx));
         if !inner.listening {
             let feed = Arc::clone(self);
-            match std::thread::Builder::new()
-                .name("chancy-web-events".into())
-                .spawn(move || feed.listen_loop())
-            {
+            match spawn_named("chancy-web-events", move || feed.listen_loop()) {
                 Ok(handle) => {
                     inner.listening = true;
                     if let Some(old) = inner.thread.replace(handle) {
@@ -321,7 +319,7 @@ impl Feed {
     /// Clears `listening` in the same critical section that saw no client.
     fn should_exit(&self, idle_since: &mut Option<Instant>) -> bool {
         let mut inner = self.inner.lock();
-        if self.stop.load(Ordering::SeqCst) {
+        if self.stop.is_triggered() {
             inner.listening = false;
             return true;
         }
@@ -345,10 +343,7 @@ impl Feed {
                 Ok(()) => return,
                 Err(err) => {
                     log::warn!("web: event listener: {err}; reconnecting in {backoff:?}");
-                    let until = Instant::now() + backoff;
-                    while Instant::now() < until && !self.stop.load(Ordering::SeqCst) {
-                        std::thread::sleep(TICK);
-                    }
+                    self.stop.sleep(backoff);
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
@@ -416,7 +411,9 @@ mod tests {
             .min_connection_pool_size(0)
             .build()
             .expect("a lazy Chancy");
-        let feed = Feed::new(chancy, Arc::new(AtomicBool::new(true)));
+        let stop = Arc::new(Shutdown::default());
+        stop.trigger();
+        let feed = Feed::new(chancy, stop);
         let (_, mut slow) = feed.subscribe();
         let (_, mut fast) = feed.subscribe();
         for i in 0..CLIENT_QUEUE {

@@ -118,19 +118,17 @@ fn serve(registry: &Registry) {
 /// ends at once, even in the middle of a job.
 fn stdin_watchdog() -> crossbeam_channel::Receiver<String> {
     let (tx, rx) = crossbeam_channel::bounded(1);
-    let spawned = std::thread::Builder::new()
-        .name("chancy-child-stdin".into())
-        .spawn(move || {
-            for line in std::io::stdin().lock().lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
+    let spawned = super::spawn_named("chancy-child-stdin", move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
             }
-            // SAFETY: _exit ends the process without running destructors or atexit
-            // handlers concurrently with the job still running on the main thread.
-            unsafe { libc::_exit(0) }
-        });
+        }
+        // SAFETY: _exit ends the process without running destructors or atexit
+        // handlers concurrently with the job still running on the main thread.
+        unsafe { libc::_exit(0) }
+    });
     if spawned.is_err() {
         // Without the watchdog the child could outlive a dead worker: do not serve.
         std::process::exit(1);

@@ -3,11 +3,12 @@
 
 use chrono::Utc;
 
+use super::claims::Claimed;
 use super::context::{JobError, JobErrorKind};
 use super::executor::record_outcome;
 use super::WorkerShared;
 use crate::error::{Error, Result};
-use crate::job::{read_row, QueuedJob};
+use crate::job::read_row;
 use crate::pool::Conn;
 use crate::queue::Queue;
 
@@ -46,13 +47,14 @@ pub(crate) fn queues_with_work(
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// Claims up to `up_to` jobs of `queue` for this worker in one transaction.
+/// Claims up to `up_to` jobs of `queue` for this worker in one transaction. Each claimed job
+/// comes with the guard that holds its claim (see `claims.rs`) from the moment its row is read.
 pub(crate) fn fetch_jobs(
     shared: &WorkerShared,
     queue: &Queue,
     conn: &mut Conn,
     up_to: usize,
-) -> Result<Vec<QueuedJob>> {
+) -> Result<Vec<Claimed>> {
     let sql = shared.chancy.sql();
     let fetch = conn.prepared(&sql.fetch)?;
     let limit = match queue.rate_limit.filter(|l| *l > 0) {
@@ -100,8 +102,8 @@ pub(crate) fn fetch_jobs(
 /// holds the worker id.
 fn session_fence(shared: &WorkerShared) -> Option<&str> {
     shared
-        .claimed_id
-        .load(std::sync::atomic::Ordering::SeqCst)
+        .lifecycle
+        .took_id()
         .then_some(shared.session_tag.as_str())
 }
 
@@ -112,7 +114,7 @@ fn claim(
     fetch: &postgres::Statement,
     queue: &Queue,
     up_to: i64,
-) -> Result<Vec<QueuedJob>> {
+) -> Result<Vec<Claimed>> {
     let rows = conn
         .client
         .query(
@@ -131,16 +133,17 @@ fn claim(
 /// The claimed rows that can run. Rows another client wrote with columns chancy cannot use
 /// (see [`read_row`]) fail their attempt at once with a clear error instead of running with a
 /// guess; a row that cannot be read at all is logged and left to the heartbeat's orphan sweep.
-fn runnable(shared: &WorkerShared, rows: &[postgres::Row]) -> Vec<QueuedJob> {
+fn runnable(shared: &WorkerShared, rows: &[postgres::Row]) -> Vec<Claimed> {
     let mut jobs = Vec::with_capacity(rows.len());
     for row in rows {
         match read_row(row) {
-            Ok((job, None)) => jobs.push(job),
+            Ok((job, None)) => jobs.push(Claimed::new(&shared.claims, job)),
             Ok((job, Some(text))) => {
                 log::error!("job {} ({:?}) cannot run: {text}", job.id, job.func);
                 let error = JobError::with_kind(JobErrorKind::Failed, text);
-                shared.remember_claims(std::slice::from_ref(&job));
-                shared.queue_update(record_outcome(job, Some(&error), Utc::now()));
+                let Claimed { job, guard } = Claimed::new(&shared.claims, job);
+                let outcome = record_outcome(job, Some(&error), Utc::now());
+                shared.outgoing.push(outcome, Some(guard));
             }
             Err(err) => {
                 let id = row.try_get::<_, uuid::Uuid>("id").ok();

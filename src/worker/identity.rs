@@ -18,7 +18,6 @@
 //! process's last heartbeat. A clean stop deletes the worker's own row, so a restart after
 //! a graceful stop takes the id at once.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -74,7 +73,7 @@ pub(crate) fn claim(shared: &WorkerShared) -> Result<()> {
                     old.seen_ago
                 );
             }
-            shared.claimed_id.store(true, Ordering::SeqCst);
+            shared.lifecycle.id_taken();
             return Ok(());
         };
         match &first {
@@ -106,7 +105,10 @@ pub(crate) fn claim(shared: &WorkerShared) -> Result<()> {
                 }
             }
         }
-        std::thread::sleep(IDENTITY_POLL);
+        if shared.shutdown.sleep(IDENTITY_POLL) {
+            // A stop arrived while waiting: the start gives up without the id.
+            return Ok(());
+        }
     }
 }
 
@@ -132,7 +134,7 @@ enum Claim {
 /// One attempt to take the row.
 fn try_claim(shared: &WorkerShared) -> Result<Claim> {
     crate::app::in_transaction(&shared.chancy, "claiming the worker id", |tx| {
-        if super::heartbeat::announce(shared, tx)? {
+        if super::heartbeat::announce(&shared.identity(), &shared.queue_names(), tx)? {
             return Ok(Claim::Owned);
         }
         let sql = shared.chancy.sql();
@@ -156,7 +158,7 @@ fn try_claim(shared: &WorkerShared) -> Result<Claim> {
 /// so a successor under the same id starts at once. Best effort: on failure the row
 /// expires by itself. Nothing to do when this process never took the row.
 pub(crate) fn release(shared: &WorkerShared) {
-    if !shared.claimed_id.load(Ordering::SeqCst) {
+    if !shared.lifecycle.took_id() {
         return;
     }
     let sql = shared.chancy.sql();

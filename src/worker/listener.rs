@@ -8,11 +8,13 @@ use postgres::fallible_iterator::FallibleIterator;
 use serde_json::Value;
 
 use super::backoff::Backoff;
+use super::hub::Hub;
 use super::manager::ServiceState;
-use super::WorkerShared;
 use crate::error::{Error, Result};
 use crate::events;
 use crate::pool::Conn;
+use crate::sync::Shutdown;
+use crate::Chancy;
 
 /// Local hub event emitted after the listener reconnected (NOTIFYs may have been missed).
 pub const LISTENER_RECONNECTED: &str = "worker.listener.reconnected";
@@ -22,54 +24,59 @@ const TICK: Duration = Duration::from_millis(200);
 /// How often an idle listener checks that its connection is alive.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
+/// What the listener thread uses, and nothing else of the worker.
+pub(crate) struct ListenerDeps {
+    pub(crate) chancy: Chancy,
+    /// Where every NOTIFY goes (and [`LISTENER_RECONNECTED`], which wakes every queue).
+    pub(crate) hub: Hub,
+    pub(crate) shutdown: Arc<Shutdown>,
+    /// Reconnection backoff: first and largest delay.
+    pub(crate) backoff: (Duration, Duration),
+}
+
 /// Connects and LISTENs; used for the first connection (synchronously, by `start`) and for
 /// every reconnection.
-pub(crate) fn connect(shared: &WorkerShared) -> Result<Conn> {
-    let mut conn = shared.chancy.connect_dedicated()?;
-    let sql = format!("LISTEN \"{}\"", shared.chancy.prefix().channel());
+pub(crate) fn connect(chancy: &Chancy) -> Result<Conn> {
+    let mut conn = chancy.connect_dedicated()?;
+    let sql = format!("LISTEN \"{}\"", chancy.prefix().channel());
     conn.client
         .batch_execute(&sql)
         .map_err(|e| Error::database("starting to LISTEN", e))?;
     log::info!(
         "started listening for realtime notifications on {}",
-        shared.chancy.prefix().channel()
+        chancy.prefix().channel()
     );
     Ok(conn)
 }
 
 /// The listener thread's body, starting with an already listening connection.
-pub(crate) fn run(
-    shared: Arc<WorkerShared>,
-    first: Conn,
-    state: Arc<parking_lot::Mutex<ServiceState>>,
-) {
+pub(crate) fn run(deps: ListenerDeps, first: Conn, state: Arc<parking_lot::Mutex<ServiceState>>) {
     let mut conn = Some(first);
-    let mut backoff = Backoff::new(shared.config.backoff_initial, shared.config.backoff_max);
-    while !shared.shutdown.is_triggered() {
+    let mut backoff = Backoff::new(deps.backoff.0, deps.backoff.1);
+    while !deps.shutdown.is_triggered() {
         let c = match conn.take() {
             Some(c) => c,
-            None => match connect(&shared) {
+            None => match connect(&deps.chancy) {
                 Ok(c) => {
                     backoff.reset();
                     *state.lock() = ServiceState::Running;
-                    shared.hub.emit(LISTENER_RECONNECTED, serde_json::json!({}));
-                    shared.wake_all_queues();
+                    deps.hub.emit(LISTENER_RECONNECTED, serde_json::json!({}));
                     c
                 }
                 Err(err) => {
-                    wait_after_failure(&shared, &mut backoff, &state, &err);
+                    wait_after_failure(&deps, &mut backoff, &state, &err);
                     continue;
                 }
             },
         };
-        if let Err(err) = listen(&shared, c) {
-            wait_after_failure(&shared, &mut backoff, &state, &err);
+        if let Err(err) = listen(&deps, c) {
+            wait_after_failure(&deps, &mut backoff, &state, &err);
         }
     }
 }
 
 fn wait_after_failure(
-    shared: &WorkerShared,
+    deps: &ListenerDeps,
     backoff: &mut Backoff,
     state: &parking_lot::Mutex<ServiceState>,
     err: &Error,
@@ -83,13 +90,13 @@ fn wait_after_failure(
         failures: backoff.failures(),
         last_error: err.to_string(),
     };
-    shared.shutdown.sleep(delay);
+    deps.shutdown.sleep(delay);
 }
 
 /// Delivers notifications until shutdown (Ok) or a connection error (Err).
-fn listen(shared: &WorkerShared, mut conn: Conn) -> Result<()> {
+fn listen(deps: &ListenerDeps, mut conn: Conn) -> Result<()> {
     let mut last_check = Instant::now();
-    while !shared.shutdown.is_triggered() {
+    while !deps.shutdown.is_triggered() {
         {
             let mut notifications = conn.client.notifications();
             let mut iter = notifications.timeout_iter(TICK);
@@ -97,7 +104,7 @@ fn listen(shared: &WorkerShared, mut conn: Conn) -> Result<()> {
                 .next()
                 .map_err(|e| Error::database("receiving notifications", e))?
             {
-                dispatch(shared, n.payload());
+                dispatch(deps, n.payload());
             }
         }
         if last_check.elapsed() >= KEEPALIVE {
@@ -113,9 +120,9 @@ fn listen(shared: &WorkerShared, mut conn: Conn) -> Result<()> {
     Ok(())
 }
 
-fn dispatch(shared: &WorkerShared, payload: &str) {
+fn dispatch(deps: &ListenerDeps, payload: &str) {
     match events::parse(payload) {
-        Ok((name, body)) => shared.hub.emit(&name, Value::Object(body)),
+        Ok((name, body)) => deps.hub.emit(&name, Value::Object(body)),
         Err(err) => log::warn!("chancy-listener: ignoring a notification: {err}"),
     }
 }

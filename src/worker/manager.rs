@@ -7,8 +7,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::backoff::Backoff;
-use super::flag::{Flag, Shutdown};
 use crate::error::Result;
+use crate::sync::{Flag, Shutdown};
 
 /// What a service thread is doing.
 #[derive(Debug, Clone, PartialEq, Eq)]

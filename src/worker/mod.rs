@@ -9,18 +9,30 @@
 //!               slots, reconnect) or due (polling_interval) and claim exactly its free
 //!               slots on a connection borrowed from the pool ─► the queue's
 //!               exec-<q> threads (started on demand up to its concurrency, retired idle)
-//!  writer       batches outcomes into one fenced UPDATE per batch, retries, flushes at stop
+//!  writer       batches outcomes into one fenced UPDATE per batch, retries, flushes at stop,
+//!               publishes each committed batch (eager queues and plugins subscribe)
 //!  plugin-<id>  each plugin with an interval
 //! ```
+//!
+//! A claimed job carries a guard from the fetch to the writer's commit (`claims.rs`); the
+//! worker's life is one state (`lifecycle.rs`). Services get their own dependencies where
+//! they can (`WriterDeps`, `ListenerDeps`, `HeartbeatDeps`); the fetch scheduler, the queue
+//! runners and queue maintenance still share [`WorkerShared`].
+//!
+//! **Lock order** (never take an earlier one while holding a later one): `runners` →
+//! a runner's `visit` (only `try_lock`) → its `desired`. `claims`, `lifecycle`,
+//! `tag_matches`, the hub's handler list and the writer's subscriber list are leaves (the
+//! hub and the writer call their handlers with no lock held).
 
 mod backoff;
 mod child;
+mod claims;
 mod config;
+mod connections;
 mod context;
 mod executions;
 mod executor;
 mod fetch;
-mod flag;
 mod heartbeat;
 mod horizon;
 mod hub;
@@ -34,7 +46,6 @@ mod process;
 mod queues;
 mod runner;
 mod scheduler;
-pub(crate) mod signals;
 mod slots;
 mod tooling;
 mod writer;
@@ -42,7 +53,6 @@ mod writer;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -55,6 +65,7 @@ use crate::job::QueuedJob;
 use crate::pool::Conn;
 use crate::queue::{Queue, PROCESS_EXECUTOR};
 
+pub use crate::sync::Flag;
 pub use child::{run_child_if_requested, CHILD_ENV};
 #[allow(unused_imports)]
 pub(crate) use config::{
@@ -62,7 +73,6 @@ pub(crate) use config::{
     DEFAULT_SEND_OUTGOING_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT,
 };
 pub use context::{Handler, JobContext, JobError, JobErrorKind, Registry};
-pub use flag::Flag;
 #[allow(unused_imports)]
 pub(crate) use horizon::DEFAULT_HORIZON_CHECK_INTERVAL;
 pub use horizon::HORIZON_HELD_BACK;
@@ -77,12 +87,13 @@ pub use runner::{QUEUE_FULL, QUEUE_REMOVED, QUEUE_STARTED, QUEUE_UPDATED};
 pub use tooling::WorkerTooling;
 pub use writer::Outgoing;
 
+pub(crate) use crate::sync::spawn_named;
+use crate::sync::Shutdown;
 pub(crate) use backoff::random_fraction;
 use config::WorkerConfig;
 use executions::Executions;
 #[cfg(feature = "cli")]
 pub(crate) use fetch::CLAIM_SETTINGS;
-use flag::Shutdown;
 use manager::LoopSpec;
 use runner::{QueueRunner, STOP_POLL};
 
@@ -111,47 +122,53 @@ pub(crate) struct WorkerShared {
     pub(crate) shutdown: Arc<Shutdown>,
     pub(crate) is_leader: Flag,
     pub(crate) manager: Manager,
-    pub(crate) outgoing: Outgoing,
+    pub(crate) outgoing: Arc<Outgoing>,
+    /// The writer publishes every committed batch here; eager queues and plugins subscribe.
+    pub(crate) committed: Arc<writer::Committed>,
     pub(crate) executions: Executions,
     pub(crate) runners: Mutex<HashMap<String, Arc<QueueRunner>>>,
     pub(crate) queues_wake: Arc<Flag>,
     /// Wakes the fetch scheduler (set by every queue's wake-up and by shutdown).
     pub(crate) fetch_wake: Arc<scheduler::FetchWake>,
-    /// Loops of this worker waiting for a pooled connection now (writer, fetch threads): the
-    /// others give theirs back after each use while it is not zero.
-    pub(crate) conn_waiters: AtomicUsize,
+    /// The application pool as the worker's loops (writer, fetch threads) borrow from it.
+    pub(crate) connections: Arc<connections::Connections>,
     /// (queue, tag list) → whether the tags are usable and match this worker (only the
     /// queues loop uses it).
     pub(crate) tag_matches: Mutex<TagVerdicts>,
     /// Wakes the heartbeat loop (a `worker.ping` for this id).
     pub(crate) heartbeat_wake: Arc<Flag>,
-    /// Set once `start` took this worker id's row (see `identity.rs`).
-    pub(crate) claimed_id: AtomicBool,
-    /// Claims fetched by this worker whose outcome is not yet written: anything else this
-    /// worker holds as `running` in the database is an orphan (see `heartbeat`).
-    pub(crate) claims: Mutex<std::collections::HashSet<Uuid>>,
+    /// Claims fetched by this worker whose outcome is not yet written, held by guards that
+    /// travel with the jobs: anything else this worker holds as `running` in the database is
+    /// an orphan (see `claims.rs`, `heartbeat`).
+    pub(crate) claims: Arc<claims::Claims>,
     /// Set once the "process-executor queue on threads" warning was logged.
     warned_no_children: AtomicBool,
-    started: AtomicBool,
-    stop_lock: Mutex<Option<bool>>,
-    stopped: Flag,
+    /// Built → Starting → Running → Stopping → Stopped (see `lifecycle.rs`).
+    pub(crate) lifecycle: lifecycle::Lifecycle,
+    /// SIGINT/SIGTERM seen (the signal thread): the first stops, the second exits.
     signals: AtomicUsize,
 }
 
 impl WorkerShared {
-    /// A pooled connection for one of the worker's loops, counted in `conn_waiters` while it
-    /// waits.
-    pub(crate) fn borrow_connection(&self, wait: Duration) -> Result<crate::pool::PooledConn> {
-        self.conn_waiters.fetch_add(1, Ordering::SeqCst);
-        let conn = self.chancy.connection_within(wait);
-        self.conn_waiters.fetch_sub(1, Ordering::SeqCst);
-        conn
+    /// Who this worker process is, for the statements that act as its worker id.
+    pub(crate) fn identity(&self) -> heartbeat::Identity {
+        heartbeat::Identity {
+            chancy: self.chancy.clone(),
+            worker_id: self.worker_id.clone(),
+            session_tag: self.session_tag.clone(),
+            tags: self.tags.clone(),
+            heartbeat_timeout: self.config.heartbeat_timeout,
+        }
     }
 
-    /// Whether a loop holding a pooled connection should give it back after this use:
-    /// another loop of this worker waits for one, or the pool has none left to give.
+    /// A pooled connection for one of the worker's loops (see `connections.rs`).
+    pub(crate) fn borrow_connection(&self, wait: Duration) -> Result<crate::pool::PooledConn> {
+        self.connections.borrow(wait)
+    }
+
+    /// Whether a loop holding a pooled connection should give it back after this use.
     pub(crate) fn connections_wanted(&self) -> bool {
-        self.conn_waiters.load(Ordering::SeqCst) > 0 || self.chancy.pool_exhausted()
+        self.connections.wanted()
     }
 
     /// For the log when jobs are abandoned (shutdown timeout, forced exit): how they come
@@ -173,27 +190,6 @@ impl WorkerShared {
 
     pub(crate) fn plugins(&self) -> &[Arc<dyn Plugin>] {
         self.chancy.plugins()
-    }
-
-    pub(crate) fn queue_update(&self, job: QueuedJob) -> bool {
-        let claim = job.claim_id;
-        let queued = self.outgoing.push(job);
-        if !queued {
-            self.forget_claims([claim]);
-        }
-        queued
-    }
-
-    pub(crate) fn remember_claims(&self, jobs: &[QueuedJob]) {
-        let mut claims = self.claims.lock();
-        claims.extend(jobs.iter().filter_map(|j| j.claim_id));
-    }
-
-    pub(crate) fn forget_claims(&self, claims: impl IntoIterator<Item = Option<Uuid>>) {
-        let mut held = self.claims.lock();
-        for claim in claims.into_iter().flatten() {
-            held.remove(&claim);
-        }
     }
 
     /// The program started as the child of process-executor queue `queue`, or `None` when
@@ -250,21 +246,9 @@ impl WorkerShared {
         }
     }
 
-    pub(crate) fn after_commit(
-        &self,
-        batch: &[QueuedJob],
-        accepted: &std::collections::HashSet<Uuid>,
-    ) {
-        let jobs: Vec<&QueuedJob> = batch.iter().filter(|j| accepted.contains(&j.id)).collect();
-        for plugin in self.plugins() {
-            plugin.on_jobs_updated(&jobs);
-        }
-        self.wake_eager_queues(batch);
-    }
-
     /// Eager queues poll again once outcomes are committed, so a job just put back to
     /// `retrying` is claimable at that poll.
-    fn wake_eager_queues(&self, batch: &[QueuedJob]) {
+    pub(crate) fn wake_eager_queues(&self, batch: &[QueuedJob]) {
         let queues: BTreeSet<&str> = batch
             .iter()
             .filter(|j| j.state == crate::job::JobState::Retrying)
@@ -280,15 +264,6 @@ impl WorkerShared {
             }
         }
     }
-}
-
-/// Starts a named thread. Failing to start one (the process or user is out of threads or
-/// memory) is an error the caller handles for what that thread was for: it never panics.
-pub(crate) fn spawn_named<F: FnOnce() + Send + 'static>(
-    name: &str,
-    f: F,
-) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name(name.to_string()).spawn(f)
 }
 
 /// Configures a [`Worker`]. Created by [`Worker::builder`].
@@ -445,6 +420,7 @@ impl WorkerBuilder {
             return Err(Error::config("worker_id must not be empty"));
         }
         let tags = config::worker_tags(&worker_id, &self.tags);
+        let connections = Arc::new(connections::Connections::new(self.chancy.clone()));
         let mut worker = Worker {
             shared: Arc::new(WorkerShared {
                 chancy: self.chancy,
@@ -457,20 +433,18 @@ impl WorkerBuilder {
                 shutdown: Arc::new(Shutdown::default()),
                 is_leader: Flag::new(),
                 manager: Manager::default(),
-                outgoing: Outgoing::default(),
+                outgoing: Arc::default(),
+                committed: Arc::default(),
                 executions: Executions::default(),
                 runners: Mutex::new(HashMap::new()),
                 queues_wake: Arc::new(Flag::new()),
                 fetch_wake: Arc::new(scheduler::FetchWake::new(scheduler::DEFAULT_FETCH_THREADS)),
                 tag_matches: Mutex::new(HashMap::new()),
-                conn_waiters: AtomicUsize::new(0),
+                connections,
                 heartbeat_wake: Arc::new(Flag::new()),
-                claimed_id: AtomicBool::new(false),
-                claims: Mutex::new(std::collections::HashSet::new()),
+                claims: Arc::default(),
                 warned_no_children: AtomicBool::new(false),
-                started: AtomicBool::new(false),
-                stop_lock: Mutex::new(None),
-                stopped: Flag::new(),
+                lifecycle: lifecycle::Lifecycle::default(),
                 signals: AtomicUsize::new(0),
             }),
             _owner: None,
@@ -552,28 +526,54 @@ impl Worker {
     /// most `heartbeat_timeout` after the dead process's last heartbeat; after a clean stop
     /// (which deletes the row) it starts at once.
     ///
+    /// A [`stop`](Worker::stop) (or, with
+    /// [`register_signal_handlers`](WorkerBuilder::register_signal_handlers), a SIGINT/SIGTERM:
+    /// the handlers are installed first thing) that arrives while `start` runs is graceful:
+    /// before the plugins and services started, `start` gives up (freeing the id if it took
+    /// it) and returns `Ok` with the worker stopped; after, the start completes and the stop
+    /// then stops it. A worker starts once: a stopped worker is not started again.
+    ///
     /// # Errors
     /// A migrations-needed, configuration or connection error; nothing keeps running then.
     /// A configuration error naming the id and how long ago its row was seen when another
-    /// live process runs under this worker id.
+    /// live process runs under this worker id, and when the worker was started or stopped
+    /// before.
     pub fn start(&self) -> Result<()> {
-        if self.shared.started.swap(true, Ordering::SeqCst) {
-            return Err(Error::config("this worker was already started"));
-        }
+        let s = &self.shared;
+        s.lifecycle.begin_start()?;
         let result = self.start_inner();
-        if result.is_err() {
-            self.shared.shutdown.trigger();
-            self.shared.outgoing.close();
-            self.shared.manager.join_all(&[]);
-            // Frees the id if this start had taken it (a no-op on another process's row).
-            identity::release(&self.shared);
-            self.shared.stopped.set();
+        if let Ok(Started::Yes) = result {
+            s.lifecycle.started();
+            return Ok(());
         }
-        result
+        s.shutdown.trigger();
+        s.outgoing.close();
+        s.manager.join_all(&[]);
+        // Frees the id if this start had taken it (a no-op on another process's row).
+        identity::release(s);
+        s.lifecycle.stopped(true);
+        match result {
+            Err(err) => Err(err),
+            Ok(_) => {
+                s.hub.emit(WORKER_STOPPED, json!({ "worker": s.worker_id }));
+                log::info!("worker {} stopped while starting", s.worker_id);
+                Ok(())
+            }
+        }
     }
 
-    fn start_inner(&self) -> Result<()> {
+    /// The start's steps; `Started::Interrupted` when a stop arrived before the plugins and
+    /// services started (the start's checkpoints), so nothing of this worker runs.
+    fn start_inner(&self) -> Result<Started> {
         let s = &self.shared;
+        // First, so a SIGTERM during the rest of the start (which may wait for the worker
+        // id, see `identity.rs`) stops the worker gracefully instead of killing the process;
+        // and before any service or queue thread: under a thread limit the queues' executor
+        // threads may take every thread left, and the handler needs one of its own.
+        if s.config.register_signal_handlers {
+            crate::signals::install(&self.shared)?;
+        }
+        let interrupted = || s.shutdown.is_triggered();
         // Start fails here, with the server's message, when the least a worker needs (one
         // pooled connection and the listener's, at the same time) cannot be had.
         let no_pool = |e: Error| {
@@ -585,7 +585,13 @@ impl Worker {
         };
         s.chancy.ensure_migrated().map_err(no_pool)?;
         check_dependencies(s.chancy.plugins())?;
+        if interrupted() {
+            return Ok(Started::Interrupted);
+        }
         identity::claim(s).map_err(no_pool)?;
+        if interrupted() {
+            return Ok(Started::Interrupted);
+        }
         self.register_hub_handlers();
         if s.config.panic_hook {
             panics::install_hook();
@@ -597,7 +603,7 @@ impl Worker {
         // Held while the listener connects: both at once is the least a worker needs.
         let pooled = s.chancy.connection().map_err(no_pool)?;
         let listener_conn = if s.chancy.notifications() {
-            let conn = listener::connect(s)
+            let conn = listener::connect(&s.chancy)
                 .map_err(|e| self.budget_error("the listener connection", &e))?;
             Some(conn)
         } else {
@@ -615,21 +621,39 @@ impl Worker {
                 ""
             }
         );
-        // Before any service or queue thread: under a thread limit the queues' executor
-        // threads may take every thread left, and the handler needs one of its own.
-        if s.config.register_signal_handlers {
-            signals::install(&self.shared)?;
-        }
         self.spawn_services(listener_conn)?;
         s.chancy
             .declare(&Queue::new("default").executor(PROCESS_EXECUTOR))?;
         s.hub.emit(WORKER_STARTED, json!({ "worker": s.worker_id }));
         log::info!("worker {} started", s.worker_id);
-        Ok(())
+        Ok(Started::Yes)
     }
 
+    /// What the worker's parts do on each other's events: hub events (NOTIFYs and local
+    /// ones) and the writer's committed batches.
     fn register_hub_handlers(&self) {
         let s = &self.shared;
+        // Plugins, then eager queues: they poll again once outcomes are committed, so a job
+        // just put back to `retrying` is claimable at that poll.
+        for plugin in s.plugins() {
+            let plugin = Arc::clone(plugin);
+            let name = format!("plugin {}'s on_jobs_updated", plugin.identifier());
+            s.committed
+                .subscribe(name, move |b| plugin.on_jobs_updated(&b.accepted));
+        }
+        let weak = Arc::downgrade(s);
+        s.committed.subscribe("the eager-queue wake-up", move |b| {
+            if let Some(s) = weak.upgrade() {
+                s.wake_eager_queues(b.jobs);
+            }
+        });
+        // NOTIFYs may have been missed while the listener was away: every queue looks.
+        let weak = Arc::downgrade(s);
+        s.hub.on(LISTENER_RECONNECTED, move |_| {
+            if let Some(s) = weak.upgrade() {
+                s.wake_all_queues();
+            }
+        });
         let weak = Arc::downgrade(s);
         s.hub.on(crate::events::QUEUE_PUSHED, move |e| {
             let Some(s) = weak.upgrade() else { return };
@@ -705,8 +729,18 @@ impl Worker {
 
     fn spawn_services(&self, listener_conn: Option<Conn>) -> Result<()> {
         let s = &self.shared;
-        let shared = Arc::clone(s);
-        s.manager.spawn("writer", move |_| writer::run(shared))?;
+        let deps = writer::WriterDeps {
+            chancy: s.chancy.clone(),
+            worker_id: s.worker_id.clone(),
+            outgoing: Arc::clone(&s.outgoing),
+            connections: Arc::clone(&s.connections),
+            committed: Arc::clone(&s.committed),
+            synchronous_commit: s.config.synchronous_commit,
+            send_outgoing_interval: s.config.send_outgoing_interval,
+            shutdown_timeout: s.config.shutdown_timeout,
+            backoff: (s.config.backoff_initial, s.config.backoff_max),
+        };
+        s.manager.spawn("writer", move |_| writer::run(deps))?;
         for (i, flag) in s.fetch_wake.flags().iter().enumerate() {
             s.shutdown.register(flag);
             let shared = Arc::clone(s);
@@ -718,11 +752,29 @@ impl Worker {
             s.manager.spawn(&name, move |_| scheduler::run(shared, i))?;
         }
         if let Some(conn) = listener_conn {
-            let shared = Arc::clone(s);
+            let deps = listener::ListenerDeps {
+                chancy: s.chancy.clone(),
+                hub: s.hub.clone(),
+                shutdown: Arc::clone(&s.shutdown),
+                backoff: (s.config.backoff_initial, s.config.backoff_max),
+            };
             s.manager
-                .spawn("listener", move |state| listener::run(shared, conn, state))?;
+                .spawn("listener", move |state| listener::run(deps, conn, state))?;
         }
-        let shared = Arc::clone(s);
+        let (names, lost) = (Arc::downgrade(s), Arc::downgrade(s));
+        let deps = heartbeat::HeartbeatDeps {
+            me: s.identity(),
+            claims: Arc::clone(&s.claims),
+            shutdown: Arc::clone(&s.shutdown),
+            queue_names: Box::new(move || {
+                names.upgrade().map(|s| s.queue_names()).unwrap_or_default()
+            }),
+            on_identity_lost: Box::new(move || {
+                if let Some(s) = lost.upgrade() {
+                    lifecycle::stop_from_own_thread(&s, "chancy-identity-lost");
+                }
+            }),
+        };
         s.manager.spawn_loop(
             Arc::clone(&s.shutdown),
             self.loop_spec(
@@ -731,7 +783,7 @@ impl Worker {
                 true,
                 Arc::clone(&s.heartbeat_wake),
             ),
-            move || heartbeat::beat(&shared),
+            move || heartbeat::beat(&deps),
         )?;
         let shared = Arc::clone(s);
         s.manager.spawn_loop(
@@ -800,18 +852,17 @@ impl Worker {
     /// expires after `heartbeat_timeout`. Safe to call from several threads; later calls
     /// return the first result.
     pub fn stop(&self) -> bool {
-        let mut result = self.shared.stop_lock.lock();
-        if let Some(done) = *result {
-            return done;
+        let s = &self.shared;
+        // A stop during the start triggers the shutdown (the start gives up at its next
+        // checkpoint) and waits for the start to end.
+        match s.lifecycle.begin_stop(|| s.shutdown.trigger()) {
+            lifecycle::StopTurn::Done(drained) => drained,
+            lifecycle::StopTurn::Stop => {
+                let drained = self.stop_inner();
+                s.lifecycle.stopped(drained);
+                drained
+            }
         }
-        let drained = if self.shared.started.load(Ordering::SeqCst) {
-            self.stop_inner()
-        } else {
-            true
-        };
-        *result = Some(drained);
-        self.shared.stopped.set();
-        drained
     }
 
     fn stop_inner(&self) -> bool {
@@ -871,13 +922,13 @@ impl Worker {
 
     /// Blocks until the worker has stopped (after [`Worker::stop`] or a signal).
     pub fn wait_for_shutdown(&self) {
-        self.shared.stopped.wait();
+        self.shared.lifecycle.wait_stopped();
     }
 
     /// Handles SIGINT/SIGTERM as the installed handlers do: the first one starts a graceful
     /// stop on a background thread; a second one exits the process at once.
     pub fn on_signal(&self) {
-        signals::on_signal(&self.shared);
+        lifecycle::on_signal(&self.shared);
     }
 
     /// This worker's tags: `*`, `hostname=`, `worker_id=`, `rust=`, `os=`, `arch=` and extras.
@@ -994,6 +1045,14 @@ impl Worker {
         let body = json!({ "key": key, "value": value, "unit": unit });
         self.shared.hub.emit(event, body);
     }
+}
+
+/// How a start ended without an error.
+enum Started {
+    /// Every service runs.
+    Yes,
+    /// A stop arrived first; nothing of the worker runs.
+    Interrupted,
 }
 
 fn uuid_field(body: &Value, key: &str) -> Option<Uuid> {

@@ -14,13 +14,13 @@ use std::time::Duration;
 use postgres::Transaction;
 
 use super::context::JobError;
-use super::flag::Flag;
 use super::hub::Hub;
 use super::WorkerShared;
 use crate::app::{CarriedPlugins, Chancy};
 use crate::error::{Error, Result};
 use crate::job::QueuedJob;
 use crate::migrate::Migrations;
+use crate::sync::Flag;
 
 /// The identifier of the recovery plugin, which the worker names in its shutdown messages
 /// (the plugin itself is defined above the worker, in [`crate::plugins`]).

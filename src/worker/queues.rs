@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::runner::QueueRunner;
 use super::WorkerShared;
 use crate::error::Result;
+use crate::Queue;
 
 /// Most (queue, tag list) verdicts remembered by [`serves`].
 const TAG_CACHE_LIMIT: usize = 10_000;
@@ -92,36 +93,176 @@ pub(crate) fn reconcile(shared: &Arc<WorkerShared>) -> Result<()> {
     }
     // A row fixed since is logged again if it breaks again.
     UNUSABLE.with(|seen| seen.borrow_mut().retain(|n, _| unreadable.contains(n)));
-    let names: HashSet<&str> = wanted
+    let mut runners = shared.runners.lock();
+    let running: HashMap<&str, Running> = runners
+        .iter()
+        .map(|(name, r)| {
+            let state = Running {
+                removed: r.removed.load(std::sync::atomic::Ordering::SeqCst),
+                finished: r.finished.is_set(),
+                desired: r.desired.lock().clone(),
+            };
+            (name.as_str(), state)
+        })
+        .collect();
+    let plan = plan(&running, wanted, &unreadable);
+    for name in &plan.remove {
+        if let Some(runner) = runners.get(name) {
+            runner.remove();
+        }
+    }
+    for name in &plan.forget {
+        runners.remove(name);
+    }
+    for queue in plan.retune {
+        if let Some(runner) = runners.get(&queue.name) {
+            *runner.desired.lock() = queue;
+            runner.wake.set();
+        }
+    }
+    for queue in plan.start {
+        if shared.shutdown.is_triggered() {
+            break;
+        }
+        let name = queue.name.clone();
+        runners.insert(name, QueueRunner::start(shared, queue));
+    }
+    Ok(())
+}
+
+/// A runner as [`plan`] sees it.
+#[derive(Debug, Clone)]
+struct Running {
+    /// Told to stop serving its queue (its running jobs may still be finishing).
+    removed: bool,
+    /// Stopped for good: every job it ran is done.
+    finished: bool,
+    /// The configuration it was last told to serve.
+    desired: Queue,
+}
+
+/// What one queues pass changes.
+#[derive(Debug, Default, PartialEq)]
+struct Plan {
+    /// Runners to stop: their queue is gone, or no longer matches this worker's tags.
+    remove: Vec<String>,
+    /// Finished runners to drop from the map.
+    forget: Vec<String>,
+    /// Runners to give a new configuration.
+    retune: Vec<Queue>,
+    /// Queues to start a runner for.
+    start: Vec<Queue>,
+}
+
+/// Reconciles the running queues with the `wanted` ones (served by this worker, in table
+/// order). A queue whose row is `unreadable` keeps its runner (with its last good
+/// settings). A queue removed while its runner still finishes jobs is not started again
+/// until that runner finished (then it starts anew).
+fn plan(running: &HashMap<&str, Running>, wanted: Vec<Queue>, unreadable: &[String]) -> Plan {
+    let keep: HashSet<&str> = wanted
         .iter()
         .map(|q| q.name.as_str())
         .chain(unreadable.iter().map(String::as_str))
         .collect();
-    let mut runners = shared.runners.lock();
-    for (name, runner) in runners.iter() {
-        if !names.contains(name.as_str()) {
-            runner.remove();
+    let mut plan = Plan::default();
+    for (name, r) in running {
+        if !keep.contains(name) {
+            if !r.removed {
+                plan.remove.push(name.to_string());
+            }
+            if r.finished {
+                plan.forget.push(name.to_string());
+            }
         }
     }
-    runners.retain(|name, runner| names.contains(name.as_str()) || !runner.finished.is_set());
     for queue in wanted {
-        match runners.get(&queue.name) {
-            Some(runner) if !runner.removed.load(std::sync::atomic::Ordering::SeqCst) => {
-                let mut desired = runner.desired.lock();
-                if *desired != queue {
-                    *desired = queue;
-                    runner.wake.set();
-                }
+        match running.get(queue.name.as_str()) {
+            Some(r) if r.removed && r.finished => {
+                plan.forget.push(queue.name.clone());
+                plan.start.push(queue);
             }
+            Some(r) if r.removed => {}
+            Some(r) if r.desired != queue => plan.retune.push(queue),
             Some(_) => {}
-            None => {
-                if shared.shutdown.is_triggered() {
-                    break;
-                }
-                let name = queue.name.clone();
-                runners.insert(name, QueueRunner::start(shared, queue));
-            }
+            None => plan.start.push(queue),
         }
     }
-    Ok(())
+    plan.remove.sort();
+    plan.forget.sort();
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(queue: Queue, removed: bool, finished: bool) -> Running {
+        Running {
+            removed,
+            finished,
+            desired: queue,
+        }
+    }
+
+    #[test]
+    fn new_queues_start_changed_ones_retune_and_gone_ones_stop() {
+        let same = Queue::new("same");
+        let old = Queue::new("changed").concurrency(1);
+        let new = Queue::new("changed").concurrency(4);
+        let map = HashMap::from([
+            ("same", running(same.clone(), false, false)),
+            ("changed", running(old, false, false)),
+            ("gone", running(Queue::new("gone"), false, false)),
+        ]);
+        let fresh = Queue::new("fresh");
+        let plan = plan(&map, vec![same, new.clone(), fresh.clone()], &[]);
+        assert_eq!(
+            plan,
+            Plan {
+                remove: vec!["gone".into()],
+                forget: vec![],
+                retune: vec![new],
+                start: vec![fresh],
+            }
+        );
+    }
+
+    #[test]
+    fn an_unreadable_row_keeps_its_runner_and_finished_runners_are_forgotten() {
+        let map = HashMap::from([
+            (
+                "unreadable",
+                running(Queue::new("unreadable"), false, false),
+            ),
+            ("stopping", running(Queue::new("stopping"), true, false)),
+            ("stopped", running(Queue::new("stopped"), true, true)),
+        ]);
+        let plan = plan(&map, vec![], &["unreadable".to_string()]);
+        assert_eq!(
+            plan,
+            Plan {
+                remove: vec![],
+                forget: vec!["stopped".into()],
+                retune: vec![],
+                start: vec![],
+            },
+            "removed runners are not removed twice"
+        );
+    }
+
+    #[test]
+    fn a_queue_back_while_its_old_runner_finishes_waits_for_that_runner() {
+        let q = Queue::new("back");
+        let finishing = HashMap::from([("back", running(q.clone(), true, false))]);
+        assert_eq!(plan(&finishing, vec![q.clone()], &[]), Plan::default());
+        let finished = HashMap::from([("back", running(q.clone(), true, true))]);
+        assert_eq!(
+            plan(&finished, vec![q.clone()], &[]),
+            Plan {
+                forget: vec!["back".into()],
+                start: vec![q],
+                ..Plan::default()
+            }
+        );
+    }
 }

@@ -10,17 +10,17 @@ use parking_lot::Mutex;
 use serde_json::json;
 
 use super::backoff::Backoff;
+use super::claims::Claimed;
 use super::executor::{execute, run_on_thread};
-use super::flag::Flag;
 use super::process::{ChildSlot, DEFAULT_MAXIMUM_JOBS_PER_CHILD};
 use super::slots::JobQueue;
 use super::WorkerShared;
-use crate::job::QueuedJob;
 use crate::pool::Conn;
 use crate::queue::{
     Queue, QueueState, ASYNC_EXECUTOR, PROCESS_EXECUTOR, SUB_INTERPRETER_EXECUTOR,
     THREADED_EXECUTOR,
 };
+use crate::sync::Flag;
 
 /// Executor strings a worker knows. Any other (e.g. a custom Python executor class) runs on
 /// the thread pool, with a warning when the queue starts.
@@ -117,7 +117,7 @@ struct Visit {
 
 /// The executor threads of one configuration of a queue, started on demand.
 struct ExecPool {
-    jobs: Arc<JobQueue>,
+    jobs: Arc<JobQueue<Claimed>>,
     concurrency: usize,
     eager: bool,
     /// The program to start as executor children and the jobs each runs, for process-executor
@@ -314,14 +314,15 @@ impl QueueRunner {
         c: &mut Conn,
         v: &mut Visit,
         up_to: usize,
-    ) -> crate::error::Result<Vec<QueuedJob>> {
+    ) -> crate::error::Result<Vec<Claimed>> {
         if v.claims_in_doubt {
             // A claim whose response was lost committed rows no thread holds. Only the
             // scheduler claims this queue for this worker (one visit at a time) and every
-            // claim it dispatched is in `shared.claims` until its outcome is written, so such
+            // claim it dispatched is held by a guard until its outcome is written, so such
             // rows can be released at once instead of after the heartbeat's grace period.
             super::heartbeat::release_orphans(
-                shared,
+                &shared.identity(),
+                &shared.claims,
                 &mut c.client,
                 std::slice::from_ref(&v.active.name),
                 Duration::ZERO,
@@ -331,19 +332,19 @@ impl QueueRunner {
         super::fetch::fetch_jobs(shared, &v.active, c, up_to)
     }
 
-    fn dispatch(self: &Arc<Self>, shared: &Arc<WorkerShared>, v: &Visit, jobs: Vec<QueuedJob>) {
+    fn dispatch(self: &Arc<Self>, shared: &Arc<WorkerShared>, v: &Visit, jobs: Vec<Claimed>) {
         if jobs.is_empty() {
             return;
         }
-        shared.remember_claims(&jobs);
         let n = jobs.len();
         self.in_flight.fetch_add(n, Ordering::SeqCst);
         match v.pool.jobs.push_all(jobs) {
             Ok(start) => v.pool.start_threads(shared, self, start),
-            Err(jobs) => {
-                // Cannot happen (the pool closes only under this lock); never lose the claims.
+            Err(abandoned) => {
+                // Cannot happen (the pool closes only under this lock). Dropping the jobs
+                // releases their claims: the orphan sweep puts the rows back to pending.
                 self.in_flight.fetch_sub(n, Ordering::SeqCst);
-                shared.forget_claims(jobs.iter().map(|j| j.claim_id));
+                drop(abandoned);
             }
         }
     }
@@ -441,11 +442,9 @@ impl ExecPool {
             let (shared2, runner2) = (Arc::clone(shared), Arc::clone(runner));
             let (eager, refill_at, children) =
                 (self.eager, self.concurrency / 2, self.children.clone());
-            let started = std::thread::Builder::new()
-                .name(name.clone())
-                .spawn(move || {
-                    executor_thread(&shared2, &runner2, &jobs, eager, refill_at, children)
-                });
+            let started = super::spawn_named(&name, move || {
+                executor_thread(&shared2, &runner2, &jobs, eager, refill_at, children)
+            });
             if let Err(err) = started {
                 self.jobs.start_failed();
                 log::error!(
@@ -460,14 +459,14 @@ impl ExecPool {
 fn executor_thread(
     shared: &Arc<WorkerShared>,
     runner: &Arc<QueueRunner>,
-    jobs: &JobQueue,
+    jobs: &JobQueue<Claimed>,
     eager: bool,
     refill_at: usize,
     children: Option<(std::path::PathBuf, u32)>,
 ) {
     let mut slot = children.map(|(exe, max)| ChildSlot::new(exe, max));
-    while let Some(job) = jobs.pop() {
-        let (id, claim) = (job.id, job.claim_id);
+    while let Some(Claimed { job, guard }) = jobs.pop() {
+        let id = job.id;
         // Handlers run under catch_unwind already; this guards the plugin hooks around
         // them, so a panicking hook cannot kill the thread.
         let run = std::panic::AssertUnwindSafe(|| match slot.as_mut() {
@@ -479,14 +478,16 @@ fn executor_thread(
         });
         match std::panic::catch_unwind(run) {
             Ok(outcome) => {
-                shared.queue_update(outcome);
+                // The guard goes with the outcome; the writer drops it after the commit (or
+                // the push drops it when the stop's cut-off has passed).
+                shared.outgoing.push(outcome, Some(guard));
             }
             Err(_) => {
                 log::error!(
                     "a plugin hook panicked around job {id}; its row stays running until the \
-                     claim is released"
+                     orphan sweep releases its claim"
                 );
-                shared.forget_claims([claim]);
+                drop(guard);
             }
         }
         runner.job_finished(eager, refill_at);

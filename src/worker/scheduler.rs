@@ -9,10 +9,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::flag::Flag;
 use super::runner::QueueRunner;
 use super::WorkerShared;
 use crate::pool::PooledConn;
+use crate::sync::Flag;
 
 /// Longest sleep of the scheduler between visits when no queue is due sooner.
 const IDLE_WAIT: Duration = Duration::from_secs(1);

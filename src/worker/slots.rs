@@ -12,11 +12,8 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::job::QueuedJob;
-
-#[derive(Default)]
-struct State {
-    jobs: VecDeque<QueuedJob>,
+struct State<T> {
+    jobs: VecDeque<T>,
     closed: bool,
     /// Threads started and not yet exited (running a job, parked, or starting).
     threads: usize,
@@ -24,17 +21,29 @@ struct State {
     idle: usize,
 }
 
-/// Claimed jobs waiting for an executor thread.
-pub(crate) struct JobQueue {
-    state: Mutex<State>,
+impl<T> Default for State<T> {
+    fn default() -> Self {
+        State {
+            jobs: VecDeque::new(),
+            closed: false,
+            threads: 0,
+            idle: 0,
+        }
+    }
+}
+
+/// Claimed jobs (`T`: a job with its claim guard) waiting for an executor thread. Jobs still
+/// in it when it is dropped are dropped with it (their claims are released).
+pub(crate) struct JobQueue<T> {
+    state: Mutex<State<T>>,
     ready: Condvar,
     max_threads: usize,
     idle_timeout: Duration,
 }
 
-impl JobQueue {
+impl<T> JobQueue<T> {
     /// A queue served by at most `max_threads` threads, each retiring after `idle_timeout`.
-    pub(crate) fn new(max_threads: usize, idle_timeout: Duration) -> JobQueue {
+    pub(crate) fn new(max_threads: usize, idle_timeout: Duration) -> JobQueue<T> {
         JobQueue {
             state: Mutex::new(State::default()),
             ready: Condvar::new(),
@@ -46,7 +55,7 @@ impl JobQueue {
     /// Hands over `jobs`; returns how many threads the caller must start now (counted as
     /// started already; call [`JobQueue::start_failed`] for each that could not be), or the
     /// jobs back if the queue was closed.
-    pub(crate) fn push_all(&self, jobs: Vec<QueuedJob>) -> Result<usize, Vec<QueuedJob>> {
+    pub(crate) fn push_all(&self, jobs: Vec<T>) -> Result<usize, Vec<T>> {
         let n = jobs.len();
         let start = {
             let mut state = self.state.lock();
@@ -71,7 +80,7 @@ impl JobQueue {
         self.reserve_threads(&mut state)
     }
 
-    fn reserve_threads(&self, state: &mut State) -> usize {
+    fn reserve_threads(&self, state: &mut State<T>) -> usize {
         let uncovered = state.jobs.len().saturating_sub(state.idle);
         let start = uncovered.min(self.max_threads.saturating_sub(state.threads));
         state.threads += start;
@@ -85,7 +94,7 @@ impl JobQueue {
 
     /// The next job; `None` once the queue is closed and empty, or after `idle_timeout`
     /// without a job. The caller's thread must then call [`JobQueue::exited`] and end.
-    pub(crate) fn pop(&self) -> Option<QueuedJob> {
+    pub(crate) fn pop(&self) -> Option<T> {
         let mut state = self.state.lock();
         loop {
             if let Some(job) = state.jobs.pop_front() {
@@ -132,13 +141,13 @@ impl JobQueue {
 mod tests {
     use super::*;
 
-    fn jobs(n: usize) -> Vec<QueuedJob> {
-        (0..n).map(|_| QueuedJob::claimed_for_test("f")).collect()
+    fn jobs(n: usize) -> Vec<usize> {
+        (0..n).collect()
     }
 
     #[test]
     fn threads_start_on_demand_up_to_the_limit_and_retire_when_idle() {
-        let q = std::sync::Arc::new(JobQueue::new(3, Duration::from_millis(50)));
+        let q = std::sync::Arc::new(JobQueue::<usize>::new(3, Duration::from_millis(50)));
         assert_eq!(q.threads(), 0);
         assert_eq!(q.push_all(jobs(2)).unwrap(), 2);
         assert_eq!(q.push_all(jobs(5)).unwrap(), 1, "capped at max_threads");
@@ -163,5 +172,64 @@ mod tests {
         q.close();
         assert!(q.is_drained());
         assert!(q.push_all(jobs(1)).is_err());
+    }
+
+    #[test]
+    fn failed_starts_are_asked_for_again_and_never_past_the_limit() {
+        let q = JobQueue::<usize>::new(2, Duration::from_secs(60));
+        assert_eq!(q.push_all(jobs(3)).unwrap(), 2, "capped at max_threads");
+        assert_eq!(q.threads_needed(), 0, "both already counted");
+        q.start_failed();
+        q.start_failed();
+        assert_eq!(q.threads(), 0);
+        assert_eq!(q.threads_needed(), 2, "three jobs wait with no thread");
+        assert_eq!(q.threads_needed(), 0);
+        q.close();
+        q.start_failed();
+        q.start_failed();
+        assert_eq!(q.threads_needed(), 0, "a closed queue starts nothing");
+        assert_eq!(JobQueue::<usize>::new(0, Duration::ZERO).max_threads, 1);
+    }
+
+    #[test]
+    fn parked_threads_take_new_jobs_before_a_thread_is_started() {
+        let q = std::sync::Arc::new(JobQueue::<usize>::new(4, Duration::from_secs(60)));
+        assert_eq!(q.push_all(jobs(2)).unwrap(), 2);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (q, tx) = (std::sync::Arc::clone(&q), tx.clone());
+                std::thread::spawn(move || {
+                    while let Some(job) = q.pop() {
+                        tx.send(job).unwrap();
+                    }
+                    q.exited()
+                })
+            })
+            .collect();
+        let parked = |n: usize| {
+            while q.state.lock().idle != n {
+                std::thread::yield_now();
+            }
+        };
+        for _ in 0..2 {
+            rx.recv().unwrap();
+        }
+        parked(2);
+        assert_eq!(q.push_all(jobs(1)).unwrap(), 0, "a parked thread takes it");
+        rx.recv().unwrap();
+        parked(2);
+        assert_eq!(
+            q.push_all(jobs(3)).unwrap(),
+            1,
+            "three jobs, two parked threads: one more thread"
+        );
+        assert_eq!(q.threads(), 3);
+        q.start_failed();
+        q.close();
+        let exited: Vec<bool> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(rx.try_iter().count(), 3, "the parked threads ran every job");
+        assert_eq!(exited.iter().filter(|last| **last).count(), 1);
+        assert!(q.is_drained());
     }
 }

@@ -83,19 +83,23 @@ pub trait WorkerTooling: sealed::Sealed {
 
 impl WorkerTooling for Worker {
     fn fetch_jobs(&self, queue: &Queue, conn: &mut Conn, up_to: usize) -> Result<Vec<QueuedJob>> {
-        fetch::fetch_jobs(&self.shared, queue, conn, up_to)
+        // Claimed by hand: the caller, not this worker, holds the claims.
+        let claimed = fetch::fetch_jobs(&self.shared, queue, conn, up_to)?;
+        Ok(claimed.into_iter().map(|c| c.job).collect())
     }
 
     fn write_updates(&self, conn: &mut Conn, jobs: &[QueuedJob]) -> Result<usize> {
-        writer::write_batch(&self.shared, conn, jobs).map(|accepted| accepted.len())
+        let s = &self.shared;
+        writer::write_batch(&s.chancy, s.config.synchronous_commit, conn, jobs)
+            .map(|accepted| accepted.len())
     }
 
     fn queue_update(&self, job: QueuedJob) -> bool {
-        self.shared.queue_update(job)
+        self.shared.outgoing.push(job, None)
     }
 
     fn announce_worker<C: GenericClient>(&self, client: &mut C) -> Result<()> {
-        if heartbeat::announce(&self.shared, client)? {
+        if heartbeat::announce(&self.shared.identity(), &self.shared.queue_names(), client)? {
             Ok(())
         } else {
             Err(Error::config(format!(

@@ -12,10 +12,12 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::backoff::Backoff;
-use super::WorkerShared;
+use super::claims::ClaimGuard;
+use super::connections::Connections;
 use crate::error::{Error, Result};
 use crate::job::QueuedJob;
 use crate::pool::{Conn, PooledConn};
+use crate::Chancy;
 
 /// Most outcomes per batch.
 pub(crate) const MAX_BATCH: usize = 1000;
@@ -27,11 +29,16 @@ const RELEASE_IDLE: Duration = Duration::from_secs(1);
 /// writer log and notice shutdown).
 const CONNECTION_WAIT: Duration = Duration::from_secs(2);
 
+/// An outcome waiting for the writer, with the guard holding its claim (none for outcomes
+/// queued with [`Worker::queue_update`](super::Worker::queue_update)): the writer drops the
+/// guard once the outcome's batch is written.
+type Pending = (QueuedJob, Option<ClaimGuard>);
+
 /// The queue of pending updates (`outgoing`): executors put outcomes in, the writer takes
 /// them out.
 pub struct Outgoing {
-    tx: Sender<QueuedJob>,
-    rx: Receiver<QueuedJob>,
+    tx: Sender<Pending>,
+    rx: Receiver<Pending>,
     accepting: AtomicBool,
     pending: AtomicUsize,
 }
@@ -49,14 +56,15 @@ impl Default for Outgoing {
 }
 
 impl Outgoing {
-    /// Queues an update; false (dropped) once the worker's stop has passed its cut-off.
-    /// Blocks while the writer is `HIGH_WATER` updates behind.
-    pub(crate) fn push(&self, job: QueuedJob) -> bool {
+    /// Queues an update with the guard of its claim; false (dropped, and the claim released)
+    /// once the worker's stop has passed its cut-off. Blocks while the writer is `HIGH_WATER`
+    /// updates behind.
+    pub(crate) fn push(&self, job: QueuedJob, claim: Option<ClaimGuard>) -> bool {
         if !self.accepting.load(Ordering::SeqCst) {
             return false;
         }
         self.pending.fetch_add(1, Ordering::SeqCst);
-        if self.tx.send(job).is_err() {
+        if self.tx.send((job, claim)).is_err() {
             self.pending.fetch_sub(1, Ordering::SeqCst);
             return false;
         }
@@ -75,16 +83,85 @@ impl Outgoing {
     pub(crate) fn is_accepting(&self) -> bool {
         self.accepting.load(Ordering::SeqCst)
     }
+
+    /// Takes one queued update without the writer (tests).
+    #[cfg(test)]
+    pub(crate) fn try_take(&self) -> Option<Pending> {
+        let taken = self.rx.try_recv().ok()?;
+        self.pending.fetch_sub(1, Ordering::SeqCst);
+        Some(taken)
+    }
+}
+
+/// A batch the writer committed: every outcome it wrote (`jobs`) and those the database
+/// accepted (`accepted`: their row still carried the outcome's claim), in batch order.
+pub(crate) struct CommittedBatch<'a> {
+    pub(crate) jobs: &'a [QueuedJob],
+    pub(crate) accepted: Vec<&'a QueuedJob>,
+}
+
+type Subscriber = Arc<dyn Fn(&CommittedBatch<'_>) + Send + Sync>;
+
+/// "Batch committed": the writer publishes each committed batch here instead of calling
+/// whoever cares (eager queues, plugins' `on_jobs_updated`); they subscribe once, at start.
+/// Subscribers run on the writer thread after the commit, in subscription order, with no
+/// lock held; one that panics is logged and the others still run.
+#[derive(Default)]
+pub(crate) struct Committed {
+    subscribers: parking_lot::RwLock<Vec<(String, Subscriber)>>,
+}
+
+impl Committed {
+    /// Adds `subscriber`, named `name` in the log should it panic.
+    pub(crate) fn subscribe(
+        &self,
+        name: impl Into<String>,
+        subscriber: impl Fn(&CommittedBatch<'_>) + Send + Sync + 'static,
+    ) {
+        self.subscribers
+            .write()
+            .push((name.into(), Arc::new(subscriber)));
+    }
+
+    /// Tells every subscriber about `batch`.
+    pub(crate) fn publish(&self, batch: &CommittedBatch<'_>) {
+        let subscribers = self.subscribers.read().clone();
+        for (name, subscriber) in &subscribers {
+            let call = std::panic::AssertUnwindSafe(|| subscriber(batch));
+            if std::panic::catch_unwind(call).is_err() {
+                log::error!("chancy-writer: {name} panicked on a committed batch");
+            }
+        }
+    }
+}
+
+/// What the writer thread uses, and nothing else of the worker.
+pub(crate) struct WriterDeps {
+    pub(crate) chancy: Chancy,
+    pub(crate) worker_id: String,
+    /// Executors put outcomes in; this thread takes them out.
+    pub(crate) outgoing: Arc<Outgoing>,
+    pub(crate) connections: Arc<Connections>,
+    /// Where committed batches are published.
+    pub(crate) committed: Arc<Committed>,
+    /// `WorkerBuilder::synchronous_commit`.
+    pub(crate) synchronous_commit: bool,
+    /// The batching window after a batch's first outcome.
+    pub(crate) send_outgoing_interval: Duration,
+    /// After the stop's cut-off, how long a failing write is retried before giving up.
+    pub(crate) shutdown_timeout: Duration,
+    /// Retry backoff: first and largest delay.
+    pub(crate) backoff: (Duration, Duration),
 }
 
 /// The writer thread's body.
-pub(crate) fn run(shared: Arc<WorkerShared>) {
+pub(crate) fn run(w: WriterDeps) {
     // Borrowed from the application pool while outcomes keep coming, given back when idle:
     // the writer owns no connection of its own (see README, "Connections").
     let mut conn: Option<PooledConn> = None;
     let mut last_write = Instant::now();
-    let mut backoff = Backoff::new(shared.config.backoff_initial, shared.config.backoff_max);
-    let out = &shared.outgoing;
+    let mut backoff = Backoff::new(w.backoff.0, w.backoff.1);
+    let out = &w.outgoing;
     loop {
         let first = match out.rx.recv_timeout(Duration::from_millis(50)) {
             Ok(job) => job,
@@ -96,23 +173,27 @@ pub(crate) fn run(shared: Arc<WorkerShared>) {
             }
             Err(_) => break,
         };
-        let batch = gather(&out.rx, first, shared.config.send_outgoing_interval);
+        let (batch, claims): (Vec<QueuedJob>, Vec<Option<ClaimGuard>>) =
+            gather(&out.rx, first, w.send_outgoing_interval)
+                .into_iter()
+                .unzip();
         let n = batch.len();
-        let claims: Vec<Option<Uuid>> = batch.iter().map(|j| j.claim_id).collect();
-        write_until_done(&shared, &mut conn, &mut backoff, batch, Attempt::AsIs);
+        write_until_done(&w, &mut conn, &mut backoff, batch, Attempt::AsIs);
         last_write = Instant::now();
-        if shared.connections_wanted() {
+        if w.connections.wanted() {
             // Another loop of this worker (or your code) may be waiting for a connection.
             conn = None;
         }
-        shared.forget_claims(claims);
+        // Written (or, at a stop that outlived the database, given up): the claims are no
+        // longer held, so the orphan sweep may release any row the write did not reach.
+        drop(claims);
         out.pending.fetch_sub(n, Ordering::SeqCst);
     }
-    log::debug!("update writer of {} finished", shared.worker_id);
+    log::debug!("update writer of {} finished", w.worker_id);
 }
 
 /// `first` plus whatever arrives within `window` of it, up to [`MAX_BATCH`].
-fn gather(rx: &Receiver<QueuedJob>, first: QueuedJob, window: Duration) -> Vec<QueuedJob> {
+fn gather(rx: &Receiver<Pending>, first: Pending, window: Duration) -> Vec<Pending> {
     let deadline = Instant::now() + window;
     let mut batch = vec![first];
     while batch.len() < MAX_BATCH {
@@ -137,28 +218,30 @@ enum Attempt {
 }
 
 fn write_until_done(
-    shared: &WorkerShared,
+    w: &WriterDeps,
     conn: &mut Option<PooledConn>,
     backoff: &mut Backoff,
     batch: Vec<QueuedJob>,
     attempt: Attempt,
 ) {
-    let give_up_after = shared.config.shutdown_timeout;
+    let give_up_after = w.shutdown_timeout;
     let mut closed_since: Option<Instant> = None;
     loop {
-        match connected(shared, conn).and_then(|c| write_batch(shared, c, &batch)) {
+        let written = connected(&w.connections, conn)
+            .and_then(|c| write_batch(&w.chancy, w.synchronous_commit, c, &batch));
+        match written {
             Ok(accepted) => {
                 backoff.reset();
-                let hooks = std::panic::AssertUnwindSafe(|| shared.after_commit(&batch, &accepted));
-                if std::panic::catch_unwind(hooks).is_err() {
-                    log::error!("chancy-writer: a plugin's on_job_updated hook panicked");
-                }
+                w.committed.publish(&CommittedBatch {
+                    accepted: batch.iter().filter(|j| accepted.contains(&j.id)).collect(),
+                    jobs: &batch,
+                });
                 return;
             }
             Err(err) if err.is_rejected_data() => {
                 // Retrying the same values cannot succeed, and must not hold up every other
                 // outcome: find the culprit alone and store it without what was refused.
-                reject(shared, conn, backoff, batch, attempt, &err);
+                reject(w, conn, backoff, batch, attempt, &err);
                 return;
             }
             Err(err) => {
@@ -171,7 +254,7 @@ fn write_until_done(
                     batch.len(),
                     backoff.failures()
                 );
-                if !shared.outgoing.is_accepting() {
+                if !w.outgoing.is_accepting() {
                     let since = *closed_since.get_or_insert_with(Instant::now);
                     if since.elapsed() > give_up_after {
                         let ids: Vec<String> = batch.iter().map(|j| j.id.to_string()).collect();
@@ -194,7 +277,7 @@ fn write_until_done(
 /// refused it is dropped with an error log (the row stays `running` until the heartbeat's
 /// orphan sweep releases it).
 fn reject(
-    shared: &WorkerShared,
+    w: &WriterDeps,
     conn: &mut Option<PooledConn>,
     backoff: &mut Backoff,
     batch: Vec<QueuedJob>,
@@ -207,7 +290,7 @@ fn reject(
             batch.len()
         );
         for job in batch {
-            write_until_done(shared, conn, backoff, vec![job], Attempt::AsIs);
+            write_until_done(w, conn, backoff, vec![job], Attempt::AsIs);
         }
         return;
     }
@@ -236,31 +319,36 @@ fn reject(
              stored without its meta"
         ),
     });
-    write_until_done(shared, conn, backoff, vec![job], Attempt::Degraded);
+    write_until_done(w, conn, backoff, vec![job], Attempt::Degraded);
 }
 
 /// The writer's connection, borrowed from the application pool if it holds none. When the
 /// pool cannot give one the error (with the server's message) goes to the caller, which logs
 /// it, keeps the batch and retries with backoff.
-fn connected<'a>(shared: &WorkerShared, conn: &'a mut Option<PooledConn>) -> Result<&'a mut Conn> {
+fn connected<'a>(
+    connections: &Connections,
+    conn: &'a mut Option<PooledConn>,
+) -> Result<&'a mut Conn> {
     if conn.is_none() {
-        *conn = Some(shared.borrow_connection(CONNECTION_WAIT)?);
+        *conn = Some(connections.borrow(CONNECTION_WAIT)?);
     }
     Ok(&mut **conn.as_mut().expect("connection was just set"))
 }
 
-/// Writes one batch in one transaction; returns the ids whose update was accepted.
+/// Writes one batch in one transaction (with the plugins' in-transaction hooks); returns the
+/// ids whose update was accepted. `synchronous_commit`: `WorkerBuilder::synchronous_commit`.
 pub(crate) fn write_batch(
-    shared: &WorkerShared,
+    chancy: &Chancy,
+    synchronous_commit: bool,
     c: &mut Conn,
     batch: &[QueuedJob],
 ) -> Result<HashSet<Uuid>> {
-    let stmt = c.prepared(&shared.chancy.sql().update_batch)?;
+    let stmt = c.prepared(&chancy.sql().update_batch)?;
     let mut tx = c
         .client
         .transaction()
         .map_err(|e| Error::database("writing job updates", e))?;
-    if !shared.config.synchronous_commit {
+    if !synchronous_commit {
         // Local to this transaction: the connection goes back to the application's pool.
         tx.batch_execute("SET LOCAL synchronous_commit = off")
             .map_err(|e| Error::database("setting synchronous_commit", e))?;
@@ -291,8 +379,8 @@ pub(crate) fn write_batch(
     }
     let accepted_jobs: Vec<&QueuedJob> =
         batch.iter().filter(|j| accepted.contains(&j.id)).collect();
-    for plugin in shared.plugins() {
-        plugin.on_jobs_updated_in_transaction(&shared.chancy, &accepted_jobs, &mut tx)?;
+    for plugin in chancy.plugins() {
+        plugin.on_jobs_updated_in_transaction(chancy, &accepted_jobs, &mut tx)?;
     }
     tx.commit()
         .map_err(|e| Error::database("committing job updates", e))?;
@@ -387,6 +475,71 @@ fn without_nul(value: Value) -> Value {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn job(id: Uuid, key: Option<&str>) -> QueuedJob {
+        QueuedJob {
+            id,
+            unique_key: key.map(str::to_string),
+            ..QueuedJob::claimed_for_test("f")
+        }
+    }
+
+    fn ids(round: &[&QueuedJob]) -> Vec<Uuid> {
+        round.iter().map(|j| j.id).collect()
+    }
+
+    #[test]
+    fn a_batch_of_distinct_jobs_is_one_round_in_lock_order() {
+        let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let batch = vec![job(c, None), job(b, Some("k")), job(a, None)];
+        let rounds = rounds(&batch);
+        assert_eq!(rounds.len(), 1);
+        // (unique_key or "", id): the unkeyed jobs first by id, then the keyed one.
+        assert_eq!(ids(&rounds[0]), vec![a, c, b]);
+        assert!(super::rounds(&[]).is_empty());
+    }
+
+    #[test]
+    fn outcomes_of_one_job_go_to_successive_rounds_in_batch_order() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let mut first = job(a, None);
+        first.attempts = 1;
+        let mut second = job(a, None);
+        second.attempts = 2;
+        let mut third = job(a, None);
+        third.attempts = 3;
+        let batch = vec![first, job(b, None), second, third];
+        let rounds = rounds(&batch);
+        assert_eq!(rounds.len(), 3, "an UPDATE … FROM touches a row once");
+        assert_eq!(ids(&rounds[0]), vec![a, b]);
+        assert_eq!(ids(&rounds[1]), vec![a]);
+        assert_eq!(ids(&rounds[2]), vec![a]);
+        let attempts: Vec<i32> = rounds.iter().map(|r| r[0].attempts).collect();
+        assert_eq!(attempts, vec![1, 2, 3], "the later outcome is written last");
+        for round in &rounds {
+            let distinct: HashSet<Uuid> = round.iter().map(|j| j.id).collect();
+            assert_eq!(distinct.len(), round.len());
+        }
+    }
+
+    #[test]
+    fn committed_batches_reach_every_subscriber_in_order_even_past_a_panic() {
+        let committed = Committed::default();
+        let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let first = Arc::clone(&seen);
+        committed.subscribe("first", move |b| {
+            first.lock().push(("first", b.accepted.len()))
+        });
+        committed.subscribe("panicking", |_| panic!("a subscriber fails"));
+        let last = Arc::clone(&seen);
+        committed.subscribe("last", move |b| last.lock().push(("last", b.jobs.len())));
+        let jobs = vec![job(Uuid::from_u128(1), None), job(Uuid::from_u128(2), None)];
+        committed.publish(&CommittedBatch {
+            jobs: &jobs,
+            accepted: vec![&jobs[0]],
+        });
+        assert_eq!(*seen.lock(), vec![("first", 1), ("last", 2)]);
+    }
 
     #[test]
     fn nul_characters_are_replaced_everywhere_and_clean_values_are_untouched() {

@@ -11,7 +11,7 @@ use chancy::{ImmediateLeadership, Job, JobState, Queue, WorkerBuilder};
 use parking_lot::Mutex;
 use serde_json::json;
 
-use crate::common::{database_url, fast_worker, TestApp};
+use crate::common::{capture_warnings, captured_warnings, database_url, fast_worker, TestApp};
 use crate::plugins::{leadership, wait_for};
 
 type Runs = Arc<Mutex<HashMap<uuid::Uuid, u32>>>;
@@ -369,4 +369,54 @@ fn cli_restart_under_the_id_of_a_sigkilled_worker_resumes_its_jobs() {
     let runs = runs.lock();
     assert_eq!(runs.len(), 2);
     assert!(runs.values().all(|n| *n == 1), "{runs:?}");
+}
+
+#[test]
+fn a_stop_while_the_start_waits_for_the_id_ends_the_start_gracefully() {
+    let app = TestApp::new();
+    let needle = "worker stop-during-start: another process's row";
+    capture_warnings(needle);
+    // Another process's live row for the id: the start waits for it to expire or heartbeat.
+    app.client()
+        .execute(
+            &app.sql(
+                "INSERT INTO {workers} (worker_id, tags, queues, last_seen, expires_at) \
+                 VALUES ('stop-during-start', ARRAY['chancy.session=someone-else'], \
+                 ARRAY[]::text[], NOW(), NOW() + INTERVAL '1 hour')",
+            ),
+            &[],
+        )
+        .unwrap();
+    let worker = fast_worker(&app)
+        .worker_id("stop-during-start")
+        .build()
+        .unwrap();
+    let starter = {
+        let worker = worker.clone();
+        std::thread::spawn(move || worker.start())
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), || !captured_warnings(needle)
+            .is_empty()),
+        "the start waits for the id"
+    );
+    let asked = Instant::now();
+    assert!(worker.stop(), "nothing was left running");
+    let started = starter.join().unwrap();
+    assert!(
+        started.is_ok(),
+        "a start ended by a stop is not an error: {started:?}"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "the start gave up at once, not when the other row expires"
+    );
+    worker.wait_for_shutdown();
+    assert_eq!(
+        worker_rows(&app, "stop-during-start"),
+        vec![vec!["chancy.session=someone-else".to_string()]],
+        "the other process's row is untouched"
+    );
+    let again = worker.start().unwrap_err().to_string();
+    assert!(again.contains("stopped"), "{again}");
 }

@@ -994,3 +994,113 @@ fn synchronous_commit_off_applies_to_the_writer_only_when_asked() {
         assert_eq!(mine, "on", "other connections keep the server default");
     }
 }
+
+/// Holds the writer thread in its after-commit hook on the first batch until released.
+struct HoldsWriter {
+    holding: Arc<chancy::Flag>,
+    release: Arc<chancy::Flag>,
+}
+
+impl chancy::Plugin for HoldsWriter {
+    fn identifier(&self) -> &'static str {
+        "test.holds_writer"
+    }
+    fn on_jobs_updated(&self, _jobs: &[&chancy::QueuedJob]) {
+        if !self.holding.is_set() {
+            self.holding.set();
+            self.release.wait_timeout(WAIT);
+        }
+    }
+}
+
+#[test]
+fn a_claim_stays_held_until_its_outcome_is_written_even_past_the_orphan_grace() {
+    let (holding, release) = (Arc::new(chancy::Flag::new()), Arc::new(chancy::Flag::new()));
+    let plugin = HoldsWriter {
+        holding: Arc::clone(&holding),
+        release: Arc::clone(&release),
+    };
+    let app = TestApp::with(|b| b.no_default_plugins().plugin(plugin));
+    declare(&app, Queue::new("held").concurrency(2));
+    let runs: Arc<Mutex<Vec<uuid::Uuid>>> = Arc::default();
+    let seen = Arc::clone(&runs);
+    let worker = fast_worker(&app)
+        .job("t.count", move |ctx| {
+            seen.lock().push(ctx.job().id);
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    worker.start().unwrap();
+    let first = app.chancy.push(&Job::new("t.count").queue("held")).unwrap();
+    assert!(holding.wait_timeout(WAIT), "the first batch was committed");
+    // The writer is stuck after that commit: the next outcome waits in `outgoing`.
+    let second = app.chancy.push(&Job::new("t.count").queue("held")).unwrap();
+    let ran = |r: &Reference| runs.lock().iter().filter(|id| **id == r.id()).count();
+    let until = Instant::now() + WAIT;
+    while ran(&second) == 0 {
+        assert!(Instant::now() < until, "the second job never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Elapsed time is what is under test: past the heartbeat's 10 s orphan grace (and a
+    // heartbeat or two), a claim whose outcome is not yet written must still be held.
+    std::thread::sleep(Duration::from_millis(12_500));
+    let waiting = app.chancy.get_job(&second).unwrap().unwrap();
+    assert_eq!(
+        waiting.state,
+        JobState::Running,
+        "the orphan sweep released a claim whose outcome was waiting for the writer"
+    );
+    release.set();
+    let done = app.chancy.wait_for_job(&second, WAIT).unwrap().unwrap();
+    let first = app.chancy.get_job(&first).unwrap().unwrap();
+    assert!(worker.stop());
+    assert_eq!(
+        (first.state, done.state),
+        (JobState::Succeeded, JobState::Succeeded)
+    );
+    assert_eq!(ran(&second), 1, "the job ran once");
+    assert_eq!(done.attempts, 1);
+}
+
+#[test]
+fn a_queue_deleted_and_declared_again_while_its_jobs_finish_is_served_again() {
+    let app = TestApp::new();
+    declare(&app, Queue::new("comeback").concurrency(1));
+    let release = Arc::new(chancy::Flag::new());
+    let gate = Arc::clone(&release);
+    let worker = fast_worker(&app)
+        .job("t.gate", move |_| {
+            gate.wait_timeout(WAIT);
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    worker.start().unwrap();
+    let held = app
+        .chancy
+        .push(&Job::new("t.gate").queue("comeback"))
+        .unwrap();
+    wait_until(|| worker.running_jobs() == 1);
+    app.chancy.delete_queue("comeback", false).unwrap();
+    wait_until(|| !worker.queues().contains(&"comeback".to_string()));
+    // Back while the old runner still finishes its job; the queues loop (every 300 ms and
+    // on `queue.declared`) must see it back before that job ends: elapsed time is the
+    // point here, not a wait for an event.
+    declare(&app, Queue::new("comeback").concurrency(1));
+    std::thread::sleep(Duration::from_secs(1));
+    release.set();
+    assert_eq!(finished(&app, &held).state, JobState::Succeeded);
+    let next = app
+        .chancy
+        .push(&Job::new("t.noop").queue("comeback"))
+        .unwrap();
+    let job = finished(&app, &next);
+    assert_eq!(
+        job.state,
+        JobState::Succeeded,
+        "the queue is served again once its old runner finished"
+    );
+    wait_until(|| worker.queues().contains(&"comeback".to_string()));
+    assert!(worker.stop());
+}

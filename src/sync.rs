@@ -1,4 +1,12 @@
-//! Waitable flags: the worker's `shutdown_event`, `is_leader` and the wake-ups of its loops.
+//! The crate's thread primitives, used by every part that owns threads (the worker, the web
+//! server, the metrics server):
+//!
+//! * [`Flag`]: a boolean threads wait on (the worker's `shutdown_event`, `is_leader`, the
+//!   wake-ups of its loops).
+//! * [`Shutdown`]: the one way to stop a set of threads — a flag that also pokes every
+//!   registered wake-up flag, so every loop that waits on it (or sleeps with
+//!   [`Shutdown::sleep`]) notices at once; nothing polls.
+//! * [`spawn_named`]: every thread is named and a failed start is an error, never a panic.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -79,8 +87,8 @@ impl Flag {
     }
 }
 
-/// The worker's shutdown signal: a flag that also pokes every registered wake-up flag, so
-/// every loop notices at once.
+/// A shutdown signal: a flag that also pokes every registered wake-up flag, so every loop
+/// notices at once. Triggered once; triggering again does nothing more.
 #[derive(Debug, Default)]
 pub(crate) struct Shutdown {
     flag: Flag,
@@ -115,6 +123,22 @@ impl Shutdown {
     pub(crate) fn sleep(&self, timeout: Duration) -> bool {
         self.flag.wait_timeout(timeout)
     }
+
+    /// Blocks until shutdown triggers.
+    #[cfg(feature = "web")]
+    pub(crate) fn wait(&self) {
+        self.flag.wait();
+    }
+}
+
+/// Starts a named thread. Failing to start one (the process or user is out of threads or
+/// memory) is an error the caller handles for what that thread was for: it never panics.
+pub(crate) fn spawn_named<F, T>(name: &str, f: F) -> std::io::Result<std::thread::JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    std::thread::Builder::new().name(name.to_string()).spawn(f)
 }
 
 #[cfg(test)]
