@@ -82,18 +82,9 @@ const DECLARE_RETURNING: &str = " RETURNING *";
 /// heartbeat_timeout while another took over its id claims nothing (one primary-key probe
 /// of the workers table per claim, evaluated once). NULL for a worker that has not taken its
 /// id (`Worker::fetch_jobs` before `start`).
-///
-/// The UPDATE finds each locked row by its `ctid` (a TID scan: one heap access) instead of
-/// probing the primary key again (a 3–4 page index descent per row): 14.2 → 11.5 buffers per
-/// claimed row, measured with `EXPLAIN (ANALYZE, BUFFERS)` of 256-row claims (BENCHMARKS.md,
-/// issue 19). The `ctid` is stable for the statement: the row is locked by then. A row
-/// another transaction updated after the statement's snapshot (and that still qualified
-/// when the lock re-checked it) is either updated in its newest version, as with a key
-/// join, or not found by the TID scan and left pending (locked until this statement's
-/// transaction ends) for the next claim: never half-claimed.
 const FETCH: &str = r#"
 WITH selected_jobs AS (
-    SELECT ctid FROM "{prefix}jobs"
+    SELECT id FROM "{prefix}jobs"
     WHERE queue = $1
       AND (state = 'pending' OR state = 'retrying')
       AND COALESCE(attempts, 0) < max_attempts
@@ -107,7 +98,7 @@ WITH selected_jobs AS (
 UPDATE "{prefix}jobs"
 SET started_at = NOW(), state = 'running', claim_id = gen_random_uuid(), taken_by = $3
 FROM selected_jobs
-WHERE "{prefix}jobs".ctid = selected_jobs.ctid
+WHERE "{prefix}jobs".id = selected_jobs.id
 RETURNING "{prefix}jobs".*"#;
 
 /// Which of the queues `$1` have a job the claim would take now (the claim's eligibility,
