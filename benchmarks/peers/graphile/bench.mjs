@@ -1,13 +1,24 @@
 // graphile-worker on chancy bench's workloads, measured the way `chancy bench` measures.
 //
 //   node bench.mjs [--mode drain|steady] [--jobs 100000] [--rate 5000 --seconds 30]
-//                  [--concurrency 24] [--local-queue 500] [--analyze] [--json]
+//                  [--concurrency 24] [--local-queue 500] [--no-analyze] [--json]
 //
-// drain:  pushes --jobs no-op jobs (addJobs, 10,000 per call), then one runner
-//         (concurrency 24, localQueue.size 500, completeJobBatchDelay 0,
-//         failJobBatchDelay 0: graphile-worker's documented batching) drains them (with
-//         --analyze, after an ANALYZE of its jobs table: see BENCHMARKS.md); timed
-//         from the runner's start until the jobs table is empty (completions committed).
+// drain:  pushes --jobs no-op jobs (addJobs, 10,000 per call), then ANALYZEs its jobs
+//         table (unless --no-analyze), then one runner (concurrency 24, localQueue.size
+//         500, completeJobBatchDelay 0, failJobBatchDelay 0: graphile-worker's documented
+//         batching) drains them; timed from the runner's start until the jobs table is
+//         empty (completions committed).
+//
+//         Why the ANALYZE: the freshly created jobs table has no statistics until
+//         autovacuum analyzes it (within `autovacuum_naptime`, 1 min, on a stock server;
+//         never on a server with autovacuum off, like the project's shared one). Without
+//         statistics the planner runs graphile's batch claim (`get_job500`) as a
+//         sequential scan of the whole backlog plus an external-merge sort (≈ 7,300
+//         buffers and 220 ms per 500-job claim at 100,000 jobs, `EXPLAIN ANALYZE`)
+//         instead of a walk of `jobs_main_index` (≈ 13 buffers): 2.8× the PostgreSQL CPU
+//         per job (48.8 vs 17.3 µs, private server, 2026-11-30). A long-lived graphile
+//         deployment has statistics, so the comparison uses them. chancy needs none: its
+//         fetch connection rules out sort and bitmap plans (src/worker/fetch.rs).
 // steady: open-loop arrivals at --rate jobs/s for --seconds into a running runner; 4
 //         pushers share the arrivals round robin and push what is due (addJob for one,
 //         addJobs for several), like `chancy bench --mode steady`; latency is from each
@@ -37,7 +48,7 @@ const args = parseArgs(process.argv.slice(2), {
   seconds: 30,
   concurrency: 24,
   "local-queue": 500,
-  analyze: false,
+  "no-analyze": false,
   json: false,
 });
 const url = process.env.DATABASE_URL;
@@ -51,7 +62,7 @@ const STATS_FLUSH_MS = 1100;
 // Clock ticks per second of /proc/<pid>/stat times.
 const TICK = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
 
-const pool = new pg.Pool({ connectionString: url, application_name: APP, max: 12 });
+const pool = new pg.Pool({ connectionString: url, application_name: APP, max: 25 }); // maxPoolSize 25: the documented performance preset
 pool.on("error", (e) => console.error("idle pool client error:", e.message));
 pool.on("connect", (client) => client.on("error", (e) => console.error("pool client error:", e.message)));
 // graphile-worker's own log lines would mix with the JSON on stdout.
@@ -230,13 +241,21 @@ async function drain(utils, postmaster) {
     jobs_per_second: n / pushSeconds,
     wal_bytes_per_job: ((await wal()) - w) / n,
   };
-  if (args.analyze) await pool.query(`ANALYZE "${SCHEMA}"._private_jobs`);
+  if (!args["no-analyze"]) await pool.query(`ANALYZE "${SCHEMA}"._private_jobs`);
   let done = 0;
+  // Woken by the last task, not polled: a 1 ms polling timer costs this process CPU for
+  // every millisecond of the drain, which would count as graphile-worker's CPU per job.
+  let allRan;
+  const ran = new Promise((resolve) => (allRan = resolve));
   // The push's statistics (WAL records, commits) reach pg_stat_* within a second.
   await sleep(STATS_FLUSH_MS);
   const start = await meterStart(postmaster);
-  const runner = await startRunner({ noop: async () => void done++ });
-  while (done < n) await sleep(1);
+  const runner = await startRunner({
+    noop: async () => {
+      if (++done === n) allRan();
+    },
+  });
+  await ran;
   while ((await jobsLeft()) > 0) await sleep(2);
   const end = await meterEnd(postmaster);
   const seconds = (end.at - start.at) / 1000;
@@ -323,7 +342,7 @@ async function main() {
       seconds: args.seconds,
       concurrency: args.concurrency,
       local_queue_size: args["local-queue"],
-      analyze_after_push: args.analyze,
+      analyze_after_push: !args["no-analyze"],
       complete_job_batch_delay: 0,
       fail_job_batch_delay: 0,
     },
