@@ -117,6 +117,7 @@ pub mod prometheus;
 mod queue;
 mod sql;
 mod typed;
+mod unnamed;
 #[cfg(feature = "web")]
 pub mod web;
 mod worker;

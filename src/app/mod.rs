@@ -9,6 +9,7 @@ mod queues;
 mod transitions;
 mod workers;
 
+use crate::unnamed::Unnamed;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +50,7 @@ pub struct ChancyBuilder {
     max_pool: u32,
     connection_timeout: Duration,
     notifications: bool,
+    transaction_pooling: bool,
     default_plugins: bool,
     plugins: Vec<Arc<dyn Plugin>>,
 }
@@ -78,10 +80,39 @@ impl ChancyBuilder {
         self
     }
 
-    /// Send and listen for NOTIFY events (default on). Turn off behind transaction-pooling
-    /// proxies such as pgbouncer; workers then rely on polling alone.
+    /// Send and listen for NOTIFY events (default on). Off: pushes send no NOTIFY and
+    /// workers find jobs by polling alone. Behind a transaction-pooling proxy use
+    /// [`ChancyBuilder::transaction_pooling`] instead (it stops only the listening).
     pub fn notifications(mut self, enabled: bool) -> Self {
         self.notifications = enabled;
+        self
+    }
+
+    /// The database URL points at a **transaction-pooling** proxy (PgBouncer
+    /// `pool_mode = transaction`, any version, e.g. 1.18 as Debian 12 ships it; default
+    /// off). Every server connection is then shared between transactions of many clients, so
+    /// this application and its workers keep no state on a connection between transactions:
+    ///
+    /// - **no `LISTEN`**: a worker finds jobs by polling alone, so a pushed job waits up to
+    ///   its queue's `polling_interval` (plus the claim) before it starts, instead of a few
+    ///   milliseconds; pushes still send `NOTIFY` (inside their transaction), which workers
+    ///   connected directly to PostgreSQL receive as usual;
+    /// - **no session settings**: the planner settings of a claim (and
+    ///   `synchronous_commit = off`, [`WorkerBuilder::synchronous_commit`](crate::WorkerBuilder::synchronous_commit))
+    ///   are `SET LOCAL` inside each claim's transaction, which costs a claim three more
+    ///   round trips (`BEGIN`, `SET LOCAL`, `COMMIT`);
+    /// - **no named prepared statements**: the hot statements run as unnamed typed queries
+    ///   (parse, bind and execute in one round trip; the server plans each one again).
+    ///   Chancy's other statements are unnamed in every mode.
+    ///
+    /// Session pooling (`pool_mode = session`) and direct connections need no setting. Without
+    /// it behind transaction pooling, the worker's `LISTEN` lands on whichever server
+    /// connection served it and events go astray, claim settings leak to other clients and
+    /// cached statements fail with `prepared statement "s…" does not exist`. Your own
+    /// statements on [`Chancy::connection`] must follow the same rules (e.g.
+    /// `query_typed`). The dashboard's live event stream needs `LISTEN`: it sends no events.
+    pub fn transaction_pooling(mut self, enabled: bool) -> Self {
+        self.transaction_pooling = enabled;
         self
     }
 
@@ -129,6 +160,7 @@ impl ChancyBuilder {
             self.max_pool,
             self.connection_timeout,
             health.clone(),
+            self.transaction_pooling,
         )?;
         let target = pool::describe_config(&config);
         Ok(Chancy {
@@ -141,6 +173,7 @@ impl ChancyBuilder {
                 target,
                 prefix,
                 notifications: self.notifications,
+                transaction_pooling: self.transaction_pooling,
                 default_plugins: self.default_plugins,
                 plugins,
             }),
@@ -178,6 +211,7 @@ struct Inner {
     channel: String,
     sql: Sql,
     notifications: bool,
+    transaction_pooling: bool,
     default_plugins: bool,
     plugins: Vec<Arc<dyn Plugin>>,
 }
@@ -207,6 +241,7 @@ impl std::fmt::Debug for Chancy {
             .field("database", &self.inner.target)
             .field("prefix", &self.inner.prefix.as_str())
             .field("notifications", &self.inner.notifications)
+            .field("transaction_pooling", &self.inner.transaction_pooling)
             .finish()
     }
 }
@@ -222,6 +257,7 @@ impl Chancy {
             max_pool: DEFAULT_MAX_POOL_SIZE,
             connection_timeout: DEFAULT_CONNECTION_TIMEOUT,
             notifications: true,
+            transaction_pooling: false,
             default_plugins: true,
             plugins: Vec::new(),
         }
@@ -235,6 +271,18 @@ impl Chancy {
     /// Whether NOTIFY events are sent and listened for.
     pub fn notifications(&self) -> bool {
         self.inner.notifications
+    }
+
+    /// Whether the database URL is a transaction-pooling proxy
+    /// ([`ChancyBuilder::transaction_pooling`]).
+    pub fn transaction_pooling(&self) -> bool {
+        self.inner.transaction_pooling
+    }
+
+    /// Whether workers and the dashboard LISTEN for events: notifications on and no
+    /// transaction pooling.
+    pub(crate) fn listens(&self) -> bool {
+        self.inner.notifications && !self.inner.transaction_pooling
     }
 
     /// The configured plugins, in hook order.
@@ -293,7 +341,7 @@ impl Chancy {
     /// Opens a dedicated connection outside the pool (the worker's listener; every other
     /// loop borrows from the pool).
     pub(crate) fn connect_dedicated(&self) -> Result<pool::Conn> {
-        pool::connect(&self.inner.config)
+        pool::connect(&self.inner.config, self.inner.transaction_pooling)
     }
 
     /// The most connections the pool opens.
@@ -467,7 +515,7 @@ impl Chancy {
             .map(|(name, body)| events::payload(name, body))
             .collect();
         client
-            .execute(
+            .execute_unnamed(
                 self.inner.sql.notify.as_str(),
                 &[&self.inner.channel, &payloads],
             )

@@ -1,6 +1,7 @@
 //! The heartbeat: upserts this worker's row, prunes expired workers, NOTIFYs
 //! `worker.announced`.
 
+use crate::unnamed::Unnamed;
 use std::sync::Arc;
 
 use postgres::GenericClient;
@@ -16,14 +17,14 @@ use crate::events;
 pub(crate) fn announce(shared: &WorkerShared, client: &mut impl GenericClient) -> Result<bool> {
     let sql = shared.chancy.sql();
     client
-        .execute(sql.delete_expired_workers.as_str(), &[])
+        .execute_unnamed(sql.delete_expired_workers.as_str(), &[])
         .map_err(|e| Error::database("pruning expired workers", e))?;
     let mut tags: Vec<String> = shared.tags.iter().cloned().collect();
     tags.push(shared.session_tag.clone());
     let queues = shared.queue_names();
     let timeout = shared.config.heartbeat_timeout.as_secs_f64();
     let owned = client
-        .query_opt(
+        .query_opt_unnamed(
             sql.announce_worker.as_str(),
             &[
                 &shared.worker_id,
@@ -99,7 +100,7 @@ pub(crate) fn release_orphans(
     let sql = shared.chancy.sql();
     let grace = grace.as_secs_f64();
     let rows = client
-        .query(
+        .query_unnamed(
             sql.held_claims.as_str(),
             &[&queues, &shared.worker_id, &grace, &shared.session_tag],
         )
@@ -115,7 +116,7 @@ pub(crate) fn release_orphans(
         return Ok(0);
     }
     let released = client
-        .query(sql.release_orphans.as_str(), &[&ids, &claims])
+        .query_unnamed(sql.release_orphans.as_str(), &[&ids, &claims])
         .map_err(|e| Error::database("releasing orphaned claims", e))?;
     log::warn!(
         "worker {}: released {} claim(s) held under this worker id that no executor of this \

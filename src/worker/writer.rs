@@ -255,7 +255,7 @@ pub(crate) fn write_batch(
     c: &mut Conn,
     batch: &[QueuedJob],
 ) -> Result<HashSet<Uuid>> {
-    let stmt = c.prepared(&shared.chancy.sql().update_batch)?;
+    let stmt = c.statement(&shared.chancy.sql().update_batch)?;
     let mut tx = c
         .client
         .transaction()
@@ -269,9 +269,9 @@ pub(crate) fn write_batch(
     for round in rounds(batch) {
         let cols = UpdateColumns::from_jobs(&round);
         let local_now = chrono::Utc::now();
-        let rows = tx
+        let rows = stmt
             .query(
-                &stmt,
+                &mut tx,
                 &[
                     &cols.ids,
                     &cols.claims,
