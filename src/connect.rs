@@ -212,6 +212,24 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_host_is_a_resolver_failure_with_the_resolvers_message() {
+        let err = "host=no-such-host.invalid user=postgres connect_timeout=5"
+            .parse::<postgres::Config>()
+            .unwrap()
+            .connect(postgres::NoTls)
+            .err()
+            .expect("no-such-host.invalid does not resolve");
+        assert_eq!(classify(&err), Cause::Resolve, "{err:?}");
+        let text =
+            connect_error("postgresql://no-such-host.invalid:5432/postgres", err).to_string();
+        assert!(
+            text.contains("failed to lookup address information")
+                && text.contains("check the host name"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn login_failures_settle_at_once_and_busy_servers_never() {
         let health = ConnectHealth::default();
         let now = Instant::now();
