@@ -139,7 +139,7 @@ impl Prepared {
 fn pair<'a>(
     params: &'a [&'a (dyn ToSql + Sync)],
     types: &[Type],
-) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
+) -> crate::unnamed::TypedParams<'a> {
     params
         .iter()
         .enumerate()

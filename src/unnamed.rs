@@ -55,13 +55,16 @@ pub(crate) fn param_types<C: GenericClient>(
     Ok(types)
 }
 
+/// Parameters paired with their types, as `query_typed` takes them.
+pub(crate) type TypedParams<'a> = Vec<(&'a (dyn ToSql + Sync), Type)>;
+
 /// `params` paired with `sql`'s parameter types, or `None` when their counts differ (the
 /// caller then lets the named path report the mismatch in its usual words).
 fn typed<'a, C: GenericClient>(
     client: &mut C,
     sql: &str,
     params: &'a [&'a (dyn ToSql + Sync)],
-) -> Result<Option<Vec<(&'a (dyn ToSql + Sync), Type)>>, PgError> {
+) -> Result<Option<TypedParams<'a>>, PgError> {
     if params.is_empty() {
         return Ok(Some(Vec::new()));
     }
