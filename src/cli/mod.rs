@@ -58,7 +58,8 @@ Examples:
   chancy job list --state failed
   chancy migrate --plugin cron && chancy cron schedule '0 * * * *' myapp.hourly --unique-key hourly
 
-Every command takes --database-url (or $DATABASE_URL) and --prefix. Errors print one line
+Every command takes --database-url (or $DATABASE_URL), --prefix and --transaction-pooling
+(behind PgBouncer pool_mode = transaction). Errors print one line
 `error: …` on stderr and exit non-zero.";
 
 /// `chancy` — operate a Postgres job queue compatible with Python Chancy 0.26.0.
