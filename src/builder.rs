@@ -24,6 +24,7 @@ pub struct ChancyBuilder {
     max_pool: u32,
     connection_timeout: Duration,
     notifications: bool,
+    transaction_pooling: bool,
     default_plugins: bool,
     plugins: Vec<Arc<dyn Plugin>>,
 }
@@ -39,6 +40,7 @@ impl Chancy {
             max_pool: DEFAULT_MAX_POOL_SIZE,
             connection_timeout: DEFAULT_CONNECTION_TIMEOUT,
             notifications: true,
+            transaction_pooling: false,
             default_plugins: true,
             plugins: Vec::new(),
         }
@@ -70,10 +72,39 @@ impl ChancyBuilder {
         self
     }
 
-    /// Send and listen for NOTIFY events (default on). Turn off behind transaction-pooling
-    /// proxies such as pgbouncer; workers then rely on polling alone.
+    /// Send and listen for NOTIFY events (default on). Off: pushes send no NOTIFY and
+    /// workers find jobs by polling alone. Behind a transaction-pooling proxy use
+    /// [`ChancyBuilder::transaction_pooling`] instead (it stops only the listening).
     pub fn notifications(mut self, enabled: bool) -> Self {
         self.notifications = enabled;
+        self
+    }
+
+    /// The database URL points at a **transaction-pooling** proxy (PgBouncer
+    /// `pool_mode = transaction`, any version, e.g. 1.18 as Debian 12 ships it; default
+    /// off). Every server connection is then shared between transactions of many clients, so
+    /// this application and its workers keep no state on a connection between transactions:
+    ///
+    /// - **no `LISTEN`**: a worker finds jobs by polling alone, so a pushed job waits up to
+    ///   its queue's `polling_interval` (plus the claim) before it starts, instead of a few
+    ///   milliseconds; pushes still send `NOTIFY` (inside their transaction), which workers
+    ///   connected directly to PostgreSQL receive as usual;
+    /// - **no session settings**: the planner settings of a claim (and
+    ///   `synchronous_commit = off`, [`WorkerBuilder::synchronous_commit`](crate::WorkerBuilder::synchronous_commit))
+    ///   are `SET LOCAL` inside each claim's transaction, which costs a claim three more
+    ///   round trips (`BEGIN`, `SET LOCAL`, `COMMIT`);
+    /// - **no named prepared statements**: the hot statements run as unnamed typed queries
+    ///   (parse, bind and execute in one round trip; the server plans each one again).
+    ///   Chancy's other statements are unnamed in every mode.
+    ///
+    /// Session pooling (`pool_mode = session`) and direct connections need no setting. Without
+    /// it behind transaction pooling, the worker's `LISTEN` lands on whichever server
+    /// connection served it and events go astray, claim settings leak to other clients and
+    /// cached statements fail with `prepared statement "s…" does not exist`. Your own
+    /// statements on [`Chancy::connection`] must follow the same rules (e.g.
+    /// `query_typed`). The dashboard's live event stream needs `LISTEN`: it sends no events.
+    pub fn transaction_pooling(mut self, enabled: bool) -> Self {
+        self.transaction_pooling = enabled;
         self
     }
 
@@ -125,6 +156,7 @@ impl ChancyBuilder {
             max_pool: self.max_pool,
             connection_timeout: self.connection_timeout,
             notifications: self.notifications,
+            transaction_pooling: self.transaction_pooling,
             plugins: carry(plugins),
             migrations,
             known_migrations: plugins::SHIPPED_MIGRATIONS.to_vec(),

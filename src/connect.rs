@@ -4,7 +4,8 @@
 //! sees "timed out waiting for connection" after the full connection timeout. The pool's
 //! connection manager records each attempt's outcome in a [`ConnectHealth`];
 //! [`checkout`](crate::pool::checkout) reads it while it waits, so a wrong database name,
-//! role or password fails as soon as the server said so, and a refused port after
+//! role or password, or a host name the resolver does not know, fails as soon as that is
+//! known, and a refused port after
 //! [`REFUSED_GRACE`] (long enough to ride out a restart), each with the server's own message
 //! and a hint that matches the cause.
 
@@ -29,6 +30,9 @@ pub(crate) enum Cause {
     NoDatabase,
     /// Nothing listens at that address (connection refused, or no socket file).
     Refused,
+    /// The host name did not resolve (the resolver's answer, e.g. `Name or service not
+    /// known`): no retry can help until the URL or the DNS changes.
+    Resolve,
     /// Anything else (too many clients, server starting up, TLS, ...): waited out.
     Other,
 }
@@ -40,6 +44,7 @@ impl Cause {
             Cause::Login => "check the role name and password in the database URL",
             Cause::NoDatabase => "create it, or fix the database name in the database URL",
             Cause::Refused => "is PostgreSQL running there, on that port?",
+            Cause::Resolve => "check the host name in the database URL",
             Cause::Other => "the server may be busy, starting up or out of connections",
         }
     }
@@ -56,6 +61,9 @@ pub(crate) fn classify(err: &postgres::Error) -> Cause {
     let mut source = std::error::Error::source(err);
     while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if is_resolver_error(io) {
+                return Cause::Resolve;
+            }
             return match io.kind() {
                 std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound => {
                     Cause::Refused
@@ -66,6 +74,15 @@ pub(crate) fn classify(err: &postgres::Error) -> Cause {
         source = s.source();
     }
     Cause::Other
+}
+
+/// Whether `io` is a failed host name lookup: std's `getaddrinfo` error (`failed to lookup
+/// address information: …`, no stable `ErrorKind` of its own) or tokio-postgres's answer to
+/// a name with no address.
+fn is_resolver_error(io: &std::io::Error) -> bool {
+    let text = io.to_string();
+    text.starts_with("failed to lookup address information")
+        || text == "could not resolve any addresses"
 }
 
 /// The error for a failed connection attempt to `target`: the server's message and the hint
@@ -131,8 +148,8 @@ impl ConnectHealth {
         });
     }
 
-    /// The failure that settles a checkout waiting since `since`, if any: a login or
-    /// missing-database failure at once, refusals once they lasted [`REFUSED_GRACE`]. Only
+    /// The failure that settles a checkout waiting since `since`, if any: a login,
+    /// missing-database or host-name failure at once, refusals once they lasted [`REFUSED_GRACE`]. Only
     /// an attempt that failed after `since` counts, so a failure recorded before the server
     /// came back never decides a new checkout: it waits for the pool's next attempt.
     fn decisive(&self, now: Instant, since: Instant) -> Option<Failure> {
@@ -142,7 +159,7 @@ impl ConnectHealth {
             return None;
         }
         let settles = match f.cause {
-            Cause::Login | Cause::NoDatabase => true,
+            Cause::Login | Cause::NoDatabase | Cause::Resolve => true,
             Cause::Refused => now.saturating_duration_since(f.first) >= REFUSED_GRACE,
             Cause::Other => false,
         };
@@ -195,11 +212,30 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_host_is_a_resolver_failure_with_the_resolvers_message() {
+        let err = "host=no-such-host.invalid user=postgres connect_timeout=5"
+            .parse::<postgres::Config>()
+            .unwrap()
+            .connect(postgres::NoTls)
+            .err()
+            .expect("no-such-host.invalid does not resolve");
+        assert_eq!(classify(&err), Cause::Resolve, "{err:?}");
+        let text =
+            connect_error("postgresql://no-such-host.invalid:5432/postgres", err).to_string();
+        assert!(
+            text.contains("failed to lookup address information")
+                && text.contains("check the host name"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn login_failures_settle_at_once_and_busy_servers_never() {
         let health = ConnectHealth::default();
         let now = Instant::now();
         for (cause, settles) in [
             (Cause::Login, true),
+            (Cause::Resolve, true),
             (Cause::NoDatabase, true),
             (Cause::Other, false),
         ] {

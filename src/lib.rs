@@ -148,6 +148,7 @@ mod sql;
 mod sync;
 pub mod tooling;
 mod typed;
+mod unnamed;
 #[cfg(feature = "web")]
 pub mod web;
 mod worker;

@@ -7,6 +7,7 @@
 //! `-- down` section. A migration's version is its position in the list. One `migrate` call
 //! per key runs in one transaction, stepping one version at a time, and records each step.
 
+use crate::unnamed::Unnamed;
 use postgres::{GenericClient, Transaction};
 
 use crate::error::{Error, Result};
@@ -205,7 +206,7 @@ impl<'a> Migrator<'a> {
     pub(crate) fn current(&self, client: &mut impl GenericClient) -> Result<i32> {
         let table = self.prefix.table("schema_version");
         let exists: bool = client
-            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+            .query_one_unnamed("SELECT to_regclass($1) IS NOT NULL", &[&table])
             .map_err(|e| Error::database("looking for the schema_version table", e))?
             .get(0);
         if !exists {
@@ -216,7 +217,7 @@ impl<'a> Migrator<'a> {
             self.prefix.table("schema_version")
         );
         let row = client
-            .query_opt(&sql, &[&self.key])
+            .query_opt_unnamed(&sql, &[&self.key])
             .map_err(|e| Error::database("reading the schema version", e))?;
         Ok(row.and_then(|r| r.get::<_, Option<i32>>(0)).unwrap_or(0))
     }
@@ -249,7 +250,7 @@ impl<'a> Migrator<'a> {
             .map_err(|e| Error::database("starting the migration", e))?;
         // Serialise concurrent migrators of the same prefix (two workers starting at once).
         let lock_key = format!("chancy-migrate:{}", self.prefix);
-        tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&lock_key])
+        tx.execute_unnamed("SELECT pg_advisory_xact_lock(hashtext($1))", &[&lock_key])
             .map_err(|e| Error::database("locking for migration", e))?;
         self.ensure_version_table(&mut tx)?;
         let mut current = self.current(&mut tx)?;
@@ -300,7 +301,7 @@ impl<'a> Migrator<'a> {
              ON CONFLICT (version_of) DO UPDATE SET version = EXCLUDED.version",
             self.prefix.table("schema_version")
         );
-        tx.execute(&sql, &[&self.key, &next])
+        tx.execute_unnamed(&sql, &[&self.key, &next])
             .map_err(|e| Error::database("recording the schema version", e))?;
         Ok(next)
     }

@@ -1,13 +1,17 @@
 //! Connections: an r2d2 pool of clients that each keep their prepared statements.
 //!
 //! Every statement chancy runs often is prepared once per connection and reused, which saves
-//! a round trip per call compared with preparing an unnamed statement each time.
+//! a round trip per call compared with preparing an unnamed statement each time. Behind a
+//! transaction-pooling proxy ([`ChancyBuilder::transaction_pooling`](crate::ChancyBuilder::transaction_pooling))
+//! a named statement cannot outlive its transaction, so the same statements then run as
+//! unnamed typed queries ([`Prepared`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use postgres::{Client, NoTls, Statement};
+use postgres::types::{ToSql, Type};
+use postgres::{Client, GenericClient, NoTls, Row, Statement};
 use r2d2_postgres::PostgresConnectionManager;
 
 use crate::connect::{connect_error, ConnectHealth};
@@ -34,15 +38,41 @@ pub struct Conn {
     cache: HashMap<String, Statement>,
     /// Set by [`Conn::discard`]: the pool closes the connection instead of reusing it.
     discarded: bool,
+    /// Whether this connection goes through a transaction-pooling proxy: no session state,
+    /// no named statements outside a transaction.
+    transaction_pooling: bool,
 }
 
 impl Conn {
-    pub(crate) fn new(client: Client) -> Conn {
+    pub(crate) fn new(client: Client, transaction_pooling: bool) -> Conn {
         Conn {
             client,
             cache: HashMap::new(),
             discarded: false,
+            transaction_pooling,
         }
+    }
+
+    /// Whether this connection goes through a transaction-pooling proxy
+    /// ([`ChancyBuilder::transaction_pooling`](crate::ChancyBuilder::transaction_pooling)).
+    pub fn transaction_pooling(&self) -> bool {
+        self.transaction_pooling
+    }
+
+    /// A hot statement of chancy's own: prepared once on this connection (session pooling or
+    /// a direct connection), or its parameter types learned once and each call one unnamed
+    /// typed query (transaction pooling). Run it with [`Prepared::query`] and friends on this
+    /// connection's client or a transaction of it.
+    ///
+    /// # Errors
+    /// When the server rejects the statement or the connection is gone.
+    pub(crate) fn statement(&mut self, sql: &str) -> Result<Prepared> {
+        if self.transaction_pooling {
+            let types = crate::unnamed::param_types(&mut self.client, sql)
+                .map_err(|e| Error::database("preparing a statement", e))?;
+            return Ok(Prepared::Unnamed(sql.into(), types));
+        }
+        self.prepared(sql).map(Prepared::Named)
     }
 
     /// Marks the connection as not reusable (e.g. after a failed statement whose effect is
@@ -51,7 +81,9 @@ impl Conn {
         self.discarded = true;
     }
 
-    /// The statement for `sql`, prepared on first use on this connection.
+    /// The statement for `sql`, prepared (named) on first use on this connection. Behind a
+    /// transaction-pooling proxy a named statement exists only on the server connection that
+    /// prepared it: use `query_typed` there instead.
     ///
     /// # Errors
     /// When the server rejects the statement or the connection is gone.
@@ -82,6 +114,66 @@ impl std::ops::DerefMut for Conn {
     }
 }
 
+/// A statement from [`Conn::statement`].
+#[derive(Clone)]
+pub(crate) enum Prepared {
+    /// Prepared on the connection (session pooling or direct).
+    Named(Statement),
+    /// The text and its parameter types: one unnamed typed query per call.
+    Unnamed(Arc<str>, Arc<[Type]>),
+}
+
+impl Prepared {
+    /// The rows (as [`postgres::Client::query`]).
+    pub(crate) fn query<C: GenericClient>(
+        &self,
+        client: &mut C,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> std::result::Result<Vec<Row>, postgres::Error> {
+        match self {
+            Prepared::Named(stmt) => client.query(stmt, params),
+            Prepared::Unnamed(sql, types) => client.query_typed(sql, &pair(params, types)),
+        }
+    }
+
+    /// Exactly one row (as [`postgres::Client::query_one`]).
+    pub(crate) fn query_one<C: GenericClient>(
+        &self,
+        client: &mut C,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> std::result::Result<Row, postgres::Error> {
+        match self {
+            Prepared::Named(stmt) => client.query_one(stmt, params),
+            Prepared::Unnamed(sql, types) => client.query_typed_one(sql, &pair(params, types)),
+        }
+    }
+
+    /// The number of rows changed (as [`postgres::Client::execute`]).
+    pub(crate) fn execute<C: GenericClient>(
+        &self,
+        client: &mut C,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> std::result::Result<u64, postgres::Error> {
+        match self {
+            Prepared::Named(stmt) => client.execute(stmt, params),
+            Prepared::Unnamed(sql, types) => client.execute_typed(sql, &pair(params, types)),
+        }
+    }
+}
+
+/// `params` with their types. Chancy's own call sites pass exactly one value per parameter;
+/// a missing type is sent as `unknown`, so a mismatch is the server's error, never a panic.
+fn pair<'a>(
+    params: &'a [&'a (dyn ToSql + Sync)],
+    types: &[Type],
+) -> crate::unnamed::TypedParams<'a> {
+    params
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (*p, types.get(i).cloned().unwrap_or(Type::UNKNOWN)))
+        .collect()
+}
+
 /// The r2d2 connection manager of chancy's pool: `r2d2_postgres`'s, plus a prepared-statement
 /// cache per connection, recording each attempt's outcome for fast, precise connect errors
 /// (see `crate::connect`).
@@ -90,15 +182,21 @@ pub struct ConnectionManager {
     inner: PostgresConnectionManager<NoTls>,
     health: Arc<ConnectHealth>,
     target: String,
+    transaction_pooling: bool,
 }
 
 impl ConnectionManager {
-    pub(crate) fn new(config: postgres::Config, health: Arc<ConnectHealth>) -> ConnectionManager {
+    pub(crate) fn new(
+        config: postgres::Config,
+        health: Arc<ConnectHealth>,
+        transaction_pooling: bool,
+    ) -> ConnectionManager {
         let target = describe_config(&config);
         ConnectionManager {
             inner: PostgresConnectionManager::new(config, NoTls),
             health,
             target,
+            transaction_pooling,
         }
     }
 }
@@ -129,7 +227,7 @@ impl r2d2::ManageConnection for ConnectionManager {
         match self.inner.connect() {
             Ok(client) => {
                 self.health.succeeded();
-                Ok(Conn::new(client))
+                Ok(Conn::new(client, self.transaction_pooling))
             }
             Err(e) => {
                 self.health.failed(&self.target, &e);
@@ -161,6 +259,7 @@ pub(crate) fn build_pool(
     max: u32,
     timeout: Duration,
     health: Arc<ConnectHealth>,
+    transaction_pooling: bool,
 ) -> Result<Pool> {
     if max == 0 || min > max {
         return Err(Error::config(format!(
@@ -175,14 +274,14 @@ pub(crate) fn build_pool(
         .min_idle(Some(min))
         .connection_timeout(timeout)
         .error_handler(Box::new(r2d2::NopErrorHandler))
-        .build_unchecked(ConnectionManager::new(config, health)))
+        .build_unchecked(ConnectionManager::new(config, health, transaction_pooling)))
 }
 
 /// Opens one dedicated (unpooled) connection, e.g. for LISTEN.
-pub(crate) fn connect(config: &postgres::Config) -> Result<Conn> {
+pub(crate) fn connect(config: &postgres::Config, transaction_pooling: bool) -> Result<Conn> {
     config
         .connect(NoTls)
-        .map(Conn::new)
+        .map(|client| Conn::new(client, transaction_pooling))
         .map_err(|e| connect_error(&describe_config(config), e))
 }
 

@@ -530,6 +530,25 @@ fn bad_input_gives_one_line_errors() {
         "{line}"
     );
     assert!(!line.contains("secret"), "{line}");
+
+    // A host name the resolver does not know fails on the first attempt with the
+    // resolver's words, not after the connection timeout.
+    let unknown_host = Command::new(BIN)
+        .args([
+            "--database-url",
+            "postgresql://u:secret@no-such-host.invalid/db",
+            "queue",
+            "list",
+        ])
+        .output()
+        .unwrap();
+    let line = one_line_error(&unknown_host);
+    assert!(
+        line.contains("failed to lookup address information")
+            && line.contains("check the host name")
+            && !line.contains("no connection within"),
+        "{line}"
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! behind, so claims slow down as they step over them. The leader checks this periodically
 //! and warns (see `Worker`), the dashboard's overview lists them.
 
+use crate::unnamed::Unnamed;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -88,7 +89,7 @@ impl Chancy {
         let mut conn = self.connection()?;
         let rows = conn
             .client
-            .query(HOLDERS, &[&older_than.as_secs_f64(), &MAX_HORIZON_HOLDERS])
+            .query_unnamed(HOLDERS, &[&older_than.as_secs_f64(), &MAX_HORIZON_HOLDERS])
             .map_err(|e| Error::database("reading pg_stat_activity", e))?;
         Ok(rows
             .iter()

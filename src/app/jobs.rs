@@ -1,5 +1,6 @@
 //! Reading and waiting for jobs (cancel, retry and purge are in `transitions`).
 
+use crate::unnamed::Unnamed;
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
@@ -73,7 +74,7 @@ impl Chancy {
         let mut conn = self.connection()?;
         let row = conn
             .client
-            .query_opt(self.sql().get_job.as_str(), &[&reference.0])
+            .query_opt_unnamed(self.sql().get_job.as_str(), &[&reference.0])
             .map_err(|e| Error::database("reading a job", e))?;
         row.as_ref().map(QueuedJob::from_row).transpose()
     }
@@ -90,7 +91,7 @@ impl Chancy {
         let mut conn = self.connection()?;
         let rows = conn
             .client
-            .query(self.sql().get_jobs.as_str(), &[&ids])
+            .query_unnamed(self.sql().get_jobs.as_str(), &[&ids])
             .map_err(|e| Error::database("reading jobs", e))?;
         rows.iter().map(QueuedJob::from_row).collect()
     }

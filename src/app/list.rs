@@ -3,6 +3,7 @@
 use super::Chancy;
 use crate::error::{Error, Result};
 use crate::job::{JobState, QueuedJob};
+use crate::unnamed::Unnamed;
 
 /// Default [`JobFilter::limit`].
 pub(crate) const DEFAULT_LIST_LIMIT: u32 = 100;
@@ -107,7 +108,7 @@ impl Chancy {
         let mut conn = self.connection()?;
         let rows = conn
             .client
-            .query(sql.as_str(), &[&filter.queue, &state, &filter.func, &limit])
+            .query_unnamed(sql.as_str(), &[&filter.queue, &state, &filter.func, &limit])
             .map_err(|e| Error::database("listing jobs", e))?;
         Ok(rows.iter().filter_map(readable).collect())
     }

@@ -9,6 +9,7 @@ mod queues;
 mod transitions;
 mod workers;
 
+use crate::unnamed::Unnamed;
 use std::any::Any;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -51,6 +52,8 @@ pub(crate) struct ClientConfig {
     pub(crate) max_pool: u32,
     pub(crate) connection_timeout: Duration,
     pub(crate) notifications: bool,
+    /// See [`ChancyBuilder::transaction_pooling`](crate::ChancyBuilder::transaction_pooling).
+    pub(crate) transaction_pooling: bool,
     pub(crate) plugins: CarriedPlugins,
     /// Migration keys this application uses besides core (`chancy`, `chancy_rs`), in the
     /// order `migrate` applies them: those of the default plugin set, then the other
@@ -90,6 +93,7 @@ impl Chancy {
             settings.max_pool,
             settings.connection_timeout,
             health.clone(),
+            settings.transaction_pooling,
         )?;
         let target = pool::describe_config(&config);
         let mut migrations = vec![&migrate::CORE_MIGRATIONS, &migrate::RUST_MIGRATIONS];
@@ -108,6 +112,7 @@ impl Chancy {
                 target,
                 prefix,
                 notifications: settings.notifications,
+                transaction_pooling: settings.transaction_pooling,
                 plugins: settings.plugins,
                 migrations,
                 known_migrations: settings.known_migrations,
@@ -146,6 +151,7 @@ struct Inner {
     channel: String,
     sql: Sql,
     notifications: bool,
+    transaction_pooling: bool,
     plugins: CarriedPlugins,
     /// Keys this application uses, in `migrate` order: core first.
     migrations: Vec<&'static Migrations>,
@@ -178,6 +184,7 @@ impl std::fmt::Debug for Chancy {
             .field("database", &self.inner.target)
             .field("prefix", &self.inner.prefix.as_str())
             .field("notifications", &self.inner.notifications)
+            .field("transaction_pooling", &self.inner.transaction_pooling)
             .finish()
     }
 }
@@ -192,6 +199,18 @@ impl Chancy {
     /// Whether NOTIFY events are sent and listened for ([`ChancyBuilder::notifications`]).
     pub fn notifications(&self) -> bool {
         self.inner.notifications
+    }
+
+    /// Whether the database URL is a transaction-pooling proxy
+    /// ([`ChancyBuilder::transaction_pooling`](crate::ChancyBuilder::transaction_pooling)).
+    pub fn transaction_pooling(&self) -> bool {
+        self.inner.transaction_pooling
+    }
+
+    /// Whether workers and the dashboard LISTEN for events: notifications on and no
+    /// transaction pooling.
+    pub(crate) fn listens(&self) -> bool {
+        self.inner.notifications && !self.inner.transaction_pooling
     }
 
     /// The plugin list, opaque here (see [`CarriedPlugins`]); `Chancy::plugins` in the
@@ -250,7 +269,7 @@ impl Chancy {
     /// Opens a dedicated connection outside the pool (the worker's listener; every other
     /// loop borrows from the pool).
     pub(crate) fn connect_dedicated(&self) -> Result<pool::Conn> {
-        pool::connect(&self.inner.config)
+        pool::connect(&self.inner.config, self.inner.transaction_pooling)
     }
 
     /// The most connections the pool opens.
@@ -433,7 +452,7 @@ impl Chancy {
             .map(|(name, body)| events::payload(name, body))
             .collect();
         client
-            .execute(
+            .execute_unnamed(
                 self.inner.sql.notify.as_str(),
                 &[&self.inner.channel, &payloads],
             )

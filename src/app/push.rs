@@ -1,5 +1,6 @@
 //! Pushing jobs: one statement per chunk, de-duplicated by unique key exactly like Python.
 
+use crate::unnamed::Unnamed;
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
@@ -159,7 +160,7 @@ impl Chancy {
         // Jobs without a time are due at the database's now() (as the INSERT path writes),
         // never at this machine's clock.
         let now: chrono::DateTime<chrono::Utc> = client
-            .query_one("SELECT NOW()", &[])
+            .query_one_unnamed("SELECT NOW()", &[])
             .map_err(|e| Error::database("reading the database clock", e))?
             .get(0);
         let sql = format!(
@@ -225,7 +226,7 @@ impl Chancy {
             }
         }
         let rows = client
-            .query(
+            .query_unnamed(
                 self.sql().push.as_str(),
                 &[
                     &cols.ids,

@@ -1,5 +1,6 @@
 //! Declaring, reading, pausing, resuming and deleting queues.
 
+use crate::unnamed::Unnamed;
 use chrono::{DateTime, Utc};
 use postgres::GenericClient;
 use serde_json::json;
@@ -56,7 +57,7 @@ impl Chancy {
             &self.sql().declare
         };
         let row = client
-            .query_one(
+            .query_one_unnamed(
                 sql.as_str(),
                 &[
                     &queue.name,
@@ -84,7 +85,7 @@ impl Chancy {
         let mut conn = self.connection()?;
         let row = conn
             .client
-            .query_opt(self.sql().get_queue.as_str(), &[&name])
+            .query_opt_unnamed(self.sql().get_queue.as_str(), &[&name])
             .map_err(|e| Error::database("reading a queue", e))?;
         match row {
             Some(row) => Queue::from_row(&row),
@@ -109,7 +110,7 @@ impl Chancy {
         let mut conn = self.connection()?;
         let rows = conn
             .client
-            .query(self.sql().all_queues.as_str(), &[])
+            .query_unnamed(self.sql().all_queues.as_str(), &[])
             .map_err(|e| Error::database("reading queues", e))?;
         Ok(rows
             .iter()
@@ -150,7 +151,7 @@ impl Chancy {
         let mut conn = self.connection()?;
         let row = conn
             .client
-            .query_one("SELECT NOW()", &[])
+            .query_one_unnamed("SELECT NOW()", &[])
             .map_err(|e| Error::database("reading the database clock", e))?;
         Ok(row.get(0))
     }
@@ -170,7 +171,7 @@ impl Chancy {
         );
         in_transaction(self, "resuming a queue", |tx| {
             let n = tx
-                .execute(sql.as_str(), &[&name])
+                .execute_unnamed(sql.as_str(), &[&name])
                 .map_err(|e| Error::database("resuming a queue", e))?;
             if n > 0 {
                 self.notify_in(tx, &[(events::QUEUE_RESUMED, json!({ "q": name }))])?;
@@ -189,8 +190,8 @@ impl Chancy {
         validate_queue_name(name)?;
         in_transaction(self, "changing a queue's state", |tx| {
             let n = match &resume_at {
-                Some(at) => tx.execute(sql, &[&name, at]),
-                None => tx.execute(sql, &[&name]),
+                Some(at) => tx.execute_unnamed(sql, &[&name, at]),
+                None => tx.execute_unnamed(sql, &[&name]),
             }
             .map_err(|e| Error::database("changing a queue's state", e))?;
             if n == 0 {
@@ -208,10 +209,10 @@ impl Chancy {
     pub fn delete_queue(&self, name: &str, purge_jobs: bool) -> Result<bool> {
         in_transaction(self, "deleting a queue", |tx| {
             let n = tx
-                .execute(self.sql().delete_queue.as_str(), &[&name])
+                .execute_unnamed(self.sql().delete_queue.as_str(), &[&name])
                 .map_err(|e| Error::database("deleting a queue", e))?;
             if purge_jobs {
-                tx.execute(self.sql().delete_queue_jobs.as_str(), &[&name])
+                tx.execute_unnamed(self.sql().delete_queue_jobs.as_str(), &[&name])
                     .map_err(|e| Error::database("deleting a queue's jobs", e))?;
             }
             Ok(n > 0)

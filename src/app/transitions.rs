@@ -6,6 +6,7 @@
 //! runs in one transaction: a database failure (not a rule) fails the whole call and
 //! changes nothing.
 
+use crate::unnamed::Unnamed;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -270,7 +271,7 @@ impl Chancy {
         let sql = self.sql();
         let mut sp = client.transaction().map_err(|e| Error::database(ctx, e))?;
         let row = sp
-            .query_opt(sql.lock_job.as_str(), &[&reference.0])
+            .query_opt_unnamed(sql.lock_job.as_str(), &[&reference.0])
             .map_err(|e| Error::database("locking a job", e))?;
         let Some(row) = row else {
             return Ok((JobOutcome::NotFound, String::new()));
@@ -291,13 +292,13 @@ impl Chancy {
             Action::Retry => (&sql.retry_job, "retrying a job"),
             Action::Purge => (&sql.purge_job, "purging a job"),
         };
-        match sp.execute(statement.as_str(), &[&reference.0]) {
+        match sp.execute_unnamed(statement.as_str(), &[&reference.0]) {
             Ok(_) => {}
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) && action == Action::Retry => {
                 sp.rollback().map_err(|e| Error::database(ctx, e))?;
                 let key = job.unique_key.clone().unwrap_or_default();
                 let holder = client
-                    .query_opt(sql.unique_key_holder.as_str(), &[&key, &reference.0])
+                    .query_opt_unnamed(sql.unique_key_holder.as_str(), &[&key, &reference.0])
                     .map_err(|e| Error::database("finding the job holding a unique key", e))?
                     .map(|r| Reference(r.get(0)));
                 return Ok((

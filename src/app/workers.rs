@@ -1,5 +1,6 @@
 //! Reading the workers table.
 
+use crate::unnamed::Unnamed;
 use chrono::{DateTime, Utc};
 
 use super::Chancy;
@@ -33,7 +34,7 @@ impl Chancy {
         let mut conn = self.connection()?;
         let rows = conn
             .client
-            .query(self.sql().all_workers.as_str(), &[])
+            .query_unnamed(self.sql().all_workers.as_str(), &[])
             .map_err(|e| Error::database("reading workers", e))?;
         rows.iter()
             .map(|row| {

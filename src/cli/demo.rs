@@ -3,6 +3,7 @@
 //! each other's jobs: migrate, declare a queue, push a mix of jobs, run a worker in-process
 //! with a progress line, print a summary, drop the tables.
 
+use crate::unnamed::Unnamed;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -192,7 +193,7 @@ fn count_states(chancy: &Chancy) -> Result<BTreeMap<String, i64>> {
     );
     let rows = conn
         .client
-        .query(sql.as_str(), &[&QUEUE])
+        .query_unnamed(sql.as_str(), &[&QUEUE])
         .map_err(|e| Error::database("counting the demo's jobs", e))?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }

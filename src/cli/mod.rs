@@ -60,7 +60,8 @@ Examples:
   chancy job list --state failed
   chancy migrate --plugin cron && chancy cron schedule '0 * * * *' myapp.hourly --unique-key hourly
 
-Every command takes --database-url (or $DATABASE_URL) and --prefix. Errors print one line
+Every command takes --database-url (or $DATABASE_URL), --prefix and --transaction-pooling
+(behind PgBouncer pool_mode = transaction). Errors print one line
 `error: …` on stderr and exit non-zero.";
 
 /// `chancy` — operate a Postgres job queue compatible with Python Chancy 0.26.0.
@@ -80,6 +81,11 @@ pub(crate) struct Cli {
     /// Only errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// The database URL is a transaction-pooling proxy (PgBouncer `pool_mode = transaction`):
+    /// no LISTEN (workers find jobs by polling), no session settings, no named prepared
+    /// statements. Not needed for session pooling or a direct connection.
+    #[arg(long, global = true)]
+    pub transaction_pooling: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -207,7 +213,7 @@ fn dispatch(cli: &Cli, registry: Registry) -> Result<i32> {
     match &cli.command {
         Command::Bench(args) => {
             let db = zero_config_database(cli)?;
-            bench::bench(&db.url, &cli.prefix, args)
+            bench::bench(&db.url, &cli.prefix, cli.transaction_pooling, args)
         }
         Command::Demo(args) => {
             let db = zero_config_database(cli)?;
@@ -244,6 +250,7 @@ fn builder(cli: &Cli) -> ChancyBuilder {
     Chancy::builder(database_url(cli))
         .prefix(cli.prefix.clone())
         .connection_timeout(Duration::from_secs(10))
+        .transaction_pooling(cli.transaction_pooling)
 }
 
 fn database_url(cli: &Cli) -> String {

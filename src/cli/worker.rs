@@ -29,7 +29,7 @@ program registered. It exits 0 after a clean stop, 1 if jobs were still running 
 Examples:\n  \
 chancy worker start\n  \
 chancy worker start --worker-id web-1 --tags has=gpu --tags region=eu\n  \
-chancy worker start --shutdown-timeout 60 --no-notifications   (behind pgbouncer)\n  \
+chancy worker start --transaction-pooling   (behind PgBouncer pool_mode = transaction)\n  \
 chancy worker start --plugins leadership,recovery,workflow,cron --cron-poll-interval 5\n  \
 chancy worker start --plugins none\n  \
 chancy worker start --metrics-addr 127.0.0.1:9464   (Prometheus /metrics, /health, /ready)\n\n\
@@ -74,7 +74,8 @@ pub struct StartArgs {
     #[arg(long, value_parser = args::seconds, value_name = "S",
           default_value = args::seconds_text(DEFAULT_SHUTDOWN_TIMEOUT))]
     pub shutdown_timeout: Duration,
-    /// Do not LISTEN/NOTIFY (for transaction-pooling proxies); rely on polling alone.
+    /// Do not LISTEN/NOTIFY; rely on polling alone. (Behind a transaction-pooling proxy use
+    /// the global `--transaction-pooling` instead.)
     #[arg(long)]
     pub no_notifications: bool,
     /// `synchronous_commit = off` on this worker's claim and outcome connections: commits

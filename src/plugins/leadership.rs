@@ -16,6 +16,7 @@
 //! * the defaults are faster: `poll_interval` 5 s, `timeout` 15 s (upstream 60 s / 120 s),
 //!   so a dead leader's successor runs recovery within ~20 s.
 
+use crate::unnamed::Unnamed;
 use std::time::Duration;
 
 use postgres::Client;
@@ -151,14 +152,14 @@ impl Leadership {
             .client
             .transaction()
             .map_err(|e| Error::database(context, e))?;
-        tx.execute(prefix.render(DELETE_EXPIRED).as_str(), &[])
+        tx.execute_unnamed(prefix.render(DELETE_EXPIRED).as_str(), &[])
             .map_err(|e| Error::database(context, e))?;
         // Upstream acquires with ON CONFLICT DO NOTHING when it does not lead. RENEW also
         // acquires a free lease, and adopts a live lease under this worker id: one id is one
         // live process (`Worker::start`), so such a lease is this process's own from before
         // a crash, and a restarted worker leads again at once instead of after its expiry.
         let rows = tx
-            .execute(prefix.render(RENEW).as_str(), &[&me, &lease])
+            .execute_unnamed(prefix.render(RENEW).as_str(), &[&me, &lease])
             .map_err(|e| Error::database(context, e))?;
         tx.commit().map_err(|e| Error::database(context, e))?;
         let leads = rows == 1;
@@ -194,7 +195,7 @@ impl Leadership {
         let mut conn = chancy.connection()?;
         let rows = conn
             .client
-            .execute(
+            .execute_unnamed(
                 chancy.prefix().render(RELEASE).as_str(),
                 &[&ctx.worker_id(), &ctx.session_tag()],
             )

@@ -1,6 +1,7 @@
 //! The pruner (upstream's `Pruner`): deletes finished jobs matching a [`Rule`], in bounded
 //! batches, on the leader; then lets every plugin clean up its own tables.
 
+use crate::unnamed::Unnamed;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -98,7 +99,7 @@ impl Pruner {
         let mut conn = chancy.connection()?;
         let removed = conn
             .client
-            .execute(sql.as_str(), &params)
+            .execute_unnamed(sql.as_str(), &params)
             .map_err(|e| Error::database("pruning jobs", e))?;
         chancy.notify_in(
             &mut conn.client,

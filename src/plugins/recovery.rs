@@ -24,6 +24,7 @@
 //! * `recovery.recovered` is sent after every full pass and after any pass that recovered
 //!   something, not after every 5 s pass.
 
+use crate::unnamed::Unnamed;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -136,7 +137,7 @@ fn recover(chancy: &Chancy, heartbeat_timeout: Duration, full: bool) -> Result<u
     let sql = chancy.prefix().render(&RECOVER.replace("{scope}", scope));
     in_transaction(chancy, "recovering abandoned jobs", |tx| {
         let rows = tx
-            .query(sql.as_str(), &[&heartbeat_timeout.as_secs_f64()])
+            .query_unnamed(sql.as_str(), &[&heartbeat_timeout.as_secs_f64()])
             .map_err(|e| Error::database("recovering abandoned jobs", e))?;
         let mut notes: Vec<(&str, Value)> = rows
             .iter()

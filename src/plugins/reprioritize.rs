@@ -6,6 +6,7 @@
 //! comes back empty. So every matching job is raised at most once per cycle, jobs pushed
 //! during the cycle wait for the next one, and the cycle always ends.
 
+use crate::unnamed::Unnamed;
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -117,7 +118,7 @@ impl Reprioritize {
         let mut conn = chancy.connection()?;
         let upper = conn
             .client
-            .query_opt(
+            .query_opt_unnamed(
                 prefix
                     .render(r#"SELECT id FROM "{prefix}jobs" ORDER BY id DESC LIMIT 1"#)
                     .as_str(),
@@ -162,7 +163,7 @@ RETURNING j.id"#,
                 .transaction()
                 .map_err(|e| Error::database(context, e))?;
             let rows = tx
-                .query(sql.as_str(), &params)
+                .query_unnamed(sql.as_str(), &params)
                 .map_err(|e| Error::database(context, e))?;
             tx.commit().map_err(|e| Error::database(context, e))?;
             let Some(max) = rows.iter().map(|r| r.get::<_, Uuid>(0)).max() else {

@@ -5,6 +5,7 @@
 //! they are created even when no worker runs. Like upstream they get random v4 ids (not
 //! the time-ordered job-id layout) and a `meta.trigger` object describing the change.
 
+use crate::unnamed::Unnamed;
 use chrono::{DateTime, Utc};
 use postgres::GenericClient;
 use serde_json::{json, Value};
@@ -139,7 +140,7 @@ impl Trigger {
             .batch_execute(&chancy.prefix().render(HANDLER))
             .map_err(|e| Error::database(ctx, e))?;
         client
-            .execute(
+            .execute_unnamed(
                 chancy.prefix().render(INSERT).as_str(),
                 &[
                     &id,
@@ -173,7 +174,7 @@ impl Trigger {
         in_transaction(chancy, "unregistering a trigger", |tx| {
             let target = load(tx, chancy, id)?;
             drop_triggers(tx, &target)?;
-            tx.execute(chancy.prefix().render(DELETE).as_str(), &[&id])
+            tx.execute_unnamed(chancy.prefix().render(DELETE).as_str(), &[&id])
                 .map_err(|e| Error::database("unregistering a trigger", e))?;
             Ok(())
         })
@@ -207,7 +208,7 @@ impl Trigger {
             } else {
                 drop_triggers(tx, &target)?;
             }
-            tx.execute(
+            tx.execute_unnamed(
                 chancy.prefix().render(SET_ENABLED).as_str(),
                 &[&enabled, &id],
             )
@@ -226,7 +227,7 @@ impl Trigger {
         let mut conn = chancy.connection()?;
         let rows = conn
             .client
-            .query(chancy.prefix().render(SELECT).as_str(), &[&ids])
+            .query_unnamed(chancy.prefix().render(SELECT).as_str(), &[&ids])
             .map_err(|e| Error::database("reading triggers", e))?;
         rows.iter()
             .map(|r| {
@@ -291,7 +292,7 @@ fn strings(v: &Value) -> Vec<String> {
 
 fn load(client: &mut impl GenericClient, chancy: &Chancy, id: Uuid) -> Result<Target> {
     let row = client
-        .query_opt(chancy.prefix().render(SELECT_ONE).as_str(), &[&id])
+        .query_opt_unnamed(chancy.prefix().render(SELECT_ONE).as_str(), &[&id])
         .map_err(|e| Error::database("reading a trigger", e))?
         .ok_or_else(|| Error::not_found(format!("Trigger {id} not found")))?;
     Ok(Target {

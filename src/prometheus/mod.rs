@@ -40,6 +40,7 @@
 
 mod server;
 
+use crate::unnamed::Unnamed;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -381,7 +382,7 @@ fn queue_depth(chancy: &Chancy) -> Result<Vec<(String, String, i64)>> {
         ))
         .map_err(|e| Error::database("setting the statement timeout", e))?;
         let rows = tx
-            .query(sql.as_str(), &[&MAX_DEPTH_SERIES])
+            .query_unnamed(sql.as_str(), &[&MAX_DEPTH_SERIES])
             .map_err(|e| Error::database("reading the queue depth", e))?;
         Ok(rows
             .iter()

@@ -268,7 +268,9 @@ impl Feed {
         let id = inner.next_id;
         inner.next_id += 1;
         inner.clients.push((id, tx));
-        if !inner.listening {
+        // Behind transaction pooling a LISTEN would land on a shared server connection:
+        // the stream then stays silent.
+        if !inner.listening && self.chancy.listens() {
             let feed = Arc::clone(self);
             match spawn_named("chancy-web-events", move || feed.listen_loop()) {
                 Ok(handle) => {

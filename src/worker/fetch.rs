@@ -9,8 +9,9 @@ use super::executor::record_outcome;
 use super::WorkerShared;
 use crate::error::{Error, Result};
 use crate::job::read_row;
-use crate::pool::Conn;
+use crate::pool::{Conn, Prepared};
 use crate::queue::Queue;
+use postgres::GenericClient;
 
 /// Planner settings the fetch scheduler sets on the pooled connection it borrows, for as
 /// long as it holds it ([`RESET_CLAIM_SETTINGS`] undoes them before the connection goes back
@@ -24,11 +25,21 @@ pub(crate) const CLAIM_SETTINGS: &str = "SET enable_sort = off; SET enable_bitma
 pub(crate) const RESET_CLAIM_SETTINGS: &str =
     "RESET enable_sort; RESET enable_bitmapscan; RESET synchronous_commit";
 
-/// The statements that prepare a borrowed connection for claims.
-pub(crate) fn claim_settings(shared: &WorkerShared) -> String {
+/// The statements that prepare a connection for claims: [`CLAIM_SETTINGS`] (and
+/// `synchronous_commit = off` when the worker turned it off), as `SET` for the session, or
+/// as `SET LOCAL` for one claim's transaction (`local`, behind transaction pooling).
+pub(crate) fn claim_settings(shared: &WorkerShared, local: bool) -> String {
+    claim_settings_sql(shared.config.synchronous_commit, local)
+}
+
+/// [`claim_settings`] for a given `synchronous_commit`.
+pub(crate) fn claim_settings_sql(synchronous_commit: bool, local: bool) -> String {
     let mut sql = CLAIM_SETTINGS.to_string();
-    if !shared.config.synchronous_commit {
+    if !synchronous_commit {
         sql.push_str("; SET synchronous_commit = off");
+    }
+    if local {
+        sql = sql.replace("SET ", "SET LOCAL ");
     }
     sql
 }
@@ -39,16 +50,17 @@ pub(crate) fn queues_with_work(
     conn: &mut Conn,
     queues: &[String],
 ) -> Result<std::collections::HashSet<String>> {
-    let stmt = conn.prepared(&shared.chancy.sql().queues_with_work)?;
-    let rows = conn
-        .client
-        .query(&stmt, &[&queues])
+    let stmt = conn.statement(&shared.chancy.sql().queues_with_work)?;
+    let rows = stmt
+        .query(&mut conn.client, &[&queues])
         .map_err(|e| Error::database("looking for queues with work", e))?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// Claims up to `up_to` jobs of `queue` for this worker in one transaction. Each claimed job
 /// comes with the guard that holds its claim (see `claims.rs`) from the moment its row is read.
+/// Behind transaction pooling the claim runs in a transaction of its own that sets the claim
+/// settings locally (no session state survives between transactions there).
 pub(crate) fn fetch_jobs(
     shared: &WorkerShared,
     queue: &Queue,
@@ -56,46 +68,48 @@ pub(crate) fn fetch_jobs(
     up_to: usize,
 ) -> Result<Vec<Claimed>> {
     let sql = shared.chancy.sql();
-    let fetch = conn.prepared(&sql.fetch)?;
-    let limit = match queue.rate_limit.filter(|l| *l > 0) {
-        None => return claim(shared, conn, &fetch, queue, up_to as i64),
-        Some(limit) => limit,
+    let fetch = conn.statement(&sql.fetch)?;
+    let rate_limit = match queue.rate_limit.filter(|l| *l > 0) {
+        None => None,
+        Some(limit) => Some(RateLimit {
+            limit,
+            window: queue.rate_limit_window.map_or(1, |w| w.as_secs().max(1)) as i64,
+            open: conn.statement(&sql.rate_limit_window)?,
+            bump: conn.statement(&sql.rate_limit_bump)?,
+        }),
     };
-    let window = queue.rate_limit_window.map_or(1, |w| w.as_secs().max(1)) as i64;
-    let open = conn.prepared(&sql.rate_limit_window)?;
-    let bump = conn.prepared(&sql.rate_limit_bump)?;
-    let mut tx = conn
-        .client
-        .transaction()
-        .map_err(|e| Error::database("fetching jobs", e))?;
-    let count: i32 = tx
-        .query_one(&open, &[&queue.name, &window])
-        .map_err(|e| Error::database("reading the rate-limit window", e))?
-        .get(0);
-    if count >= limit {
+    let up_to = up_to as i64;
+    let rows = if conn.transaction_pooling() {
+        let mut tx = conn
+            .client
+            .transaction()
+            .map_err(|e| Error::database("fetching jobs", e))?;
+        tx.batch_execute(&claim_settings(shared, true))
+            .map_err(|e| Error::database("setting the claim settings", e))?;
+        let rows = claim(shared, &mut tx, &fetch, rate_limit.as_ref(), queue, up_to)?;
         tx.commit()
             .map_err(|e| Error::database("fetching jobs", e))?;
-        return Ok(Vec::new());
-    }
-    let up_to = (up_to as i64).min(i64::from(limit - count));
-    let rows = tx
-        .query(
+        rows
+    } else {
+        claim(
+            shared,
+            &mut conn.client,
             &fetch,
-            &[
-                &queue.name,
-                &up_to,
-                &shared.worker_id,
-                &session_fence(shared),
-            ],
-        )
-        .map_err(|e| Error::database("claiming jobs", e))?;
-    if !rows.is_empty() {
-        tx.execute(&bump, &[&queue.name, &(rows.len() as i32)])
-            .map_err(|e| Error::database("counting rate-limited jobs", e))?;
-    }
-    tx.commit()
-        .map_err(|e| Error::database("fetching jobs", e))?;
+            rate_limit.as_ref(),
+            queue,
+            up_to,
+        )?
+    };
     Ok(runnable(shared, &rows))
+}
+
+/// A queue's rate limit and the statements that keep its window.
+struct RateLimit {
+    limit: i32,
+    /// Window length in seconds.
+    window: i64,
+    open: Prepared,
+    bump: Prepared,
 }
 
 /// The session tag the claim is fenced by (see the fetch statement): this process's, once it
@@ -107,18 +121,47 @@ fn session_fence(shared: &WorkerShared) -> Option<&str> {
         .then_some(shared.session_tag.as_str())
 }
 
-/// The claim without a rate limit: one statement, one round trip.
-fn claim(
+/// The claimed rows: without a rate limit one statement, one round trip; with one, the
+/// window is read, the claim bounded by what is left of it and the window counted, in one
+/// transaction (a savepoint when `client` is a transaction already).
+fn claim<C: GenericClient>(
     shared: &WorkerShared,
-    conn: &mut Conn,
-    fetch: &postgres::Statement,
+    client: &mut C,
+    fetch: &Prepared,
+    rate_limit: Option<&RateLimit>,
     queue: &Queue,
     up_to: i64,
-) -> Result<Vec<Claimed>> {
-    let rows = conn
-        .client
+) -> Result<Vec<postgres::Row>> {
+    let Some(rl) = rate_limit else {
+        return fetch
+            .query(
+                client,
+                &[
+                    &queue.name,
+                    &up_to,
+                    &shared.worker_id,
+                    &session_fence(shared),
+                ],
+            )
+            .map_err(|e| Error::database("claiming jobs", e));
+    };
+    let mut tx = client
+        .transaction()
+        .map_err(|e| Error::database("fetching jobs", e))?;
+    let count: i32 = rl
+        .open
+        .query_one(&mut tx, &[&queue.name, &rl.window])
+        .map_err(|e| Error::database("reading the rate-limit window", e))?
+        .get(0);
+    if count >= rl.limit {
+        tx.commit()
+            .map_err(|e| Error::database("fetching jobs", e))?;
+        return Ok(Vec::new());
+    }
+    let up_to = up_to.min(i64::from(rl.limit - count));
+    let rows = fetch
         .query(
-            fetch,
+            &mut tx,
             &[
                 &queue.name,
                 &up_to,
@@ -127,7 +170,14 @@ fn claim(
             ],
         )
         .map_err(|e| Error::database("claiming jobs", e))?;
-    Ok(runnable(shared, &rows))
+    if !rows.is_empty() {
+        rl.bump
+            .execute(&mut tx, &[&queue.name, &(rows.len() as i32)])
+            .map_err(|e| Error::database("counting rate-limited jobs", e))?;
+    }
+    tx.commit()
+        .map_err(|e| Error::database("fetching jobs", e))?;
+    Ok(rows)
 }
 
 /// The claimed rows that can run. Rows another client wrote with columns chancy cannot use

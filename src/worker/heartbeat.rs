@@ -1,6 +1,7 @@
 //! The heartbeat: upserts this worker's row, prunes expired workers, NOTIFYs
 //! `worker.announced`, and releases orphaned claims.
 
+use crate::unnamed::Unnamed;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,13 +50,13 @@ pub(crate) fn announce(
 ) -> Result<bool> {
     let sql = me.chancy.sql();
     client
-        .execute(sql.delete_expired_workers.as_str(), &[])
+        .execute_unnamed(sql.delete_expired_workers.as_str(), &[])
         .map_err(|e| Error::database("pruning expired workers", e))?;
     let mut tags: Vec<String> = me.tags.iter().cloned().collect();
     tags.push(me.session_tag.clone());
     let timeout = me.heartbeat_timeout.as_secs_f64();
     let owned = client
-        .query_opt(
+        .query_opt_unnamed(
             sql.announce_worker.as_str(),
             &[&me.worker_id, &timeout, &tags, &queues, &me.session_tag],
         )
@@ -115,7 +116,7 @@ pub(crate) fn release_orphans(
     let sql = me.chancy.sql();
     let grace = grace.as_secs_f64();
     let rows = client
-        .query(
+        .query_unnamed(
             sql.held_claims.as_str(),
             &[&queues, &me.worker_id, &grace, &me.session_tag],
         )
@@ -131,7 +132,7 @@ pub(crate) fn release_orphans(
         return Ok(0);
     }
     let released = client
-        .query(sql.release_orphans.as_str(), &[&ids, &claims])
+        .query_unnamed(sql.release_orphans.as_str(), &[&ids, &claims])
         .map_err(|e| Error::database("releasing orphaned claims", e))?;
     log::warn!(
         "worker {}: released {} claim(s) held under this worker id that no executor of this \

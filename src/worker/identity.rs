@@ -18,6 +18,7 @@
 //! process's last heartbeat. A clean stop deletes the worker's own row, so a restart after
 //! a graceful stop takes the id at once.
 
+use crate::unnamed::Unnamed;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -139,7 +140,7 @@ fn try_claim(shared: &WorkerShared) -> Result<Claim> {
         }
         let sql = shared.chancy.sql();
         let row = tx
-            .query_opt(sql.worker_holder.as_str(), &[&shared.worker_id])
+            .query_opt_unnamed(sql.worker_holder.as_str(), &[&shared.worker_id])
             .map_err(|e| Error::database("reading the worker row", e))?;
         let Some(row) = row else {
             return Ok(Claim::Retry);
@@ -164,7 +165,7 @@ pub(crate) fn release(shared: &WorkerShared) {
     let sql = shared.chancy.sql();
     let released = shared.chancy.connection().and_then(|mut conn| {
         conn.client
-            .execute(
+            .execute_unnamed(
                 sql.release_worker.as_str(),
                 &[&shared.worker_id, &shared.session_tag],
             )

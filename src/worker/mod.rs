@@ -93,7 +93,7 @@ pub(crate) use backoff::random_fraction;
 use config::WorkerConfig;
 use executions::Executions;
 #[cfg(feature = "cli")]
-pub(crate) use fetch::CLAIM_SETTINGS;
+pub(crate) use fetch::claim_settings_sql;
 use manager::LoopSpec;
 use runner::{QueueRunner, STOP_POLL};
 
@@ -602,7 +602,7 @@ impl Worker {
         }
         // Held while the listener connects: both at once is the least a worker needs.
         let pooled = s.chancy.connection().map_err(no_pool)?;
-        let listener_conn = if s.chancy.notifications() {
+        let listener_conn = if s.chancy.listens() {
             let conn = listener::connect(&s.chancy)
                 .map_err(|e| self.budget_error("the listener connection", &e))?;
             Some(conn)
@@ -615,7 +615,7 @@ impl Worker {
             s.worker_id,
             self.connection_budget(),
             s.chancy.max_pool_size(),
-            if s.chancy.notifications() {
+            if s.chancy.listens() {
                 " + listener 1"
             } else {
                 ""
@@ -697,16 +697,18 @@ impl Worker {
     /// The most PostgreSQL connections this worker opens, whatever its number of queues:
     /// the application pool's `max_connection_pool_size` (shared by the fetch scheduler, the
     /// writer, the heartbeat, the queue loop, the plugins and your own calls on the same
-    /// [`Chancy`]) + 1 listener when notifications are on. Default 10 + 1 = 11.
+    /// [`Chancy`]) + 1 listener when notifications are on and transaction pooling is off
+    /// ([`ChancyBuilder::transaction_pooling`](crate::ChancyBuilder::transaction_pooling)).
+    /// Default 10 + 1 = 11.
     pub fn connection_budget(&self) -> u32 {
         let s = &self.shared;
-        s.chancy.max_pool_size() + u32::from(s.chancy.notifications())
+        s.chancy.max_pool_size() + u32::from(s.chancy.listens())
     }
 
     /// The error of a start that cannot have the connections a worker needs at least.
     fn budget_error(&self, what: &str, err: &Error) -> Error {
         let s = &self.shared;
-        let listening = s.chancy.notifications();
+        let listening = s.chancy.listens();
         Error::unavailable(format!(
             "worker {} cannot start: it needs {} connection(s) at the same time (1 from the \
              application pool{}) and could not get {what}: {err}",

@@ -86,11 +86,17 @@ impl FetchConn {
             let borrowed = shared
                 .borrow_connection(CONNECTION_WAIT)
                 .and_then(|mut conn| {
-                    conn.client
-                        .batch_execute(&super::fetch::claim_settings(shared))
-                        .map_err(|e| {
-                            crate::error::Error::database("preparing a connection for claims", e)
-                        })?;
+                    // Behind transaction pooling each claim sets them locally instead.
+                    if !conn.transaction_pooling() {
+                        conn.client
+                            .batch_execute(&super::fetch::claim_settings(shared, false))
+                            .map_err(|e| {
+                                crate::error::Error::database(
+                                    "preparing a connection for claims",
+                                    e,
+                                )
+                            })?;
+                    }
                     Ok(conn)
                 });
             match borrowed {
@@ -143,10 +149,11 @@ impl FetchConn {
     /// when that fails).
     fn release(&mut self) {
         if let Some(mut conn) = self.conn.take() {
-            if conn
-                .client
-                .batch_execute(super::fetch::RESET_CLAIM_SETTINGS)
-                .is_err()
+            if !conn.transaction_pooling()
+                && conn
+                    .client
+                    .batch_execute(super::fetch::RESET_CLAIM_SETTINGS)
+                    .is_err()
             {
                 conn.discard();
             }

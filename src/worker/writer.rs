@@ -343,7 +343,7 @@ pub(crate) fn write_batch(
     c: &mut Conn,
     batch: &[QueuedJob],
 ) -> Result<HashSet<Uuid>> {
-    let stmt = c.prepared(&chancy.sql().update_batch)?;
+    let stmt = c.statement(&chancy.sql().update_batch)?;
     let mut tx = c
         .client
         .transaction()
@@ -357,9 +357,9 @@ pub(crate) fn write_batch(
     for round in rounds(batch) {
         let cols = UpdateColumns::from_jobs(&round);
         let local_now = chrono::Utc::now();
-        let rows = tx
+        let rows = stmt
             .query(
-                &stmt,
+                &mut tx,
                 &[
                     &cols.ids,
                     &cols.claims,

@@ -13,6 +13,7 @@
 //! shared server, read them as upper bounds. The `own` CPU figure counts only this run's
 //! backends (matched by `application_name`) and the server's background processes.
 
+use crate::unnamed::Unnamed;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -142,7 +143,7 @@ impl Meter {
         let mut conn = chancy.connection()?;
         let pid: i32 = conn
             .client
-            .query_one("SELECT pg_backend_pid()", &[])
+            .query_one_unnamed("SELECT pg_backend_pid()", &[])
             .map_err(|e| Error::database("reading the backend pid", e))?
             .get(0);
         let (postmaster, not_local) = match proc_stat(pid as u32) {
@@ -297,12 +298,8 @@ pub(super) fn explain_claim(chancy: &Chancy, queue: &str, limit: i64) -> Result<
     let mut conn = chancy.connect_dedicated()?;
     let client = &mut conn.client;
     let err = |e| Error::database("explaining a claim", e);
-    // The planner settings the fetch scheduler claims under: the explained claim is the real one.
-    client
-        .batch_execute(crate::worker::CLAIM_SETTINGS)
-        .map_err(err)?;
     let waiting: i64 = client
-        .query_one(
+        .query_one_unnamed(
             format!(
                 "SELECT count(*) FROM {} WHERE queue = $1 AND state IN ('pending', 'retrying')",
                 chancy.prefix().table("jobs")
@@ -317,8 +314,12 @@ pub(super) fn explain_claim(chancy: &Chancy, queue: &str, limit: i64) -> Result<
         chancy.sql().fetch
     );
     let mut tx = client.transaction().map_err(err)?;
+    // The planner settings the fetch scheduler claims under: the explained claim is the real
+    // one (local to this transaction, so they hold behind transaction pooling too).
+    tx.batch_execute(&crate::worker::claim_settings_sql(true, true))
+        .map_err(err)?;
     let row = tx
-        .query_one(
+        .query_one_unnamed(
             sql.as_str(),
             &[&queue, &limit, &"chancy-bench-explain", &None::<&str>],
         )
@@ -358,7 +359,7 @@ pub(super) fn wal_position(chancy: &Chancy) -> Result<i64> {
     let mut conn = chancy.connection()?;
     let row = conn
         .client
-        .query_one(
+        .query_one_unnamed(
             "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::int8",
             &[],
         )
@@ -370,7 +371,7 @@ fn counters(chancy: &Chancy) -> Result<Counters> {
     let mut conn = chancy.connection()?;
     let commits: i64 = conn
         .client
-        .query_one(
+        .query_one_unnamed(
             "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
             &[],
         )
@@ -378,13 +379,13 @@ fn counters(chancy: &Chancy) -> Result<Counters> {
         .get(0);
     let wal = conn
         .client
-        .query_one("SELECT wal_records, wal_fpi FROM pg_stat_wal", &[])
+        .query_one_unnamed("SELECT wal_records, wal_fpi FROM pg_stat_wal", &[])
         .map_err(|e| Error::database("reading pg_stat_wal", e))?;
     // A failed query (extension not created, or not in shared_preload_libraries) leaves
     // the pooled connection usable: it runs outside a transaction.
     let statements = conn
         .client
-        .query_one(
+        .query_one_unnamed(
             "SELECT coalesce(sum(calls), 0)::int8, \
                     coalesce(sum(total_exec_time + total_plan_time), 0)::float8 \
              FROM pg_stat_statements \
@@ -411,7 +412,7 @@ fn own_pids(chancy: &Chancy, app: &str) -> Result<HashSet<u32>> {
     let mut conn = chancy.connection()?;
     let rows = conn
         .client
-        .query(
+        .query_unnamed(
             "SELECT pid FROM pg_stat_activity \
              WHERE application_name = $1 OR backend_type <> 'client backend'",
             &[&app],

@@ -125,13 +125,21 @@ impl BenchArgs {
     }
 }
 
-pub(super) fn bench(url: &str, prefix: &str, args: &BenchArgs) -> Result<i32> {
+/// `transaction_pooling`: `url` is a transaction-pooling proxy (the global
+/// `--transaction-pooling` flag; [`ChancyBuilder::transaction_pooling`](crate::ChancyBuilder::transaction_pooling)).
+pub(super) fn bench(
+    url: &str,
+    prefix: &str,
+    transaction_pooling: bool,
+    args: &BenchArgs,
+) -> Result<i32> {
     let bench_prefix = format!("{prefix}bench_");
     let probe = latency::CompletionProbe::new();
     // Our backends carry this name, so the cost meter can tell them from other clients'.
     let app = format!("chancy-bench-{}", std::process::id());
     let mut builder = Chancy::builder(cost::with_application_name(url, &app))
         .prefix(bench_prefix.clone())
+        .transaction_pooling(transaction_pooling)
         .plugin_arc(probe.clone());
     if args.no_default_plugins {
         builder = builder.no_default_plugins();

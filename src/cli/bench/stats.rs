@@ -1,5 +1,6 @@
 //! Measurements from /proc (CPU, RSS, load) and from PostgreSQL (WAL position, table stats).
 
+use crate::unnamed::Unnamed;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -71,7 +72,7 @@ pub(super) fn idle(chancy: &Chancy, period: Duration, queues: usize) -> Result<I
     let served = chancy.wait_for_jobs(&refs, Duration::from_secs(120));
     let serve_all_seconds = pushed.elapsed().as_secs_f64();
     connections = connections.max(chancy.open_connections());
-    let listener = u32::from(chancy.notifications());
+    let listener = u32::from(chancy.listens());
     let idle = Idle {
         seconds,
         queues: worker.queues().len(),
@@ -95,7 +96,7 @@ pub(super) fn table_stats(chancy: &Chancy) -> Result<TableStats> {
     let mut conn = chancy.connection()?;
     let row = conn
         .client
-        .query_one(
+        .query_one_unnamed(
             format!(
                 "SELECT (SELECT count(*) FROM {table}), coalesce(n_dead_tup, 0), \
                         coalesce(autovacuum_count, 0) + coalesce(vacuum_count, 0) \
@@ -122,7 +123,7 @@ pub(super) fn count_succeeded(chancy: &Chancy) -> Result<i64> {
     );
     let row = conn
         .client
-        .query_one(sql.as_str(), &[])
+        .query_one_unnamed(sql.as_str(), &[])
         .map_err(|e| Error::database("counting jobs", e))?;
     Ok(row.get(0))
 }

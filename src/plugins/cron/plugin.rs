@@ -1,5 +1,6 @@
 //! The cron plugin itself (needs the `cron` feature: croner, chrono-tz).
 
+use crate::unnamed::Unnamed;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -105,12 +106,12 @@ impl Cron {
         in_transaction(chancy, "scheduling cron jobs", |tx| {
             // The first run is computed from the database clock, like every later one.
             let now: DateTime<Utc> = tx
-                .query_one("SELECT NOW()", &[])
+                .query_one_unnamed("SELECT NOW()", &[])
                 .map_err(|e| Error::database("reading the database clock", e))?
                 .get(0);
             let next_run = expr.next_run(now, tz)?;
             for job in jobs {
-                tx.execute(
+                tx.execute_unnamed(
                     sql.as_str(),
                     &[&job.unique_key, &cron, &job.pack(), &timezone, &next_run],
                 )
@@ -128,7 +129,7 @@ impl Cron {
         let sql = chancy.prefix().render(DELETE);
         let mut conn = chancy.connection()?;
         conn.client
-            .execute(sql.as_str(), &[&unique_keys])
+            .execute_unnamed(sql.as_str(), &[&unique_keys])
             .map_err(|e| Error::database("unscheduling cron jobs", e))
     }
 
@@ -145,7 +146,7 @@ impl Cron {
         let mut conn = chancy.connection()?;
         let rows = conn
             .client
-            .query(sql.as_str(), &[&keys])
+            .query_unnamed(sql.as_str(), &[&keys])
             .map_err(|e| Error::database("reading cron schedules", e))?;
         rows.iter()
             .map(|row| {
@@ -175,7 +176,7 @@ impl Cron {
         in_transaction(chancy, "running cron schedules", |tx| {
             // Due-ness and the next run are computed on the database clock.
             let rows = tx
-                .query(select.as_str(), &[])
+                .query_unnamed(select.as_str(), &[])
                 .map_err(|e| Error::database("selecting due cron schedules", e))?;
             let mut fired = 0;
             for row in rows {
@@ -193,7 +194,7 @@ impl Cron {
                     }
                 };
                 chancy.push_many_in(tx, std::slice::from_ref(&job))?;
-                tx.execute(update.as_str(), &[&next, &now, &key])
+                tx.execute_unnamed(update.as_str(), &[&next, &now, &key])
                     .map_err(|e| Error::database("updating a cron schedule", e))?;
                 log::debug!("pushed scheduled cron job {key:?}");
                 fired += 1;

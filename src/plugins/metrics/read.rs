@@ -1,6 +1,7 @@
 //! Reading saved metrics back, combining every session and worker per bucket, as
 //! upstream's `get_metrics` / `list_metrics` do.
 
+use crate::unnamed::Unnamed;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -211,7 +212,7 @@ pub(crate) fn get_metrics(
     let children = query.prefix.as_deref().map(like_children);
     let defs = conn
         .client
-        .query(p.render(DEFINITIONS).as_str(), &[&query.prefix, &children])
+        .query_unnamed(p.render(DEFINITIONS).as_str(), &[&query.prefix, &children])
         .map_err(db)?;
     if defs.len() > MAX_KEYS {
         return Err(Error::invalid_input(
@@ -248,7 +249,7 @@ pub(crate) fn get_metrics(
     ];
     for row in conn
         .client
-        .query(p.render(POINTS).as_str(), &params)
+        .query_unnamed(p.render(POINTS).as_str(), &params)
         .map_err(db)?
     {
         let key: String = row.get("key");
@@ -285,7 +286,7 @@ pub(crate) fn list_metrics(chancy: &Chancy) -> Result<Vec<String>> {
     let mut conn = chancy.connection()?;
     let rows = conn
         .client
-        .query(sql.as_str(), &[])
+        .query_unnamed(sql.as_str(), &[])
         .map_err(|e| Error::database("listing metrics", e))?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }

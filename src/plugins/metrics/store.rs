@@ -1,6 +1,7 @@
 //! The SQL of the metrics plugin: flushing chunks, table sizes and cleanup, in upstream's
 //! statement shapes so concurrent Python and Rust writers lock in the same order.
 
+use crate::unnamed::Unnamed;
 use chrono::{DateTime, Utc};
 use postgres::types::ToSql;
 use serde_json::json;
@@ -118,10 +119,10 @@ pub(crate) fn write_batch(
     let db = |e| Error::database("flushing metrics", e);
     let mut conn = chancy.connection()?;
     let mut tx = conn.client.transaction().map_err(db)?;
-    tx.execute(p.render(INSERT_DEFINITIONS).as_str(), &[&json!(records)])
+    tx.execute_unnamed(p.render(INSERT_DEFINITIONS).as_str(), &[&json!(records)])
         .map_err(db)?;
     let stored = tx
-        .query(p.render(READ_DEFINITIONS).as_str(), &[&keys])
+        .query_unnamed(p.render(READ_DEFINITIONS).as_str(), &[&keys])
         .map_err(db)?;
     if stored.len() != definitions.len() {
         return Err(Error::unavailable(
@@ -165,6 +166,9 @@ pub(crate) fn write_batch(
         ];
         tx.execute(&upsert, &params).map_err(db)?;
     }
+    // Closed before the commit, on the server connection that prepared it (behind
+    // transaction pooling the next transaction may run on another one).
+    drop(upsert);
     tx.commit().map_err(db)?;
     Ok(conflicts)
 }
@@ -181,7 +185,7 @@ pub(crate) fn table_sizes(chancy: &Chancy) -> Result<Vec<(String, i64, i64, i64)
     let mut conn = chancy.connection()?;
     let rows = conn
         .client
-        .query(TABLE_SIZES, &[&names, &relations])
+        .query_unnamed(TABLE_SIZES, &[&names, &relations])
         .map_err(|e| Error::database("reading table sizes", e))?;
     Ok(rows
         .iter()
@@ -223,17 +227,17 @@ pub(crate) fn cleanup(chancy: &Chancy, cutoffs: &[(i32, i64)]) -> Result<u64> {
     let db = |e| Error::database("cleaning up metrics", e);
     let mut conn = chancy.connection()?;
     let mut tx = conn.client.transaction().map_err(db)?;
-    let removed = tx.execute(delete.as_str(), &params).map_err(db)?;
+    let removed = tx.execute_unnamed(delete.as_str(), &params).map_err(db)?;
     // Writers take FOR KEY SHARE on definitions before inserting chunk rows, so a locked
     // orphan re-checked here cannot be reused concurrently.
     let orphans: Vec<i64> = tx
-        .query(p.render(SELECT_ORPHANS).as_str(), &[&CLEANUP_DEFINITIONS])
+        .query_unnamed(p.render(SELECT_ORPHANS).as_str(), &[&CLEANUP_DEFINITIONS])
         .map_err(db)?
         .iter()
         .map(|r| r.get(0))
         .collect();
     if !orphans.is_empty() {
-        tx.execute(p.render(DELETE_ORPHANS).as_str(), &[&orphans])
+        tx.execute_unnamed(p.render(DELETE_ORPHANS).as_str(), &[&orphans])
             .map_err(db)?;
     }
     tx.commit().map_err(db)?;

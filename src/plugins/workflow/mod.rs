@@ -10,6 +10,7 @@
 mod model;
 mod store;
 
+use crate::unnamed::Unnamed;
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -274,7 +275,7 @@ impl WorkflowPlugin {
         let sql = chancy.prefix().render(LOCK_HINTED);
         in_transaction(chancy, "processing workflows", |tx| {
             let rows = tx
-                .query(sql.as_str(), &[&ids])
+                .query_unnamed(sql.as_str(), &[&ids])
                 .map_err(|e| Error::database("locking workflows", e))?;
             let locked: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
             store::process_locked(tx, chancy, &locked)
@@ -297,7 +298,7 @@ impl WorkflowPlugin {
             for _ in 0..2 {
                 if until.is_none() {
                     let row = tx
-                        .query_opt(bound_sql.as_str(), &[])
+                        .query_opt_unnamed(bound_sql.as_str(), &[])
                         .map_err(|e| Error::database("sweeping workflows", e))?;
                     match row {
                         Some(r) => until = Some(r.get(0)),
@@ -308,7 +309,7 @@ impl WorkflowPlugin {
                     }
                 }
                 ids = tx
-                    .query(batch_sql.as_str(), &[&until, &after, &limit])
+                    .query_unnamed(batch_sql.as_str(), &[&until, &after, &limit])
                     .map_err(|e| Error::database("sweeping workflows", e))?
                     .iter()
                     .map(|r| r.get(0))
@@ -456,7 +457,7 @@ impl Plugin for WorkflowPlugin {
         let mut conn = chancy.connection()?;
         let n = conn
             .client
-            .execute(sql.as_str(), &[&self.pruning_age.as_secs_f64()])
+            .execute_unnamed(sql.as_str(), &[&self.pruning_age.as_secs_f64()])
             .map_err(|e| Error::database("pruning workflows", e))?;
         Ok(Some(n))
     }

@@ -1,6 +1,7 @@
 //! Workflow rows: push (upsert + NOTIFY), fetch (with step states from the jobs table) and
 //! one scheduling step (`process_workflow`), all on a caller's client or transaction.
 
+use crate::unnamed::Unnamed;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
@@ -34,7 +35,7 @@ pub(crate) fn persist(
     let ctx = "saving a workflow";
     let prefix = chancy.prefix();
     let row = client
-        .query_one(
+        .query_one_unnamed(
             prefix.render(UPSERT_WORKFLOW).as_str(),
             &[&workflow.id, &workflow.name, &workflow.state.as_str()],
         )
@@ -52,7 +53,7 @@ pub(crate) fn persist(
         .collect();
     let job_ids: Vec<Option<Uuid>> = workflow.steps.iter().map(|s| s.job_id).collect();
     client
-        .execute(
+        .execute_unnamed(
             prefix.render(UPSERT_STEPS).as_str(),
             &[&workflow.id, &ids, &jobs, &deps, &job_ids],
         )
@@ -79,7 +80,7 @@ pub(crate) fn fetch_in(
     let states: Option<Vec<&str>> = states.map(|s| s.iter().map(|s| s.as_str()).collect());
     let ids: Option<Vec<Uuid>> = ids.map(<[Uuid]>::to_vec);
     let rows = client
-        .query(
+        .query_unnamed(
             chancy.prefix().render(FETCH).as_str(),
             &[&states, &ids, &limit],
         )

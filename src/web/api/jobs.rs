@@ -1,6 +1,7 @@
 //! `/api/v1/jobs`: keyset-paginated listing with filters, detail, functions, and the
 //! cancel / retry / purge actions.
 
+use crate::unnamed::Unnamed;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -133,7 +134,7 @@ pub(super) fn list(req: &Req, chancy: &Chancy) -> Out {
     let mut conn = chancy.connection()?;
     let rows = conn
         .client
-        .query(sql.as_str(), &params)
+        .query_unnamed(sql.as_str(), &params)
         .map_err(|e| Error::database("listing jobs", e))?;
     let mut items = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -256,7 +257,7 @@ pub(super) fn functions(chancy: &Chancy) -> Out {
     let mut conn = chancy.connection()?;
     let rows = conn
         .client
-        .query(sql.as_str(), &[])
+        .query_unnamed(sql.as_str(), &[])
         .map_err(|e| Error::database("listing job functions", e))?;
     let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     let reply = Reply::json(json!(names));

@@ -1,5 +1,6 @@
 //! `/api/v1/configuration`, `/api/v1/system` and our `/api/v1/overview`.
 
+use crate::unnamed::Unnamed;
 use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
@@ -94,7 +95,7 @@ pub(super) fn system(chancy: &Chancy) -> Out {
     let mut conn = chancy.connection()?;
     let row = conn
         .client
-        .query_one("SHOW server_version", &[])
+        .query_one_unnamed("SHOW server_version", &[])
         .map_err(|e| Error::database("reading the server version", e))?;
     let version: String = row.get(0);
     Ok(Reply::json(json!({
@@ -122,7 +123,11 @@ pub(super) fn overview(chancy: &Chancy) -> Out {
     let mut conn = chancy.connection()?;
     let db = |e| Error::database("reading the overview", e);
     let mut counts: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
-    for row in conn.client.query(counts_sql.as_str(), &[]).map_err(db)? {
+    for row in conn
+        .client
+        .query_unnamed(counts_sql.as_str(), &[])
+        .map_err(db)?
+    {
         let (queue, state, n): (String, String, i64) = (row.get(0), row.get(1), row.get(2));
         counts
             .entry(queue)
@@ -131,7 +136,7 @@ pub(super) fn overview(chancy: &Chancy) -> Out {
     }
     let row = conn
         .client
-        .query_one(workers_sql.as_str(), &[])
+        .query_one_unnamed(workers_sql.as_str(), &[])
         .map_err(db)?;
     let workers: i64 = row.get(0);
     let leader: Option<String> = row.get(1);

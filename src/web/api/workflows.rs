@@ -1,6 +1,7 @@
 //! `/api/v1/workflows` (keyset pages, newest first, with per-state step counts) and
 //! `/api/v1/workflows/{id}` (steps keyed by step id), as upstream's workflow API.
 
+use crate::unnamed::Unnamed;
 use postgres::types::ToSql;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
@@ -89,7 +90,7 @@ pub(super) fn list(req: &Req, chancy: &Chancy) -> Out {
     );
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
     let mut conn = chancy.connection()?;
-    let rows = match conn.client.query(sql.as_str(), &refs) {
+    let rows = match conn.client.query_unnamed(sql.as_str(), &refs) {
         Ok(rows) => rows,
         Err(e) => {
             let err = Error::database("listing workflows", e);
