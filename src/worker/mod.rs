@@ -66,9 +66,9 @@ pub use horizon::{DEFAULT_HORIZON_CHECK_INTERVAL, HORIZON_HELD_BACK};
 pub use hub::{Event, HandlerId, Hub};
 pub use identity::WORKER_PING;
 pub use listener::LISTENER_RECONNECTED;
-pub use manager::{Manager, ServiceInfo, ServiceState};
+pub use manager::{Manager, ServiceInfo, ServiceState, SERVICE_PASSED};
 pub use process::DEFAULT_MAXIMUM_JOBS_PER_CHILD;
-pub use runner::{QUEUE_FULL, QUEUE_REMOVED, QUEUE_STARTED, QUEUE_UPDATED};
+pub use runner::{QUEUE_FULL, QUEUE_POLLED, QUEUE_REMOVED, QUEUE_STARTED, QUEUE_UPDATED};
 pub use writer::Outgoing;
 
 pub(crate) use backoff::random_fraction;
@@ -783,6 +783,7 @@ impl Worker {
                 self.shared.config.backoff_initial,
                 self.shared.config.backoff_max,
             ),
+            hub: self.shared.hub.clone(),
         }
     }
 
