@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chancy::pgtemp::TempPostgres;
 use chancy::{Chancy, Job, JobContext, JobError, JobState, Queue, Worker};

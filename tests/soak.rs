@@ -18,6 +18,7 @@
 #[allow(dead_code)]
 #[path = "integration/common.rs"]
 mod common;
+mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};

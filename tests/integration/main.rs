@@ -12,6 +12,8 @@ mod process;
 mod producer;
 mod queue_bounds;
 mod security;
+#[path = "../support/mod.rs"]
+mod support;
 mod state_rules;
 mod typed;
 #[cfg(feature = "web")]

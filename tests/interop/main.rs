@@ -6,6 +6,8 @@
 #[path = "../integration/common.rs"]
 #[allow(dead_code)]
 mod common;
+#[path = "../support/mod.rs"]
+mod support;
 
 use std::path::PathBuf;
 use std::process::Command;

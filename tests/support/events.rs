@@ -64,22 +64,50 @@ impl Events {
         self.next_where(name, within, |_| true)
     }
 
-    /// Waits for `n` more due visits of `queue` by the fetch scheduler (`worker.queue.polled`).
-    /// Two visits after an action mean at least one claim began after it.
+    /// Waits for `worker.queue.started` of `queue` (the worker serves it from now on).
+    pub fn queue_started(&self, queue: &str, within: Duration) {
+        self.next_where(chancy::QUEUE_STARTED, within, |b| b["queue"] == queue);
+    }
+
+    /// The next recorded visit of `queue` (`worker.queue.polled`), e.g. its first visit after
+    /// [`Events::queue_started`].
+    pub fn next_poll(&self, queue: &str, within: Duration) -> Event {
+        self.next_where(QUEUE_POLLED, within, |b| b["queue"] == queue)
+    }
+
+    /// Forgets the events recorded so far: what is waited for next happens after this call.
+    pub fn forget(&self) {
+        while let Ok(event) = self.rx.try_recv() {
+            self.seen.borrow_mut().push(event.name);
+        }
+    }
+
+    /// Waits for `n` due visits of `queue` by the fetch scheduler (`worker.queue.polled`)
+    /// that end after this call. Two visits after an action mean at least one claim began
+    /// after it.
     pub fn polls(&self, queue: &str, n: usize, within: Duration) {
+        self.forget();
         for _ in 0..n {
             self.next_where(QUEUE_POLLED, within, |b| b["queue"] == queue);
         }
     }
 
-    /// Waits for `n` more passes of the periodic service `service` (`worker.service.passed`,
-    /// e.g. `queues`, `heartbeat`, `plugin-chancy.leadership`). Two passes after an action
-    /// mean at least one whole pass ran after it.
+    /// Waits for `n` passes of the periodic service `service` (`worker.service.passed`, e.g.
+    /// `queues`, `heartbeat`, `plugin-chancy.leadership`) that end after this call. Two
+    /// passes after an action mean at least one whole pass ran after it.
     pub fn passes(&self, service: &str, n: usize, within: Duration) {
+        self.forget();
         for _ in 0..n {
             self.next_where(SERVICE_PASSED, within, |b| b["service"] == service);
         }
     }
+}
+
+/// Starts `worker` with its events recorded from before the start.
+pub fn start(worker: &Worker) -> Events {
+    let events = Events::of(worker);
+    worker.start().expect("start the worker");
+    events
 }
 
 impl Drop for Events {

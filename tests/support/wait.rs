@@ -14,9 +14,18 @@ pub const PROBE_EVERY: Duration = Duration::from_millis(20);
 /// The deadline the tests use for "soon" (a pass or two of a worker on a busy machine).
 pub const SOON: Duration = Duration::from_secs(30);
 
-/// Probes until `probe` returns `Some` or `within` passes; `None` on timeout. The one
-/// polling loop of the test suite.
-pub fn poll<T>(within: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+/// Probes until `probe` returns `Some` or `within` passes; `None` on timeout.
+pub fn poll<T>(within: Duration, probe: impl FnMut() -> Option<T>) -> Option<T> {
+    poll_every(PROBE_EVERY, within, probe)
+}
+
+/// [`poll`] probing every `every` (a sampler that must not miss a short-lived state). The
+/// one polling loop of the test suite.
+pub fn poll_every<T>(
+    every: Duration,
+    within: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> Option<T> {
     let until = Instant::now() + within;
     loop {
         if let Some(value) = probe() {
@@ -26,7 +35,7 @@ pub fn poll<T>(within: Duration, mut probe: impl FnMut() -> Option<T>) -> Option
         if now >= until {
             return None;
         }
-        std::thread::sleep(PROBE_EVERY.min(until - now));
+        std::thread::sleep(every.min(until - now));
     }
 }
 
@@ -48,6 +57,16 @@ pub fn holds_for(span: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     if let Some(after) = broke {
         panic!("{what} stopped holding after {after:?} (it must hold for {span:?})");
     }
+}
+
+/// Runs `sample` every `every` for `span` (a span whose length is the subject, e.g. idle CPU
+/// over 5 s, watched all along).
+pub fn sample_for(span: Duration, every: Duration, mut sample: impl FnMut()) {
+    let none: Option<()> = poll_every(every, span, || {
+        sample();
+        None
+    });
+    debug_assert!(none.is_none());
 }
 
 /// The exit status of `child` within `within`; kills it and panics otherwise.
@@ -128,4 +147,37 @@ impl Gate {
 pub fn terminate(child: &mut Child, within: Duration) -> ExitStatus {
     sigterm(child);
     exit_within(child, within)
+}
+
+/// A count that job handlers raise and tests wait on ("the handler ran N times").
+#[derive(Clone, Default)]
+pub struct Counter(std::sync::Arc<(parking_lot::Mutex<usize>, parking_lot::Condvar)>);
+
+impl Counter {
+    pub fn new() -> Counter {
+        Counter::default()
+    }
+
+    /// Adds one; returns the new count.
+    pub fn add(&self) -> usize {
+        let mut n = self.0 .0.lock();
+        *n += 1;
+        self.0 .1.notify_all();
+        *n
+    }
+
+    pub fn get(&self) -> usize {
+        *self.0 .0.lock()
+    }
+
+    /// Returns once the count is at least `n`; panics after `within` naming `what`.
+    pub fn wait_for(&self, n: usize, within: Duration, what: &str) {
+        let until = Instant::now() + within;
+        let mut count = self.0 .0.lock();
+        while *count < n {
+            if self.0 .1.wait_until(&mut count, until).timed_out() && *count < n {
+                panic!("{what}: {} of {n} within {within:?}", *count);
+            }
+        }
+    }
 }

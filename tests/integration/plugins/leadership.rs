@@ -6,6 +6,10 @@ use chancy::{ImmediateLeadership, Worker};
 
 use super::{events_named, fast_worker, leadership, listen, wait_for};
 use crate::common::TestApp;
+use crate::support::wait::sample_for;
+
+/// The service name of the leadership plugin's passes.
+const LEADERSHIP_SERVICE: &str = "plugin-chancy.leadership";
 
 fn leader_row(app: &TestApp) -> Option<String> {
     app.client()
@@ -93,9 +97,9 @@ fn exactly_one_of_five_workers_leads() {
         w.start().unwrap();
     }
     assert!(wait_for(Duration::from_secs(5), || leaders(&workers).len() == 1));
-    // Over several renewals there is always exactly one, and it is the row's owner.
-    for _ in 0..10 {
-        std::thread::sleep(Duration::from_millis(150));
+    // Over several renewals (1.5 s, every 200 ms) there is always exactly one, and it is the
+    // row's owner.
+    sample_for(Duration::from_millis(1500), Duration::from_millis(150), || {
         let now = leaders(&workers);
         assert_eq!(now.len(), 1, "{now:?}");
         let row = leader_row(&app);
@@ -103,7 +107,7 @@ fn exactly_one_of_five_workers_leads() {
         if now == still {
             assert_eq!(row.as_deref(), Some(now[0].as_str()));
         }
-    }
+    });
     for w in &workers {
         w.stop();
     }
@@ -161,8 +165,9 @@ fn an_unreleased_lease_is_taken_over_only_after_it_expires() {
         .unwrap();
     let started = Instant::now();
     let worker = fast_worker(&app).worker_id("heir").build().unwrap();
-    worker.start().unwrap();
-    std::thread::sleep(Duration::from_millis(1000));
+    let hub = crate::support::events::start(&worker);
+    // Two election passes (every 200 ms) while the ghost's lease runs.
+    hub.passes(LEADERSHIP_SERVICE, 2, Duration::from_secs(10));
     assert!(!worker.is_leader().is_set(), "the ghost's lease still runs");
     assert_eq!(leader_row(&app).as_deref(), Some("ghost"));
     assert!(worker.is_leader().wait_timeout(Duration::from_secs(5)));
@@ -182,9 +187,9 @@ fn a_leader_whose_lease_was_taken_over_steps_down() {
     });
     let mut events = listen(&app);
     let worker = fast_worker(&app).worker_id("old").build().unwrap();
-    worker.start().unwrap();
+    let hub = crate::support::events::start(&worker);
     assert!(worker.is_leader().wait_timeout(Duration::from_secs(5)));
-    std::thread::sleep(Duration::from_millis(500));
+    hub.passes(LEADERSHIP_SERVICE, 2, Duration::from_secs(10));
     assert!(worker.is_leader().is_set(), "renewals keep it leader");
     // Someone else holds the row now (e.g. after this worker stalled past its lease).
     app.client()
@@ -200,7 +205,7 @@ fn a_leader_whose_lease_was_taken_over_steps_down() {
         wait_for(Duration::from_secs(3), || !worker.is_leader().is_set()),
         "the renewal finds someone else's row and steps down"
     );
-    std::thread::sleep(Duration::from_millis(600));
+    hub.passes(LEADERSHIP_SERVICE, 3, Duration::from_secs(10));
     assert!(
         !worker.is_leader().is_set(),
         "no split brain: it stays down"
