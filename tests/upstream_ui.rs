@@ -334,35 +334,7 @@ fn seed(url: &str) -> (Harness, Value) {
 /// The Python Chancy 0.26.0 of `target/py026` (the venv tests/interop makes; made here the
 /// same way when missing).
 fn python() -> PathBuf {
-    let venv = manifest_dir().join("target/py026");
-    let python = venv.join("bin/python");
-    let ready = |python: &Path| {
-        Command::new(python)
-            .args([
-                "-c",
-                "import importlib.metadata as m; assert m.version('chancy') == '0.26.0'",
-            ])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !ready(&python) {
-        let status = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status();
-        assert!(
-            status.is_ok_and(|s| s.success()),
-            "python3 -m venv failed: Python 3.11+ is needed"
-        );
-        let status = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "chancy[cron]==0.26.0"])
-            .status();
-        assert!(
-            status.is_ok_and(|s| s.success()),
-            "pip install chancy[cron]==0.26.0 failed: PyPI must be reachable"
-        );
-    }
-    python
+    support::python::chancy_026()
 }
 
 /// Adds a Python Chancy 0.26.0 worker to the fleet (tests/interop's `work` command, waiting

@@ -18,35 +18,11 @@ use crate::support::wait::exit_within;
 
 /// The venv's python with `prometheus_client` (created on first use).
 fn python() -> PathBuf {
-    static SETUP: Once = Once::new();
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/py-prometheus");
-    let python = venv.join("bin/python");
-    SETUP.call_once(|| {
-        let ok = python.exists()
-            && Command::new(&python)
-                .args(["-c", "import prometheus_client.openmetrics.parser"])
-                .status()
-                .is_ok_and(|s| s.success());
-        if ok {
-            return;
-        }
-        let status = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status();
-        assert!(
-            status.is_ok_and(|s| s.success()),
-            "python3 -m venv failed: Python 3 with the venv module is needed"
-        );
-        let status = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "prometheus_client==0.21.1"])
-            .status();
-        assert!(
-            status.is_ok_and(|s| s.success()),
-            "pip install prometheus_client==0.21.1 failed: PyPI must be reachable"
-        );
-    });
-    python
+    crate::support::python::venv_python(
+        "py-prometheus",
+        "import prometheus_client.openmetrics.parser",
+        "prometheus_client==0.21.1",
+    )
 }
 
 const PARSE: &str = r#"

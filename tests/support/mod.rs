@@ -5,6 +5,7 @@
 //! - [`wait`]: the one bounded polling loop (for other processes), spans that must hold,
 //!   child processes, a gate for job handlers.
 //! - [`events`]: waiting on an in-process worker's hub events instead of sleeping.
+//! - [`python`]: virtualenvs with Python Chancy 0.26.0 or other PyPI packages.
 //! - [`bin`]: the `chancy` binary on a prefix (feature `cli`).
 //! - [`browser`]: Node.js, Chromium and `chancy web` for the browser tests (feature `cli`).
 
@@ -16,4 +17,5 @@ pub mod bin;
 pub mod browser;
 pub mod db;
 pub mod events;
+pub mod python;
 pub mod wait;

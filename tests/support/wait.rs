@@ -132,12 +132,26 @@ impl Gate {
     /// In a handler: returns `Ok` once the gate opens, `Err(cancelled)` once the job is
     /// cancelled (the context offers only a flag to read, so that is read every 10 ms).
     pub fn pass(&self, ctx: &chancy::JobContext) -> Result<(), chancy::JobError> {
+        self.pass_within(ctx, Duration::MAX).map(|_| ())
+    }
+
+    /// [`Gate::pass`] for at most `limit` (a job that runs that long unless cancelled):
+    /// `Ok(true)` when the gate opened, `Ok(false)` when `limit` passed first.
+    pub fn pass_within(
+        &self,
+        ctx: &chancy::JobContext,
+        limit: Duration,
+    ) -> Result<bool, chancy::JobError> {
+        let until = Instant::now().checked_add(limit);
         loop {
             if self.0.wait_timeout(Duration::from_millis(10)) {
-                return Ok(());
+                return Ok(true);
             }
             if ctx.is_cancelled() {
                 return Err(chancy::JobError::cancelled());
+            }
+            if until.is_some_and(|u| Instant::now() >= u) {
+                return Ok(false);
             }
         }
     }
