@@ -62,7 +62,6 @@ fn provision() -> PathBuf {
 
 /// One test's tables and server; dropping it stops the server and drops the tables.
 struct Harness {
-    url: String,
     prefix: String,
     server: Option<Child>,
 }
@@ -177,7 +176,6 @@ fn dashboard_login_failed_job_in_three_clicks_and_cancel_in_headless_chromium() 
     let url = database_url();
     let id = uuid::Uuid::new_v4().simple().to_string();
     let mut h = Harness {
-        url: url.clone(),
         prefix: format!("b{}_", &id[..10]),
         server: None,
     };

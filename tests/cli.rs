@@ -6,9 +6,12 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use postgres::{Client, NoTls};
+use serde_json::Value;
+
 mod support;
-use support::bin::{one_line_error, text, Ns};
-use support::db::{client, tables_of};
+use support::bin::{demo_prefix, one_line_error, text, Ns};
+use support::db::{client, database_url, tables_of};
 use support::wait::{eventually, holds_for};
 
 const BIN: &str = support::bin::BIN;
@@ -286,9 +289,7 @@ fn demo_summary_matches_the_database() {
     let ns = fresh();
     let t = Instant::now();
     let out = ns.ok(&["demo", "--keep"]);
-    let demo = Ns {
-        prefix: demo_prefix(&out),
-    };
+    let demo = Ns::adopt(demo_prefix(&out)).unmigrating_on_drop();
     assert!(
         t.elapsed() < Duration::from_secs(30),
         "demo took {:?}",
@@ -316,15 +317,6 @@ fn demo_summary_matches_the_database() {
         out.contains("returned the first job's id") && out.contains(": yes"),
         "{out}"
     );
-}
-
-/// The private prefix a demo printed on its first line (`… using private tables <prefix>*`).
-fn demo_prefix(out: &str) -> String {
-    out.lines()
-        .find_map(|l| l.split("using private tables ").nth(1))
-        .and_then(|rest| rest.strip_suffix('*'))
-        .unwrap_or_else(|| panic!("no demo prefix in {out}"))
-        .to_string()
 }
 
 #[test]

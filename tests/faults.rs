@@ -9,9 +9,9 @@
 //! `running`, and the worker reconnected by itself (its listener reported it).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod support;
 use support::wait::{eventually, holds_for, poll, Counter, Gate};

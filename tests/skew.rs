@@ -88,6 +88,20 @@ impl Fleet {
         self.ns.ok(args).trim().to_string()
     }
 
+    /// `chancy <args>` on this prefix, its clock shifted by `skew` (a faketime offset).
+    fn command(&self, skew: Option<&str>, args: &[&str]) -> Command {
+        let mut cmd = self.ns.command(args);
+        if let Some(offset) = skew {
+            // Only the wall clock is off (as on a machine whose clock drifted); the
+            // monotonic clock stays true (libfaketime's faked monotonic clock also breaks
+            // timed condition-variable waits).
+            cmd.env("LD_PRELOAD", &self.faketime)
+                .env("FAKETIME", offset)
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
+        cmd
+    }
+
     /// Starts `chancy worker start` with short intervals, its clock shifted by `skew`
     /// (a faketime offset such as `+30s`).
     fn worker(&mut self, id: &str, skew: Option<&str>, plugins: &str) {
@@ -111,16 +125,8 @@ impl Fleet {
                 "5",
             ]);
         }
-        let mut cmd = self.ns.command(&args);
-        if let Some(offset) = skew {
-            // Only the wall clock is off (as on a machine whose clock drifted); the
-            // monotonic clock stays true (libfaketime's faked monotonic clock also breaks
-            // timed condition-variable waits).
-            cmd.env("LD_PRELOAD", &self.faketime)
-                .env("FAKETIME", offset)
-                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
-        }
-        let child = cmd
+        let child = self
+            .command(skew, &args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

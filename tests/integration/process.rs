@@ -493,7 +493,7 @@ fn a_sigkilled_worker_leaves_no_child_alive() {
         ])
         .unwrap();
     let exe = process_child();
-    let mut worker = Command::new(&exe)
+    let worker = Command::new(&exe)
         .arg(database_url())
         .env("CHANCY_PREFIX", &app.prefix)
         .env_remove(chancy::CHILD_ENV)

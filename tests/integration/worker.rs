@@ -1,7 +1,7 @@
 //! The worker: outcomes, cancellation, fencing, queues, wake-ups, shutdown.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use serde_json::json;
 
 use crate::common::TestApp;
-use crate::support::events::{self, Events};
+use crate::support::events;
 use crate::support::wait::{eventually, Counter, Gate};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -266,8 +266,6 @@ fn stop_flushes_every_outcome_and_leaves_nothing_running() {
     let worker = fast_worker(&app)
         .job("t.short", move |_| {
             count.add();
-            // Each job takes a moment, so the stop lands part-way through the 2000.
-            std::thread::sleep(Duration::from_millis(5));
             Ok(())
         })
         .build()

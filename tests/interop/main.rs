@@ -12,7 +12,7 @@ mod support;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chancy::{Job, JobError, JobState, Queue, Reference, Worker, THREADED_EXECUTOR};

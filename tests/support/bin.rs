@@ -27,6 +27,14 @@ impl Ns {
         }
     }
 
+    /// Takes over `prefix` (e.g. one a demo kept): its tables are dropped at the end.
+    pub fn adopt(prefix: String) -> Ns {
+        Ns {
+            prefix,
+            unmigrate_on_drop: false,
+        }
+    }
+
     /// A fresh prefix after `chancy migrate`.
     pub fn migrated() -> Ns {
         let ns = Ns::new();
@@ -120,4 +128,13 @@ pub fn one_line_error(out: &Output) -> String {
     assert_eq!(lines.len(), 1, "expected one stderr line, got: {stderr}");
     assert!(lines[0].starts_with("error: "), "{stderr}");
     lines[0].to_string()
+}
+
+/// The private prefix a demo printed on its first line (`… using private tables <prefix>*`).
+pub fn demo_prefix(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.split("using private tables ").nth(1))
+        .and_then(|rest| rest.strip_suffix('*'))
+        .unwrap_or_else(|| panic!("no demo prefix in {out}"))
+        .to_string()
 }
