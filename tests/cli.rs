@@ -252,15 +252,19 @@ fn worker_start_runs_builtin_jobs_and_exits_0_on_sigterm() {
     assert!(text(&failed.stdout).contains("on purpose"));
 
     // The queues column is what the last heartbeat (every 0.5 s here) reported.
-    eventually(Duration::from_secs(10), "the worker to report its queue", || {
-        let workers = ns.ok(&["worker", "list"]);
-        let row = workers
-            .lines()
-            .find(|l| l.starts_with("cli-test-worker"))
-            .expect(&workers);
-        assert!(row.contains("test=cli"), "{row}");
-        row.contains(" default ")
-    });
+    eventually(
+        Duration::from_secs(10),
+        "the worker to report its queue",
+        || {
+            let workers = ns.ok(&["worker", "list"]);
+            let row = workers
+                .lines()
+                .find(|l| l.starts_with("cli-test-worker"))
+                .expect(&workers);
+            assert!(row.contains("test=cli"), "{row}");
+            row.contains(" default ")
+        },
+    );
 
     // A sleeping job is running when SIGTERM arrives; the graceful stop lets it finish.
     let sleep = ns.push(&["chancy.builtin.sleep", "--kwargs", r#"{"seconds": 0.5}"#]);
@@ -1420,9 +1424,11 @@ fn a_cli_worker_logs_out_of_bounds_queue_rows_and_serves_the_rest() {
     let done = ns.run(&["job", "wait", &fine, "--timeout", "30"]);
     assert_eq!(done.status.code(), Some(0), "{done:?}");
     // A few queue passes (every 0.5 s): the job of the skipped queue stays pending.
-    holds_for(Duration::from_millis(1200), "the huge queue's job stays pending", || {
-        ns.json(&["job", "get", &stuck])["state"] == "pending"
-    });
+    holds_for(
+        Duration::from_millis(1200),
+        "the huge queue's job stays pending",
+        || ns.json(&["job", "get", &stuck])["state"] == "pending",
+    );
     let status = terminate(&mut worker);
     assert_eq!(status.code(), Some(0), "no abort, a clean stop: {status:?}");
     let mut stderr = String::new();

@@ -304,7 +304,11 @@ fn terminating_every_worker_connection_repeatedly_loses_nothing() {
     };
     // Three rounds while the first 2000 runs drain (the rest wait at the gate), then the
     // rest of the drain under fire: for a while, or until it is done.
-    hits.wait_for(3, Duration::from_secs(60), "rounds that terminated backends");
+    hits.wait_for(
+        3,
+        Duration::from_secs(60),
+        "rounds that terminated backends",
+    );
     drain.gate.open();
     let _ = poll(Duration::from_secs(6), || {
         states(pg.url())
@@ -529,16 +533,20 @@ fn workers_short_of_connections_run_every_job_once_and_start_fails_without_any()
 
     // Leave exactly 1 of the role's connections: the pool gets it, the listener cannot, and
     // start says so with the server's message. First the stopped workers' backends end.
-    eventually(Duration::from_secs(10), "the role's old backends to end", || {
-        let left: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE usename = 'budget'",
-                &[],
-            )
-            .unwrap()
-            .get(0);
-        left == 0
-    });
+    eventually(
+        Duration::from_secs(10),
+        "the role's old backends to end",
+        || {
+            let left: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE usename = 'budget'",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            left == 0
+        },
+    );
     let held: Vec<Client> = (0..5)
         .map(|_| Client::connect(&url, NoTls).unwrap())
         .collect();

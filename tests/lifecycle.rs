@@ -110,9 +110,11 @@ fn dropping_the_last_handle_stops_the_worker_gracefully() {
     );
     // A job pushed now is not claimed: nothing is left running.
     let later = app.chancy.push(&Job::new("t.slow")).unwrap();
-    holds_for(Duration::from_millis(500), "the later job stays pending", || {
-        app.chancy.get_job(&later).unwrap().unwrap().state == JobState::Pending
-    });
+    holds_for(
+        Duration::from_millis(500),
+        "the later job stays pending",
+        || app.chancy.get_job(&later).unwrap().unwrap().state == JobState::Pending,
+    );
 }
 
 #[test]

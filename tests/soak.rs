@@ -192,7 +192,11 @@ fn drive(
 
 /// Every 1–3 s, terminates up to two random connections of the soak's workers (found by
 /// their `application_name`) until `on` is cleared; returns (rounds, connections killed).
-fn chaos(app_name: &str, stop: Arc<chancy::Flag>, seed: u64) -> std::thread::JoinHandle<(u32, u32)> {
+fn chaos(
+    app_name: &str,
+    stop: Arc<chancy::Flag>,
+    seed: u64,
+) -> std::thread::JoinHandle<(u32, u32)> {
     let app_name = app_name.to_string();
     std::thread::spawn(move || {
         let mut rng = Rng(seed.rotate_left(17) | 1);

@@ -352,12 +352,16 @@ fn start_python_worker(h: &mut Harness, seed: &Value) {
         .expect("start a Python worker");
     h.python = Some(child);
     let chancy = h.chancy.clone();
-    eventually(Duration::from_secs(90), "the Python worker to register", || {
-        chancy.get_all_workers().is_ok_and(|w| {
-            w.iter()
-                .any(|w| w.tags.iter().any(|t| t.starts_with("python")))
-        })
-    });
+    eventually(
+        Duration::from_secs(90),
+        "the Python worker to register",
+        || {
+            chancy.get_all_workers().is_ok_and(|w| {
+                w.iter()
+                    .any(|w| w.tags.iter().any(|t| t.starts_with("python")))
+            })
+        },
+    );
 }
 
 fn start_server(h: &mut Harness, allow_origin: Option<&str>) {

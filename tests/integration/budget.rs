@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use chancy::{Job, JobState, Queue};
 
-use crate::support::wait::{eventually, poll, sample_for};
 use crate::common::{client, database_url, TestApp};
+use crate::support::wait::{eventually, poll, sample_for};
 
 const QUEUES: usize = 500;
 /// `max_connection_pool_size` (10) + 1 fetch + 1 listener: the default budget (README).
@@ -106,24 +106,28 @@ fn five_hundred_queues_run_on_the_default_connection_budget_and_few_threads() {
     let mut worker = Stop(child);
     let mut peak = 0;
     // Serving every queue: the worker's row lists them all.
-    eventually(Duration::from_secs(60), "the worker to take up 500 queues", || {
-        peak = peak.max(connections(&app_name));
-        let served: Option<i64> = client()
-            .query_opt(
-                &format!(
-                    "SELECT cardinality(queues)::int8 FROM \"{}workers\"",
-                    app.prefix
-                ),
-                &[],
-            )
-            .ok()
-            .flatten()
-            .map(|r| r.get(0));
-        if let Ok(Some(status)) = worker.0.try_wait() {
-            panic!("the worker exited early ({status})");
-        }
-        served.is_some_and(|n| n as usize > QUEUES)
-    });
+    eventually(
+        Duration::from_secs(60),
+        "the worker to take up 500 queues",
+        || {
+            peak = peak.max(connections(&app_name));
+            let served: Option<i64> = client()
+                .query_opt(
+                    &format!(
+                        "SELECT cardinality(queues)::int8 FROM \"{}workers\"",
+                        app.prefix
+                    ),
+                    &[],
+                )
+                .ok()
+                .flatten()
+                .map(|r| r.get(0));
+            if let Ok(Some(status)) = worker.0.try_wait() {
+                panic!("the worker exited early ({status})");
+            }
+            served.is_some_and(|n| n as usize > QUEUES)
+        },
+    );
     let jobs: Vec<Job> = names
         .iter()
         .map(|q| Job::new("chancy.builtin.noop").queue(q.as_str()))

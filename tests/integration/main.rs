@@ -12,9 +12,9 @@ mod process;
 mod producer;
 mod queue_bounds;
 mod security;
+mod state_rules;
 #[path = "../support/mod.rs"]
 mod support;
-mod state_rules;
 mod typed;
 #[cfg(feature = "web")]
 mod web;

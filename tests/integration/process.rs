@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use chancy::{Job, JobState, Limit, Queue, Worker, WorkerBuilder, PROCESS_EXECUTOR};
 use serde_json::json;
 
-use crate::support::wait::{eventually, eventually_some, poll_every, Proc};
 use crate::common::{
     capture_warnings, captured_warnings, database_url, example_binary, process_child, Listener,
     TestApp,
 };
+use crate::support::wait::{eventually, eventually_some, poll_every, Proc};
 
 /// The process tests run one at a time so that counting this process's children is exact.
 static SERIAL: parking_lot::Mutex<()> = parking_lot::Mutex::new(());

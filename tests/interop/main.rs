@@ -359,9 +359,11 @@ fn a_python_workflow_completes_on_rust_workers() {
 fn python_reads_the_metrics_rust_wrote_and_sessions_combine() {
     use chancy::plugins::{Metrics, MetricsQuery, Resolution};
     // Keep every observation and read within one 1-hour bucket.
-    support::wait::eventually(Duration::from_secs(40), "the first 3570 s of an hour", || {
-        chrono::Utc::now().timestamp() % 3600 <= 3570
-    });
+    support::wait::eventually(
+        Duration::from_secs(40),
+        "the first 3570 s of an hour",
+        || chrono::Utc::now().timestamp() % 3600 <= 3570,
+    );
     let metrics = Metrics::default();
     let m = metrics.clone();
     let app = TestApp::with(|b| b.no_default_plugins().plugin(m));

@@ -82,9 +82,11 @@ fn failed_attempts_are_warnings_and_a_forced_stop_says_what_it_abandoned() {
     eventually(Duration::from_secs(30), "the leader's first passes", || {
         read(&path).contains("became the leader")
     });
-    holds_for(Duration::from_secs(1), "no INFO line about cleaning up 0 rows", || {
-        !read(&path).contains("cleaned up 0")
-    });
+    holds_for(
+        Duration::from_secs(1),
+        "no INFO line about cleaning up 0 rows",
+        || !read(&path).contains("cleaned up 0"),
+    );
 
     // A job that cannot finish in time, then two signals: the forced stop reports it.
     ns.ok(&[
@@ -100,9 +102,11 @@ fn failed_attempts_are_warnings_and_a_forced_stop_says_what_it_abandoned() {
     });
     // The second signal once the first was handled.
     sigterm(&child);
-    eventually(Duration::from_secs(20), "the first signal to be handled", || {
-        read(&path).contains("received a stop signal")
-    });
+    eventually(
+        Duration::from_secs(20),
+        "the first signal to be handled",
+        || read(&path).contains("received a stop signal"),
+    );
     let status = terminate(&mut child, Duration::from_secs(20));
     assert!(!status.success(), "a forced stop is not a clean exit");
     let log = read(&path);

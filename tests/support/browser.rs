@@ -96,12 +96,16 @@ pub fn start_web(bin: &Path, url: &str, prefix: &str, port: u16, extra: &[&str])
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start chancy web");
-    eventually(Duration::from_secs(30), "chancy web to answer /health", || {
-        if let Some(status) = child.try_wait().expect("poll chancy web") {
-            panic!("chancy web exited with {status} before answering /health");
-        }
-        http_get(port, "/health").is_some_and(|r| r.contains("healthy"))
-    });
+    eventually(
+        Duration::from_secs(30),
+        "chancy web to answer /health",
+        || {
+            if let Some(status) = child.try_wait().expect("poll chancy web") {
+                panic!("chancy web exited with {status} before answering /health");
+            }
+            http_get(port, "/health").is_some_and(|r| r.contains("healthy"))
+        },
+    );
     child
 }
 

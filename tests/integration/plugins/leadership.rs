@@ -99,15 +99,19 @@ fn exactly_one_of_five_workers_leads() {
     assert!(wait_for(Duration::from_secs(5), || leaders(&workers).len() == 1));
     // Over several renewals (1.5 s, every 200 ms) there is always exactly one, and it is the
     // row's owner.
-    sample_for(Duration::from_millis(1500), Duration::from_millis(150), || {
-        let now = leaders(&workers);
-        assert_eq!(now.len(), 1, "{now:?}");
-        let row = leader_row(&app);
-        let still = leaders(&workers);
-        if now == still {
-            assert_eq!(row.as_deref(), Some(now[0].as_str()));
-        }
-    });
+    sample_for(
+        Duration::from_millis(1500),
+        Duration::from_millis(150),
+        || {
+            let now = leaders(&workers);
+            assert_eq!(now.len(), 1, "{now:?}");
+            let row = leader_row(&app);
+            let still = leaders(&workers);
+            if now == still {
+                assert_eq!(row.as_deref(), Some(now[0].as_str()));
+            }
+        },
+    );
     for w in &workers {
         w.stop();
     }

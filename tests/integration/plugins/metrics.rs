@@ -21,9 +21,11 @@ fn app_with(metrics: &Metrics) -> TestApp {
 /// Waits until the next few seconds stay within one minute, so every observation of a
 /// test lands in the same 1-minute bucket.
 fn avoid_minute_boundary() {
-    eventually(Duration::from_secs(10), "the first 55 s of a minute", || {
-        Utc::now().timestamp() % 60 <= 55
-    });
+    eventually(
+        Duration::from_secs(10),
+        "the first 55 s of a minute",
+        || Utc::now().timestamp() % 60 <= 55,
+    );
 }
 
 /// A chunk row of the metrics table.
@@ -274,9 +276,11 @@ fn a_worker_records_job_metrics_and_flushes_them_when_it_stops() {
     worker
         .hub()
         .emit("metrics.gauge", json!({"key": "custom:bad", "value": true}));
-    holds_for(Duration::from_millis(300), "no flush before sync_interval (60 s)", || {
-        count_rows(&app) == 0
-    });
+    holds_for(
+        Duration::from_millis(300),
+        "no flush before sync_interval (60 s)",
+        || count_rows(&app) == 0,
+    );
     assert!(worker.stop());
 
     let query = |prefix: &str| MetricsQuery {
