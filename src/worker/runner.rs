@@ -39,10 +39,10 @@ pub const QUEUE_REMOVED: &str = "worker.queue.removed";
 pub const QUEUE_UPDATED: &str = "worker.queue.updated";
 /// A wake-up found no free slot.
 pub const QUEUE_FULL: &str = "worker.queue.full";
-/// A due visit of the queue ended (`{queue, worker, claimed}`: how many jobs it claimed; 0
-/// when the scheduler's probe found nothing, the queue is paused or full, or the claim
-/// failed). A visit that begins after a push has seen it, so "two polls after the push"
-/// is how a test waits for a claim that must not happen.
+/// Local hub event: a due visit of the queue ended (`{queue, worker, claimed}`: how many
+/// jobs it claimed; 0 when the scheduler's probe found nothing, the queue is paused or full,
+/// or the claim failed). Of two visits that end after a push, the second began (probe and
+/// claim) after it: that is how a caller waits for a claim that must not happen.
 pub const QUEUE_POLLED: &str = "worker.queue.polled";
 
 /// Executor threads of a threaded queue retire after this long without a job.
