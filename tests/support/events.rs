@@ -12,7 +12,7 @@ pub struct Events {
     hub: Hub,
     id: HandlerId,
     rx: Receiver<Event>,
-    /// Names of the events consumed so far (for the failure message).
+    /// Names of the last events consumed without matching (for the failure message).
     seen: std::cell::RefCell<Vec<String>>,
 }
 
@@ -49,7 +49,7 @@ impl Events {
             let left = until.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(left) {
                 Ok(event) if event.name == name && matches(&event.body) => return event,
-                Ok(event) => self.seen.borrow_mut().push(event.name),
+                Ok(event) => self.skipped(event),
                 Err(_) => {
                     let mut seen = self.seen.borrow().clone();
                     seen.dedup();
@@ -69,6 +69,14 @@ impl Events {
         self.next_where(chancy::QUEUE_STARTED, within, |b| b["queue"] == queue);
     }
 
+    fn skipped(&self, event: Event) {
+        let mut seen = self.seen.borrow_mut();
+        if seen.len() >= 100 {
+            seen.remove(0);
+        }
+        seen.push(event.name);
+    }
+
     /// The next recorded visit of `queue` (`worker.queue.polled`), e.g. its first visit after
     /// [`Events::queue_started`].
     pub fn next_poll(&self, queue: &str, within: Duration) -> Event {
@@ -78,7 +86,7 @@ impl Events {
     /// Forgets the events recorded so far: what is waited for next happens after this call.
     pub fn forget(&self) {
         while let Ok(event) = self.rx.try_recv() {
-            self.seen.borrow_mut().push(event.name);
+            self.skipped(event);
         }
     }
 
