@@ -181,6 +181,6 @@ pub use worker::{
     check_dependencies, run_child_if_requested, Event, Flag, Handler, HandlerId, Hub, JobContext,
     JobError, JobErrorKind, Manager, Plugin, PluginContext, Registry, ServiceInfo, ServiceState,
     Worker, WorkerBuilder, CHILD_ENV, HORIZON_HELD_BACK, LISTENER_RECONNECTED, QUEUE_FULL,
-    QUEUE_REMOVED, QUEUE_STARTED, QUEUE_UPDATED, WORKER_PING, WORKER_SHUTDOWN_TIMEOUT,
-    WORKER_STARTED, WORKER_STOPPED,
+    QUEUE_POLLED, QUEUE_REMOVED, QUEUE_STARTED, QUEUE_UPDATED, SERVICE_PASSED, WORKER_PING,
+    WORKER_SHUTDOWN_TIMEOUT, WORKER_STARTED, WORKER_STOPPED,
 };

@@ -8,22 +8,22 @@
 //! Needs `node` (20+), `npm ci --prefix tests/browser` and Debian's `chromium` package;
 //! `.ci/run` installs the last two. When one is missing the test fails and says how to get it.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
 
 use chancy::plugins::{Workflow, WorkflowPlugin, WorkflowState};
 use chancy::{Chancy, Job, JobContext, JobError, JobState, Queue, QueueState, Worker};
 
-#[path = "support/db.rs"]
-mod db;
-use db::{database_url, drop_prefix};
+mod support;
+use support::browser::{
+    chromium, free_port, manifest_dir, require_node, run_limited, start_web, WEB_USER,
+};
+use support::db::{database_url, drop_prefix};
 
 const BIN: &str = env!("CARGO_BIN_EXE_chancy");
-const USERNAME: &str = "browser-user";
-const PASSWORD: &str = "browser-secret-pw";
+const USERNAME: &str = WEB_USER.0;
+const PASSWORD: &str = WEB_USER.1;
 const FAILING_FUNC: &str = "reports.render_invoice";
 const FAILURE_TEXT: &str = "printer on fire: tray 2 jammed";
 const SCREENSHOTS: [&str; 8] = [
@@ -37,19 +37,11 @@ const SCREENSHOTS: [&str; 8] = [
     "overview-narrow",
 ];
 
-fn manifest_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn chromium_path() -> PathBuf {
-    std::env::var_os("CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
-}
-
 /// Installs what the test needs when it can, the way `.ci/run` does: the pinned npm package
-/// (`npm ci`, no browser download) and, as root on Debian, the `chromium` package.
-fn provision() {
+/// (`npm ci`, no browser download) and, as root on Debian, the `chromium` package. Fails
+/// (never skips) with install advice when node, the npm package or Chromium is missing.
+fn provision() -> PathBuf {
+    require_node();
     let package = manifest_dir().join("tests/browser/node_modules/playwright-core/package.json");
     if !package.exists() {
         eprintln!("browser test: installing its npm package (npm ci --prefix tests/browser)");
@@ -59,47 +51,17 @@ fn provision() {
             .current_dir(manifest_dir())
             .status();
     }
-    let is_root = unsafe { libc::geteuid() } == 0;
-    let apt = Path::new("/usr/bin/apt-get").exists();
-    if std::env::var_os("CHROMIUM").is_none() && !chromium_path().exists() && is_root && apt {
-        eprintln!("browser test: installing Debian's chromium (apt-get install chromium)");
-        let _ = Command::new("sh")
-            .args([
-                "-c",
-                "apt-get update -qq && apt-get install -y -qq chromium >/dev/null",
-            ])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status();
-    }
-}
-
-/// Fails (never skips) with install advice when node, the npm package or Chromium is missing.
-fn check_requirements() {
-    let node = Command::new("node").arg("--version").output();
     assert!(
-        matches!(&node, Ok(out) if out.status.success()),
-        "the browser test needs Node.js 20+ on PATH (Debian: apt-get install -y nodejs npm); \
-         running `node --version` gave {node:?}"
-    );
-    let playwright = manifest_dir().join("tests/browser/node_modules/playwright-core/package.json");
-    assert!(
-        playwright.exists(),
+        package.exists(),
         "the browser test needs its npm package: run `npm ci --prefix tests/browser` \
          ({} is missing; playwright-core downloads no browser)",
-        playwright.display()
+        package.display()
     );
-    let chromium = chromium_path();
-    assert!(
-        chromium.exists(),
-        "the browser test needs Chromium at {} (Debian: apt-get install -y chromium, or set \
-         CHROMIUM to another Chromium binary)",
-        chromium.display()
-    );
+    chromium()
 }
 
 /// One test's tables and server; dropping it stops the server and drops the tables.
 struct Harness {
-    url: String,
     prefix: String,
     server: Option<Child>,
 }
@@ -186,99 +148,15 @@ fn seed(chancy: &Chancy) -> Seeded {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free local port")
-        .port()
-}
-
-/// GET `path` on 127.0.0.1:`port`; the status line and body, or None when nothing answers.
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    Some(response)
-}
-
-fn start_server(h: &mut Harness, port: u16) {
-    let child = Command::new(BIN)
-        .env("DATABASE_URL", &h.url)
-        .env("RUST_LOG", "warn")
-        .args(["--prefix", &h.prefix, "web", "--host", "127.0.0.1"])
-        .args(["--port", &port.to_string()])
-        .args(["--username", USERNAME, "--password", PASSWORD])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start chancy web");
-    h.server = Some(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(response) = http_get(port, "/health") {
-            assert!(response.contains("healthy"), "/health said {response}");
-            return;
-        }
-        if let Some(status) = h.server.as_mut().unwrap().try_wait().expect("poll server") {
-            panic!("chancy web exited with {status} before answering /health");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "chancy web did not answer /health on port {port} within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Runs the browser script with a time limit; returns its exit status and output.
 fn run_e2e(envs: &[(&str, String)]) -> (Option<i32>, String) {
     let mut cmd = Command::new("node");
-    cmd.arg("tests/browser/e2e.mjs")
-        .current_dir(manifest_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.arg("tests/browser/e2e.mjs").current_dir(manifest_dir());
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("run node");
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("poll node") {
-            break status.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let output = format!(
-        "{}{}",
-        out.join().unwrap_or_default(),
-        err.join().unwrap_or_default()
-    );
-    (status, output)
+    let (status, out, err) = run_limited(cmd, Duration::from_secs(240));
+    (status, format!("{out}{err}"))
 }
 
 fn assert_png(path: &Path) {
@@ -294,12 +172,10 @@ fn assert_png(path: &Path) {
 
 #[test]
 fn dashboard_login_failed_job_in_three_clicks_and_cancel_in_headless_chromium() {
-    provision();
-    check_requirements();
+    let chromium = provision();
     let url = database_url();
     let id = uuid::Uuid::new_v4().simple().to_string();
     let mut h = Harness {
-        url: url.clone(),
         prefix: format!("b{}_", &id[..10]),
         server: None,
     };
@@ -331,7 +207,7 @@ fn dashboard_login_failed_job_in_three_clicks_and_cancel_in_headless_chromium() 
     }
 
     let port = free_port();
-    start_server(&mut h, port);
+    h.server = Some(start_web(Path::new(BIN), &url, &h.prefix, port, &[]));
     let (status, output) = run_e2e(&[
         ("CHANCY_URL", format!("http://127.0.0.1:{port}/")),
         ("CHANCY_USERNAME", USERNAME.to_string()),
@@ -342,7 +218,7 @@ fn dashboard_login_failed_job_in_three_clicks_and_cancel_in_headless_chromium() 
         ("CHANCY_FAILED_QUEUE", "default".to_string()),
         ("CHANCY_FAILED_TEXT", FAILURE_TEXT.to_string()),
         ("CHANCY_ARTIFACTS", artifacts.display().to_string()),
-        ("CHROMIUM", chromium_path().display().to_string()),
+        ("CHROMIUM", chromium.display().to_string()),
     ]);
     println!("{output}");
     assert_eq!(

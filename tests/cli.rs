@@ -3,140 +3,34 @@
 //! server for this test process (`chancy::pgtemp`). Every test works in its own table prefix
 //! and drops it at the end.
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
-
-#[path = "support/db.rs"]
-mod db;
-use db::{database_url, drop_prefix};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_chancy");
+mod support;
+use support::bin::{demo_prefix, one_line_error, text, Ns};
+use support::db::{client, database_url, tables_of};
+use support::wait::{eventually, holds_for};
 
-fn client() -> Client {
-    let url = database_url();
-    Client::connect(&url, NoTls).unwrap_or_else(|e| {
-        panic!("cannot reach PostgreSQL at {url}: {e}; the CLI tests need a real server (set DATABASE_URL)")
-    })
-}
-
-/// Tables whose name starts with `prefix`.
-fn tables_of(prefix: &str) -> Vec<String> {
-    let like = format!("{}%", prefix.replace('_', "\\_"));
-    client()
-        .query(
-            "SELECT tablename FROM pg_tables WHERE tablename LIKE $1 ORDER BY 1",
-            &[&like],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
+const BIN: &str = support::bin::BIN;
 
 /// One test's prefix; its tables are dropped on drop (with the CLI, then whatever is left).
-struct Ns {
-    prefix: String,
+fn fresh() -> Ns {
+    Ns::new().unmigrating_on_drop()
 }
 
-impl Ns {
-    fn new() -> Ns {
-        drop(client());
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        Ns {
-            prefix: format!("t{}_", &id[..10]),
-        }
-    }
-
-    fn migrated() -> Ns {
-        let ns = Ns::new();
-        ns.ok(&["migrate"]);
-        ns
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.env("DATABASE_URL", database_url())
-            .env_remove("RUST_LOG")
-            .env_remove("RUST_LOG")
-            .arg("--prefix")
-            .arg(&self.prefix)
-            .args(args)
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run chancy")
-    }
-
-    /// Runs and asserts exit 0; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "chancy {args:?} failed with {:?}\nstdout: {}\nstderr: {}",
-            out.status.code(),
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.ok(args);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-    }
-
-    fn push(&self, args: &[&str]) -> String {
-        let mut argv = vec!["job", "push"];
-        argv.extend_from_slice(args);
-        let id = self.ok(&argv).trim().to_string();
-        assert!(uuid::Uuid::parse_str(&id).is_ok(), "push printed {id:?}");
-        id
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = self.run(&["-q", "migrate", "--to-version", "0"]);
-        drop_prefix(&self.prefix);
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Asserts a failed run printed exactly one `error: …` line on stderr; returns it.
-fn one_line_error(out: &Output) -> String {
-    assert!(!out.status.success(), "expected a failure: {out:?}");
-    let stderr = text(&out.stderr);
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "expected one stderr line, got: {stderr}");
-    assert!(lines[0].starts_with("error: "), "{stderr}");
-    lines[0].to_string()
-}
-
-fn wait_for_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let until = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            panic!("the worker did not exit within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// [`fresh`] after `chancy migrate`.
+fn migrated() -> Ns {
+    let ns = fresh();
+    ns.ok(&["migrate"]);
+    ns
 }
 
 #[test]
 fn check_migrations_exits_1_until_migrated() {
-    let ns = Ns::new();
+    let ns = fresh();
     let behind = ns.run(&["check-migrations"]);
     assert_eq!(behind.status.code(), Some(1), "{behind:?}");
     assert!(text(&behind.stdout).contains("✗ chancy: 0 / 8"));
@@ -150,7 +44,7 @@ fn check_migrations_exits_1_until_migrated() {
 
 #[test]
 fn queue_declare_list_get_pause_resume_delete() {
-    let ns = Ns::migrated();
+    let ns = migrated();
     let out = ns.ok(&[
         "queue",
         "declare",
@@ -238,7 +132,7 @@ fn queue_declare_list_get_pause_resume_delete() {
 
 #[test]
 fn job_push_get_list_cancel_retry_and_wait_exit_codes() {
-    let ns = Ns::migrated();
+    let ns = migrated();
     let id = ns.push(&[
         "chancy.builtin.echo",
         "--queue",
@@ -317,7 +211,7 @@ fn job_push_get_list_cancel_retry_and_wait_exit_codes() {
 
 #[test]
 fn worker_start_runs_builtin_jobs_and_exits_0_on_sigterm() {
-    let ns = Ns::migrated();
+    let ns = migrated();
     let echo = ns.push(&["chancy.builtin.echo", "--kwargs", r#"{"hello": "world"}"#]);
     let mut worker = ns
         .command(&[
@@ -358,37 +252,26 @@ fn worker_start_runs_builtin_jobs_and_exits_0_on_sigterm() {
     assert!(text(&failed.stdout).contains("on purpose"));
 
     // The queues column is what the last heartbeat (every 0.5 s here) reported.
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        let workers = ns.ok(&["worker", "list"]);
-        let row = workers
-            .lines()
-            .find(|l| l.starts_with("cli-test-worker"))
-            .expect(&workers);
-        assert!(row.contains("test=cli"), "{row}");
-        if row.contains(" default ") {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "the worker never reported its queue: {row}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(
+        Duration::from_secs(10),
+        "the worker to report its queue",
+        || {
+            let workers = ns.ok(&["worker", "list"]);
+            let row = workers
+                .lines()
+                .find(|l| l.starts_with("cli-test-worker"))
+                .expect(&workers);
+            assert!(row.contains("test=cli"), "{row}");
+            row.contains(" default ")
+        },
+    );
 
     // A sleeping job is running when SIGTERM arrives; the graceful stop lets it finish.
     let sleep = ns.push(&["chancy.builtin.sleep", "--kwargs", r#"{"seconds": 0.5}"#]);
-    let until = Instant::now() + Duration::from_secs(20);
-    while ns.json(&["job", "get", &sleep])["state"] != "running" {
-        assert!(Instant::now() < until, "the sleep job never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let kill = Command::new("kill")
-        .args(["-TERM", &worker.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(kill.success());
-    let status = wait_for_exit(&mut worker, Duration::from_secs(10));
+    eventually(Duration::from_secs(20), "the sleep job to start", || {
+        ns.json(&["job", "get", &sleep])["state"] == "running"
+    });
+    let status = support::wait::terminate(&mut worker, Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "{status:?}");
     assert_eq!(ns.json(&["job", "get", &sleep])["state"], "succeeded");
     assert_eq!(
@@ -399,7 +282,7 @@ fn worker_start_runs_builtin_jobs_and_exits_0_on_sigterm() {
 
 #[test]
 fn worker_start_on_an_unmigrated_schema_says_to_migrate() {
-    let ns = Ns::new();
+    let ns = fresh();
     let out = ns.run(&["worker", "start", "--shutdown-timeout", "1"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(one_line_error(&out).contains("run `chancy migrate`"));
@@ -407,12 +290,10 @@ fn worker_start_on_an_unmigrated_schema_says_to_migrate() {
 
 #[test]
 fn demo_summary_matches_the_database() {
-    let ns = Ns::new();
+    let ns = fresh();
     let t = Instant::now();
     let out = ns.ok(&["demo", "--keep"]);
-    let demo = Ns {
-        prefix: demo_prefix(&out),
-    };
+    let demo = Ns::adopt(demo_prefix(&out)).unmigrating_on_drop();
     assert!(
         t.elapsed() < Duration::from_secs(30),
         "demo took {:?}",
@@ -442,18 +323,9 @@ fn demo_summary_matches_the_database() {
     );
 }
 
-/// The private prefix a demo printed on its first line (`… using private tables <prefix>*`).
-fn demo_prefix(out: &str) -> String {
-    out.lines()
-        .find_map(|l| l.split("using private tables ").nth(1))
-        .and_then(|rest| rest.strip_suffix('*'))
-        .unwrap_or_else(|| panic!("no demo prefix in {out}"))
-        .to_string()
-}
-
 #[test]
 fn demo_exits_0_and_leaves_no_tables() {
-    let ns = Ns::new();
+    let ns = fresh();
     let demo_prefix = format!("{}demo_", ns.prefix);
     let out = ns.ok(&["demo", "--jobs", "5"]);
     assert!(out.contains("cleaned up"), "{out}");
@@ -467,7 +339,7 @@ fn demo_exits_0_and_leaves_no_tables() {
 
 #[test]
 fn bad_input_gives_one_line_errors() {
-    let ns = Ns::migrated();
+    let ns = migrated();
     let out = ns.run(&["job", "push", "f", "--kwargs", r#"{"a": }"#]);
     let line = one_line_error(&out);
     assert!(
@@ -582,26 +454,12 @@ fn library(ns: &Ns) -> chancy::Chancy {
 
 /// Sends SIGTERM to a worker started by a test and returns its exit status.
 fn terminate(worker: &mut Child) -> std::process::ExitStatus {
-    let kill = Command::new("kill")
-        .args(["-TERM", &worker.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(kill.success());
-    wait_for_exit(worker, Duration::from_secs(15))
-}
-
-/// Polls `check` every 100 ms until it returns true or `within` passes.
-fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let until = Instant::now() + within;
-    while !check() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    support::wait::terminate(worker, Duration::from_secs(15))
 }
 
 #[test]
 fn cron_schedule_list_unschedule_round_trip_and_a_cron_worker_fires_it() {
-    let ns = Ns::migrated();
+    let ns = migrated();
     // The cron table is not part of plain `chancy migrate`.
     let out = ns.run(&["cron", "list"]);
     let line = one_line_error(&out);
@@ -717,7 +575,7 @@ fn cron_schedule_list_unschedule_round_trip_and_a_cron_worker_fires_it() {
 
 #[test]
 fn cron_schedule_without_a_unique_key_or_with_a_bad_expression_fails_in_one_line() {
-    let ns = Ns::migrated();
+    let ns = migrated();
     ns.ok(&["migrate", "--plugin", "chancy.cron"]);
     let out = ns.run(&["cron", "schedule", "*/5 * * * *", "chancy.builtin.noop"]);
     assert_eq!(out.status.code(), Some(1));
@@ -754,7 +612,7 @@ fn cron_schedule_without_a_unique_key_or_with_a_bad_expression_fails_in_one_line
 #[test]
 fn workflow_list_get_and_a_leadership_workflow_worker_completes_it() {
     use chancy::plugins::{Workflow, WorkflowPlugin};
-    let ns = Ns::migrated();
+    let ns = migrated();
     ns.ok(&["queue", "declare", "default", "--executor", "thread"]);
     assert_eq!(ns.ok(&["workflow", "list"]).trim(), "no workflows");
     let noop = || chancy::Job::new("chancy.builtin.noop");
@@ -834,7 +692,7 @@ fn workflow_list_get_and_a_leadership_workflow_worker_completes_it() {
 
 #[test]
 fn worker_start_with_an_unknown_plugin_lists_the_available_ones() {
-    let ns = Ns::migrated();
+    let ns = migrated();
     for list in ["bogus", "leadership,metrix"] {
         let out = ns.run(&["worker", "start", "--plugins", list]);
         assert_eq!(out.status.code(), Some(1), "{out:?}");
@@ -868,7 +726,7 @@ fn worker_start_with_an_unknown_plugin_lists_the_available_ones() {
 
 #[test]
 fn worker_start_with_plugins_none_runs_jobs_and_stops_on_sigterm() {
-    let ns = Ns::migrated();
+    let ns = migrated();
     ns.ok(&["queue", "declare", "default", "--executor", "thread"]);
     let log = std::env::temp_dir().join(format!("{}worker.log", ns.prefix));
     let mut worker = ns
@@ -944,7 +802,7 @@ fn web_login(base: &str, password: &str) -> Result<Value, u16> {
 
 #[test]
 fn web_serves_health_and_accepts_the_printed_password() {
-    let ns = Ns::migrated();
+    let ns = migrated();
     let id = ns.push(&["chancy.builtin.noop"]);
     let mut child = ns
         .command(&["web", "--port", "0"])
@@ -993,7 +851,7 @@ fn web_serves_health_and_accepts_the_printed_password() {
 /// of queues, and one job pushed to each queue runs.
 #[test]
 fn bench_idle_reports_connections_threads_and_serving_many_queues() {
-    let ns = Ns::new();
+    let ns = fresh();
     let report = ns.json(&[
         "-q",
         "bench",
@@ -1024,7 +882,7 @@ fn bench_idle_reports_connections_threads_and_serving_many_queues() {
 
 #[test]
 fn bench_json_reports_every_section_consistently() {
-    let ns = Ns::new();
+    let ns = fresh();
     let report = ns.json(&[
         "-q",
         "bench",
@@ -1135,7 +993,7 @@ fn bench_json_reports_every_section_consistently() {
 
 #[test]
 fn worker_start_web_serves_the_api_until_the_worker_stops() {
-    let ns = Ns::migrated();
+    let ns = migrated();
     let mut child = ns
         .command(&["worker", "start", "--web", "--web-port", "0"])
         .env("CHANCY_WEB_PASSWORD", "s3cret")
@@ -1348,7 +1206,7 @@ fn raw_status(base: &str, request: &str) -> u16 {
 
 #[test]
 fn worker_start_web_survives_huge_content_lengths_and_still_drains() {
-    let ns = Ns::migrated();
+    let ns = migrated();
     let chancy = library(&ns);
     let queue = chancy::Queue::new("web-drain")
         .concurrency(8)
@@ -1495,7 +1353,7 @@ fn assert_costs_consistent(costs: &Value, jobs: u64) {
 
 #[test]
 fn bench_steady_mode_times_open_loop_arrivals() {
-    let ns = Ns::new();
+    let ns = fresh();
     let report = ns.json(&[
         "-q",
         "bench",
@@ -1582,7 +1440,7 @@ fn bench_counts_statements_when_pg_stat_statements_is_loaded() {
 
 #[test]
 fn bench_latency_mode_skips_the_drain() {
-    let ns = Ns::new();
+    let ns = fresh();
     let report = ns.json(&[
         "-q",
         "bench",
@@ -1607,7 +1465,7 @@ fn bench_latency_mode_skips_the_drain() {
 /// it changed.
 #[test]
 fn job_cancel_retry_delete_render_the_library_outcomes_with_exit_codes() {
-    let ns = Ns::migrated();
+    let ns = migrated();
     let table = format!("\"{}jobs\"", ns.prefix);
     let finish = |id: &str, state: &str| {
         client()
@@ -1677,7 +1535,7 @@ fn job_cancel_retry_delete_render_the_library_outcomes_with_exit_codes() {
 /// naming the setting and its bound, and nothing is written.
 #[test]
 fn queue_declare_refuses_out_of_bounds_settings() {
-    let ns = Ns::migrated();
+    let ns = migrated();
     let cases: [(&[&str], &str); 5] = [
         (
             &["--concurrency", "2147483647"],
@@ -1709,7 +1567,7 @@ fn queue_declare_refuses_out_of_bounds_settings() {
 /// a `chancy worker`, which keeps serving the other queues and stops cleanly.
 #[test]
 fn a_cli_worker_logs_out_of_bounds_queue_rows_and_serves_the_rest() {
-    let ns = Ns::migrated();
+    let ns = migrated();
     client()
         .batch_execute(&format!(
             "INSERT INTO \"{p}queues\" (name, state, concurrency, tags, executor, executor_options, polling_interval) \
@@ -1729,8 +1587,12 @@ fn a_cli_worker_logs_out_of_bounds_queue_rows_and_serves_the_rest() {
         .expect("spawn worker");
     let done = ns.run(&["job", "wait", &fine, "--timeout", "30"]);
     assert_eq!(done.status.code(), Some(0), "{done:?}");
-    std::thread::sleep(Duration::from_millis(1200)); // a few queue passes
-    assert_eq!(ns.json(&["job", "get", &stuck])["state"], "pending");
+    // A few queue passes (every 0.5 s): the job of the skipped queue stays pending.
+    holds_for(
+        Duration::from_millis(1200),
+        "the huge queue's job stays pending",
+        || ns.json(&["job", "get", &stuck])["state"] == "pending",
+    );
     let status = terminate(&mut worker);
     assert_eq!(status.code(), Some(0), "no abort, a clean stop: {status:?}");
     let mut stderr = String::new();
@@ -1764,7 +1626,7 @@ fn a_worker_out_of_threads_logs_it_serves_its_queues_and_stops_cleanly() {
         "this test needs root: it runs the worker as `nobody` under `prlimit --nproc` with \
          `setpriv` (util-linux); run the CLI tests as root"
     );
-    let ns = Ns::migrated();
+    let ns = migrated();
     ns.ok(&["queue", "declare", "default", "--concurrency", "2"]);
     ns.ok(&["queue", "declare", "big", "--concurrency", "1000"]);
     // Executor threads start on demand: 150 waiting jobs in `big` ask for 150 threads, more

@@ -9,9 +9,12 @@
 //! `running`, and the worker reconnected by itself (its listener reported it).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod support;
+use support::wait::{eventually, holds_for, poll, Counter, Gate};
 
 use chancy::pgtemp::TempPostgres;
 use chancy::{Chancy, Job, Queue, Worker};
@@ -34,6 +37,9 @@ struct Drain {
     runs: Runs,
     reconnects: Arc<AtomicUsize>,
     total: usize,
+    /// Runs after the first `hold_after` wait here until the test opens it (after its
+    /// fault), so the fault always lands on a drain that is under way.
+    gate: Gate,
 }
 
 fn server() -> TempPostgres {
@@ -43,9 +49,10 @@ fn server() -> TempPostgres {
     TempPostgres::start().expect("start a private PostgreSQL (needs the server binaries)")
 }
 
-/// Migrates, pushes `total` jobs of `t.work` (a 2 ms sleep that counts its runs) and starts
-/// a worker with the default plugins on `url`.
-fn start_drain(url: &str, total: usize) -> Drain {
+/// Migrates, pushes `total` jobs of `t.work` (counts its runs; runs after the first
+/// `hold_after` wait at the drain's gate) and starts a worker with the default plugins on
+/// `url`.
+fn start_drain(url: &str, total: usize, hold_after: usize) -> Drain {
     let chancy = Chancy::builder(url)
         .prefix(PREFIX)
         .connection_timeout(Duration::from_secs(5))
@@ -67,6 +74,8 @@ fn start_drain(url: &str, total: usize) -> Drain {
     chancy.push_many(&jobs).unwrap();
     let runs: Runs = Arc::default();
     let r = Arc::clone(&runs);
+    let (gate, started) = (Gate::new(), Counter::new());
+    let g = gate.clone();
     let worker = Worker::builder(&chancy)
         .worker_id("fault-worker")
         .heartbeat_poll_interval(Duration::from_secs(1))
@@ -75,7 +84,9 @@ fn start_drain(url: &str, total: usize) -> Drain {
         .backoff(Duration::from_millis(50), Duration::from_millis(500))
         .job("t.work", move |ctx| {
             *r.lock().entry(ctx.job().id).or_default() += 1;
-            std::thread::sleep(Duration::from_millis(2));
+            if started.add() > hold_after {
+                g.pass(ctx)?;
+            }
             Ok(())
         })
         .build()
@@ -92,6 +103,7 @@ fn start_drain(url: &str, total: usize) -> Drain {
         runs,
         reconnects,
         total,
+        gate,
     }
 }
 
@@ -113,18 +125,12 @@ fn count(states: &HashMap<String, i64>, state: &str) -> i64 {
 
 /// Waits until at least `n` jobs succeeded.
 fn wait_succeeded(url: &str, n: i64, limit: Duration) -> HashMap<String, i64> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let now = states(url);
-        if let Some(s) = now.as_ref().filter(|s| count(s, "succeeded") >= n) {
-            return s.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "fewer than {n} jobs succeeded within {limit:?}: {now:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    poll(limit, || states(url).filter(|s| count(s, "succeeded") >= n)).unwrap_or_else(|| {
+        panic!(
+            "fewer than {n} jobs succeeded within {limit:?}: {:?}",
+            states(url)
+        )
+    })
 }
 
 /// The end-state checks shared by every fault: everything succeeded exactly once.
@@ -228,9 +234,10 @@ fn restart_sequence_keeps_the_data_and_changes_the_pid() {
 #[test]
 fn a_server_restart_during_a_20k_drain_loses_nothing() {
     let pg = server();
-    let drain = start_drain(pg.url(), 20_000);
+    let drain = start_drain(pg.url(), 20_000, 4_000);
     let before = wait_succeeded(pg.url(), 2_000, DRAIN_LIMIT);
     pg.restart().unwrap();
+    drain.gate.open();
     let after = states(pg.url()).unwrap();
     assert!(
         count(&after, "succeeded") < 20_000,
@@ -243,11 +250,14 @@ fn a_server_restart_during_a_20k_drain_loses_nothing() {
 #[test]
 fn a_three_second_outage_during_a_drain_loses_nothing() {
     let pg = server();
-    let drain = start_drain(pg.url(), 10_000);
+    let drain = start_drain(pg.url(), 10_000, 3_000);
     wait_succeeded(pg.url(), 1_000, DRAIN_LIMIT);
     pg.stop_server();
-    std::thread::sleep(Duration::from_secs(3));
+    holds_for(Duration::from_secs(3), "the outage (server down)", || {
+        !pg.is_running()
+    });
     pg.start_server().unwrap();
+    drain.gate.open();
     let after = states(pg.url()).unwrap();
     assert!(
         count(&after, "succeeded") < 10_000,
@@ -261,15 +271,16 @@ fn a_three_second_outage_during_a_drain_loses_nothing() {
 fn terminating_every_worker_connection_repeatedly_loses_nothing() {
     let pg = server();
     let worker_url = format!("{}?application_name={WORKER_APP}", pg.url());
-    let drain = start_drain(&worker_url, 8_000);
+    let drain = start_drain(&worker_url, 8_000, 2_000);
     wait_succeeded(pg.url(), 500, DRAIN_LIMIT);
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(chancy::Flag::new());
+    let hits = Counter::new();
     let killer = {
-        let (url, stop) = (pg.url().to_string(), Arc::clone(&stop));
+        let (url, stop, hits) = (pg.url().to_string(), Arc::clone(&stop), hits.clone());
         std::thread::spawn(move || {
             let mut c = Client::connect(&url, NoTls).unwrap();
             let (mut rounds, mut killed) = (0, 0);
-            while !stop.load(Ordering::SeqCst) {
+            loop {
                 // Only this test's worker: its own server, and its application_name.
                 let n = c
                     .query(
@@ -282,21 +293,29 @@ fn terminating_every_worker_connection_repeatedly_loses_nothing() {
                 if n > 0 {
                     rounds += 1;
                     killed += n;
+                    hits.add();
                 }
-                std::thread::sleep(Duration::from_millis(250));
+                // A round every 250 ms until told to stop.
+                if stop.wait_timeout(Duration::from_millis(250)) {
+                    return (rounds, killed);
+                }
             }
-            (rounds, killed)
         })
     };
-    // Keep killing for a while (or until the drain is done).
-    let deadline = Instant::now() + Duration::from_secs(6);
-    while Instant::now() < deadline {
-        if states(pg.url()).is_some_and(|s| count(&s, "succeeded") == 8_000) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    stop.store(true, Ordering::SeqCst);
+    // Three rounds while the first 2000 runs drain (the rest wait at the gate), then the
+    // rest of the drain under fire: for a while, or until it is done.
+    hits.wait_for(
+        3,
+        Duration::from_secs(60),
+        "rounds that terminated backends",
+    );
+    drain.gate.open();
+    let _ = poll(Duration::from_secs(6), || {
+        states(pg.url())
+            .is_some_and(|s| count(&s, "succeeded") == 8_000)
+            .then_some(())
+    });
+    stop.set();
     let (rounds, killed) = killer.join().unwrap();
     assert!(
         rounds >= 3 && killed >= rounds,
@@ -398,8 +417,7 @@ fn a_claim_lost_with_its_connection_is_released_and_runs_once() {
     .unwrap();
     worker.start().unwrap();
     // Kill the fetcher's connection (the one whose last statement was the claim).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let killed = loop {
+    let killed = poll(Duration::from_secs(20), || {
         let n = c
             .query(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
@@ -408,11 +426,9 @@ fn a_claim_lost_with_its_connection_is_released_and_runs_once() {
             )
             .unwrap()
             .len();
-        if n > 0 || Instant::now() > deadline {
-            break n;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+        (n > 0).then_some(n)
+    })
+    .unwrap_or(0);
     assert_eq!(
         killed, 1,
         "the fetcher's connection was found and terminated"
@@ -486,7 +502,6 @@ fn workers_short_of_connections_run_every_job_once_and_start_fails_without_any()
             .backoff(Duration::from_millis(50), Duration::from_millis(500))
             .job("t.work", move |ctx| {
                 *r.lock().entry(ctx.job().id).or_default() += 1;
-                std::thread::sleep(Duration::from_millis(2));
                 Ok(())
             })
             .build()
@@ -517,8 +532,21 @@ fn workers_short_of_connections_run_every_job_once_and_start_fails_without_any()
     drop(workers);
 
     // Leave exactly 1 of the role's connections: the pool gets it, the listener cannot, and
-    // start says so with the server's message.
-    std::thread::sleep(Duration::from_millis(500));
+    // start says so with the server's message. First the stopped workers' backends end.
+    eventually(
+        Duration::from_secs(10),
+        "the role's old backends to end",
+        || {
+            let left: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE usename = 'budget'",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            left == 0
+        },
+    );
     let held: Vec<Client> = (0..5)
         .map(|_| Client::connect(&url, NoTls).unwrap())
         .collect();

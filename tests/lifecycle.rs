@@ -3,12 +3,13 @@
 //!
 //! Its own test binary: the panic hook is process-wide state.
 
-#[path = "support/db.rs"]
-mod db;
+mod support;
+use support::db;
+use support::wait::{holds_for, SOON};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chancy::{Chancy, Job, JobState, Queue, Worker, WorkerBuilder};
 
@@ -54,12 +55,8 @@ fn stop_probe(worker: &Worker) -> Arc<AtomicUsize> {
     stopped
 }
 
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let until = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < until, "not within 30 s: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn eventually(what: &str, cond: impl FnMut() -> bool) {
+    support::wait::eventually(SOON, what, cond);
 }
 
 #[test]
@@ -70,6 +67,7 @@ fn dropping_the_last_handle_stops_the_worker_gracefully() {
     let worker = app
         .worker()
         .job("t.slow", move |_| {
+            // Still running when the last handle drops: the stop must wait this long.
             std::thread::sleep(Duration::from_millis(500));
             done.fetch_add(1, Ordering::SeqCst);
             Ok(())
@@ -112,10 +110,10 @@ fn dropping_the_last_handle_stops_the_worker_gracefully() {
     );
     // A job pushed now is not claimed: nothing is left running.
     let later = app.chancy.push(&Job::new("t.slow")).unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        app.chancy.get_job(&later).unwrap().unwrap().state,
-        JobState::Pending
+    holds_for(
+        Duration::from_millis(500),
+        "the later job stays pending",
+        || app.chancy.get_job(&later).unwrap().unwrap().state == JobState::Pending,
     );
 }
 

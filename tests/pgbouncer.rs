@@ -22,15 +22,15 @@ use std::process::{Child, Command, Output, Stdio};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chancy::tooling::WorkerTooling;
 use chancy::{Chancy, Job, JobError, JobState, Queue, Reference, Worker};
 use postgres::{Client, NoTls, SimpleQueryMessage};
 
-#[path = "support/db.rs"]
-mod db;
+mod support;
 use db::{database_url, drop_prefix};
+use support::{db, wait};
 
 const BIN: &str = env!("CARGO_BIN_EXE_chancy");
 /// Bound on every wait of these tests (a failure guard, not a performance limit).
@@ -160,18 +160,17 @@ impl Bouncer {
             user,
             dbname,
         };
-        let until = Instant::now() + WAIT;
-        while TcpStream::connect(("127.0.0.1", listen)).is_err() {
+        let listening = wait::poll(WAIT, || {
             if let Ok(Some(status)) = bouncer.child.try_wait() {
                 panic!("pgbouncer exited ({status}): {}", bouncer.log());
             }
-            assert!(
-                Instant::now() < until,
-                "pgbouncer did not listen: {}",
-                bouncer.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            TcpStream::connect(("127.0.0.1", listen)).ok()
+        });
+        assert!(
+            listening.is_some(),
+            "pgbouncer did not listen: {}",
+            bouncer.log()
+        );
         bouncer
     }
 
@@ -254,12 +253,8 @@ fn direct() -> Client {
     Client::connect(&database_url(), NoTls).expect("test database")
 }
 
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let until = Instant::now() + WAIT;
-    while !cond() {
-        assert!(Instant::now() < until, "not within {WAIT:?}: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_until(what: &str, cond: impl FnMut() -> bool) {
+    wait::eventually(WAIT, what, cond);
 }
 
 fn finished(chancy: &Chancy, r: &Reference) -> chancy::QueuedJob {
@@ -308,13 +303,13 @@ fn session_pooling_runs_the_worker_core_cases_without_a_setting() {
         })
         .job("t.long", move |ctx| {
             st.store(true, Ordering::SeqCst);
-            let until = Instant::now() + WAIT;
-            while Instant::now() < until {
-                if ctx.is_cancelled() {
-                    seen.store(true, Ordering::SeqCst);
-                    return Err(JobError::cancelled());
-                }
-                std::thread::sleep(Duration::from_millis(10));
+            if wait::poll_every(Duration::from_millis(10), WAIT, || {
+                ctx.is_cancelled().then_some(())
+            })
+            .is_some()
+            {
+                seen.store(true, Ordering::SeqCst);
+                return Err(JobError::cancelled());
             }
             Ok(())
         })
@@ -505,17 +500,16 @@ fn transaction_pooling_drains_20000_jobs_exactly_once_with_two_worker_processes(
     let mut db = direct();
     let count_sql =
         format!("SELECT count(*) FILTER (WHERE state = 'succeeded'), count(*) FROM \"{p}jobs\"");
-    let until = Instant::now() + Duration::from_secs(600);
-    loop {
+    let mut last = (0, 0);
+    let drained = wait::poll(Duration::from_secs(600), || {
         let row = db.query_one(count_sql.as_str(), &[]).unwrap();
-        let (done, all): (i64, i64) = (row.get(0), row.get(1));
-        if done == all {
-            assert_eq!(all, JOBS + 1);
-            break;
-        }
-        assert!(Instant::now() < until, "only {done} of {all} jobs done");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        last = (row.get::<_, i64>(0), row.get::<_, i64>(1));
+        (last.0 == last.1).then_some(last.1)
+    });
+    let Some(all) = drained else {
+        panic!("only {} of {} jobs done", last.0, last.1);
+    };
+    assert_eq!(all, JOBS + 1);
     // While both run: the leader and the workers, through the proxy, with few servers.
     let listed = cli(&url, p, &["worker", "list"]);
     let listed = String::from_utf8_lossy(&listed.stdout).to_string();

@@ -7,14 +7,16 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chancy::pgtemp::TempPostgres;
 use chancy::{Chancy, Job, JobContext, JobError, JobState, Queue, Worker};
 use postgres::{Client, NoTls};
 use serde_json::json;
 
-const BIN: &str = env!("CARGO_BIN_EXE_chancy");
+mod support;
+use support::bin::BIN;
+use support::wait::{exit_within as wait_for_exit, poll};
 
 /// Live processes whose command line mentions `dir` or whose working directory is in it
 /// (every postgres process runs in its data directory), as `pid: cmdline`.
@@ -44,19 +46,15 @@ fn processes_in(dir: &Path) -> Vec<String> {
 
 /// Fails unless, within `within`, no process and no directory of `dir` is left.
 fn assert_gone(dir: &Path, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let procs = processes_in(dir);
-        if procs.is_empty() && !dir.exists() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "left behind after {within:?}: directory exists: {}, processes: {procs:#?}",
-            dir.exists()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let gone = poll(within, || {
+        (processes_in(dir).is_empty() && !dir.exists()).then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "left behind after {within:?}: directory exists: {}, processes: {:#?}",
+        dir.exists(),
+        processes_in(dir)
+    );
 }
 
 fn uid_of(pid: u32) -> u32 {
@@ -210,20 +208,6 @@ fn signal(pid: u32, sig: &str) {
         .status()
         .expect("run kill");
     assert!(status.success());
-}
-
-fn wait_for_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the child did not exit within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

@@ -5,16 +5,14 @@
 //! Needs the `faketime` program: `apt-get install faketime` (Debian/Ubuntu). Without it the
 //! tests fail with that instruction; they never skip.
 
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::ops::Deref;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use postgres::{Client, NoTls};
-
-#[path = "support/db.rs"]
-mod db;
-use db::{database_url, drop_prefix};
-
-const BIN: &str = env!("CARGO_BIN_EXE_chancy");
+mod support;
+use support::bin::Ns;
+use support::db::client;
+use support::wait::{eventually, holds_for, terminate, Proc};
 
 /// Where Debian's `libfaketime` package puts the library (override with `FAKETIME_LIB`).
 const FAKETIME_LIBS: [&str; 3] = [
@@ -59,35 +57,40 @@ fn faketime_lib() -> String {
     lib
 }
 
-fn client() -> Client {
-    let url = database_url();
-    Client::connect(&url, NoTls)
-        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {url}: {e} (set DATABASE_URL)"))
-}
-
 /// One test's table prefix, dropped at the end; workers started through it are killed.
-struct Ns {
-    prefix: String,
+struct Fleet {
+    ns: Ns,
     faketime: String,
-    workers: Vec<Child>,
+    workers: Vec<Proc>,
 }
 
-impl Ns {
-    fn new() -> Ns {
-        let lib = faketime_lib();
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let ns = Ns {
-            prefix: format!("t{}_", &id[..10]),
-            faketime: lib,
-            workers: Vec::new(),
-        };
+impl Deref for Fleet {
+    type Target = Ns;
+    fn deref(&self) -> &Ns {
+        &self.ns
+    }
+}
+
+impl Fleet {
+    fn new() -> Fleet {
+        let faketime = faketime_lib();
+        let ns = Ns::new();
         ns.ok(&["migrate"]);
         ns.ok(&["queue", "declare", "default", "--concurrency", "2"]);
-        ns
+        Fleet {
+            ns,
+            faketime,
+            workers: Vec::new(),
+        }
     }
 
+    fn ok(&self, args: &[&str]) -> String {
+        self.ns.ok(args).trim().to_string()
+    }
+
+    /// `chancy <args>` on this prefix, its clock shifted by `skew` (a faketime offset).
     fn command(&self, skew: Option<&str>, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = self.ns.command(args);
         if let Some(offset) = skew {
             // Only the wall clock is off (as on a machine whose clock drifted); the
             // monotonic clock stays true (libfaketime's faked monotonic clock also breaks
@@ -96,23 +99,7 @@ impl Ns {
                 .env("FAKETIME", offset)
                 .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
         }
-        cmd.env("DATABASE_URL", database_url())
-            .env_remove("RUST_LOG")
-            .arg("--prefix")
-            .arg(&self.prefix)
-            .args(args)
-            .stdin(Stdio::null());
         cmd
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out: Output = self.command(None, args).output().expect("run chancy");
-        assert!(
-            out.status.success(),
-            "chancy {args:?}: {out:?}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// Starts `chancy worker start` with short intervals, its clock shifted by `skew`
@@ -144,11 +131,7 @@ impl Ns {
             .stderr(Stdio::null())
             .spawn()
             .expect("start a worker");
-        self.workers.push(child);
-    }
-
-    fn table(&self, name: &str) -> String {
-        format!("\"{}{}\"", self.prefix, name)
+        self.workers.push(Proc(child));
     }
 
     fn leader(&self) -> Option<String> {
@@ -172,29 +155,11 @@ impl Ns {
     }
 }
 
-impl Drop for Ns {
-    fn drop(&mut self) {
-        for w in &mut self.workers {
-            let _ = w.kill();
-            let _ = w.wait();
-        }
-        drop_prefix(&self.prefix);
-    }
-}
-
-fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let until = Instant::now() + within;
-    while !check() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// A queue limited to 1 job per 2 s, served by two workers, one of them 1 s ahead, never
 /// starts two jobs in one window (upstream and chancy before this fix: 3 per window).
 #[test]
 fn a_rate_limit_holds_across_workers_whose_clocks_differ() {
-    let mut ns = Ns::new();
+    let mut ns = Fleet::new();
     ns.ok(&[
         "queue",
         "declare",
@@ -239,7 +204,7 @@ fn a_rate_limit_holds_across_workers_whose_clocks_differ() {
 /// early; it still becomes the leader when the lease is released.
 #[test]
 fn leadership_and_scheduled_jobs_follow_the_database_clock() {
-    let mut ns = Ns::new();
+    let mut ns = Fleet::new();
     ns.worker("on-time", None, "leadership");
     eventually(Duration::from_secs(30), "a leader", || {
         ns.leader().as_deref() == Some("on-time")
@@ -262,15 +227,11 @@ fn leadership_and_scheduled_jobs_follow_the_database_clock() {
         },
     );
     // Several election passes of both workers (every second).
-    let until = Instant::now() + Duration::from_secs(6);
-    while Instant::now() < until {
-        assert_eq!(
-            ns.leader().as_deref(),
-            Some("on-time"),
-            "the worker whose clock runs ahead took over a live lease"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    holds_for(
+        Duration::from_secs(6),
+        "the on-time worker's lease (the worker whose clock runs ahead must not take it)",
+        || ns.leader().as_deref() == Some("on-time"),
+    );
 
     // Only the skewed worker serves jobs now; a job due in 3 s (database clock) must not
     // start before then although that worker's clock says it is due.
@@ -300,7 +261,7 @@ fn leadership_and_scheduled_jobs_follow_the_database_clock() {
 /// database clock (before the fix: 30 s in the past, so it ran again at once).
 #[test]
 fn a_retry_delay_computed_by_a_skewed_worker_lands_on_the_database_clock() {
-    let mut ns = Ns::new();
+    let mut ns = Fleet::new();
     ns.worker("behind", Some("-30s"), "retry");
     let meta = r#"{"retry_settings": {"backoff": 8, "backoff_factor": 1, "backoff_limit": 8, "backoff_jitter": [0, 0]}}"#;
     let id = ns.ok(&[
@@ -355,25 +316,16 @@ fn a_retry_delay_computed_by_a_skewed_worker_lands_on_the_database_clock() {
     );
 }
 
-fn stop(mut worker: Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &worker.id().to_string()])
-        .status();
-    let until = Instant::now() + Duration::from_secs(20);
-    while worker.try_wait().unwrap().is_none() {
-        if Instant::now() > until {
-            let _ = worker.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// SIGTERM, and the clean exit within 20 s.
+fn stop(mut worker: Proc) {
+    terminate(&mut worker, Duration::from_secs(20));
 }
 
 /// A worker 2 minutes ahead files its job metrics in the buckets of the database clock
 /// (before the fix: 2 minutes in the future, outside every dashboard window).
 #[test]
 fn metrics_of_a_skewed_worker_land_in_the_database_clock_buckets() {
-    let mut ns = Ns::new();
+    let mut ns = Fleet::new();
     ns.worker("ahead", Some("+120s"), "metrics");
     let id = ns.ok(&["job", "push", "chancy.builtin.noop"]);
     eventually(Duration::from_secs(30), "the job", || {

@@ -18,6 +18,7 @@
 #[allow(dead_code)]
 #[path = "integration/common.rs"]
 mod common;
+mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -101,6 +102,7 @@ fn worker(chancy: &chancy::Chancy, id: &str, log: &RunLog) -> Worker {
             Ok(())
         })
         .job("s.sleep", move |ctx| {
+            // Work that takes its time and ignores cancellation.
             std::thread::sleep(Duration::from_millis(sleep_ms(ctx)));
             record(&l2, ctx, true);
             Ok(())
@@ -123,13 +125,11 @@ fn worker(chancy: &chancy::Chancy, id: &str, log: &RunLog) -> Worker {
             panic!("soak panic")
         })
         .job("s.long", move |ctx| {
-            let until = Instant::now() + Duration::from_millis(sleep_ms(ctx));
-            while Instant::now() < until {
-                if ctx.is_cancelled() {
-                    record(&l6, ctx, false);
-                    return Err(JobError::cancelled());
-                }
-                std::thread::sleep(Duration::from_millis(10));
+            // Runs its time unless cancelled first (a gate nobody opens).
+            let limit = Duration::from_millis(sleep_ms(ctx));
+            if let Err(cancelled) = support::wait::Gate::new().pass_within(ctx, limit) {
+                record(&l6, ctx, false);
+                return Err(cancelled);
             }
             record(&l6, ctx, true);
             Ok(())
@@ -183,6 +183,7 @@ fn drive(
             paused = !paused;
             next_toggle = Instant::now() + Duration::from_millis(500 + rng.below(2000) as u64);
         }
+        // The load's pace: a batch every 10–40 ms.
         std::thread::sleep(Duration::from_millis(10 + rng.below(30) as u64));
     }
     app.chancy.resume_queue("soak_pausable").expect("resume");
@@ -191,19 +192,20 @@ fn drive(
 
 /// Every 1–3 s, terminates up to two random connections of the soak's workers (found by
 /// their `application_name`) until `on` is cleared; returns (rounds, connections killed).
-fn chaos(app_name: &str, on: Arc<AtomicBool>, seed: u64) -> std::thread::JoinHandle<(u32, u32)> {
+fn chaos(
+    app_name: &str,
+    stop: Arc<chancy::Flag>,
+    seed: u64,
+) -> std::thread::JoinHandle<(u32, u32)> {
     let app_name = app_name.to_string();
     std::thread::spawn(move || {
         let mut rng = Rng(seed.rotate_left(17) | 1);
         let mut c = common::client();
         let (mut rounds, mut killed) = (0, 0);
         loop {
-            let until = Instant::now() + Duration::from_millis(1000 + rng.below(2000) as u64);
-            while Instant::now() < until {
-                if !on.load(Ordering::SeqCst) {
-                    return (rounds, killed);
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            let pause = Duration::from_millis(1000 + rng.below(2000) as u64);
+            if stop.wait_timeout(pause) {
+                return (rounds, killed);
             }
             let n = c
                 .query(
@@ -298,18 +300,22 @@ fn soak_mixed_load_with_cancels_and_pauses_keeps_every_invariant() {
         | 1;
     eprintln!("soak: seed {seed}, duration {:?}", soak_duration());
     let mut rng = Rng(seed);
-    let chaos_on = Arc::new(AtomicBool::new(true));
-    let chaos = chaos(&app_name, Arc::clone(&chaos_on), seed);
+    let chaos_stop = Arc::new(chancy::Flag::new());
+    let chaos = chaos(&app_name, Arc::clone(&chaos_stop), seed);
     let (pushed, cancelled) = drive(&app, Instant::now() + soak_duration(), &mut rng);
-    chaos_on.store(false, Ordering::SeqCst);
+    chaos_stop.set();
     let (rounds, killed) = chaos.join().expect("the chaos thread");
     eprintln!("soak: chaos terminated {killed} worker connections in {rounds} rounds");
     assert!(
         killed > 0 || soak_duration() < Duration::from_secs(5),
         "the chaos thread terminated worker connections"
     );
-    // Let the workers drain a little, then stop them while work may remain.
-    std::thread::sleep(Duration::from_secs(2));
+    // Let the workers drain a little (100 more outcomes, or 2 s when fewer are left), then
+    // stop them while work may remain.
+    let before = log.lock().len();
+    let _ = support::wait::poll(Duration::from_secs(2), || {
+        (log.lock().len() >= before + 100).then_some(())
+    });
     let stopped_at = Instant::now();
     let clean: Vec<bool> = std::thread::scope(|s| {
         let handles: Vec<_> = workers.iter().map(|w| s.spawn(|| w.stop())).collect();
@@ -398,14 +404,19 @@ fn soak_mixed_load_with_cancels_and_pauses_keeps_every_invariant() {
     // Worker rows expire after the stop (heartbeat_timeout 5 s; no more heartbeats).
     let wait =
         Duration::from_secs(5).saturating_sub(stopped_at.elapsed()) + Duration::from_millis(500);
-    std::thread::sleep(wait);
-    let live: i64 = app
-        .client()
-        .query_one(
-            &app.sql("SELECT count(*) FROM {workers} WHERE expires_at > NOW()"),
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(live, 0, "every stopped worker's row has expired");
+    let live = || -> i64 {
+        app.client()
+            .query_one(
+                &app.sql("SELECT count(*) FROM {workers} WHERE expires_at > NOW()"),
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let expired = support::wait::poll(wait, || (live() == 0).then_some(()));
+    assert!(
+        expired.is_some(),
+        "every stopped worker's row has expired within 5.5 s of the stop ({} live)",
+        live()
+    );
 }

@@ -22,9 +22,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chancy::plugins::{
     Cron, Leadership, Metrics, RetryPlugin, RetrySettings, Workflow, WorkflowPlugin,
@@ -32,29 +30,22 @@ use chancy::plugins::{
 use chancy::{Chancy, Job, JobContext, JobError, JobState, Queue, Reference, Worker};
 use serde_json::{json, Value};
 
-#[path = "support/db.rs"]
-mod db;
-use db::{database_url, drop_prefix};
+mod support;
+use support::browser::{
+    chromium, free_port, manifest_dir, require_node, run_limited, start_web, WEB_USER,
+};
+use support::db::{database_url, drop_prefix};
+use support::wait::{eventually, Gate};
 
-const USERNAME: &str = "upstream-ui";
-const PASSWORD: &str = "upstream-ui-secret";
+const USERNAME: &str = WEB_USER.0;
+const PASSWORD: &str = WEB_USER.1;
 const WHEEL: &str = "chancy-0.26.0-py3-none-any.whl";
 const WORKFLOW_STEPS: usize = 24;
-
-fn manifest_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn chancy_bin() -> PathBuf {
     std::env::var_os("CHANCY_WEB_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_chancy")))
-}
-
-fn chromium_path() -> PathBuf {
-    std::env::var_os("CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
 }
 
 /// Tests of this binary run on parallel threads: provisioning happens once, under this lock.
@@ -64,12 +55,7 @@ static PROVISION: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn provision_npm() {
     let _once = PROVISION.lock().unwrap_or_else(|e| e.into_inner());
     let dir = manifest_dir().join("tests/upstream_ui");
-    let node = Command::new("node").arg("--version").output();
-    assert!(
-        matches!(&node, Ok(out) if out.status.success()),
-        "this test needs Node.js 20+ on PATH (Debian: apt-get install -y nodejs npm); \
-         `node --version` gave {node:?}"
-    );
+    require_node();
     for package in ["esbuild", "zod", "playwright-core"] {
         if !dir.join("node_modules").join(package).exists() {
             let _ = Command::new("npm")
@@ -143,7 +129,7 @@ struct Harness {
     url: String,
     prefix: String,
     worker: Option<Worker>,
-    release: Arc<AtomicBool>,
+    release: Gate,
     server: Option<Child>,
     python: Option<Child>,
     port: u16,
@@ -158,40 +144,11 @@ impl Drop for Harness {
             let _ = child.kill();
             let _ = child.wait();
         }
-        self.release.store(true, Ordering::SeqCst);
+        self.release.open();
         if let Some(worker) = self.worker.take() {
             worker.stop();
         }
         drop_prefix(&self.prefix);
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free local port")
-        .port()
-}
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    Some(response)
-}
-
-/// Polls `done` every 100 ms for up to `secs` seconds.
-fn eventually(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -226,13 +183,13 @@ fn seed(url: &str) -> (Harness, Value) {
         .connection_timeout(Duration::from_secs(10))
         .build()
         .expect("build chancy");
-    let release = Arc::new(AtomicBool::new(false));
+    let release = Gate::new();
     let mut h = Harness {
         chancy: chancy.clone(),
         url: url.to_string(),
         prefix,
         worker: None,
-        release: Arc::clone(&release),
+        release: release.clone(),
         server: None,
         python: None,
         port: 0,
@@ -249,7 +206,7 @@ fn seed(url: &str) -> (Harness, Value) {
         .declare(&Queue::new("held").tags(["nobody-has-this-tag"]))
         .expect("declare held");
     let ok = |_ctx: &JobContext| -> Result<(), JobError> { Ok(()) };
-    let hold = Arc::clone(&release);
+    let hold = release.clone();
     let worker = Worker::builder(&chancy)
         .worker_id("upstream-ui-worker")
         .job("shop.ok", ok)
@@ -259,9 +216,8 @@ fn seed(url: &str) -> (Harness, Value) {
         .job(
             "shop.hold",
             move |ctx: &JobContext| -> Result<(), JobError> {
-                while !hold.load(Ordering::SeqCst) && !ctx.is_cancelled() {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
+                // Released when the harness drops; a cancelled run ends too (as before: Ok).
+                let _ = hold.pass(ctx);
                 Ok(())
             },
         )
@@ -326,25 +282,25 @@ fn seed(url: &str) -> (Harness, Value) {
     .expect("schedule a cron");
 
     for r in succeeded.iter().chain([&large]) {
-        eventually(60, "a job to succeed", || {
+        eventually(Duration::from_secs(60), "a job to succeed", || {
             state(&chancy, r) == Some(JobState::Succeeded)
         });
     }
     for r in &failed {
-        eventually(60, "a job to fail", || {
+        eventually(Duration::from_secs(60), "a job to fail", || {
             state(&chancy, r) == Some(JobState::Failed)
         });
     }
-    eventually(60, "the retrying job", || {
+    eventually(Duration::from_secs(60), "the retrying job", || {
         state(&chancy, &retrying) == Some(JobState::Retrying)
     });
-    eventually(60, "the running job", || {
+    eventually(Duration::from_secs(60), "the running job", || {
         state(&chancy, &running) == Some(JobState::Running)
     });
     WorkflowPlugin::wait_for_workflow(&chancy, workflow_id, Duration::from_secs(120))
         .expect("the workflow finishes");
     let reader = Metrics::builder().build().unwrap();
-    eventually(60, "metrics of every type", || {
+    eventually(Duration::from_secs(60), "metrics of every type", || {
         let keys = reader.list_metrics(&chancy).unwrap_or_default();
         keys.iter().any(|k| k.ends_with("execution_time"))
             && keys.iter().any(|k| k.starts_with("table:"))
@@ -378,35 +334,7 @@ fn seed(url: &str) -> (Harness, Value) {
 /// The Python Chancy 0.26.0 of `target/py026` (the venv tests/interop makes; made here the
 /// same way when missing).
 fn python() -> PathBuf {
-    let venv = manifest_dir().join("target/py026");
-    let python = venv.join("bin/python");
-    let ready = |python: &Path| {
-        Command::new(python)
-            .args([
-                "-c",
-                "import importlib.metadata as m; assert m.version('chancy') == '0.26.0'",
-            ])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !ready(&python) {
-        let status = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status();
-        assert!(
-            status.is_ok_and(|s| s.success()),
-            "python3 -m venv failed: Python 3.11+ is needed"
-        );
-        let status = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "chancy[cron]==0.26.0"])
-            .status();
-        assert!(
-            status.is_ok_and(|s| s.success()),
-            "pip install chancy[cron]==0.26.0 failed: PyPI must be reachable"
-        );
-    }
-    python
+    support::python::chancy_026()
 }
 
 /// Adds a Python Chancy 0.26.0 worker to the fleet (tests/interop's `work` command, waiting
@@ -424,82 +352,34 @@ fn start_python_worker(h: &mut Harness, seed: &Value) {
         .expect("start a Python worker");
     h.python = Some(child);
     let chancy = h.chancy.clone();
-    eventually(90, "the Python worker to register", || {
-        chancy.get_all_workers().is_ok_and(|w| {
-            w.iter()
-                .any(|w| w.tags.iter().any(|t| t.starts_with("python")))
-        })
-    });
+    eventually(
+        Duration::from_secs(90),
+        "the Python worker to register",
+        || {
+            chancy.get_all_workers().is_ok_and(|w| {
+                w.iter()
+                    .any(|w| w.tags.iter().any(|t| t.starts_with("python")))
+            })
+        },
+    );
 }
 
 fn start_server(h: &mut Harness, allow_origin: Option<&str>) {
     let port = free_port();
-    let mut cmd = Command::new(chancy_bin());
-    cmd.env("DATABASE_URL", &h.url)
-        .env("RUST_LOG", "warn")
-        .args(["--prefix", &h.prefix, "web", "--host", "127.0.0.1"])
-        .args(["--port", &port.to_string()])
-        .args(["--username", USERNAME, "--password", PASSWORD]);
-    if let Some(origin) = allow_origin {
-        cmd.args(["--allow-origin", origin]);
-    }
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start chancy web");
-    h.server = Some(child);
+    let extra: Vec<&str> = allow_origin.map_or(vec![], |o| vec!["--allow-origin", o]);
+    h.server = Some(start_web(&chancy_bin(), &h.url, &h.prefix, port, &extra));
     h.port = port;
-    eventually(30, "chancy web to answer /health", || {
-        if let Some(status) = h.server.as_mut().unwrap().try_wait().expect("poll server") {
-            panic!("chancy web exited with {status} before answering /health");
-        }
-        http_get(port, "/health").is_some_and(|r| r.contains("healthy"))
-    });
 }
 
 /// Runs `node <script>` in tests/upstream_ui with a time limit; (exit code, stdout, stderr).
 fn run_node(script: &str, envs: &[(&str, String)]) -> (Option<i32>, String, String) {
     let mut cmd = Command::new("node");
     cmd.arg(script)
-        .current_dir(manifest_dir().join("tests/upstream_ui"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .current_dir(manifest_dir().join("tests/upstream_ui"));
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("run node");
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("poll node") {
-            break status.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    (
-        status,
-        out.join().unwrap_or_default(),
-        err.join().unwrap_or_default(),
-    )
+    run_limited(cmd, Duration::from_secs(300))
 }
 
 #[test]
@@ -620,21 +500,7 @@ fn serve_file(mut stream: TcpStream, dist: &Path) {
 #[test]
 fn upstream_dashboard_renders_every_page_in_headless_chromium() {
     provision_npm();
-    let chromium = chromium_path();
-    if std::env::var_os("CHROMIUM").is_none() && !chromium.exists() {
-        let _ = Command::new("sh")
-            .args([
-                "-c",
-                "apt-get update -qq && apt-get install -y -qq chromium >/dev/null",
-            ])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status();
-    }
-    assert!(
-        chromium.exists(),
-        "this test needs Chromium at {} (Debian: apt-get install -y chromium, or set CHROMIUM)",
-        chromium.display()
-    );
+    let chromium = chromium();
     let wheel = wheel();
     let dist = wheel.join("chancy/plugins/api/dist");
     assert!(
@@ -721,7 +587,7 @@ fn chancy_web_lists_cron_for_upstreams_ui_only_when_its_tables_exist() {
         url,
         prefix,
         worker: None,
-        release: Arc::new(AtomicBool::new(false)),
+        release: Gate::new(),
         server: None,
         python: None,
         port: 0,

@@ -57,7 +57,14 @@ pub(crate) struct LoopSpec {
     pub run_first: bool,
     pub wake: Arc<Flag>,
     pub backoff: Backoff,
+    /// Where [`SERVICE_PASSED`] is emitted after each pass.
+    pub hub: super::Hub,
 }
+
+/// Local hub event after each pass of a periodic service (`{service, ok}`: the service's
+/// name, e.g. `queues`, `heartbeat`, `plugin-chancy.leadership`, and whether the pass
+/// succeeded). Lets a caller (and the tests) wait for "the next pass" instead of a sleep.
+pub const SERVICE_PASSED: &str = "worker.service.passed";
 
 impl Manager {
     /// Every service started so far, with its state.
@@ -126,6 +133,7 @@ impl Manager {
                 run_first,
                 wake,
                 mut backoff,
+                hub,
             } = spec;
             if !run_first {
                 wake.wait_and_clear(interval);
@@ -139,6 +147,11 @@ impl Manager {
                             super::panics::payload_text(p.as_ref())
                         )))
                     });
+                let ok = outcome.is_ok();
+                hub.emit(
+                    SERVICE_PASSED,
+                    serde_json::json!({ "service": name, "ok": ok }),
+                );
                 match outcome {
                     Ok(()) => {
                         backoff.reset();

@@ -79,11 +79,11 @@ pub use horizon::HORIZON_HELD_BACK;
 pub use hub::{Event, HandlerId, Hub};
 pub use identity::WORKER_PING;
 pub use listener::LISTENER_RECONNECTED;
-pub use manager::{Manager, ServiceInfo, ServiceState};
+pub use manager::{Manager, ServiceInfo, ServiceState, SERVICE_PASSED};
 pub use plugin::{check_dependencies, Plugin, PluginContext};
 #[allow(unused_imports)]
 pub(crate) use process::DEFAULT_MAXIMUM_JOBS_PER_CHILD;
-pub use runner::{QUEUE_FULL, QUEUE_REMOVED, QUEUE_STARTED, QUEUE_UPDATED};
+pub use runner::{QUEUE_FULL, QUEUE_POLLED, QUEUE_REMOVED, QUEUE_STARTED, QUEUE_UPDATED};
 pub use tooling::WorkerTooling;
 pub use writer::Outgoing;
 
@@ -843,6 +843,7 @@ impl Worker {
                 self.shared.config.backoff_initial,
                 self.shared.config.backoff_max,
             ),
+            hub: self.shared.hub.clone(),
         }
     }
 

@@ -39,6 +39,11 @@ pub const QUEUE_REMOVED: &str = "worker.queue.removed";
 pub const QUEUE_UPDATED: &str = "worker.queue.updated";
 /// A wake-up found no free slot.
 pub const QUEUE_FULL: &str = "worker.queue.full";
+/// Local hub event: a due visit of the queue ended (`{queue, worker, claimed}`: how many
+/// jobs it claimed; 0 when the scheduler's probe found nothing, the queue is paused or full,
+/// or the claim failed). Of two visits that end after a push, the second began (probe and
+/// claim) after it: that is how a caller waits for a claim that must not happen.
+pub const QUEUE_POLLED: &str = "worker.queue.polled";
 
 /// Executor threads of a threaded queue retire after this long without a job.
 const THREAD_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -244,12 +249,35 @@ impl QueueRunner {
             self.refill.keep();
         }
         v.next_poll = now + v.active.polling_interval;
-        if !woken && !refill_now && without_work.contains(&v.active.name) {
-            return Some(v.next_poll);
+        let (next, claimed) = self.poll(shared, fetch, v, woken || refill_now, without_work, now);
+        if let Some(claimed) = claimed {
+            let body = json!({
+                "queue": v.active.name,
+                "worker": shared.worker_id,
+                "claimed": claimed,
+            });
+            shared.hub.emit(QUEUE_POLLED, body);
+        }
+        next
+    }
+
+    /// The due part of [`QueueRunner::visit`]: when to come back, and how many jobs were
+    /// claimed (`None` when no connection was free: the poll did not happen).
+    fn poll(
+        self: &Arc<Self>,
+        shared: &Arc<WorkerShared>,
+        fetch: &mut super::scheduler::FetchConn,
+        v: &mut Visit,
+        woken: bool,
+        without_work: &std::collections::HashSet<String>,
+        now: Instant,
+    ) -> (Option<Instant>, Option<usize>) {
+        if !woken && without_work.contains(&v.active.name) {
+            return (Some(v.next_poll), Some(0));
         }
         if v.active.state == QueueState::Paused {
             self.maybe_resume(shared, &mut v.active);
-            return Some(v.next_poll);
+            return (Some(v.next_poll), Some(0));
         }
         v.pool.start_missing_threads(shared, self);
         let free = v
@@ -258,16 +286,18 @@ impl QueueRunner {
             .saturating_sub(self.in_flight.load(Ordering::SeqCst));
         if free == 0 {
             self.emit(shared, QUEUE_FULL, &v.active, v.pool.concurrency);
-            return Some(v.next_poll);
+            return (Some(v.next_poll), Some(0));
         }
         let Some(conn) = fetch.get(shared) else {
             // No connection now: stay due; the scheduler retries soon.
             self.wake.keep();
-            return Some(fetch.retry_at());
+            return (Some(fetch.retry_at()), None);
         };
         v.last_claim = now;
+        let mut claimed = 0;
         match self.claim(shared, conn, v, free) {
             Ok(jobs) => {
+                claimed = jobs.len();
                 v.backoff.reset();
                 let full = !jobs.is_empty() && jobs.len() >= free;
                 self.refill_armed.store(full, Ordering::SeqCst);
@@ -287,9 +317,9 @@ impl QueueRunner {
         }
         if self.wake.pending.load(Ordering::SeqCst) {
             // Woken while this visit claimed: another fetch thread skipped the queue.
-            return Some(Instant::now());
+            return (Some(Instant::now()), Some(claimed));
         }
-        Some(v.next_poll)
+        (Some(v.next_poll), Some(claimed))
     }
 
     /// Removed or shutting down: no more claims; finished once the running jobs are done.

@@ -301,14 +301,10 @@ fn malformed_notifications_are_ignored_and_the_listener_keeps_delivering() {
         .declare(&Queue::new("slowpoll").polling_interval(Duration::from_secs(120)))
         .unwrap();
     let worker = fast_worker(&app).build().unwrap();
-    worker.start().unwrap();
-    let deadline = std::time::Instant::now() + WAIT;
-    while !worker.queues().iter().any(|q| q == "slowpoll") {
-        assert!(std::time::Instant::now() < deadline, "the queue is served");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let events = crate::support::events::start(&worker);
+    events.queue_started("slowpoll", WAIT);
     // Its fetcher's first (empty) poll is done; the next is 120 s away.
-    std::thread::sleep(Duration::from_millis(500));
+    events.next_poll("slowpoll", WAIT);
     let channel = app.chancy.prefix().channel();
     let mut c = app.client();
     let huge = format!("{{\"t\": \"x\", \"pad\": \"{}\"}}", "y".repeat(7000));
@@ -328,7 +324,8 @@ fn malformed_notifications_are_ignored_and_the_listener_keeps_delivering() {
         c.execute("SELECT pg_notify($1, $2)", &[&channel, &payload])
             .unwrap();
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // The last one (well-formed, event "x") reached the hub: the listener read them all.
+    events.next("x", WAIT);
     let r = app
         .chancy
         .push(&Job::new("t.noop").queue("slowpoll"))
@@ -460,7 +457,7 @@ fn unknown_executors_run_on_threads_and_unreadable_queue_rows_are_skipped() {
     ))
     .unwrap();
     let worker = fast_worker(&app).build().unwrap();
-    worker.start().unwrap();
+    let events = crate::support::events::start(&worker);
     let custom = app
         .chancy
         .push(&Job::new("t.noop").queue("custom"))
@@ -475,7 +472,7 @@ fn unknown_executors_run_on_threads_and_unreadable_queue_rows_are_skipped() {
     let mut served = worker.queues();
     served.sort();
     assert_eq!(served, ["custom", "default"]);
-    std::thread::sleep(Duration::from_millis(700)); // a few queue passes
+    events.passes("queues", 2, WAIT); // a whole queue pass after the jobs ran
     let err = app.chancy.get_queue("broken").unwrap_err();
     assert_eq!(
         err.to_string(),

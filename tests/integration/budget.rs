@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use chancy::{Job, JobState, Queue};
 
 use crate::common::{client, database_url, TestApp};
+use crate::support::wait::{eventually, poll, sample_for};
 
 const QUEUES: usize = 500;
 /// `max_connection_pool_size` (10) + 1 fetch + 1 listener: the default budget (README).
@@ -74,12 +75,8 @@ struct Stop(Child);
 impl Drop for Stop {
     fn drop(&mut self) {
         unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let until = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < until {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if poll(Duration::from_secs(20), || self.0.try_wait().ok().flatten()).is_some() {
+            return;
         }
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -108,75 +105,64 @@ fn five_hundred_queues_run_on_the_default_connection_budget_and_few_threads() {
     let pid = child.id();
     let mut worker = Stop(child);
     let mut peak = 0;
-    let until = Instant::now() + Duration::from_secs(60);
     // Serving every queue: the worker's row lists them all.
-    loop {
-        peak = peak.max(connections(&app_name));
-        let served: Option<i64> = client()
-            .query_opt(
-                &format!(
-                    "SELECT cardinality(queues)::int8 FROM \"{}workers\"",
-                    app.prefix
-                ),
-                &[],
-            )
-            .ok()
-            .flatten()
-            .map(|r| r.get(0));
-        if served.is_some_and(|n| n as usize > QUEUES) {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "the worker did not take up 500 queues"
-        );
-        if let Ok(Some(status)) = worker.0.try_wait() {
-            panic!("the worker exited early ({status})");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(
+        Duration::from_secs(60),
+        "the worker to take up 500 queues",
+        || {
+            peak = peak.max(connections(&app_name));
+            let served: Option<i64> = client()
+                .query_opt(
+                    &format!(
+                        "SELECT cardinality(queues)::int8 FROM \"{}workers\"",
+                        app.prefix
+                    ),
+                    &[],
+                )
+                .ok()
+                .flatten()
+                .map(|r| r.get(0));
+            if let Ok(Some(status)) = worker.0.try_wait() {
+                panic!("the worker exited early ({status})");
+            }
+            served.is_some_and(|n| n as usize > QUEUES)
+        },
+    );
     let jobs: Vec<Job> = names
         .iter()
         .map(|q| Job::new("chancy.builtin.noop").queue(q.as_str()))
         .collect();
     let pushed = Instant::now();
     let refs = app.chancy.push_many(&jobs).unwrap();
-    let deadline = pushed + Duration::from_secs(30);
-    let served_in = loop {
+    let mut done = 0;
+    let served_in = poll(Duration::from_secs(30), || {
         peak = peak.max(connections(&app_name));
-        let done = app
+        done = app
             .chancy
             .get_jobs(&refs)
             .unwrap()
             .iter()
             .filter(|j| j.state == JobState::Succeeded)
             .count();
-        if done == QUEUES {
-            break pushed.elapsed();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {done} of {QUEUES} queues served within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        (done == QUEUES).then(|| pushed.elapsed())
+    })
+    .unwrap_or_else(|| panic!("only {done} of {QUEUES} queues served within 30 s"));
     // Executor threads retire when idle; the rest does not depend on the queue count.
-    let until = Instant::now() + Duration::from_secs(40);
     let mut idle_threads = threads(pid);
-    while idle_threads > MAX_IDLE_THREADS {
-        assert!(
-            Instant::now() < until,
-            "{idle_threads} threads 40 s after the work ended (at most {MAX_IDLE_THREADS})"
-        );
-        std::thread::sleep(Duration::from_millis(200));
+    let retired = poll(Duration::from_secs(40), || {
         peak = peak.max(connections(&app_name));
         idle_threads = threads(pid);
-    }
+        (idle_threads <= MAX_IDLE_THREADS).then_some(())
+    });
+    assert!(
+        retired.is_some(),
+        "{idle_threads} threads 40 s after the work ended (at most {MAX_IDLE_THREADS})"
+    );
+    // Idle CPU over 5 s (the span is the subject), connections sampled all along.
     let (t0, c0, per0) = (Instant::now(), cpu_ticks(pid), thread_ticks(pid));
-    for _ in 0..25 {
-        std::thread::sleep(Duration::from_millis(200));
+    sample_for(Duration::from_secs(5), Duration::from_millis(200), || {
         peak = peak.max(connections(&app_name));
-    }
+    });
     let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let cpu = (cpu_ticks(pid) - c0) as f64 / ticks_per_s / t0.elapsed().as_secs_f64();
     let busiest: Vec<(String, u64)> = thread_ticks(pid)

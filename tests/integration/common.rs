@@ -7,32 +7,12 @@ use std::time::Duration;
 use chancy::{Chancy, ChancyBuilder};
 use postgres::{Client, NoTls};
 
-#[path = "../support/db.rs"]
-mod db;
-pub use db::{database_url, drop_prefix};
+pub use crate::support::db::{client, database_url, drop_prefix, unique_prefix};
 
 static REACHABLE: Once = Once::new();
 
-/// A plain client; panics with advice when Postgres cannot be reached.
-pub fn client() -> Client {
-    let url = database_url();
-    Client::connect(&url, NoTls).unwrap_or_else(|e| {
-        panic!(
-            "cannot reach PostgreSQL at {url}: {e}\n\
-             The tests need a real server: start one (e.g. `pg_ctlcluster 15 main start`) \
-             or set DATABASE_URL."
-        )
-    })
-}
-
 fn check_reachable() {
     REACHABLE.call_once(|| drop(client()));
-}
-
-/// A fresh random prefix such as `t3f9a01c2_`.
-pub fn unique_prefix() -> String {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    format!("t{}_", &id[..10])
 }
 
 /// One test's isolated chancy namespace.
@@ -102,16 +82,7 @@ impl TestApp {
 
     /// Tables of this prefix that exist now.
     pub fn tables(&self) -> Vec<String> {
-        let like = format!("{}%", self.prefix.replace('_', "\\_"));
-        client()
-            .query(
-                "SELECT tablename FROM pg_tables WHERE tablename LIKE $1 ORDER BY 1",
-                &[&like],
-            )
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect()
+        crate::support::db::tables_of(&self.prefix)
     }
 }
 

@@ -24,6 +24,7 @@ fn counting_worker(app: &TestApp, id: &str, runs: &Runs) -> WorkerBuilder {
         .heartbeat_timeout(Duration::from_secs(4))
         .job("t.sleep", move |ctx| {
             *runs.lock().entry(ctx.job().id).or_default() += 1;
+            // Runs as long as asked: outliving the orphan grace is what some tests check.
             let secs = ctx.job().kwargs["seconds"].as_f64().unwrap_or(1.0);
             std::thread::sleep(Duration::from_secs_f64(secs));
             Ok(())
@@ -75,7 +76,7 @@ fn a_second_worker_under_a_live_id_fails_and_the_first_keeps_its_jobs_and_lease(
     let refs = sleepers(&app, 2, 13.0);
     let runs: Runs = Arc::default();
     let first = counting_worker(&app, "dup", &runs).build().unwrap();
-    first.start().unwrap();
+    let events = crate::support::events::start(&first);
     assert!(first.is_leader().wait_timeout(Duration::from_secs(10)));
     assert!(wait_for(Duration::from_secs(20), || running_by(
         &app, "dup"
@@ -92,7 +93,8 @@ fn a_second_worker_under_a_live_id_fails_and_the_first_keeps_its_jobs_and_lease(
     assert!(err.is_config());
     second.stop();
 
-    std::thread::sleep(Duration::from_secs(1));
+    // Two more leadership passes of the first worker after the failed start.
+    events.passes("plugin-chancy.leadership", 2, Duration::from_secs(10));
     assert!(first.is_leader().is_set(), "the first keeps its lease");
     let lease: i64 = app
         .client()
@@ -184,7 +186,7 @@ fn a_worker_whose_id_was_taken_over_claims_nothing_before_its_heartbeat_notices(
         .job("t.work", |_| Ok(()))
         .build()
         .unwrap();
-    worker.start().unwrap();
+    let events = crate::support::events::start(&worker);
     let first = app
         .chancy
         .push(&Job::new("t.work").queue("fenced"))
@@ -212,8 +214,13 @@ fn a_worker_whose_id_was_taken_over_claims_nothing_before_its_heartbeat_notices(
         .chancy
         .push(&Job::new("t.work").queue("fenced"))
         .unwrap();
-    // The push's NOTIFY and the 1 s poll would claim it within a second; give it three.
-    std::thread::sleep(Duration::from_secs(3));
+    // The push's NOTIFY and the 1 s poll would claim it: two visits of the queue that began
+    // after the push claimed nothing.
+    events.forget();
+    for _ in 0..2 {
+        let poll = events.next_poll("fenced", Duration::from_secs(10));
+        assert_eq!(poll.body["claimed"], 0, "a claim under a taken-over id");
+    }
     let job = app.chancy.get_job(&second).unwrap().unwrap();
     assert_eq!(
         (job.state, job.taken_by.as_deref()),

@@ -13,6 +13,8 @@ mod producer;
 mod queue_bounds;
 mod security;
 mod state_rules;
+#[path = "../support/mod.rs"]
+mod support;
 mod typed;
 #[cfg(feature = "web")]
 mod web;

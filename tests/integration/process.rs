@@ -13,6 +13,7 @@ use crate::common::{
     capture_warnings, captured_warnings, database_url, example_binary, process_child, Listener,
     TestApp,
 };
+use crate::support::wait::{eventually, eventually_some, poll_every, Proc};
 
 /// The process tests run one at a time so that counting this process's children is exact.
 static SERIAL: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
@@ -210,22 +211,19 @@ fn cancel_kills_a_sleeping_job_at_once() {
                 .kwargs(json!({"seconds": 60})),
         )
         .unwrap();
-    let until = Instant::now() + Duration::from_secs(20);
-    while w.running_jobs() == 0 {
-        assert!(Instant::now() < until, "the job never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(200));
+    eventually(Duration::from_secs(20), "the job to start", || {
+        w.running_jobs() > 0
+    });
+    eventually(Duration::from_secs(20), "the job's child process", || {
+        !child_pids().is_empty()
+    });
     assert_eq!(child_pids().len(), 1);
     app.chancy.cancel_job(&r).unwrap();
-    let until = Instant::now() + Duration::from_secs(3);
-    while w.running_jobs() > 0 {
-        assert!(
-            Instant::now() < until,
-            "cancel did not kill the child promptly"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(
+        Duration::from_secs(3),
+        "cancel to kill the child promptly",
+        || w.running_jobs() == 0,
+    );
     assert!(w.stop());
     assert_eq!(
         app.chancy.get_job(&r).unwrap().unwrap().state,
@@ -339,18 +337,15 @@ fn the_readme_example_on_the_default_queue_never_starts_a_copy_of_itself() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let until = Instant::now() + Duration::from_secs(90);
+    // Sampled every 2 ms: a second process of the example must not slip between samples.
     let mut most = 0;
-    let status = loop {
+    let status = poll_every(Duration::from_millis(2), Duration::from_secs(90), || {
         most = most.max(processes_of(&exe).len());
-        if let Some(status) = program.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > until {
-            let _ = program.kill();
-            panic!("the README example did not finish within 90 s");
-        }
-        std::thread::sleep(Duration::from_millis(2));
+        program.try_wait().unwrap()
+    });
+    let Some(status) = status else {
+        let _ = program.kill();
+        panic!("the README example did not finish within 90 s");
     };
     let output = program.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -498,7 +493,7 @@ fn a_sigkilled_worker_leaves_no_child_alive() {
         ])
         .unwrap();
     let exe = process_child();
-    let mut worker = Command::new(&exe)
+    let worker = Command::new(&exe)
         .arg(database_url())
         .env("CHANCY_PREFIX", &app.prefix)
         .env_remove(chancy::CHILD_ENV)
@@ -506,44 +501,35 @@ fn a_sigkilled_worker_leaves_no_child_alive() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    let mut worker = Proc(worker);
     let pid = u64::from(worker.id());
-    let until = Instant::now() + Duration::from_secs(60);
-    let children = loop {
-        let running = app
-            .chancy
-            .get_jobs(&refs)
-            .unwrap()
-            .iter()
-            .filter(|j| j.state == JobState::Running)
-            .count();
-        let children: Vec<u64> = processes_of(&exe)
-            .into_iter()
-            .filter(|(_, ppid)| *ppid == pid)
-            .map(|(p, _)| p)
-            .collect();
-        if running == 2 && children.len() == 2 {
-            break children;
-        }
-        if Instant::now() > until {
-            let _ = worker.kill();
-            panic!("the jobs never ran in two children ({running} running, {children:?})");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    // The children must be busy with the jobs (not idle) when the worker dies.
+    let children = eventually_some(
+        Duration::from_secs(60),
+        "the two jobs running in two children",
+        || {
+            let running = app
+                .chancy
+                .get_jobs(&refs)
+                .unwrap()
+                .iter()
+                .filter(|j| j.state == JobState::Running)
+                .count();
+            let children: Vec<u64> = processes_of(&exe)
+                .into_iter()
+                .filter(|(_, ppid)| *ppid == pid)
+                .map(|(p, _)| p)
+                .collect();
+            (running == 2 && children.len() == 2).then_some(children)
+        },
+    );
+    // The children must be busy with the jobs (not idle) when the worker dies: a job is
+    // `running` from its claim, a moment before its child has it.
     std::thread::sleep(Duration::from_millis(300));
     worker.kill().unwrap();
     worker.wait().unwrap();
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left: Vec<u64> = children.iter().copied().filter(|p| alive(*p)).collect();
-        if left.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "children {left:?} outlived their SIGKILLed worker"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(
+        Duration::from_secs(10),
+        "the children of the SIGKILLed worker to die",
+        || children.iter().all(|p| !alive(*p)),
+    );
 }

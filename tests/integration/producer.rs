@@ -375,6 +375,7 @@ fn waiting_times_out_and_ends_on_deleted_jobs() {
 
     let chancy = app.chancy.clone();
     let deleter = std::thread::spawn(move || {
+        // Deleted while the wait below is under way (elapsed time is the subject).
         std::thread::sleep(Duration::from_millis(200));
         chancy.purge_jobs(&[r]).unwrap();
     });

@@ -71,7 +71,7 @@ fn a_worker_skips_out_of_bounds_rows_from_other_clients_and_serves_the_rest() {
     ))
     .unwrap();
     let worker = fast_worker(&app).build().unwrap();
-    worker.start().unwrap();
+    let events = crate::support::events::start(&worker);
     let huge = app.chancy.push(&Job::new("t.noop").queue("huge")).unwrap();
     let fine = app.chancy.push(&Job::new("t.noop")).unwrap();
     let done = app
@@ -80,7 +80,7 @@ fn a_worker_skips_out_of_bounds_rows_from_other_clients_and_serves_the_rest() {
         .unwrap()
         .unwrap();
     assert_eq!(done.state, JobState::Succeeded);
-    std::thread::sleep(Duration::from_millis(700)); // a few queue passes
+    events.passes("queues", 2, Duration::from_secs(30)); // a whole queue pass after the job
     assert_eq!(
         worker.queues(),
         ["default"],

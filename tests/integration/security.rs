@@ -98,12 +98,8 @@ fn the_documented_grants_are_enough_for_producers_and_workers() {
         .heartbeat_poll_interval(Duration::from_millis(500))
         .queue_change_poll_interval(Duration::from_millis(300))
         .job("t.noop", |_| Ok(()))
-        .job("t.sleep", |ctx| {
-            while !ctx.is_cancelled() {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(chancy::JobError::cancelled())
-        })
+        // Never opened: runs until cancelled.
+        .job("t.sleep", |ctx| crate::support::wait::Gate::new().pass(ctx))
         .build()
         .unwrap();
     worker

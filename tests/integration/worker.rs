@@ -1,7 +1,7 @@
 //! The worker: outcomes, cancellation, fencing, queues, wake-ups, shutdown.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,6 +11,8 @@ use parking_lot::Mutex;
 use serde_json::json;
 
 use crate::common::TestApp;
+use crate::support::events;
+use crate::support::wait::{eventually, Counter, Gate};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -146,6 +148,7 @@ fn meta_changes_persist_and_time_limits_fail_overruns() {
         })
         .job("t.slow", |ctx| {
             assert!(ctx.deadline().is_some());
+            // Overruns its 1 s time limit: elapsed time is what is under test.
             std::thread::sleep(Duration::from_millis(1500));
             Ok(())
         })
@@ -180,15 +183,10 @@ fn cancelling_a_running_job_stops_it_and_the_row_stays_failed() {
     let worker = fast_worker(&app)
         .job("t.long", move |ctx| {
             st.store(true, Ordering::SeqCst);
-            let until = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < until {
-                if ctx.is_cancelled() {
-                    seen.store(true, Ordering::SeqCst);
-                    return Err(JobError::cancelled());
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Ok(())
+            // Never opened: only the cancellation ends the run.
+            let outcome = Gate::new().pass(ctx);
+            seen.store(outcome.is_err(), Ordering::SeqCst);
+            outcome
         })
         .build()
         .unwrap();
@@ -264,9 +262,11 @@ fn late_outcomes_of_a_superseded_claim_are_fenced() {
 fn stop_flushes_every_outcome_and_leaves_nothing_running() {
     let app = TestApp::new();
     declare(&app, Queue::new("busy").concurrency(8).eager_polling(true));
+    let ran = Counter::new();
+    let count = ran.clone();
     let worker = fast_worker(&app)
-        .job("t.short", |_| {
-            std::thread::sleep(Duration::from_millis(5));
+        .job("t.short", move |_| {
+            count.add();
             Ok(())
         })
         .build()
@@ -276,7 +276,7 @@ fn stop_flushes_every_outcome_and_leaves_nothing_running() {
         .collect();
     app.chancy.push_many(&jobs).unwrap();
     worker.start().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    ran.wait_for(50, WAIT, "jobs run before the stop");
     assert!(worker.stop(), "short jobs drain within the timeout");
     let mut c = app.client();
     let running: i64 = c
@@ -313,16 +313,10 @@ fn a_push_wakes_an_idle_worker_at_once() {
         Queue::new("slowpoll").polling_interval(Duration::from_secs(60)),
     );
     let worker = fast_worker(&app).build().unwrap();
-    worker.start().unwrap();
-    assert!(
-        worker
-            .hub()
-            .wait_for(&[chancy::QUEUE_STARTED], WAIT)
-            .is_some()
-            || !worker.queues().is_empty()
-    );
-    wait_until(|| worker.queues().contains(&"slowpoll".to_string()));
-    std::thread::sleep(Duration::from_millis(300));
+    let events = events::start(&worker);
+    events.queue_started("slowpoll", WAIT);
+    // Its first visit is over: the next poll is a minute away, so only the push can wake it.
+    events.next_poll("slowpoll", WAIT);
     let started = Instant::now();
     let r = app
         .chancy
@@ -484,12 +478,21 @@ fn rate_limits_cap_jobs_per_window() {
             .rate_limit(2, Duration::from_secs(3600)),
     );
     let worker = fast_worker(&app).build().unwrap();
-    worker.start().unwrap();
+    let events = events::start(&worker);
     let refs = app
         .chancy
         .push_many(&vec![Job::new("t.noop").queue("limited"); 5])
         .unwrap();
-    std::thread::sleep(Duration::from_secs(3));
+    // Polls until the window's two jobs are claimed, then two more polls that claim nothing.
+    let mut claimed = 0;
+    while claimed < 2 {
+        let poll = events.next_poll("limited", WAIT);
+        claimed += poll.body["claimed"].as_u64().unwrap();
+    }
+    for _ in 0..2 {
+        let poll = events.next_poll("limited", WAIT);
+        assert_eq!(poll.body["claimed"], 0, "a claim over the rate limit");
+    }
     worker.stop();
     let done = app
         .chancy
@@ -510,19 +513,14 @@ fn regression_48(eager: bool) -> bool {
             .polling_interval(Duration::from_secs(5))
             .eager_polling(eager),
     );
-    let worker = fast_worker(&app)
-        .job("t.sleep", |_| {
-            std::thread::sleep(Duration::from_millis(200));
-            Ok(())
-        })
-        .build()
-        .unwrap();
-    worker.start().unwrap();
-    wait_until(|| worker.queues().contains(&"normal".to_string()));
-    std::thread::sleep(Duration::from_millis(200));
+    let worker = fast_worker(&app).build().unwrap();
+    let events = events::start(&worker);
+    events.queue_started("normal", WAIT);
+    // Its first visit is over: the next poll is 5 s away.
+    events.next_poll("normal", WAIT);
     let refs = app
         .chancy
-        .push_many(&vec![Job::new("t.sleep").queue("normal"); 5])
+        .push_many(&vec![Job::new("t.noop").queue("normal"); 5])
         .unwrap();
     let all_done = app
         .chancy
@@ -556,10 +554,7 @@ fn a_backlog_drains_as_slots_free_up_without_eager_polling() {
         .push_many(&vec![Job::new("t.short").queue("backlog"); 40])
         .unwrap();
     let worker = fast_worker(&app)
-        .job("t.short", |_| {
-            std::thread::sleep(Duration::from_millis(20));
-            Ok(())
-        })
+        .job("t.short", |_| Ok(()))
         .build()
         .unwrap();
     let started = Instant::now();
@@ -592,8 +587,7 @@ fn eager_queues_retry_failed_attempts_at_once() {
             .polling_interval(Duration::from_secs(60)),
     );
     let worker = fast_worker(&app).build().unwrap();
-    worker.start().unwrap();
-    wait_until(|| worker.queues().contains(&"eager".to_string()));
+    events::start(&worker).queue_started("eager", WAIT);
     let r = app
         .chancy
         .push(&Job::new("t.fail").queue("eager").max_attempts(3))
@@ -609,31 +603,33 @@ fn eager_queues_retry_failed_attempts_at_once() {
 #[test]
 fn regression_51_unique_job_runs_once_while_running() {
     let app = TestApp::new();
-    let runs = Arc::new(AtomicUsize::new(0));
-    let r2 = Arc::clone(&runs);
+    let runs = Counter::new();
+    let gate = Gate::new();
+    let (r2, g2) = (runs.clone(), gate.clone());
     let worker = fast_worker(&app)
-        .job("t.once", move |_| {
-            r2.fetch_add(1, Ordering::SeqCst);
-            std::thread::sleep(Duration::from_millis(800));
-            Ok(())
+        .job("t.once", move |ctx| {
+            r2.add();
+            g2.pass(ctx)
         })
         .build()
         .unwrap();
-    worker.start().unwrap();
+    let events = events::start(&worker);
     let first = app
         .chancy
         .push(&Job::new("t.once").unique_key("only"))
         .unwrap();
-    wait_until(|| runs.load(Ordering::SeqCst) == 1);
+    runs.wait_for(1, WAIT, "the first run");
     let second = app
         .chancy
         .push(&Job::new("t.once").unique_key("only"))
         .unwrap();
     assert_eq!(first, second);
+    gate.open();
     finished(&app, &first);
-    std::thread::sleep(Duration::from_millis(300));
+    // Two more visits of the queue: a second run would have been claimed by now.
+    events.polls("default", 2, WAIT);
     worker.stop();
-    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(runs.get(), 1);
 }
 
 #[test]
@@ -727,8 +723,8 @@ fn the_listener_reconnects_after_its_backend_is_terminated() {
         Queue::new("nudge").polling_interval(Duration::from_secs(60)),
     );
     let worker = fast_worker(&app).build().unwrap();
-    worker.start().unwrap();
-    wait_until(|| worker.queues().contains(&"nudge".to_string()));
+    let events = events::start(&worker);
+    events.queue_started("nudge", WAIT);
     let channel = format!("LISTEN \"{}events\"", app.prefix);
     let n: i64 = app
         .client()
@@ -739,11 +735,9 @@ fn the_listener_reconnects_after_its_backend_is_terminated() {
         .unwrap()
         .get(0);
     assert_eq!(n, 1, "the listener's backend was found");
-    assert!(worker
-        .hub()
-        .wait_for(&[chancy::LISTENER_RECONNECTED], WAIT)
-        .is_some());
-    std::thread::sleep(Duration::from_millis(300));
+    events.next(chancy::LISTENER_RECONNECTED, WAIT);
+    // The reconnect wakes every queue once; after that visit only a NOTIFY wakes "nudge".
+    events.next_poll("nudge", WAIT);
     let r = app.chancy.push(&Job::new("t.noop").queue("nudge")).unwrap();
     let job = app
         .chancy
@@ -772,9 +766,16 @@ fn the_worker_survives_its_connections_being_killed_mid_run() {
             .eager_polling(true)
             .polling_interval(Duration::from_secs(1)),
     );
+    // The first 600 runs are free; the rest wait at the gate until the third kill, so every
+    // kill lands while jobs are running and more are waiting.
+    let ran = Counter::new();
+    let gate = Gate::new();
+    let (count, g) = (ran.clone(), gate.clone());
     let worker = fast_worker(&app)
-        .job("t.short", |_| {
-            std::thread::sleep(Duration::from_millis(2));
+        .job("t.short", move |ctx| {
+            if count.add() > 600 {
+                g.pass(ctx)?;
+            }
             Ok(())
         })
         .build()
@@ -784,8 +785,8 @@ fn the_worker_survives_its_connections_being_killed_mid_run() {
         .chancy
         .push_many(&vec![Job::new("t.short").queue("victim"); 1500])
         .unwrap();
-    for _ in 0..3 {
-        std::thread::sleep(Duration::from_millis(300));
+    for at in [100, 300, 600] {
+        ran.wait_for(at, Duration::from_secs(60), "runs before a kill");
         app.client()
             .execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
@@ -793,6 +794,7 @@ fn the_worker_survives_its_connections_being_killed_mid_run() {
             )
             .unwrap();
     }
+    gate.open();
     let done = app.chancy.wait_for_jobs(&refs, Duration::from_secs(60));
     let states: Vec<(String, i64)> = app
         .client()
@@ -815,12 +817,8 @@ fn the_worker_survives_its_connections_being_killed_mid_run() {
     assert!(done.iter().all(|j| j.state == JobState::Succeeded));
 }
 
-fn wait_until(mut cond: impl FnMut() -> bool) {
-    let until = Instant::now() + WAIT;
-    while !cond() {
-        assert!(Instant::now() < until, "condition not met within {WAIT:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_until(cond: impl FnMut() -> bool) {
+    eventually(WAIT, "the worker's state", cond);
 }
 
 #[test]
@@ -848,14 +846,13 @@ fn an_in_flight_job_survives_a_queue_update() {
             .concurrency(1)
             .polling_interval(Duration::from_secs(1)),
     );
+    let gate = Gate::new();
+    let g = gate.clone();
     let worker = fast_worker(&app)
-        .job("t.slow", |_| {
-            std::thread::sleep(Duration::from_millis(800));
-            Ok(())
-        })
+        .job("t.slow", move |ctx| g.pass(ctx))
         .build()
         .unwrap();
-    worker.start().unwrap();
+    let events = events::start(&worker);
     let first = app.chancy.push(&Job::new("t.slow").queue("upd")).unwrap();
     wait_until(|| worker.running_jobs() == 1);
     declare(
@@ -864,10 +861,10 @@ fn an_in_flight_job_survives_a_queue_update() {
             .concurrency(3)
             .polling_interval(Duration::from_secs(1)),
     );
-    let updated = worker
-        .hub()
-        .wait_for(&[chancy::QUEUE_UPDATED], WAIT)
-        .expect("updated");
+    // Two passes of the queues loop: the new configuration is wanted while the job runs.
+    events.passes("queues", 2, WAIT);
+    gate.open();
+    let updated = events.next(chancy::QUEUE_UPDATED, WAIT);
     let second = app.chancy.push(&Job::new("t.noop").queue("upd")).unwrap();
     let (a, b) = (finished(&app, &first), finished(&app, &second));
     worker.stop();

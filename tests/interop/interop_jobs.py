@@ -16,17 +16,19 @@ def py_job(*, context: QueuedJob, x: int = 0):
     context.meta["x_seen"] = x
 
 
-def py_record(*, context: QueuedJob, dsn: str, table: str):
-    """Records that Python ran this job (one row per run) in `table`."""
-    import time
-
+def py_record(*, context: QueuedJob, dsn: str, table: str, gate: int | None = None):
+    """Records that Python ran this job (one row per run) in `table`; then, with `gate`,
+    waits until the test releases its advisory lock `gate` (held until a Rust worker has
+    joined, so both runtimes share the queue)."""
     import psycopg
 
-    time.sleep(0.02)  # keep Python busy long enough for the Rust worker to join
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
             f'INSERT INTO "{table}" (job_id, runner) VALUES (%s, %s)', (str(context.id), "python")
         )
+        if gate is not None:
+            conn.execute("SELECT pg_advisory_lock_shared(%s)", (gate,))
+            conn.execute("SELECT pg_advisory_unlock_shared(%s)", (gate,))
 
 
 def py_fail():

@@ -6,11 +6,13 @@
 #[path = "../integration/common.rs"]
 #[allow(dead_code)]
 mod common;
+#[path = "../support/mod.rs"]
+mod support;
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chancy::{Job, JobError, JobState, Queue, Reference, Worker, THREADED_EXECUTOR};
@@ -25,29 +27,7 @@ fn root() -> PathBuf {
 }
 
 fn python() -> PathBuf {
-    static SETUP: Once = Once::new();
-    let venv = root().join("target/py026");
-    let python = venv.join("bin/python");
-    SETUP.call_once(|| {
-        let ok = python.exists()
-            && Command::new(&python)
-                .args(["-c", "import chancy, importlib.metadata as m; assert m.version('chancy') == '0.26.0'"])
-                .status()
-                .is_ok_and(|s| s.success());
-        if ok {
-            return;
-        }
-        let status = Command::new("python3").args(["-m", "venv"]).arg(&venv).status();
-        assert!(status.is_ok_and(|s| s.success()), "python3 -m venv failed: Python 3.11+ is needed");
-        let status = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "chancy[cron]==0.26.0"])
-            .status();
-        assert!(
-            status.is_ok_and(|s| s.success()),
-            "pip install chancy[cron]==0.26.0 failed: PyPI must be reachable"
-        );
-    });
-    python
+    support::python::chancy_026()
 }
 
 /// Runs `interop_jobs.py <args>` and parses its JSON output.
@@ -77,12 +57,13 @@ fn worker(app: &TestApp) -> chancy::WorkerBuilder {
         .shutdown_timeout(Duration::from_secs(10))
 }
 
-fn wait_until(mut cond: impl FnMut() -> bool) {
-    let until = Instant::now() + WAIT;
-    while !cond() {
-        assert!(Instant::now() < until, "condition not met within {WAIT:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_until(cond: impl FnMut() -> bool) {
+    support::wait::eventually(WAIT, "the condition", cond);
+}
+
+/// A random advisory-lock key.
+fn rand_key() -> i64 {
+    i64::from_ne_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().unwrap())
 }
 
 fn refs(ids: &Value) -> Vec<Reference> {
@@ -134,9 +115,10 @@ fn python_pushes_and_a_rust_worker_runs_them_like_python_would() {
         .job("myapp.tasks.fail", |_| Err(JobError::new("rust says no")))
         .build()
         .unwrap();
-    w.start().unwrap();
-    wait_until(|| w.queues().contains(&"interop".to_string()));
-    std::thread::sleep(Duration::from_millis(300));
+    let events = support::events::start(&w);
+    events.queue_started("interop", WAIT);
+    // Its first visit is over: the next poll is a minute away.
+    events.next_poll("interop", WAIT);
 
     let url = database_url();
     let spec = json!([
@@ -231,9 +213,10 @@ fn python_lists_rust_workers_and_reads_rust_queues() {
         .tags(["team=core"])
         .build()
         .unwrap();
-    w.start().unwrap();
-    wait_until(|| w.queues().contains(&"rq".to_string()));
-    std::thread::sleep(Duration::from_millis(1500));
+    let events = support::events::start(&w);
+    events.queue_started("rq", WAIT);
+    // Two heartbeats after the queue started: the worker row lists it.
+    events.passes("heartbeat", 2, WAIT);
     let url = database_url();
     let workers = py(&["workers", &url, &app.prefix]);
     let queues = py(&["queues", &url, &app.prefix]);
@@ -274,15 +257,10 @@ fn python_cancel_stops_a_running_rust_job() {
     let w = worker(&app)
         .job("myapp.tasks.long", move |ctx| {
             r.store(true, Ordering::SeqCst);
-            let until = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < until {
-                if ctx.is_cancelled() {
-                    s.store(true, Ordering::SeqCst);
-                    return Err(JobError::cancelled());
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Ok(())
+            // Never opened: only the cancellation ends the run.
+            let outcome = support::wait::Gate::new().pass(ctx);
+            s.store(outcome.is_err(), Ordering::SeqCst);
+            outcome
         })
         .build()
         .unwrap();
@@ -381,9 +359,11 @@ fn a_python_workflow_completes_on_rust_workers() {
 fn python_reads_the_metrics_rust_wrote_and_sessions_combine() {
     use chancy::plugins::{Metrics, MetricsQuery, Resolution};
     // Keep every observation and read within one 1-hour bucket.
-    while chrono::Utc::now().timestamp() % 3600 > 3570 {
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    support::wait::eventually(
+        Duration::from_secs(40),
+        "the first 3570 s of an hour",
+        || chrono::Utc::now().timestamp() % 3600 <= 3570,
+    );
     let metrics = Metrics::default();
     let m = metrics.clone();
     let app = TestApp::with(|b| b.no_default_plugins().plugin(m));
@@ -450,10 +430,16 @@ fn python_and_rust_workers_share_a_queue_without_running_a_claim_twice() {
         .unwrap();
     let url = database_url();
     let (u, t) = (url.clone(), runs.clone());
+    // Python's jobs wait at this advisory lock (after recording their run) until the Rust
+    // worker has run jobs too, so both share the queue whatever the speeds.
+    let gate: i64 = rand_key();
+    let mut holder = app.client();
+    holder
+        .execute("SELECT pg_advisory_lock($1)", &[&gate])
+        .unwrap();
     let w = worker(&app)
         .worker_id("rust-shared")
         .job("interop_jobs.py_record", move |ctx| {
-            std::thread::sleep(Duration::from_millis(5));
             let mut c = postgres::Client::connect(&u, postgres::NoTls)?;
             c.execute(
                 &format!("INSERT INTO \"{t}\" (job_id, runner) VALUES ($1, 'rust')"),
@@ -467,7 +453,7 @@ fn python_and_rust_workers_share_a_queue_without_running_a_claim_twice() {
         .map(|_| {
             Job::new("interop_jobs.py_record")
                 .queue("both")
-                .kwargs(json!({"dsn": url, "table": runs}))
+                .kwargs(json!({"dsn": url, "table": runs, "gate": gate}))
         })
         .collect();
     let refs = app.chancy.push_many(&jobs).unwrap();
@@ -483,6 +469,19 @@ fn python_and_rust_workers_share_a_queue_without_running_a_claim_twice() {
             > 0
     });
     w.start().unwrap();
+    let ran_by = |runner: &str| {
+        app.client()
+            .query_one(
+                &format!("SELECT count(*) FROM \"{runs}\" WHERE runner = $1"),
+                &[&runner],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    wait_until(|| ran_by("rust") > 0);
+    holder
+        .execute("SELECT pg_advisory_unlock($1)", &[&gate])
+        .unwrap();
     python.join().unwrap();
     let done = app.chancy.wait_for_jobs(&refs, WAIT).unwrap();
     w.stop();

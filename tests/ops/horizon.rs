@@ -9,6 +9,7 @@ use std::time::Duration;
 use postgres::Client;
 
 use super::{client, eventually, terminate, Ns, Proc};
+use crate::support::wait::{eventually_some, SOON};
 
 /// Opens `BEGIN ISOLATION LEVEL REPEATABLE READ` + a read on the jobs table and leaves the
 /// session idle in that transaction. Returns the client (keep it alive) and its pid.
@@ -55,7 +56,7 @@ fn the_leader_warns_about_a_session_holding_back_the_xmin_horizon_by_pid() {
         "{line}"
     );
     assert!(line.contains("idle in transaction"), "{line}");
-    assert!(terminate(&mut worker, false).success());
+    assert!(terminate(&mut worker, Duration::from_secs(20)).success());
     // One warning per session, not one per pass (it repeats every 10 minutes).
     assert_eq!(
         read().matches(&needle).count(),
@@ -71,14 +72,14 @@ fn held_back_horizons_lists_the_session_and_forgets_it_after_commit() {
     let ns = Ns::migrated();
     let chancy = ns.library();
     let (mut holder, pid) = hold_a_snapshot(&ns);
-    std::thread::sleep(Duration::from_millis(300));
-    let found = chancy
-        .held_back_horizons(Duration::from_millis(100))
-        .unwrap();
-    let h = found
-        .iter()
-        .find(|h| h.pid == pid)
-        .unwrap_or_else(|| panic!("pid {pid} not in {found:?}"));
+    // Listed once its transaction is older than the threshold.
+    let h = eventually_some(SOON, "the holder to be listed past 100 ms", || {
+        chancy
+            .held_back_horizons(Duration::from_millis(100))
+            .unwrap()
+            .into_iter()
+            .find(|h| h.pid == pid)
+    });
     assert_eq!(h.state.as_deref(), Some("idle in transaction"));
     assert!(h.transaction_age >= Duration::from_millis(100));
     assert!(h

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::process::Stdio;
 use std::time::Duration;
 
-use super::{eventually, terminate, Ns, Proc};
+use super::{eventually, holds_for, sigterm, terminate, Ns, Proc};
 
 /// A `chancy worker start` whose stderr goes to a file; returns it and the file's path.
 fn worker(ns: &Ns, extra: &[&str]) -> (Proc, std::path::PathBuf) {
@@ -82,8 +82,11 @@ fn failed_attempts_are_warnings_and_a_forced_stop_says_what_it_abandoned() {
     eventually(Duration::from_secs(30), "the leader's first passes", || {
         read(&path).contains("became the leader")
     });
-    std::thread::sleep(Duration::from_secs(1));
-    assert!(!read(&path).contains("cleaned up 0"), "{}", read(&path));
+    holds_for(
+        Duration::from_secs(1),
+        "no INFO line about cleaning up 0 rows",
+        || !read(&path).contains("cleaned up 0"),
+    );
 
     // A job that cannot finish in time, then two signals: the forced stop reports it.
     ns.ok(&[
@@ -97,7 +100,14 @@ fn failed_attempts_are_warnings_and_a_forced_stop_says_what_it_abandoned() {
         ns.ok(&["job", "list", "--state", "running"])
             .contains("chancy.builtin.sleep")
     });
-    let status = terminate(&mut child, true);
+    // The second signal once the first was handled.
+    sigterm(&child);
+    eventually(
+        Duration::from_secs(20),
+        "the first signal to be handled",
+        || read(&path).contains("received a stop signal"),
+    );
+    let status = terminate(&mut child, Duration::from_secs(20));
     assert!(!status.success(), "a forced stop is not a clean exit");
     let log = read(&path);
     let forced = log
@@ -125,6 +135,6 @@ fn routine_cleanups_of_nothing_are_debug_lines() {
         .find(|l| l.contains("cleaned up 0 rows"))
         .unwrap();
     assert!(line.contains("DEBUG"), "{line}");
-    assert!(terminate(&mut child, false).success());
+    assert!(terminate(&mut child, Duration::from_secs(20)).success());
     let _ = std::fs::remove_file(&path);
 }

@@ -8,44 +8,20 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{eventually, terminate, Ns, Proc};
+use super::{eventually, sigterm, terminate, Ns, Proc};
+use crate::support::wait::exit_within;
 
 /// The venv's python with `prometheus_client` (created on first use).
 fn python() -> PathBuf {
-    static SETUP: Once = Once::new();
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/py-prometheus");
-    let python = venv.join("bin/python");
-    SETUP.call_once(|| {
-        let ok = python.exists()
-            && Command::new(&python)
-                .args(["-c", "import prometheus_client.openmetrics.parser"])
-                .status()
-                .is_ok_and(|s| s.success());
-        if ok {
-            return;
-        }
-        let status = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status();
-        assert!(
-            status.is_ok_and(|s| s.success()),
-            "python3 -m venv failed: Python 3 with the venv module is needed"
-        );
-        let status = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "prometheus_client==0.21.1"])
-            .status();
-        assert!(
-            status.is_ok_and(|s| s.success()),
-            "pip install prometheus_client==0.21.1 failed: PyPI must be reachable"
-        );
-    });
-    python
+    crate::support::python::venv_python(
+        "py-prometheus",
+        "import prometheus_client.openmetrics.parser",
+        "prometheus_client==0.21.1",
+    )
 }
 
 const PARSE: &str = r#"
@@ -317,11 +293,7 @@ fn worker_metrics_parse_and_follow_the_work_done_and_ready_tracks_the_worker() {
             &[],
         ) == Some(1.0)
     });
-    let kill = Command::new("kill")
-        .args(["-TERM", &worker.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    sigterm(&worker);
     eventually(
         Duration::from_secs(10),
         "/ready to report the shutdown",
@@ -331,14 +303,7 @@ fn worker_metrics_parse_and_follow_the_work_done_and_ready_tracks_the_worker() {
         },
     );
     assert_eq!(get(&format!("{base}/health")).0, 200);
-    let until = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = worker.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < until, "the worker did not stop");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = exit_within(&mut worker, Duration::from_secs(30));
     assert!(status.success(), "a clean stop after the sleep job");
     let _ = std::fs::remove_file(&log);
 }
@@ -368,6 +333,6 @@ fn chancy_web_serves_metrics_without_login() {
         Some(1.0)
     );
     assert_eq!(value(&samples, "chancy_worker_is_leader", &[]), Some(0.0));
-    let _ = terminate(&mut web, false);
+    let _ = terminate(&mut web, Duration::from_secs(20));
     let _ = std::fs::remove_file(&out);
 }

@@ -3,6 +3,7 @@
 use std::process::Stdio;
 
 use super::{client, text, Ns};
+use crate::support::bin::demo_prefix;
 
 #[test]
 fn pushing_to_an_undeclared_queue_warns_on_stderr_and_still_pushes() {
@@ -33,15 +34,6 @@ fn pushing_to_an_undeclared_queue_warns_on_stderr_and_still_pushes() {
     let out = ns.run(&["job", "push", "chancy.builtin.noop", "--queue", "known"]);
     assert!(out.status.success());
     assert_eq!(text(&out.stderr), "", "no warning for a declared queue");
-}
-
-/// The private prefix a demo printed on its first line (`… using private tables <prefix>*`).
-fn demo_prefix(out: &str) -> String {
-    out.lines()
-        .find_map(|l| l.split("using private tables ").nth(1))
-        .and_then(|rest| rest.strip_suffix('*'))
-        .unwrap_or_else(|| panic!("no demo prefix in {out}"))
-        .to_string()
 }
 
 #[test]

@@ -1,7 +1,5 @@
-//! Database helpers shared by every test binary (each includes this file with
-//! `#[path = …] mod db;`): which server the tests use, and dropping a test's tables.
-
-#![allow(dead_code)]
+//! Database helpers shared by every test binary (through `support`): which server the
+//! tests use, a plain client, a fresh prefix, and dropping a test's tables.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -33,6 +31,38 @@ pub fn database_url() -> String {
         }
     })
     .clone()
+}
+
+/// A plain client; panics with advice when PostgreSQL cannot be reached.
+pub fn client() -> Client {
+    let url = database_url();
+    Client::connect(&url, NoTls).unwrap_or_else(|e| {
+        panic!(
+            "cannot reach PostgreSQL at {url}: {e}\n\
+             The tests need a real server: start one (e.g. `pg_ctlcluster 15 main start`) \
+             or set DATABASE_URL."
+        )
+    })
+}
+
+/// A fresh random table prefix such as `t3f9a01c2_`.
+pub fn unique_prefix() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("t{}_", &id[..10])
+}
+
+/// Tables whose name starts with `prefix`, sorted.
+pub fn tables_of(prefix: &str) -> Vec<String> {
+    let like = format!("{}%", prefix.replace('_', "\\_"));
+    client()
+        .query(
+            "SELECT tablename FROM pg_tables WHERE tablename LIKE $1 ORDER BY 1",
+            &[&like],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
 }
 
 /// Drops every table of `prefix` (best effort; runs during unwinding too).

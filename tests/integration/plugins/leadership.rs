@@ -6,6 +6,10 @@ use chancy::{ImmediateLeadership, Worker};
 
 use super::{events_named, fast_worker, leadership, listen, wait_for};
 use crate::common::TestApp;
+use crate::support::wait::sample_for;
+
+/// The service name of the leadership plugin's passes.
+const LEADERSHIP_SERVICE: &str = "plugin-chancy.leadership";
 
 fn leader_row(app: &TestApp) -> Option<String> {
     app.client()
@@ -93,17 +97,21 @@ fn exactly_one_of_five_workers_leads() {
         w.start().unwrap();
     }
     assert!(wait_for(Duration::from_secs(5), || leaders(&workers).len() == 1));
-    // Over several renewals there is always exactly one, and it is the row's owner.
-    for _ in 0..10 {
-        std::thread::sleep(Duration::from_millis(150));
-        let now = leaders(&workers);
-        assert_eq!(now.len(), 1, "{now:?}");
-        let row = leader_row(&app);
-        let still = leaders(&workers);
-        if now == still {
-            assert_eq!(row.as_deref(), Some(now[0].as_str()));
-        }
-    }
+    // Over several renewals (1.5 s, every 200 ms) there is always exactly one, and it is the
+    // row's owner.
+    sample_for(
+        Duration::from_millis(1500),
+        Duration::from_millis(150),
+        || {
+            let now = leaders(&workers);
+            assert_eq!(now.len(), 1, "{now:?}");
+            let row = leader_row(&app);
+            let still = leaders(&workers);
+            if now == still {
+                assert_eq!(row.as_deref(), Some(now[0].as_str()));
+            }
+        },
+    );
     for w in &workers {
         w.stop();
     }
@@ -149,25 +157,30 @@ fn an_unreleased_lease_is_taken_over_only_after_it_expires() {
             Duration::from_secs(1),
         ))
     });
-    // A leader that died without releasing: its lease runs for 2 more seconds.
+    // A leader that died without releasing: its lease runs until the test ends it below.
     app.client()
         .execute(
             &app.sql(
                 "INSERT INTO {leader} (id, worker_id, expires_at) \
-                 VALUES (1, 'ghost', NOW() + INTERVAL '2 seconds')",
+                 VALUES (1, 'ghost', NOW() + INTERVAL '1 hour')",
             ),
             &[],
         )
         .unwrap();
-    let started = Instant::now();
     let worker = fast_worker(&app).worker_id("heir").build().unwrap();
-    worker.start().unwrap();
-    std::thread::sleep(Duration::from_millis(1000));
+    let hub = crate::support::events::start(&worker);
+    // Three election passes (every 200 ms) while the ghost's lease runs.
+    hub.passes(LEADERSHIP_SERVICE, 3, Duration::from_secs(10));
     assert!(!worker.is_leader().is_set(), "the ghost's lease still runs");
     assert_eq!(leader_row(&app).as_deref(), Some("ghost"));
+    // The lease runs out now (by the database clock): the next election takes it.
+    app.client()
+        .execute(
+            &app.sql("UPDATE {leader} SET expires_at = NOW() WHERE worker_id = 'ghost'"),
+            &[],
+        )
+        .unwrap();
     assert!(worker.is_leader().wait_timeout(Duration::from_secs(5)));
-    let took = started.elapsed();
-    assert!(took >= Duration::from_millis(1800), "{took:?}");
     assert_eq!(leader_row(&app).as_deref(), Some("heir"));
     worker.stop();
 }
@@ -182,9 +195,9 @@ fn a_leader_whose_lease_was_taken_over_steps_down() {
     });
     let mut events = listen(&app);
     let worker = fast_worker(&app).worker_id("old").build().unwrap();
-    worker.start().unwrap();
+    let hub = crate::support::events::start(&worker);
     assert!(worker.is_leader().wait_timeout(Duration::from_secs(5)));
-    std::thread::sleep(Duration::from_millis(500));
+    hub.passes(LEADERSHIP_SERVICE, 2, Duration::from_secs(10));
     assert!(worker.is_leader().is_set(), "renewals keep it leader");
     // Someone else holds the row now (e.g. after this worker stalled past its lease).
     app.client()
@@ -200,7 +213,7 @@ fn a_leader_whose_lease_was_taken_over_steps_down() {
         wait_for(Duration::from_secs(3), || !worker.is_leader().is_set()),
         "the renewal finds someone else's row and steps down"
     );
-    std::thread::sleep(Duration::from_millis(600));
+    hub.passes(LEADERSHIP_SERVICE, 3, Duration::from_secs(10));
     assert!(
         !worker.is_leader().is_set(),
         "no split brain: it stays down"

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::{fast_worker, wait_for, WAIT};
 use crate::common::TestApp;
+use crate::support::wait::{eventually, holds_for};
 
 fn app_with(metrics: &Metrics) -> TestApp {
     let m = metrics.clone();
@@ -20,9 +21,11 @@ fn app_with(metrics: &Metrics) -> TestApp {
 /// Waits until the next few seconds stay within one minute, so every observation of a
 /// test lands in the same 1-minute bucket.
 fn avoid_minute_boundary() {
-    while Utc::now().timestamp() % 60 > 55 {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually(
+        Duration::from_secs(10),
+        "the first 55 s of a minute",
+        || Utc::now().timestamp() % 60 <= 55,
+    );
 }
 
 /// A chunk row of the metrics table.
@@ -273,8 +276,11 @@ fn a_worker_records_job_metrics_and_flushes_them_when_it_stops() {
     worker
         .hub()
         .emit("metrics.gauge", json!({"key": "custom:bad", "value": true}));
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(count_rows(&app), 0, "sync_interval (60 s) has not passed");
+    holds_for(
+        Duration::from_millis(300),
+        "no flush before sync_interval (60 s)",
+        || count_rows(&app) == 0,
+    );
     assert!(worker.stop());
 
     let query = |prefix: &str| MetricsQuery {
@@ -380,8 +386,9 @@ fn the_leader_samples_table_sizes() {
     let m = follower_metrics.clone();
     let follower = TestApp::with(|b| b.no_default_plugins().plugin(m));
     let worker = fast_worker(&follower).build().unwrap();
-    worker.start().unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    let events = crate::support::events::start(&worker);
+    // Several collection passes (every 100 ms) of the follower.
+    events.passes("plugin-chancy.metrics", 4, WAIT);
     assert!(worker.stop());
     assert!(
         !definitions(&follower)

@@ -11,7 +11,7 @@ mod recovery;
 mod reprioritize;
 mod retry;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chancy::plugins::Leadership;
 
@@ -32,18 +32,9 @@ pub fn leadership(poll: Duration, timeout: Duration) -> Leadership {
         .expect("valid leadership settings")
 }
 
-/// Polls `cond` every 20 ms until it holds or `timeout` passes; returns whether it held.
+/// Whether `cond` holds within `timeout` (probed by the shared poller).
 pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= until {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::support::wait::poll(timeout, || cond().then_some(())).is_some()
 }
 
 /// Listens on the events channel of `app`.

@@ -162,8 +162,9 @@ fn the_pruner_service_does_nothing_on_a_follower() {
         .unwrap();
     let done = job_in(&app, "q", "succeeded");
     let worker = fast_worker(&app).build().unwrap();
-    worker.start().unwrap();
-    std::thread::sleep(Duration::from_millis(1200));
+    let events = crate::support::events::start(&worker);
+    // Whole passes of the pruner on this (non-leader) worker.
+    events.passes("plugin-chancy.pruner", 3, Duration::from_secs(10));
     assert!(exists(&app, &done), "only the leader prunes");
     worker.stop();
 }

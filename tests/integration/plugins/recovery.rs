@@ -158,8 +158,10 @@ fn recovery_waits_for_leadership() {
         .unwrap();
     take(&app, r.id(), "dead-worker");
     let worker = fast_worker(&app).build().unwrap();
-    worker.start().unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    let events = crate::support::events::start(&worker);
+    // Whole passes of recovery (and of the election) on this non-leader worker.
+    events.passes("plugin-chancy.recovery", 3, Duration::from_secs(10));
+    events.passes("plugin-chancy.leadership", 2, Duration::from_secs(10));
     assert!(!worker.is_leader().is_set());
     let row = app.chancy.get_job(&r).unwrap().unwrap();
     assert_eq!(row.state, JobState::Running, "only the leader recovers");
@@ -226,9 +228,9 @@ fn frequent_passes_cover_declared_queues_and_full_scans_cover_the_rest() {
     let parked = Queue::new("parked").tags(["nobody-serves-this"]);
     app.chancy.declare_upsert(&parked).unwrap();
     let worker = fast_worker(&app).build().unwrap();
-    worker.start().unwrap();
+    let events = crate::support::events::start(&worker);
     // Let the first (full) pass happen with nothing to recover.
-    std::thread::sleep(Duration::from_millis(600));
+    events.passes("plugin-chancy.recovery", 2, Duration::from_secs(10));
     let declared = app
         .chancy
         .push(&Job::new("t.noop").queue("parked"))
@@ -242,7 +244,8 @@ fn frequent_passes_cover_declared_queues_and_full_scans_cover_the_rest() {
     let state = |r: &chancy::Reference| app.chancy.get_job(r).unwrap().unwrap().state;
     assert!(wait_for(Duration::from_secs(10), || state(&declared)
         == JobState::Pending));
-    std::thread::sleep(Duration::from_millis(600));
+    // Two more (frequent) passes after the declared queue's job came back.
+    events.passes("plugin-chancy.recovery", 2, Duration::from_secs(10));
     assert_eq!(state(&gone), JobState::Running, "not a declared queue");
     worker.stop();
     assert_eq!(

@@ -1,6 +1,6 @@
 //! Cron: the spec's test_cron rows, schedules firing on a worker, Python-made rows.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chancy::plugins::Cron;
 use chancy::{Job, JobState};
@@ -138,15 +138,10 @@ fn a_due_schedule_is_pushed_by_a_running_worker_and_next_run_advances() {
     make_due(&app, "yearly");
     let worker = fast_worker(&app).build().unwrap();
     worker.start().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while jobs_with_key(&app, "yearly") != [("t.noop".into(), "succeeded".into())] {
-        assert!(
-            Instant::now() < deadline,
-            "{:?}",
-            jobs_with_key(&app, "yearly")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let ran = crate::support::wait::poll(Duration::from_secs(20), || {
+        (jobs_with_key(&app, "yearly") == [("t.noop".into(), "succeeded".into())]).then_some(())
+    });
+    assert!(ran.is_some(), "{:?}", jobs_with_key(&app, "yearly"));
     assert!(worker.stop());
     let s = &Cron::get_schedules(&app.chancy, None).unwrap()["yearly"];
     assert!(s.last_run.is_some());

@@ -5,18 +5,11 @@ mod cron;
 mod trigger;
 mod workflow;
 
-use std::time::Duration;
-
 use chancy::WorkerBuilder;
 
 use crate::common::TestApp;
 
-/// A worker with short intervals and a few handlers. The `default` queue is declared
-/// threaded first (a worker would declare it with upstream's process executor).
+/// A worker with short intervals and the test handlers (see `common::fast_worker`).
 pub fn fast_worker(app: &TestApp) -> WorkerBuilder {
-    crate::common::fast_worker(app).job("t.sleep", |ctx| {
-        let secs = ctx.job().kwargs.get("seconds").and_then(|v| v.as_f64());
-        std::thread::sleep(Duration::from_secs_f64(secs.unwrap_or(0.1)));
-        Ok(())
-    })
+    crate::common::fast_worker(app)
 }

@@ -1,6 +1,6 @@
 //! Trigger: database triggers that push jobs, enable/disable, unregister.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chancy::plugins::Trigger;
 use chancy::Job;
@@ -85,24 +85,21 @@ fn an_insert_fires_one_job_per_statement_and_a_worker_runs_it() {
     let worker = fast_worker(&app).build().unwrap();
     worker.start().unwrap();
     insert_rows(&app, &table, 3);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let jobs = triggered_jobs(&app);
-        if jobs.len() == 1 && jobs[0].0 == "succeeded" {
-            let trigger = &jobs[0].1["trigger"];
-            assert_eq!(jobs[0].1["src"], "trigger");
-            assert_eq!(trigger["operation"], "INSERT");
-            assert_eq!(trigger["table_name"], json!(table));
-            assert_eq!(trigger["schema_name"], "public");
-            assert_eq!(
-                trigger["trigger_name"],
-                json!(format!("{trigger_name}_insert"))
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "{jobs:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut jobs = Vec::new();
+    let done = crate::support::wait::poll(Duration::from_secs(20), || {
+        jobs = triggered_jobs(&app);
+        (jobs.len() == 1 && jobs[0].0 == "succeeded").then_some(())
+    });
+    assert!(done.is_some(), "{jobs:?}");
+    let trigger = &jobs[0].1["trigger"];
+    assert_eq!(jobs[0].1["src"], "trigger");
+    assert_eq!(trigger["operation"], "INSERT");
+    assert_eq!(trigger["table_name"], json!(table));
+    assert_eq!(trigger["schema_name"], "public");
+    assert_eq!(
+        trigger["trigger_name"],
+        json!(format!("{trigger_name}_insert"))
+    );
     assert!(worker.stop());
 
     let configs = Trigger::get_triggers(&app.chancy, None).unwrap();

@@ -129,8 +129,10 @@ fn sequence_completes() {
 fn workflow_timeout_is_a_timeout_error() {
     let app = app();
     let worker = leader(&app);
-    let slow = Job::new("t.sleep").kwargs(json!({"seconds": 2}));
-    let id = WorkflowPlugin::push(&app.chancy, &Workflow::new("slow").add("s", slow, &[])).unwrap();
+    // Its only step waits on a queue nobody serves: the workflow cannot finish in time.
+    let stuck = Job::new("t.noop").queue("nobody_serves_this");
+    let id =
+        WorkflowPlugin::push(&app.chancy, &Workflow::new("slow").add("s", stuck, &[])).unwrap();
     let err =
         WorkflowPlugin::wait_for_workflow(&app.chancy, id, Duration::from_millis(100)).unwrap_err();
     assert!(err.is_timeout(), "{err}");

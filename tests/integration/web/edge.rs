@@ -222,10 +222,17 @@ fn connections_over_the_limit_get_503_and_slots_come_back() {
     let web = Web::with(|c| c.max_connections(3).header_timeout(Duration::from_secs(2)));
     let addr = web.server.local_addr();
     let idle: Vec<TcpStream> = (0..3).map(|_| connect(addr)).collect();
-    // Let the server accept the three idle connections first.
-    std::thread::sleep(Duration::from_millis(300));
-    let (status, answer) = exchange(addr, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_eq!(status, 503, "{answer}");
+    // Once the server has accepted the three idle connections, a fourth client gets 503
+    // (probed until then; the idle ones time out after 2 s).
+    let answer = crate::support::wait::eventually_some(
+        Duration::from_secs(2),
+        "a 503 while three idle clients hold every slot",
+        || {
+            let (status, answer) = exchange(addr, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+            (status == 503).then_some(answer)
+        },
+    );
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     // Idle connections are closed after the header timeout; then the slots are free.
     for mut stream in idle {
         assert_eq!(

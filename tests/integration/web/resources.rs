@@ -207,14 +207,14 @@ fn overview_workers_system_and_configuration_report_real_data() {
     worker.start().unwrap();
     let token = web.login();
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let workers = loop {
-        let w = web.get(&token, "/api/v1/workers");
-        if !w.as_array().unwrap().is_empty() || std::time::Instant::now() > deadline {
-            break w;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let workers = crate::support::wait::eventually_some(
+        Duration::from_secs(30),
+        "the worker in /api/v1/workers",
+        || {
+            let w = web.get(&token, "/api/v1/workers");
+            (!w.as_array().unwrap().is_empty()).then_some(w)
+        },
+    );
     let w = &workers[0];
     assert_eq!(w["worker_id"], "web-test-worker");
     for key in ["tags", "queues", "last_seen", "expires_at", "is_leader"] {
