@@ -452,6 +452,17 @@ fn library(ns: &Ns) -> chancy::Chancy {
         .expect("build a Chancy")
 }
 
+/// `n` `chancy.builtin.sleep` jobs of `seconds` each on `queue`.
+fn sleep_jobs(queue: &str, n: usize, seconds: f64) -> Vec<chancy::Job> {
+    (0..n)
+        .map(|_| {
+            chancy::Job::new("chancy.builtin.sleep")
+                .queue(queue)
+                .kwargs(serde_json::json!({ "seconds": seconds }))
+        })
+        .collect()
+}
+
 /// Sends SIGTERM to a worker started by a test and returns its exit status.
 fn terminate(worker: &mut Child) -> std::process::ExitStatus {
     support::wait::terminate(worker, Duration::from_secs(15))
@@ -922,6 +933,11 @@ fn bench_json_reports_every_section_consistently() {
     let drain = &report["drain"];
     assert_eq!(drain["jobs"], 120);
     assert_eq!(drain["succeeded"], 120, "every drained job succeeded");
+    assert_eq!(drain["ran_once"], 120, "each in one attempt: {drain}");
+    assert!(
+        drain["processes"].is_null() && settings["workers"].is_null(),
+        "one in-process worker without --workers: {report}"
+    );
     let (secs, rate) = (
         drain["seconds"].as_f64().unwrap(),
         drain["jobs_per_second"].as_f64().unwrap(),
@@ -1213,14 +1229,9 @@ fn worker_start_web_survives_huge_content_lengths_and_still_drains() {
         .polling_interval(Duration::from_secs(1))
         .eager_polling(true);
     chancy.declare(&queue).expect("declare the queue");
-    let jobs: Vec<chancy::Job> = (0..64)
-        .map(|_| {
-            chancy::Job::new("chancy.builtin.sleep")
-                .queue("web-drain")
-                .kwargs(serde_json::json!({"seconds": 0.05}))
-        })
-        .collect();
-    chancy.push_many(&jobs).expect("push 64 jobs");
+    chancy
+        .push_many(&sleep_jobs("web-drain", 64, 0.05))
+        .expect("push 64 jobs");
     let mut child = Reap(
         ns.command(&["worker", "start", "--web", "--web-port", "0"])
             .env("CHANCY_WEB_PASSWORD", "s3cret")
@@ -1458,6 +1469,205 @@ fn bench_latency_mode_skips_the_drain() {
     assert_eq!(report["latency"]["samples"], 3);
     assert_eq!(report["settings"]["plugins"], serde_json::json!([]));
     assert_eq!(report["jobs_table"]["rows"], 3);
+}
+
+/// Issue 16 item 5 (the deployment guide's stop semantics): a job that outlives
+/// `--shutdown-timeout` after SIGTERM makes `worker start` exit 1 with a message saying so,
+/// and the job stays `running` for recovery.
+#[test]
+fn worker_start_exits_1_when_a_job_outlives_the_shutdown_timeout() {
+    let ns = Ns::migrated();
+    let long = ns.push(&["chancy.builtin.sleep", "--kwargs", r#"{"seconds": 30}"#]);
+    let log = std::env::temp_dir().join(format!("{}stop.log", ns.prefix));
+    let mut worker = ns
+        .command(&[
+            "worker",
+            "start",
+            "--plugins",
+            "none",
+            "--shutdown-timeout",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("spawn worker");
+    eventually(Duration::from_secs(30), "the sleep job to run", || {
+        ns.json(&["job", "get", &long])["state"] == "running"
+    });
+    let status = terminate(&mut worker);
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("jobs were still running after the 1s shutdown timeout"),
+        "{stderr}"
+    );
+    assert_eq!(ns.json(&["job", "get", &long])["state"], "running");
+}
+
+/// Issue 16 item 5: `worker start --max-connection-pool-size N` sets the worker's connection
+/// budget to N + 1 listener; it says so at start, and its connections (by
+/// `application_name`) stay within it while it drains jobs on 8 slots.
+#[test]
+fn worker_start_max_connection_pool_size_bounds_its_connections() {
+    let ns = Ns::migrated();
+    ns.ok(&["queue", "declare", "pooled", "--concurrency", "8"]);
+    let app = format!("pool-{}", ns.prefix.trim_end_matches('_'));
+    let log = std::env::temp_dir().join(format!("{app}.log"));
+    let mut worker = ns
+        .command(&[
+            "worker",
+            "start",
+            "--max-connection-pool-size",
+            "2",
+            "--plugins",
+            "none",
+            "--shutdown-timeout",
+            "5",
+        ])
+        .env(
+            "DATABASE_URL",
+            format!("{}?application_name={app}", database_url()),
+        )
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("spawn worker");
+    let chancy = library(&ns);
+    chancy
+        .push_many(&sleep_jobs("pooled", 200, 0.01))
+        .expect("push");
+    let mut most = 0;
+    let mut db = client();
+    let succeeded = format!(
+        "SELECT count(*) FROM {}jobs WHERE state = 'succeeded'",
+        ns.prefix
+    );
+    eventually(Duration::from_secs(60), "the 200 jobs to run", || {
+        let n: i64 = db
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                &[&app],
+            )
+            .unwrap()
+            .get(0);
+        most = most.max(n);
+        db.query_one(succeeded.as_str(), &[])
+            .unwrap()
+            .get::<_, i64>(0)
+            == 200
+    });
+    assert_eq!(terminate(&mut worker).code(), Some(0));
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert!(
+        stderr.contains("connection budget 3 (application pool 2 + listener 1)"),
+        "{stderr}"
+    );
+    assert!((1..=3).contains(&most), "{most} connections, budget 3");
+}
+
+/// Issue 16 item 6: `bench --workers N` drains one backlog with N `chancy worker start`
+/// processes and reports, per process, the jobs it ran, its connections (within its
+/// budget) and a clean exit; every job ran exactly once.
+#[test]
+fn bench_workers_drains_with_worker_processes_each_job_once() {
+    let ns = Ns::new();
+    let report = ns.json(&[
+        "-q",
+        "bench",
+        "--mode",
+        "drain",
+        "--workers",
+        "2",
+        "--jobs",
+        "2000",
+        "--queues",
+        "2",
+        "--concurrency",
+        "4",
+        "--kind",
+        "sleep",
+        "--sleep",
+        "5",
+        "--json",
+    ]);
+    assert_eq!(report["settings"]["workers"], 2);
+    let drain = &report["drain"];
+    assert_eq!(drain["jobs"], 2000);
+    assert_eq!(drain["succeeded"], 2000, "every job succeeded: {drain}");
+    assert_eq!(
+        drain["ran_once"], 2000,
+        "every job took one attempt: {drain}"
+    );
+    let num = |v: &Value, k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k}: {v}"));
+    let p = &drain["processes"];
+    assert_eq!(p["workers"], 2, "{p}");
+    let budget = p["connection_budget"].as_i64().expect("connection_budget");
+    assert_eq!(
+        budget, 11,
+        "the default budget: pool 10 + listener 1 (README)"
+    );
+    let (startup, busy, seconds) = (
+        num(p, "startup_seconds"),
+        num(p, "busy_seconds"),
+        num(drain, "seconds"),
+    );
+    assert!(startup >= 0.0 && busy > 0.0, "{p}");
+    assert!(
+        (startup + busy - seconds).abs() < 1e-3,
+        "spawn → first start → last completion adds up: {drain}"
+    );
+    assert!((num(drain, "jobs_per_second") * seconds - 2000.0).abs() < 1.0);
+    assert!((num(p, "busy_jobs_per_second") * busy - 2000.0).abs() < 1.0);
+    let workers = p["per_worker"].as_array().expect("per_worker");
+    assert_eq!(workers.len(), 2, "{p}");
+    let mut ids: Vec<&str> = workers
+        .iter()
+        .map(|w| w["worker_id"].as_str().expect("worker_id"))
+        .collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 2, "distinct worker ids: {p}");
+    let jobs: i64 = workers.iter().map(|w| w["jobs"].as_i64().unwrap()).sum();
+    assert_eq!(jobs, 2000, "the processes' jobs add up to the backlog: {p}");
+    let mut cpu = 0.0;
+    for w in workers {
+        assert_eq!(w["exit_code"], 0, "a clean stop on SIGTERM: {w}");
+        let c = w["max_connections"].as_i64().unwrap();
+        assert!((0..=budget).contains(&c), "within the budget: {w}");
+        cpu += num(w, "cpu_seconds");
+    }
+    assert!(cpu > 0.0, "{p}");
+    assert!((num(p, "cpu_seconds") - cpu).abs() < 1e-9, "{p}");
+    let total = p["max_connections_total"].as_i64().unwrap();
+    assert!(
+        (2..=2 * budget).contains(&total),
+        "at least one process's pool and listener, at most both budgets: {p}"
+    );
+    assert_costs_consistent(&drain["costs"], 2000);
+    assert!(
+        num(&drain["costs"], "worker_cpu_seconds") >= cpu,
+        "the worker CPU counts the processes: {drain}"
+    );
+    assert_eq!(report["jobs_table"]["rows"], 2000);
+    let left: Vec<String> = tables_of(&format!("{}bench_", ns.prefix))
+        .into_iter()
+        .filter(|t| !t.ends_with("schema_version"))
+        .collect();
+    assert!(left.is_empty(), "bench drops its tables: {left:?}");
+}
+
+#[test]
+fn bench_workers_outside_the_drain_is_a_usage_error() {
+    let ns = Ns::new();
+    let out = ns.run(&["bench", "--mode", "steady", "--workers", "2"]);
+    assert!(
+        one_line_error(&out).contains("--workers applies to the drain"),
+        "{out:?}"
+    );
+    let out = ns.run(&["bench", "--workers", "0"]);
+    assert_eq!(out.status.code(), Some(2), "clap rejects 0: {out:?}");
 }
 
 /// Issue 14 item 5: the CLI renders the library's per-job outcomes with documented exit

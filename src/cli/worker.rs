@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use super::args;
 use super::plugins::{self, Intervals};
 use super::table::Table;
-use crate::app::DEFAULT_HORIZON_WARN_AFTER;
+use crate::app::{DEFAULT_HORIZON_WARN_AFTER, DEFAULT_MAX_POOL_SIZE};
 use crate::error::{Error, Result};
 use crate::prometheus::{MetricsServer, Prometheus};
 use crate::worker::{
@@ -30,6 +30,7 @@ Examples:\n  \
 chancy worker start\n  \
 chancy worker start --worker-id web-1 --tags has=gpu --tags region=eu\n  \
 chancy worker start --transaction-pooling   (behind PgBouncer pool_mode = transaction)\n  \
+chancy worker start --max-connection-pool-size 4   (at most 4 + 1 listener connections)\n  \
 chancy worker start --plugins leadership,recovery,workflow,cron --cron-poll-interval 5\n  \
 chancy worker start --plugins none\n  \
 chancy worker start --metrics-addr 127.0.0.1:9464   (Prometheus /metrics, /health, /ready)\n\n\
@@ -74,6 +75,12 @@ pub struct StartArgs {
     #[arg(long, value_parser = args::seconds, value_name = "S",
           default_value = args::seconds_text(DEFAULT_SHUTDOWN_TIMEOUT))]
     pub shutdown_timeout: Duration,
+    /// Most pooled connections of this worker (the fetch scheduler, the writer, the
+    /// heartbeat, the plugins and the metrics listener share them). The worker's connection
+    /// budget is this + 1 listener (none with --no-notifications); at least 2 is sensible.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_POOL_SIZE,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_connection_pool_size: u32,
     /// Do not LISTEN/NOTIFY; rely on polling alone. (Behind a transaction-pooling proxy use
     /// the global `--transaction-pooling` instead.)
     #[arg(long)]
@@ -155,6 +162,7 @@ impl StartArgs {
         };
         plugins::add_all(
             base.notifications(!self.no_notifications)
+                .max_connection_pool_size(self.max_connection_pool_size)
                 .no_default_plugins(),
             &names,
             &self.intervals(),
@@ -279,6 +287,7 @@ mod tests {
             DEFAULT_QUEUE_CHANGE_POLL_INTERVAL
         );
         assert_eq!(a.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
+        assert_eq!(a.max_connection_pool_size, DEFAULT_MAX_POOL_SIZE);
         assert_eq!(a.horizon_check_interval, DEFAULT_HORIZON_CHECK_INTERVAL);
         assert_eq!(a.horizon_warn_after, DEFAULT_HORIZON_WARN_AFTER);
     }

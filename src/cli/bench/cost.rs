@@ -407,14 +407,16 @@ fn counters(chancy: &Chancy) -> Result<Counters> {
     })
 }
 
-/// Backends of this run (by `application_name`) and the server's non-client processes.
+/// Backends of this run (by `application_name`: this process's, and `<app>-w<i>` of the
+/// `--workers` processes) and the server's non-client processes.
 fn own_pids(chancy: &Chancy, app: &str) -> Result<HashSet<u32>> {
     let mut conn = chancy.connection()?;
     let rows = conn
         .client
         .query_unnamed(
             "SELECT pid FROM pg_stat_activity \
-             WHERE application_name = $1 OR backend_type <> 'client backend'",
+             WHERE application_name = $1 OR application_name LIKE $1 || '-w%' \
+                OR backend_type <> 'client backend'",
             &[&app],
         )
         .map_err(|e| Error::database("reading pg_stat_activity", e))?;

@@ -1,4 +1,5 @@
-//! Drain mode: push every job with `push_many`, then one worker drains them.
+//! Drain mode: push every job with `push_many`, then one worker drains them (or, with
+//! `--workers N`, N worker processes: [`super::workers`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -8,15 +9,20 @@ use serde_json::json;
 
 use super::cost::{self, wal_position, Meter, STATS_FLUSH};
 use super::report::{Drain, Enqueue};
-use super::stats::count_succeeded;
-use super::{BenchArgs, JobKind};
+use super::stats::{count_ran_once, count_succeeded, rate};
+use super::{BenchArgs, JobKind, Target};
 use crate::cli::builtins::{NOOP, SLEEP};
 use crate::error::Result;
 use crate::{Chancy, Job, Queue, Worker};
 
-/// Pushes `args.jobs` jobs, explains one claim, then drains them with one worker; returns
-/// both measurements.
-pub(super) fn run(chancy: &Chancy, meter: &Meter, args: &BenchArgs) -> Result<(Enqueue, Drain)> {
+/// Pushes `args.jobs` jobs, explains one claim, then drains them with one worker in this
+/// process, or with `--workers N` processes; returns both measurements.
+pub(super) fn run(
+    chancy: &Chancy,
+    meter: &Meter,
+    target: &Target<'_>,
+    args: &BenchArgs,
+) -> Result<(Enqueue, Drain)> {
     let executor = if args.executor == "process" {
         crate::PROCESS_EXECUTOR
     } else {
@@ -49,42 +55,73 @@ pub(super) fn run(chancy: &Chancy, meter: &Meter, args: &BenchArgs) -> Result<(E
     // One claim as large as a fetcher with every slot free makes, over the full backlog.
     let claim = cost::explain_claim(chancy, &names[0], i64::from(args.concurrency))?;
 
-    let done = Arc::new(AtomicUsize::new(0));
-    let worker = counting_worker(chancy, args, Arc::clone(&done))?;
     // The push's statistics (WAL records, its commit) reach pg_stat_* within a second.
     std::thread::sleep(STATS_FLUSH);
-    let start = meter.start(chancy)?;
-    let t = Instant::now();
-    worker.start()?;
-    if executor == crate::PROCESS_EXECUTOR || names.len() > 1 {
-        // Children run the built-ins (or several queues finish at different times): watch
-        // the table until every job is recorded as succeeded.
-        while (count_succeeded(chancy)? as usize) < jobs.len() {
-            std::thread::sleep(Duration::from_millis(10));
+    let (elapsed, start, end, processes) = match args.workers {
+        None => {
+            let (elapsed, start, end) = in_process(chancy, meter, args, jobs.len(), &names)?;
+            (elapsed, start, end, None)
         }
-    } else {
-        // Every handler ran and every outcome is committed: the last completion is in the
-        // database.
-        while done.load(Ordering::Relaxed) < jobs.len() || worker.pending_updates() > 0 {
-            std::thread::sleep(Duration::from_millis(1));
+        Some(n) => {
+            let d = super::workers::drain(chancy, target, meter, args, n, jobs.len())?;
+            (d.elapsed, d.start, d.end, Some(d.processes))
         }
-    }
-    let elapsed = t.elapsed();
-    let end = meter.end(chancy)?;
+    };
     let succeeded = count_succeeded(chancy)?;
-    worker.stop();
+    let ran_once = count_ran_once(chancy)?;
     std::thread::sleep(STATS_FLUSH);
-    let costs = meter.costs(chancy, &start, &end, jobs.len())?;
+    let mut costs = meter.costs(chancy, &start, &end, jobs.len())?;
+    if let Some(p) = &processes {
+        // The workers ran in other processes: their CPU is the worker CPU.
+        costs.worker_cpu_seconds += p.cpu_seconds;
+        costs.worker_cpu_us_per_job = costs.worker_cpu_seconds * 1e6 / jobs.len().max(1) as f64;
+    }
     let drain = Drain {
         jobs: jobs.len(),
         seconds: elapsed.as_secs_f64(),
         jobs_per_second: rate(jobs.len(), elapsed),
         succeeded,
+        ran_once,
         wal_bytes_per_job: costs.wal_bytes_per_job,
         costs,
         claim,
+        processes,
     };
     Ok((enqueue, drain))
+}
+
+/// One worker in this process drains the backlog; returns the time from its start until
+/// the last outcome is committed and the meter's readings around it (the end read before
+/// the worker stops).
+fn in_process(
+    chancy: &Chancy,
+    meter: &Meter,
+    args: &BenchArgs,
+    jobs: usize,
+    names: &[String],
+) -> Result<(Duration, cost::Start, cost::End)> {
+    let done = Arc::new(AtomicUsize::new(0));
+    let worker = counting_worker(chancy, args, Arc::clone(&done))?;
+    let start = meter.start(chancy)?;
+    let t = Instant::now();
+    worker.start()?;
+    if args.executor == "process" || names.len() > 1 {
+        // Children run the built-ins (or several queues finish at different times): watch
+        // the table until every job is recorded as succeeded.
+        while (count_succeeded(chancy)? as usize) < jobs {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    } else {
+        // Every handler ran and every outcome is committed: the last completion is in the
+        // database.
+        while done.load(Ordering::Relaxed) < jobs || worker.pending_updates() > 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let elapsed = t.elapsed();
+    let end = meter.end(chancy)?;
+    worker.stop();
+    Ok((elapsed, start, end))
 }
 
 fn make_jobs(args: &BenchArgs, names: &[String]) -> Vec<Job> {
@@ -119,10 +156,6 @@ fn counting_worker(chancy: &Chancy, args: &BenchArgs, done: Arc<AtomicUsize>) ->
             Ok(())
         })
         .build()
-}
-
-pub(super) fn rate(n: usize, d: Duration) -> f64 {
-    n as f64 / d.as_secs_f64().max(1e-9)
 }
 
 fn per_job(bytes: i64, jobs: usize) -> f64 {

@@ -1,6 +1,7 @@
 //! `chancy bench`: a reproducible throughput and latency run on a private table prefix.
 //!
-//! Modes: `drain` (push every job first, then one worker drains them), `latency` (single
+//! Modes: `drain` (push every job first, then one worker drains them, or `--workers N`
+//! worker processes), `latency` (single
 //! pushes into an idle worker), `steady` (open-loop arrivals at a fixed rate into a running
 //! worker), `all` (drain, then latency). Drain and steady runs also report what they cost
 //! the database per job ([`cost`]). Results come out as a table or, with `--json`, as one
@@ -12,12 +13,13 @@ mod latency;
 mod report;
 mod stats;
 mod steady;
+mod workers;
 
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::Chancy;
 
 use report::Report;
@@ -64,6 +66,12 @@ pub struct BenchArgs {
     /// Milliseconds each `--kind sleep` job sleeps.
     #[arg(long, default_value_t = 1)]
     pub sleep: u64,
+    /// Drain with this many worker processes (`chancy worker start`, this program, each
+    /// with its own pool and listener) instead of one worker in this process: scale-out
+    /// jobs/s, connections per process, and whether every job ran exactly once. Drain and
+    /// all modes only.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub workers: Option<u32>,
     /// Which measurements to run.
     #[arg(long, value_enum, default_value_t = Mode::All)]
     pub mode: Mode,
@@ -105,6 +113,13 @@ pub struct BenchArgs {
     pub keep: bool,
 }
 
+/// Where the worker processes of `--workers` connect: the database URL and the run's
+/// `application_name` (each process adds `-w<i>`).
+struct Target<'a> {
+    url: &'a str,
+    app: &'a str,
+}
+
 impl BenchArgs {
     /// The sleep of a `--kind sleep` job.
     fn sleep_duration(&self) -> Duration {
@@ -133,6 +148,11 @@ pub(super) fn bench(
     transaction_pooling: bool,
     args: &BenchArgs,
 ) -> Result<i32> {
+    if args.workers.is_some() && !matches!(args.mode, Mode::Drain | Mode::All) {
+        return Err(Error::invalid_input(
+            "--workers applies to the drain: use it with --mode drain or --mode all",
+        ));
+    }
     let bench_prefix = format!("{prefix}bench_");
     let probe = latency::CompletionProbe::new();
     // Our backends carry this name, so the cost meter can tell them from other clients'.
@@ -159,7 +179,9 @@ pub(super) fn bench(
                 .join(" ")
         );
     }
-    let result = cost::Meter::detect(&chancy, &app).and_then(|m| run(&chancy, &m, &probe, args));
+    let target = Target { url, app: &app };
+    let result =
+        cost::Meter::detect(&chancy, &app).and_then(|m| run(&chancy, &m, &target, &probe, args));
     if !args.keep {
         chancy.migrate_to(0)?;
     }
@@ -175,12 +197,13 @@ pub(super) fn bench(
 fn run(
     chancy: &Chancy,
     meter: &cost::Meter,
+    target: &Target<'_>,
     probe: &std::sync::Arc<latency::CompletionProbe>,
     args: &BenchArgs,
 ) -> Result<Report> {
     let mut report = Report::new(chancy, args);
     if matches!(args.mode, Mode::Drain | Mode::All) {
-        let (enqueue, drain) = drain::run(chancy, meter, args)?;
+        let (enqueue, drain) = drain::run(chancy, meter, target, args)?;
         report.enqueue = Some(enqueue);
         report.drain = Some(drain);
     }

@@ -43,6 +43,8 @@ pub(super) struct Settings {
     pub kind: &'static str,
     pub sleep_ms: u64,
     pub executor: String,
+    /// Worker processes of the drain (`--workers`); `null`: one worker in this process.
+    pub workers: Option<u32>,
     /// `synchronous_commit` of the draining worker's fetch and write connections.
     pub synchronous_commit: bool,
     /// Identifiers of the plugins the worker ran with.
@@ -58,7 +60,9 @@ pub(super) struct Enqueue {
     pub wal_bytes_per_job: f64,
 }
 
-/// One worker draining the pushed jobs: from its start until the last outcome is committed.
+/// The worker(s) draining the pushed jobs: from the start until the last outcome is
+/// committed (with `--workers`: from just before the processes are spawned until the last
+/// job's `completed_at`, on the database clock).
 #[derive(Debug, Serialize)]
 pub(super) struct Drain {
     pub jobs: usize,
@@ -66,12 +70,54 @@ pub(super) struct Drain {
     pub jobs_per_second: f64,
     /// Rows in state `succeeded` afterwards (equals `jobs` unless something was lost).
     pub succeeded: i64,
+    /// Succeeded rows with `attempts = 1`: equal to `jobs` when every job ran exactly once.
+    pub ran_once: i64,
     pub wal_bytes_per_job: f64,
     /// What the drain cost the database and this process, per job.
     pub costs: Costs,
     /// `EXPLAIN (ANALYZE, BUFFERS, WAL)` of one claim of `concurrency` rows, run (and
     /// rolled back) on the full backlog just before the drain.
     pub claim: ClaimCost,
+    /// The worker processes of `--workers N`; `null` for the in-process worker.
+    pub processes: Option<Processes>,
+}
+
+/// N `chancy worker start` processes draining one backlog (`--workers N`).
+#[derive(Debug, Serialize)]
+pub(super) struct Processes {
+    pub workers: u32,
+    /// Each process's connection budget (`Worker::connection_budget`: its pool's
+    /// `max_connection_pool_size` + 1 listener).
+    pub connection_budget: u32,
+    /// From the spawn to the first job's start (process start, connect, schema check,
+    /// queue discovery), database clock.
+    pub startup_seconds: f64,
+    /// From the first job's start to the last job's completion, database clock.
+    pub busy_seconds: f64,
+    pub busy_jobs_per_second: f64,
+    /// Most connections the processes held together in one sample (`pg_stat_activity`
+    /// by `application_name`, every 250 ms).
+    pub max_connections_total: i64,
+    /// CPU (user + system) of all worker processes from their start to the drain's end;
+    /// `drain.costs.worker_cpu_*` counts them too.
+    pub cpu_seconds: f64,
+    pub per_worker: Vec<WorkerProcess>,
+}
+
+/// One worker process of `--workers N`.
+#[derive(Debug, Serialize)]
+pub(super) struct WorkerProcess {
+    pub worker_id: String,
+    /// The `application_name` of its connections.
+    pub application_name: String,
+    /// Succeeded jobs this process claimed (`taken_by`).
+    pub jobs: i64,
+    /// Most connections it held in one sample (every 250 ms).
+    pub max_connections: i64,
+    /// CPU (user + system) from its start to the drain's end.
+    pub cpu_seconds: f64,
+    /// Exit code after SIGTERM (0: a clean stop).
+    pub exit_code: Option<i32>,
 }
 
 /// Open-loop arrivals at a fixed rate into a running worker (`--mode steady`).
@@ -157,6 +203,7 @@ impl Report {
                 },
                 sleep_ms: args.sleep,
                 executor: args.executor.clone(),
+                workers: args.workers,
                 synchronous_commit: !args.async_commit,
                 plugins: chancy
                     .plugins()
@@ -223,13 +270,23 @@ impl Report {
         }
         if let Some(d) = &self.drain {
             t.row(vec![
-                "drain (one worker)".into(),
+                match &d.processes {
+                    Some(p) => format!("drain ({} worker processes)", p.workers),
+                    None => "drain (one worker)".into(),
+                },
                 format!(
-                    "{:.0} jobs/s ({} jobs in {:.3} s, {} succeeded)",
-                    d.jobs_per_second, d.jobs, d.seconds, d.succeeded
+                    "{:.0} jobs/s ({} jobs in {:.3} s, {} succeeded, {} ran exactly once)",
+                    d.jobs_per_second, d.jobs, d.seconds, d.succeeded, d.ran_once
                 ),
             ]);
-            cost_rows(&mut t, "drain", &d.costs);
+            if let Some(p) = &d.processes {
+                process_rows(&mut t, p);
+            }
+            let who = match &d.processes {
+                Some(p) => format!("this process and its {} worker processes", p.workers),
+                None => "this process".into(),
+            };
+            cost_rows(&mut t, "drain", &who, &d.costs);
             let c = &d.claim;
             t.row(vec![
                 format!("one claim of {} ({} waiting)", c.limit, c.waiting),
@@ -263,7 +320,7 @@ impl Report {
                     p.p50, p.p95, p.p99, p.max
                 ),
             ]);
-            cost_rows(&mut t, "steady", &s.costs);
+            cost_rows(&mut t, "steady", "this process", &s.costs);
         }
         if let Some(l) = &self.latency {
             for (name, p) in [
@@ -308,8 +365,41 @@ impl Report {
     }
 }
 
-/// The per-job cost rows of one measured period.
-fn cost_rows(t: &mut Table, what: &str, c: &Costs) {
+/// The rows of `--workers N`: the drain without startup, then one row per process.
+fn process_rows(t: &mut Table, p: &Processes) {
+    t.row(vec![
+        "drain without startup".into(),
+        format!(
+            "{:.0} jobs/s (first start → last completion {:.3} s; startup {:.3} s)",
+            p.busy_jobs_per_second, p.busy_seconds, p.startup_seconds
+        ),
+    ]);
+    t.row(vec![
+        "worker connections".into(),
+        format!(
+            "at most {} together (budget {} each, {} for all)",
+            p.max_connections_total,
+            p.connection_budget,
+            p.connection_budget * p.workers
+        ),
+    ]);
+    for w in &p.per_worker {
+        t.row(vec![
+            format!("worker {}", w.worker_id),
+            format!(
+                "{} jobs, at most {} connections, {:.2} s CPU, exit {}",
+                w.jobs,
+                w.max_connections,
+                w.cpu_seconds,
+                w.exit_code
+                    .map_or("by signal".to_string(), |c| c.to_string())
+            ),
+        ]);
+    }
+}
+
+/// The per-job cost rows of one measured period; `who` ran the worker(s).
+fn cost_rows(t: &mut Table, what: &str, who: &str, c: &Costs) {
     t.row(vec![
         format!("{what} PostgreSQL CPU ({})", c.postgres_cpu_source),
         match (c.postgres_cpu_us_per_job, c.postgres_own_cpu_us_per_job) {
@@ -325,7 +415,7 @@ fn cost_rows(t: &mut Table, what: &str, c: &Costs) {
     t.row(vec![
         format!("{what} worker CPU"),
         format!(
-            "{:.1} µs/job (this process, {:.2} s)",
+            "{:.1} µs/job ({who}, {:.2} s)",
             c.worker_cpu_us_per_job, c.worker_cpu_seconds
         ),
     ]);

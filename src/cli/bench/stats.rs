@@ -116,9 +116,22 @@ pub(super) fn table_stats(chancy: &Chancy) -> Result<TableStats> {
 
 /// Jobs of the benchmark prefix in state `succeeded`.
 pub(super) fn count_succeeded(chancy: &Chancy) -> Result<i64> {
+    count_jobs(chancy, "state = 'succeeded'")
+}
+
+/// Jobs of the benchmark prefix in state `succeeded` that took exactly one attempt: with
+/// [`count_succeeded`], the exactly-once check of a drain (every pushed job succeeded, none
+/// was claimed again after a failed or lost attempt).
+pub(super) fn count_ran_once(chancy: &Chancy) -> Result<i64> {
+    count_jobs(chancy, "state = 'succeeded' AND attempts = 1")
+}
+
+/// Rows of the benchmark prefix's jobs table matching `condition` (a constant SQL
+/// condition).
+fn count_jobs(chancy: &Chancy, condition: &str) -> Result<i64> {
     let mut conn = chancy.connection()?;
     let sql = format!(
-        "SELECT count(*) FROM {} WHERE state = 'succeeded'",
+        "SELECT count(*) FROM {} WHERE {condition}",
         chancy.prefix().table("jobs")
     );
     let row = conn
@@ -126,6 +139,11 @@ pub(super) fn count_succeeded(chancy: &Chancy) -> Result<i64> {
         .query_one_unnamed(sql.as_str(), &[])
         .map_err(|e| Error::database("counting jobs", e))?;
     Ok(row.get(0))
+}
+
+/// `n` jobs in `d`, per second.
+pub(super) fn rate(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64().max(1e-9)
 }
 
 /// The 1, 5 and 15 minute load averages of this machine.
@@ -142,9 +160,19 @@ pub(super) fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// utime + stime of process `pid` (0 when it cannot be read), in seconds.
+pub(super) fn process_cpu_seconds(pid: u32) -> f64 {
+    proc_cpu_ticks(&pid.to_string()) as f64 / super::cost::ticks_per_second()
+}
+
 /// utime + stime of this process, in clock ticks.
 fn cpu_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    proc_cpu_ticks("self")
+}
+
+/// utime + stime of `/proc/<pid>/stat`, in clock ticks (0 when it cannot be read).
+fn proc_cpu_ticks(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat
         .rsplit_once(") ")
         .map(|(_, rest)| rest.split_whitespace().collect())
