@@ -196,7 +196,7 @@ impl Chancy {
         &self.inner.prefix
     }
 
-    /// Whether NOTIFY events are sent and listened for ([`ChancyBuilder::notifications`]).
+    /// Whether NOTIFY events are sent and listened for ([`ChancyBuilder::notifications`](crate::ChancyBuilder::notifications)).
     pub fn notifications(&self) -> bool {
         self.inner.notifications
     }
