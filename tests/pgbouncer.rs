@@ -17,7 +17,7 @@
 
 use std::fs;
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -30,6 +30,7 @@ use postgres::{Client, NoTls, SimpleQueryMessage};
 
 mod support;
 use db::{database_url, drop_prefix};
+use support::apt::{self, is_root};
 use support::{db, wait};
 
 const BIN: &str = env!("CARGO_BIN_EXE_chancy");
@@ -42,29 +43,12 @@ fn pgbouncer_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/sbin/pgbouncer"))
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
 /// Installs Debian's `pgbouncer` when it is missing and we may (root, apt), then fails with
 /// instructions when it is still missing.
 fn require_pgbouncer() -> PathBuf {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let apt = Path::new("/usr/bin/apt-get").exists();
-        if std::env::var_os("PGBOUNCER").is_none() && !pgbouncer_path().exists() && is_root() && apt
-        {
-            eprintln!("pgbouncer test: installing Debian's pgbouncer (apt-get install pgbouncer)");
-            let _ = Command::new("sh")
-                .args([
-                    "-c",
-                    "apt-get update -qq && apt-get install -y -qq pgbouncer >/dev/null",
-                ])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status();
-        }
-    });
+    if std::env::var_os("PGBOUNCER").is_none() {
+        apt::provision("pgbouncer", || pgbouncer_path().exists());
+    }
     let path = pgbouncer_path();
     let version = Command::new(&path).arg("--version").output();
     assert!(

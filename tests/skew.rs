@@ -2,8 +2,8 @@
 //! worker whose clock is off (Debian's `faketime`, which shifts the process's clock and
 //! nothing else) next to a worker with the right clock, against the real PostgreSQL.
 //!
-//! Needs the `faketime` program: `apt-get install faketime` (Debian/Ubuntu). Without it the
-//! tests fail with that instruction; they never skip.
+//! Needs Debian's `faketime` package: the test installs it with apt when it runs as root
+//! (like the browser and PgBouncer tests); otherwise it fails with the instruction, never skips.
 
 use std::ops::Deref;
 use std::process::{Command, Stdio};
@@ -30,6 +30,13 @@ const HINT: &str = "the clock-skew tests need Debian's `faketime` package: run `
 /// through the `faketime` program, which would stand between the test and the worker
 /// process), so the test's signals and kills reach the worker.
 fn faketime_lib() -> String {
+    if std::env::var_os("FAKETIME_LIB").is_none() {
+        support::apt::provision("faketime", || {
+            FAKETIME_LIBS
+                .iter()
+                .any(|p| std::path::Path::new(p).exists())
+        });
+    }
     let lib = std::env::var("FAKETIME_LIB")
         .ok()
         .or_else(|| {

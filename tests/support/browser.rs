@@ -25,20 +25,9 @@ pub fn chromium_path() -> PathBuf {
 /// does) when `$CHROMIUM` is unset and it is missing; fails (never skips) with install
 /// advice when there is none afterwards.
 pub fn chromium() -> PathBuf {
-    static PROVISION: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _once = PROVISION.lock().unwrap_or_else(|e| e.into_inner());
     let chromium = chromium_path();
-    let is_root = unsafe { libc::geteuid() } == 0;
-    let apt = Path::new("/usr/bin/apt-get").exists();
-    if std::env::var_os("CHROMIUM").is_none() && !chromium.exists() && is_root && apt {
-        eprintln!("installing Debian's chromium (apt-get install chromium)");
-        let _ = Command::new("sh")
-            .args([
-                "-c",
-                "apt-get update -qq && apt-get install -y -qq chromium >/dev/null",
-            ])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status();
+    if std::env::var_os("CHROMIUM").is_none() {
+        super::apt::provision("chromium", || chromium.exists());
     }
     assert!(
         chromium.exists(),

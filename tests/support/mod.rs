@@ -8,9 +8,11 @@
 //! - [`python`]: virtualenvs with Python Chancy 0.26.0 or other PyPI packages.
 //! - [`bin`]: the `chancy` binary on a prefix (feature `cli`).
 //! - [`browser`]: Node.js, Chromium and `chancy web` for the browser tests (feature `cli`).
+//! - [`apt`]: Debian packages a test installs itself when it runs as root.
 
 #![allow(dead_code)]
 
+pub mod apt;
 #[cfg(feature = "cli")]
 pub mod bin;
 #[cfg(feature = "cli")]
