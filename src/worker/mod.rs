@@ -1045,9 +1045,14 @@ impl Worker {
     }
 
     fn emit_metric(&self, event: &str, key: &str, value: f64, unit: &str) {
-        let body = json!({ "key": key, "value": value, "unit": unit });
-        self.shared.hub.emit(event, body);
+        emit_metric(&self.shared.hub, event, key, value, unit);
     }
+}
+
+/// Emits one `metrics.*` hub event `{key, value, unit}`: what the Metrics plugin records.
+/// The one place the worker and [`PluginContext`] build that event.
+pub(crate) fn emit_metric(hub: &Hub, event: &str, key: &str, value: f64, unit: &str) {
+    hub.emit(event, json!({ "key": key, "value": value, "unit": unit }));
 }
 
 /// How a start ended without an error.

@@ -241,6 +241,19 @@ impl PluginContext {
         &self.shared.hub
     }
 
+    /// Emits `metrics.counter {key, value, unit}` on this worker's hub, recorded by the
+    /// Metrics plugin when it is configured (upstream's `Worker.increment_counter`; unit
+    /// `count` there by default).
+    pub fn increment_counter(&self, key: &str, value: f64, unit: &str) {
+        super::emit_metric(&self.shared.hub, "metrics.counter", key, value, unit);
+    }
+
+    /// Emits `metrics.histogram {key, value, unit}` (upstream's `record_histogram_value`;
+    /// e.g. unit `seconds`).
+    pub fn record_histogram_value(&self, key: &str, value: f64, unit: &str) {
+        super::emit_metric(&self.shared.hub, "metrics.histogram", key, value, unit);
+    }
+
     /// Whether this worker holds the leader lease now. Set and cleared by the leadership
     /// plugin ([`set_leader`](PluginContext::set_leader)); a
     /// [`leader_only`](Plugin::leader_only) plugin's passes run only while it is set.

@@ -30,6 +30,7 @@ use crate::worker::plugin::{Plugin, PluginContext};
 use crate::worker::{Flag, HandlerId, Hub};
 
 pub use model::{Sequence, Workflow, WorkflowState, WorkflowStep};
+use store::Transition;
 
 /// The workflow plugin's tables (key `workflow`, versions 1..=3 as in Python Chancy 0.26.0).
 pub const WORKFLOW_MIGRATIONS: Migrations = Migrations::new(
@@ -258,8 +259,9 @@ impl WorkflowPlugin {
     }
 
     /// Processes one batch of hinted workflows (locked with SKIP LOCKED; the sweep picks
-    /// up any that were locked elsewhere). Returns whether hints remain.
-    fn process_pending(&self, chancy: &Chancy) -> Result<bool> {
+    /// up any that were locked elsewhere). Returns whether hints remain, and what the batch
+    /// did.
+    fn process_pending(&self, chancy: &Chancy) -> Result<(bool, Vec<Transition>)> {
         let ids: Vec<Uuid> = {
             let mut pending = self.scheduler.pending.lock();
             let n = pending.order.len().min(self.max_workflows_per_run);
@@ -270,22 +272,23 @@ impl WorkflowPlugin {
             ids
         };
         if ids.is_empty() {
-            return Ok(false);
+            return Ok((false, Vec::new()));
         }
         let sql = chancy.prefix().render(LOCK_HINTED);
-        in_transaction(chancy, "processing workflows", |tx| {
+        let transitions = in_transaction(chancy, "processing workflows", |tx| {
             let rows = tx
                 .query_unnamed(sql.as_str(), &[&ids])
                 .map_err(|e| Error::database("locking workflows", e))?;
             let locked: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
             store::process_locked(tx, chancy, &locked)
         })?;
-        Ok(!self.scheduler.pending.lock().order.is_empty())
+        Ok((!self.scheduler.pending.lock().order.is_empty(), transitions))
     }
 
     /// One batch of the sweep over active workflows, continuing where the last one
-    /// stopped, up to the highest active id seen when the sweep began.
-    fn poll(&self, chancy: &Chancy) -> Result<usize> {
+    /// stopped, up to the highest active id seen when the sweep began. Returns what the batch
+    /// did.
+    fn poll(&self, chancy: &Chancy) -> Result<Vec<Transition>> {
         let prefix = chancy.prefix();
         let (bound_sql, batch_sql) = (prefix.render(SWEEP_BOUND), prefix.render(SWEEP_BATCH));
         let limit = self.max_workflows_per_run as i64;
@@ -304,7 +307,7 @@ impl WorkflowPlugin {
                         Some(r) => until = Some(r.get(0)),
                         None => {
                             self.set_sweep(None, None);
-                            return Ok(0);
+                            return Ok(Vec::new());
                         }
                     }
                 }
@@ -319,18 +322,18 @@ impl WorkflowPlugin {
                 }
                 if after.is_none() {
                     self.set_sweep(None, None);
-                    return Ok(0);
+                    return Ok(Vec::new());
                 }
                 (after, until) = (None, None);
             }
-            let n = store::process_locked(tx, chancy, &ids)?;
+            let transitions = store::process_locked(tx, chancy, &ids)?;
             let last = ids.last().copied();
             if ids.len() < self.max_workflows_per_run || last == until {
                 self.set_sweep(None, None);
             } else {
                 self.set_sweep(last, until);
             }
-            Ok(n)
+            Ok(transitions)
         })
     }
 
@@ -340,8 +343,10 @@ impl WorkflowPlugin {
         s.until = until;
     }
 
-    /// The leader's pass: the sweep when due, then every hinted workflow.
-    fn schedule(&self, chancy: &Chancy) -> Result<()> {
+    /// The leader's pass: the sweep when due, then every hinted workflow. Each batch's
+    /// metrics are published after its transaction commits.
+    fn schedule(&self, ctx: &PluginContext) -> Result<()> {
+        let chancy = ctx.chancy();
         let now = Instant::now();
         let due = {
             let mut s = self.scheduler.sweep.lock();
@@ -352,10 +357,51 @@ impl WorkflowPlugin {
             now >= next
         };
         if due {
-            self.poll(chancy)?;
+            ctx.increment_counter("workflows:poll_runs", 1.0, "count");
+            record_transitions(ctx, &self.poll(chancy)?);
         }
-        while self.process_pending(chancy)? {}
-        Ok(())
+        loop {
+            let (more, transitions) = self.process_pending(chancy)?;
+            record_transitions(ctx, &transitions);
+            if !more {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The scheduler's metrics for one committed batch, with upstream's keys (unit `count`
+/// unless noted): `workflows:steps:queued` (steps pushed as jobs), and for each workflow
+/// whose state changed `workflows:state:<state>` and `workflow:<name>:<label>` (label
+/// `started` for `running`, else the state), plus, when it completed or failed, the
+/// histograms `workflows:execution_time` and `workflow:<name>:execution_time` (seconds from
+/// creation to its last update).
+fn record_transitions(ctx: &PluginContext, transitions: &[Transition]) {
+    for t in transitions {
+        if t.queued > 0 {
+            ctx.increment_counter("workflows:steps:queued", t.queued as f64, "count");
+        }
+        if t.previous == t.state {
+            continue;
+        }
+        let state = t.state.as_str();
+        ctx.increment_counter(&format!("workflows:state:{state}"), 1.0, "count");
+        let label = if t.state == WorkflowState::Running {
+            "started"
+        } else {
+            state
+        };
+        ctx.increment_counter(&format!("workflow:{}:{label}", t.name), 1.0, "count");
+        if matches!(t.state, WorkflowState::Completed | WorkflowState::Failed) {
+            if let Some(seconds) = t.seconds {
+                for key in [
+                    "workflows:execution_time".to_string(),
+                    format!("workflow:{}:execution_time", t.name),
+                ] {
+                    ctx.record_histogram_value(&key, seconds, "seconds");
+                }
+            }
+        }
     }
 }
 
@@ -415,7 +461,7 @@ impl Plugin for WorkflowPlugin {
     }
 
     fn run_once(&self, ctx: &PluginContext) -> Result<()> {
-        self.schedule(ctx.chancy()).inspect_err(|_| {
+        self.schedule(ctx).inspect_err(|_| {
             // The commit may be uncertain and hints were consumed: restart the sweep now
             // (after the loop's backoff).
             let mut s = self.scheduler.sweep.lock();

@@ -205,12 +205,15 @@ pub(crate) fn process_locked(
     client: &mut impl GenericClient,
     chancy: &Chancy,
     ids: &[Uuid],
-) -> Result<usize> {
+) -> Result<Vec<Transition>> {
     if ids.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let mut workflows = fetch_in(client, chancy, None, Some(ids), ids.len() as i64)?;
+    let mut transitions = Vec::with_capacity(workflows.len());
     for wf in &mut workflows {
+        let previous = wf.state;
+        let pushed_before = wf.steps.iter().filter(|s| s.job_id.is_some()).count();
         if process_workflow(client, chancy, wf)? {
             if wf.steps.is_empty() {
                 persist(client, chancy, wf)?;
@@ -218,8 +221,32 @@ pub(crate) fn process_locked(
                 push_in(client, chancy, wf)?;
             }
         }
+        let pushed = wf.steps.iter().filter(|s| s.job_id.is_some()).count();
+        transitions.push(Transition {
+            name: wf.name.clone(),
+            previous,
+            state: wf.state,
+            queued: pushed.saturating_sub(pushed_before),
+            seconds: match (wf.created_at, wf.updated_at) {
+                (Some(c), Some(u)) => Some((u - c).num_milliseconds() as f64 / 1000.0),
+                _ => None,
+            },
+        });
     }
-    Ok(workflows.len())
+    Ok(transitions)
+}
+
+/// What one scheduling pass did to one workflow, for the scheduler's metrics (published
+/// only after the pass's transaction commits, as upstream's `_record_transitions`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Transition {
+    pub(crate) name: String,
+    pub(crate) previous: WorkflowState,
+    pub(crate) state: WorkflowState,
+    /// Steps pushed as jobs in this pass.
+    pub(crate) queued: usize,
+    /// `updated_at - created_at` in seconds, when both are known.
+    pub(crate) seconds: Option<f64>,
 }
 
 const UPSERT_WORKFLOW: &str = r#"

@@ -442,3 +442,103 @@ fn cleanup_removes_expired_chunks_and_orphaned_definitions() {
     Pruner::cleanup_plugins(&app.chancy);
     assert_eq!(count_rows(&app), 3);
 }
+
+/// The workflow scheduler's metrics (upstream's `_record_transitions`): steps queued, state
+/// changes per state and per workflow name (`started` for running), poll runs, and the
+/// execution-time histograms of finished workflows, recorded by the Metrics plugin.
+#[test]
+fn the_workflow_scheduler_records_upstreams_workflow_metrics() {
+    use chancy::plugins::{Workflow, WorkflowPlugin, WorkflowState};
+
+    let metrics = Metrics::default();
+    let m = metrics.clone();
+    let app = TestApp::with(|b| {
+        b.no_default_plugins()
+            .plugin(ImmediateLeadership)
+            .plugin(WorkflowPlugin::new().polling_interval(Duration::from_secs(1)))
+            .plugin(m)
+    });
+    let worker = fast_worker(&app).worker_id("wf-metrics").build().unwrap();
+    let polled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = polled.clone();
+    worker.hub().on("metrics.counter", move |e| {
+        if e.body["key"] == "workflows:poll_runs" {
+            seen.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    worker.start().unwrap();
+    let good = Workflow::new("wfm-good")
+        .add("one", Job::new("t.noop"), &[])
+        .add("two", Job::new("t.noop"), &["one"]);
+    let bad = Workflow::new("wfm-bad").add("only", Job::new("t.fail"), &[]);
+    let good = WorkflowPlugin::push(&app.chancy, &good).unwrap();
+    let bad = WorkflowPlugin::push(&app.chancy, &bad).unwrap();
+    let state = |id| {
+        WorkflowPlugin::wait_for_workflow(&app.chancy, id, WAIT)
+            .unwrap()
+            .state
+    };
+    assert_eq!(state(good), WorkflowState::Completed);
+    assert_eq!(state(bad), WorkflowState::Failed);
+    // The first sweep runs one polling_interval after the start.
+    eventually(WAIT, "a workflow sweep", || {
+        polled.load(std::sync::atomic::Ordering::SeqCst)
+    });
+    assert!(worker.stop());
+
+    let query = |prefix: &str| MetricsQuery {
+        prefix: Some(prefix.into()),
+        resolution: Resolution::OneHour,
+        range: Some(Duration::from_secs(3600)),
+        ..MetricsQuery::default()
+    };
+    let mut all = metrics
+        .get_metrics(&app.chancy, &query("workflow"))
+        .unwrap();
+    all.extend(
+        metrics
+            .get_metrics(&app.chancy, &query("workflows"))
+            .unwrap(),
+    );
+    let total = |k: &str| all.get(k).and_then(|m| m.total());
+    assert_eq!(
+        total("workflows:steps:queued"),
+        Some(3.0),
+        "{:?}",
+        all.keys()
+    );
+    assert_eq!(total("workflows:state:running"), Some(2.0));
+    assert_eq!(total("workflows:state:completed"), Some(1.0));
+    assert_eq!(total("workflows:state:failed"), Some(1.0));
+    assert_eq!(total("workflow:wfm-good:started"), Some(1.0));
+    assert_eq!(total("workflow:wfm-good:completed"), Some(1.0));
+    assert_eq!(total("workflow:wfm-bad:started"), Some(1.0));
+    assert_eq!(total("workflow:wfm-bad:failed"), Some(1.0));
+    assert!(total("workflow:wfm-good:failed").is_none());
+    assert!(total("workflows:poll_runs").is_some_and(|n| n >= 1.0));
+    for key in [
+        "workflows:execution_time",
+        "workflow:wfm-good:execution_time",
+        "workflow:wfm-bad:execution_time",
+    ] {
+        let hist = all
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} in {:?}", all.keys()));
+        assert_eq!(
+            (hist.metric_type, hist.unit.as_str()),
+            (MetricType::Histogram, "seconds")
+        );
+    }
+    let runs: i64 = all["workflows:execution_time"]
+        .data
+        .iter()
+        .map(|p| match p.value {
+            MetricValue::Summary { count, min, .. } => {
+                assert!(min >= 0.0);
+                count
+            }
+            MetricValue::Number(_) => panic!("a histogram has summaries"),
+        })
+        .sum();
+    assert_eq!(runs, 2);
+}
