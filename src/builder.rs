@@ -90,7 +90,7 @@ impl ChancyBuilder {
     ///   milliseconds; pushes still send `NOTIFY` (inside their transaction), which workers
     ///   connected directly to PostgreSQL receive as usual;
     /// - **no session settings**: the planner settings of a claim (and
-    ///   `synchronous_commit = off`, [`WorkerBuilder::synchronous_commit`](crate::WorkerBuilder::synchronous_commit))
+    ///   `synchronous_commit = off`, [`WorkerBuilder::synchronous_commit`](crate::worker::WorkerBuilder::synchronous_commit))
     ///   are `SET LOCAL` inside each claim's transaction, which costs a claim three more
     ///   round trips (`BEGIN`, `SET LOCAL`, `COMMIT`);
     /// - **no named prepared statements**: the hot statements run as unnamed typed queries

@@ -33,6 +33,7 @@ mod context;
 mod executions;
 mod executor;
 mod fetch;
+mod fetch_conn;
 mod heartbeat;
 mod horizon;
 mod hub;
@@ -129,7 +130,7 @@ pub(crate) struct WorkerShared {
     pub(crate) runners: Mutex<HashMap<String, Arc<QueueRunner>>>,
     pub(crate) queues_wake: Arc<Flag>,
     /// Wakes the fetch scheduler (set by every queue's wake-up and by shutdown).
-    pub(crate) fetch_wake: Arc<scheduler::FetchWake>,
+    pub(crate) fetch_wake: Arc<fetch_conn::FetchWake>,
     /// The application pool as the worker's loops (writer, fetch threads) borrow from it.
     pub(crate) connections: Arc<connections::Connections>,
     /// (queue, tag list) → whether the tags are usable and match this worker (only the
@@ -438,7 +439,7 @@ impl WorkerBuilder {
                 executions: Executions::default(),
                 runners: Mutex::new(HashMap::new()),
                 queues_wake: Arc::new(Flag::new()),
-                fetch_wake: Arc::new(scheduler::FetchWake::new(scheduler::DEFAULT_FETCH_THREADS)),
+                fetch_wake: Arc::new(fetch_conn::FetchWake::new(scheduler::DEFAULT_FETCH_THREADS)),
                 tag_matches: Mutex::new(HashMap::new()),
                 connections,
                 heartbeat_wake: Arc::new(Flag::new()),

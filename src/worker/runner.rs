@@ -60,11 +60,11 @@ const POLL_SLACK: Duration = Duration::from_millis(100);
 /// A wake-up of one queue: marks the queue and pokes the fetch scheduler.
 pub(crate) struct Wake {
     pending: AtomicBool,
-    scheduler: Arc<super::scheduler::FetchWake>,
+    scheduler: Arc<super::fetch_conn::FetchWake>,
 }
 
 impl Wake {
-    fn new(scheduler: &Arc<super::scheduler::FetchWake>) -> Wake {
+    fn new(scheduler: &Arc<super::fetch_conn::FetchWake>) -> Wake {
         Wake {
             pending: AtomicBool::new(false),
             scheduler: Arc::clone(scheduler),
@@ -200,7 +200,7 @@ impl QueueRunner {
     pub(crate) fn visit(
         self: &Arc<Self>,
         shared: &Arc<WorkerShared>,
-        fetch: &mut super::scheduler::FetchConn,
+        fetch: &mut super::fetch_conn::FetchConn,
         without_work: &std::collections::HashSet<String>,
         timer_polls: bool,
     ) -> Option<Instant> {
@@ -266,7 +266,7 @@ impl QueueRunner {
     fn poll(
         self: &Arc<Self>,
         shared: &Arc<WorkerShared>,
-        fetch: &mut super::scheduler::FetchConn,
+        fetch: &mut super::fetch_conn::FetchConn,
         v: &mut Visit,
         woken: bool,
         without_work: &std::collections::HashSet<String>,
