@@ -1,4 +1,5 @@
-//! The JSON forms of jobs and queues shared by the CLI's `--json` output and the web API:
+//! The JSON forms of jobs, queues, job definitions and workflows shared by the CLI's `--json`
+//! output and the web API:
 //! keys are the database column names, times ISO 8601 as Python's `datetime.isoformat()`
 //! writes them (`+00:00`, microseconds).
 //!
@@ -9,9 +10,11 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
-use crate::{Queue, QueuedJob};
+use crate::job::{Job, QueuedJob};
+use crate::plugins::Workflow;
+use crate::queue::Queue;
 
 /// A time as Python's `datetime.isoformat()` writes it.
 pub(crate) fn iso(t: &DateTime<Utc>) -> Value {
@@ -102,4 +105,65 @@ pub(crate) fn queue_fields(q: &Queue) -> Ordered {
 /// [`queue_fields`] as a JSON object.
 pub(crate) fn queue_json(q: &Queue) -> Value {
     queue_fields(q).into()
+}
+
+/// A job definition (cron, workflow step) as upstream's API writes a `Job` dataclass:
+/// `func`, `queue`, `kwargs`, `priority`, `max_attempts`, `scheduled_at` (ISO 8601),
+/// `limits` as `[{"type_": "time"|"memory", "value": n}]`, `unique_key`, `meta`.
+pub(crate) fn job_definition_json(job: &Job) -> Value {
+    let packed = job.pack();
+    let key = |k: &str| packed.get(k).cloned().unwrap_or(Value::Null);
+    let scheduled = packed
+        .get("s")
+        .and_then(Value::as_f64)
+        .and_then(|s| DateTime::from_timestamp_micros((s * 1e6).round() as i64))
+        .map_or(Value::Null, |t| iso(&t));
+    let limits: Vec<Value> = job
+        .limits
+        .iter()
+        .map(|l| {
+            let packed = json!(l);
+            json!({ "type_": packed["t"], "value": packed["v"] })
+        })
+        .collect();
+    json!({
+        "func": key("f"),
+        "queue": key("q"),
+        "kwargs": key("k"),
+        "priority": key("p"),
+        "max_attempts": key("a"),
+        "limits": limits,
+        "unique_key": key("u"),
+        "meta": key("m"),
+        "scheduled_at": scheduled,
+    })
+}
+
+/// A workflow as upstream's API writes it (`GET /api/v1/workflows/{id}`, and `chancy workflow
+/// get`): `id`, `name`, `state`, `created_at`, `updated_at` (ISO 8601) and `steps`, an object
+/// keyed by `step_id` whose values carry `step_id`, `state` (the step's job state, `null`
+/// before it is pushed), `job_id`, `dependencies` and `job` ([`job_definition_json`]).
+pub(crate) fn workflow_json(w: &Workflow) -> Value {
+    let steps: Map<String, Value> = w
+        .steps
+        .iter()
+        .map(|s| {
+            let step = json!({
+                "step_id": s.step_id,
+                "state": s.state.map(|st| st.as_str()),
+                "job_id": s.job_id.map(|j| j.to_string()),
+                "dependencies": s.dependencies,
+                "job": job_definition_json(&s.job),
+            });
+            (s.step_id.clone(), step)
+        })
+        .collect();
+    json!({
+        "id": w.id.to_string(),
+        "name": w.name,
+        "state": w.state.as_str(),
+        "created_at": iso_opt(&w.created_at),
+        "updated_at": iso_opt(&w.updated_at),
+        "steps": steps,
+    })
 }

@@ -645,11 +645,13 @@ fn workflow_list_get_and_a_leadership_workflow_worker_completes_it() {
     let got = ns.json(&["workflow", "get", &id]);
     assert_eq!(got["id"], id.as_str());
     assert_eq!(got["state"], "pending");
-    let steps = got["steps"].as_array().unwrap();
+    // The same shape as upstream's API (`GET /api/v1/workflows/{id}`): steps keyed by id.
+    let steps = got["steps"].as_object().unwrap();
     assert_eq!(steps.len(), 4);
-    let bottom = steps.iter().find(|s| s["step_id"] == "bottom").unwrap();
+    let bottom = &steps["bottom"];
+    assert_eq!(bottom["step_id"], "bottom");
     assert_eq!(bottom["dependencies"], serde_json::json!(["left", "right"]));
-    assert_eq!(bottom["func"], "chancy.builtin.noop");
+    assert_eq!(bottom["job"]["func"], "chancy.builtin.noop");
     assert_eq!(bottom["job_id"], Value::Null);
 
     let mut worker = ns
@@ -679,7 +681,7 @@ fn workflow_list_get_and_a_leadership_workflow_worker_completes_it() {
     assert_eq!(terminate(&mut worker).code(), Some(0));
 
     let done = ns.json(&["workflow", "get", &id]);
-    for step in done["steps"].as_array().unwrap() {
+    for step in done["steps"].as_object().unwrap().values() {
         assert_eq!(step["state"], "succeeded", "{step}");
         let job = step["job_id"].as_str().expect("a pushed step has a job id");
         assert_eq!(ns.json(&["job", "get", job])["state"], "succeeded");

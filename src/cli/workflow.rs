@@ -2,9 +2,7 @@
 //! by `chancy migrate`).
 
 use super::table::time;
-use crate::json::iso_opt;
 use clap::Subcommand;
-use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::plugins::ensure_keys;
@@ -12,7 +10,7 @@ use super::table::{or_dash, Table};
 use crate::error::{Error, Result};
 use crate::job::JobState;
 use crate::plugins::WORKFLOW_MIGRATIONS;
-use crate::plugins::{Workflow, WorkflowPlugin, WorkflowState};
+use crate::plugins::{WorkflowPlugin, WorkflowState};
 use crate::Chancy;
 
 /// Default of `workflow list --limit` (upstream's `fetch_workflows` default).
@@ -58,7 +56,7 @@ pub(super) fn run(chancy: &Chancy, command: &WorkflowCommand) -> Result<i32> {
             })?;
             let wf = WorkflowPlugin::fetch_workflow(chancy, uuid)?
                 .ok_or_else(|| Error::not_found(format!("workflow {uuid} not found")))?;
-            super::print_json(&to_json(&wf));
+            super::print_json(&crate::json::workflow_json(&wf));
             Ok(0)
         }
     }
@@ -94,32 +92,4 @@ fn list(chancy: &Chancy, state: Option<WorkflowState>, limit: u32) -> Result<i32
         t.print();
     }
     Ok(0)
-}
-
-/// The workflow as JSON: its row plus every step with its job, its job's id once pushed and
-/// that job's state.
-pub(crate) fn to_json(wf: &Workflow) -> Value {
-    let steps: Vec<Value> = wf
-        .steps
-        .iter()
-        .map(|s| {
-            json!({
-                "step_id": s.step_id,
-                "state": s.state.map(JobState::as_str),
-                "job_id": s.job_id.map(|id| id.to_string()),
-                "dependencies": s.dependencies,
-                "func": s.job.func(),
-                "queue": s.job.queue_name(),
-                "kwargs": s.job.kwargs,
-            })
-        })
-        .collect();
-    json!({
-        "id": wf.id.to_string(),
-        "name": wf.name,
-        "state": wf.state.as_str(),
-        "created_at": iso_opt(&wf.created_at),
-        "updated_at": iso_opt(&wf.updated_at),
-        "steps": steps,
-    })
 }

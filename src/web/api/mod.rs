@@ -9,14 +9,13 @@ mod system;
 mod workers;
 mod workflows;
 
-use chrono::DateTime;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::http::{Reply, Req};
 use crate::error::Error;
 pub(crate) use crate::json::{iso, iso_opt, job_json, queue_json};
-use crate::{Chancy, Job};
+use crate::Chancy;
 
 /// A handler's answer: the error side is also a reply (`{"title": …}` with its status, see
 /// [`error`]).
@@ -24,6 +23,8 @@ pub(crate) type Out = Result<Reply, Reply>;
 
 /// An error reply as upstream's API writes it: `{"title": message}` with `status`
 /// (upstream's UI shows the title). Validation errors use 422 like upstream.
+pub(crate) use crate::json::job_definition_json;
+
 pub(crate) fn error(status: u16, title: impl Into<String>) -> Reply {
     Reply::json_status(status, json!({ "title": title.into() }))
 }
@@ -124,38 +125,6 @@ impl From<Error> for Reply {
         }
         error(500, "Internal Server Error (see the server log)")
     }
-}
-
-/// A job definition (cron, workflow step) as upstream's API writes a `Job` dataclass:
-/// `func`, `queue`, `kwargs`, `priority`, `max_attempts`, `scheduled_at` (ISO 8601),
-/// `limits` as `[{"type_": "time"|"memory", "value": n}]`, `unique_key`, `meta`.
-pub(crate) fn job_definition_json(job: &Job) -> Value {
-    let packed = job.pack();
-    let key = |k: &str| packed.get(k).cloned().unwrap_or(Value::Null);
-    let scheduled = packed
-        .get("s")
-        .and_then(Value::as_f64)
-        .and_then(|s| DateTime::from_timestamp_micros((s * 1e6).round() as i64))
-        .map_or(Value::Null, |t| iso(&t));
-    let limits: Vec<Value> = job
-        .limits
-        .iter()
-        .map(|l| {
-            let packed = json!(l);
-            json!({ "type_": packed["t"], "value": packed["v"] })
-        })
-        .collect();
-    json!({
-        "func": key("f"),
-        "queue": key("q"),
-        "kwargs": key("k"),
-        "priority": key("p"),
-        "max_attempts": key("a"),
-        "limits": limits,
-        "unique_key": key("u"),
-        "meta": key("m"),
-        "scheduled_at": scheduled,
-    })
 }
 
 /// A UUID from a path segment or parameter, or 422 naming `what` (upstream: "before must

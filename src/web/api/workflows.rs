@@ -3,15 +3,15 @@
 
 use crate::unnamed::Unnamed;
 use postgres::types::ToSql;
-use serde_json::{json, Map, Value};
+use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    error, filter_triples, iso_opt, job_definition_json, page, parse_limit, parse_uuid, path_uuid,
-    wants_pagination, Out, INVALID,
+    error, filter_triples, iso_opt, page, parse_limit, parse_uuid, path_uuid, wants_pagination,
+    Out, INVALID,
 };
 use crate::error::Error;
-use crate::plugins::{Workflow, WorkflowPlugin, WorkflowState};
+use crate::plugins::{WorkflowPlugin, WorkflowState};
 use crate::web::http::{Reply, Req};
 use crate::Chancy;
 
@@ -154,34 +154,9 @@ fn contains(text: &str) -> String {
 pub(super) fn get(chancy: &Chancy, id: &str) -> Out {
     let id = path_uuid(id, "Workflow")?;
     match WorkflowPlugin::fetch_workflow(chancy, id) {
-        Ok(Some(w)) => Ok(Reply::json(workflow_json(&w))),
+        Ok(Some(w)) => Ok(Reply::json(crate::json::workflow_json(&w))),
         Ok(None) => Err(error(404, "Workflow not found")),
         Err(e) if e.is_migrations_needed() => Err(error(404, "Workflow not found")),
         Err(e) => Err(e.into()),
     }
-}
-
-fn workflow_json(w: &Workflow) -> Value {
-    let steps: Map<String, Value> = w
-        .steps
-        .iter()
-        .map(|s| {
-            let step = json!({
-                "step_id": s.step_id,
-                "state": s.state.map(|st| st.as_str()),
-                "job_id": s.job_id.map(|j| j.to_string()),
-                "dependencies": s.dependencies,
-                "job": job_definition_json(&s.job),
-            });
-            (s.step_id.clone(), step)
-        })
-        .collect();
-    json!({
-        "id": w.id.to_string(),
-        "name": w.name,
-        "state": w.state.as_str(),
-        "created_at": iso_opt(&w.created_at),
-        "updated_at": iso_opt(&w.updated_at),
-        "steps": steps,
-    })
 }
