@@ -1034,11 +1034,7 @@ fn a_claim_stays_held_until_its_outcome_is_written_even_past_the_orphan_grace() 
     // The writer is stuck after that commit: the next outcome waits in `outgoing`.
     let second = app.chancy.push(&Job::new("t.count").queue("held")).unwrap();
     let ran = |r: &Reference| runs.lock().iter().filter(|id| **id == r.id()).count();
-    let until = Instant::now() + WAIT;
-    while ran(&second) == 0 {
-        assert!(Instant::now() < until, "the second job never ran");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(WAIT, "the second job to run", || ran(&second) > 0);
     // Elapsed time is what is under test: past the heartbeat's 10 s orphan grace (and a
     // heartbeat or two), a claim whose outcome is not yet written must still be held.
     std::thread::sleep(Duration::from_millis(12_500));
