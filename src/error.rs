@@ -96,8 +96,7 @@ impl Error {
     /// # fn main() -> chancy::Result<()> {
     /// let chancy = chancy::Chancy::builder("postgresql://localhost/postgres").build()?;
     /// let mut conn = chancy.connection()?;
-    /// conn.client
-    ///     .batch_execute("SELECT 1")
+    /// conn.batch_execute("SELECT 1")
     ///     .map_err(|e| chancy::Error::database("checking the audit table", e))?;
     /// # Ok(())
     /// # }
