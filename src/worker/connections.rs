@@ -5,9 +5,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::app::Chancy;
 use crate::error::Result;
 use crate::pool::PooledConn;
-use crate::Chancy;
 
 /// The application pool as the worker's loops borrow from it.
 pub(crate) struct Connections {

@@ -10,10 +10,10 @@ use postgres::GenericClient;
 use serde_json::json;
 
 use super::claims::Claims;
+use crate::app::Chancy;
 use crate::error::{Error, Result};
 use crate::events;
 use crate::sync::Shutdown;
-use crate::Chancy;
 
 /// Who this worker process is, as its row and the statements that act as its worker id
 /// carry it (see `identity.rs`).

@@ -10,11 +10,11 @@ use serde_json::Value;
 use super::backoff::Backoff;
 use super::hub::Hub;
 use super::manager::ServiceState;
+use crate::app::Chancy;
 use crate::error::{Error, Result};
 use crate::events;
 use crate::pool::Conn;
 use crate::sync::Shutdown;
-use crate::Chancy;
 
 /// Local hub event emitted after the listener reconnected (NOTIFYs may have been missed).
 pub const LISTENER_RECONNECTED: &str = "worker.listener.reconnected";

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::runner::QueueRunner;
 use super::WorkerShared;
 use crate::error::Result;
-use crate::Queue;
+use crate::queue::Queue;
 
 /// Most (queue, tag list) verdicts remembered by [`serves`].
 const TAG_CACHE_LIMIT: usize = 10_000;

@@ -14,7 +14,7 @@ mod sealed {
     /// Only [`Worker`](crate::Worker) implements the tooling trait, so methods can be added
     /// to it without breaking anyone.
     pub trait Sealed {}
-    impl Sealed for crate::Worker {}
+    impl Sealed for crate::worker::Worker {}
 }
 
 /// The steps a running [`Worker`] takes by itself (claim, write outcomes, announce), callable

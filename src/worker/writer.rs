@@ -14,10 +14,10 @@ use uuid::Uuid;
 use super::backoff::Backoff;
 use super::claims::ClaimGuard;
 use super::connections::Connections;
+use crate::app::Chancy;
 use crate::error::{Error, Result};
 use crate::job::QueuedJob;
 use crate::pool::{Conn, PooledConn};
-use crate::Chancy;
 
 /// Most outcomes per batch.
 pub(crate) const MAX_BATCH: usize = 1000;
