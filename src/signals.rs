@@ -13,6 +13,10 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
+// Atomics: SeqCst, because the signal handler thread and the thread installing handlers
+// race on HOLD/HELD at start-up, and a signal held before the worker registers must be seen
+// by that registration (runs once per signal: cost irrelevant).
+
 use crate::error::{Error, Result};
 use crate::sync::spawn_named;
 

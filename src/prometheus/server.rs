@@ -22,6 +22,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+// Atomics: the connection count is a limit checked with fetch_add/fetch_sub; SeqCst keeps
+// it simple to reason about and costs nothing at one update per connection.
+
 use super::{Prometheus, CONTENT_TYPE};
 use crate::app::Chancy;
 use crate::error::{Error, Result};

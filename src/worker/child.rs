@@ -14,6 +14,9 @@ use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+// Atomics: CHILD_ROLE_DECLARED is written once at start and read once per process-executor
+// queue; SeqCst (rather than Acquire/Release) because it is not on any hot path.
+
 use serde::{Deserialize, Serialize};
 
 use super::context::Registry;

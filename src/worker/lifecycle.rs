@@ -20,6 +20,9 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+// Atomics: the signal counter decides first vs second signal across threads; SeqCst so two
+// signals racing are counted in one order (runs once per signal).
+
 use parking_lot::{Condvar, Mutex};
 
 use super::{spawn_named, Worker, WorkerShared};
