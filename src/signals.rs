@@ -74,6 +74,16 @@ pub(crate) fn hold_for_target() -> Result<()> {
     ensure_handler()
 }
 
+/// Undoes [`hold_for_target`] for a program that will not start a worker after all: a signal
+/// already held ends the process now (exit 130, as an unhandled second signal would).
+#[cfg(feature = "cli")]
+pub(crate) fn release_hold() {
+    HOLD.store(false, Ordering::SeqCst);
+    if HELD.swap(0, Ordering::SeqCst) > 0 {
+        std::process::exit(130);
+    }
+}
+
 /// Registers `target` for signals, installing the process handler on first use. A signal
 /// kept by [`hold_for_target`] is delivered to it at once.
 pub(crate) fn install<T: Target + 'static>(target: &Arc<T>) -> Result<()> {

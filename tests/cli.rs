@@ -999,13 +999,10 @@ fn bench_json_reports_every_section_consistently() {
     let table = &report["jobs_table"];
     assert_eq!(table["rows"], 125, "120 drained + 5 latency jobs: {table}");
     assert!(table["dead_tuples"].as_i64().unwrap() >= 0);
-    let left: Vec<String> = tables_of(&format!("{}bench_", ns.prefix))
-        .into_iter()
-        .filter(|t| !t.ends_with("schema_version"))
-        .collect();
+    let left = tables_of(&format!("{}bench_", ns.prefix));
     assert!(
         left.is_empty(),
-        "bench drops its tables without --keep: {left:?}"
+        "bench drops its tables, the version table too, without --keep: {left:?}"
     );
 }
 
@@ -1890,4 +1887,35 @@ fn a_worker_out_of_threads_logs_it_serves_its_queues_and_stops_cleanly() {
         ns.ok(&["job", "list", "--state", "running"]).trim(),
         "no jobs"
     );
+}
+
+/// A queue's polling interval and rate-limit window are whole seconds (as the table keeps
+/// them): a fraction gets a message that says so, not a bare parse error.
+#[test]
+fn queue_intervals_in_fractions_get_a_whole_seconds_message() {
+    let ns = Ns::migrated();
+    for args in [
+        vec!["queue", "declare", "q", "--polling-interval", "0.5"],
+        vec![
+            "queue",
+            "declare",
+            "q",
+            "--rate-limit",
+            "5",
+            "--rate-limit-window",
+            "1.5",
+        ],
+    ] {
+        let out = ns.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("is not a whole number of seconds"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(ns
+        .ok(&["queue", "list"])
+        .lines()
+        .all(|l| !l.starts_with("q ")));
 }

@@ -29,6 +29,14 @@ pub(crate) fn seconds_text(d: Duration) -> String {
     d.as_secs_f64().to_string()
 }
 
+/// Whole seconds (`30`): a queue's polling interval and rate-limit window are whole seconds
+/// in the table, as upstream's. For clap's `value_parser`.
+pub(crate) fn whole_seconds(s: &str) -> std::result::Result<u64, String> {
+    s.trim().parse().map_err(|_| {
+        format!("{s:?} is not a whole number of seconds (queues keep whole seconds, e.g. 1 or 30)")
+    })
+}
+
 /// Like [`seconds`], but zero is refused.
 pub(crate) fn positive_seconds(s: &str) -> std::result::Result<Duration, String> {
     let d = seconds(s)?;

@@ -66,8 +66,9 @@ fn run_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..6].to_string()
 }
 
-/// Drops every table of the demo prefix, including the version table.
-fn teardown(chancy: &Chancy) -> Result<()> {
+/// Drops every table of `chancy`'s prefix, including the version table (the demo's and the
+/// bench's private prefixes).
+pub(super) fn teardown(chancy: &Chancy) -> Result<()> {
     chancy.migrate_to(0)?;
     let mut conn = chancy.connection()?;
     let sql = format!(
@@ -76,7 +77,7 @@ fn teardown(chancy: &Chancy) -> Result<()> {
     );
     conn.client
         .batch_execute(&sql)
-        .map_err(|e| Error::database("dropping the demo's version table", e))
+        .map_err(|e| Error::database("dropping the version table", e))
 }
 
 fn tour(chancy: &Chancy, args: &DemoArgs, registry: Registry) -> Result<()> {

@@ -166,12 +166,34 @@ pub(crate) enum Command {
     Web(web::WebArgs),
 }
 
+/// Whether the process arguments name `worker start` (`worker` followed later by `start`),
+/// checked before clap parses them so signals can be held from the first instruction.
+fn looks_like_worker_start() -> bool {
+    let mut args = std::env::args_os().skip(1);
+    args.any(|a| a == "worker") && args.any(|a| a == "start")
+}
+
 /// Parses the process arguments, runs the command and returns the exit code. Errors are
 /// printed as one line on stderr (`error: …`) and give [`EXIT_ERROR`]; usage errors are
 /// reported by clap (exit 2).
 pub fn run(registry: Registry) -> i32 {
+    let held = looks_like_worker_start() && std::env::var_os(crate::CHILD_ENV).is_none();
+    if held {
+        // First thing, before the command line is even parsed: from here on a SIGINT/SIGTERM
+        // stops the worker gracefully, even one that arrives before the worker registers its
+        // handlers (while logging starts, the pool is built or the web server binds): it is
+        // kept and delivered when the worker registers. (Parsed as something else after all,
+        // the hold is released below.)
+        if let Err(err) = crate::signals::hold_for_target() {
+            eprintln!("error: {err}");
+            return EXIT_ERROR;
+        }
+    }
     crate::run_child_if_requested(&builtin_registry().merge(registry.clone()));
     let cli = Cli::parse();
+    if held && !matches!(cli.command, Command::Worker(WorkerCommand::Start(_))) {
+        crate::signals::release_hold();
+    }
     init_logging(&cli);
     match dispatch(&cli, registry) {
         Ok(code) => code,

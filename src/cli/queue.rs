@@ -65,13 +65,15 @@ pub struct DeclareArgs {
     #[arg(long = "tags", short = 't', value_name = "T")]
     pub tags: Vec<String>,
     /// Seconds between polls of an idle worker (whole seconds).
-    #[arg(long, short = 'p', default_value_t = crate::queue::DEFAULT_POLLING_INTERVAL.as_secs(), value_name = "S")]
+    #[arg(long, short = 'p', default_value_t = crate::queue::DEFAULT_POLLING_INTERVAL.as_secs(), value_name = "S",
+          value_parser = super::args::whole_seconds)]
     pub polling_interval: u64,
     /// Jobs allowed per --rate-limit-window over all workers.
     #[arg(long, short = 'r', requires = "rate_limit_window", value_name = "N")]
     pub rate_limit: Option<i32>,
     /// The rate-limit window in whole seconds.
-    #[arg(long, short = 'w', requires = "rate_limit", value_name = "S")]
+    #[arg(long, short = 'w', requires = "rate_limit", value_name = "S",
+          value_parser = super::args::whole_seconds)]
     pub rate_limit_window: Option<u64>,
     /// Poll again as soon as a job of this queue finishes.
     #[arg(long)]

@@ -172,9 +172,7 @@ impl StartArgs {
 }
 
 pub(super) fn start(chancy: &Chancy, a: &StartArgs, registry: Registry) -> Result<i32> {
-    // From here on a SIGINT/SIGTERM stops the worker gracefully, even one that arrives
-    // before the worker has registered its handlers (while the web server binds, say).
-    crate::signals::hold_for_target()?;
+    // Signals are held for the worker since `cli::run` parsed the command line.
     let mut builder = Worker::builder(chancy)
         .tags(a.tags.iter().cloned())
         .heartbeat_poll_interval(a.heartbeat_poll_interval)
@@ -247,7 +245,11 @@ pub(super) fn list(chancy: &Chancy) -> Result<i32> {
             .tags
             .iter()
             .map(String::as_str)
-            .filter(|t| *t != "*" && !t.starts_with("worker_id="))
+            .filter(|t| {
+                *t != "*"
+                    && !t.starts_with("worker_id=")
+                    && !t.starts_with(crate::worker::SESSION_TAG_PREFIX)
+            })
             .collect();
         tags.sort_unstable();
         t.row(vec![

@@ -37,9 +37,12 @@ const IDENTITY_POLL: Duration = Duration::from_millis(200);
 /// Margin over the row's remaining lifetime before a starting worker gives up waiting.
 const EXPIRY_SLACK: Duration = Duration::from_secs(5);
 
+/// What the session tag of a worker row starts with (`chancy.session=<uuid>`).
+pub(crate) const SESSION_TAG_PREFIX: &str = "chancy.session=";
+
 /// The tag that carries a worker process's session in its row.
 pub(crate) fn session_tag(session: &uuid::Uuid) -> String {
-    format!("chancy.session={session}")
+    format!("{SESSION_TAG_PREFIX}{session}")
 }
 
 /// The live row of another process holding our id.
@@ -150,7 +153,7 @@ fn try_claim(shared: &WorkerShared) -> Result<Claim> {
             seen_ago: row.get(0),
             last_seen: row.get(1),
             expires_in: row.get(2),
-            session: tags.into_iter().find(|t| t.starts_with("chancy.session=")),
+            session: tags.into_iter().find(|t| t.starts_with(SESSION_TAG_PREFIX)),
         }))
     })
 }

@@ -183,7 +183,7 @@ pub(super) fn bench(
     let result =
         cost::Meter::detect(&chancy, &app).and_then(|m| run(&chancy, &m, &target, &probe, args));
     if !args.keep {
-        chancy.migrate_to(0)?;
+        crate::cli::demo::teardown(&chancy)?;
     }
     let report = result?;
     if args.json {

@@ -21,6 +21,7 @@ use super::BenchArgs;
 use super::Target;
 use crate::cli::{Cli, Command as CliCommand, WorkerCommand};
 use crate::error::{Error, Result};
+use crate::unnamed::Unnamed;
 use crate::{Chancy, Worker};
 
 /// How often the parent reads the jobs table and `pg_stat_activity` during the drain.
@@ -239,7 +240,7 @@ impl Fleet {
         let mut conn = chancy.connection()?;
         let rows = conn
             .client
-            .query(
+            .query_unnamed(
                 "SELECT application_name, count(*) FROM pg_stat_activity \
                  WHERE application_name LIKE $1 || '-w%' GROUP BY 1",
                 &[&app],
@@ -302,7 +303,7 @@ fn db_clock(chancy: &Chancy) -> Result<DateTime<Utc>> {
     let mut conn = chancy.connection()?;
     let row = conn
         .client
-        .query_one("SELECT clock_timestamp()", &[])
+        .query_one_unnamed("SELECT clock_timestamp()", &[])
         .map_err(|e| Error::database("reading the database clock", e))?;
     Ok(row.get(0))
 }
@@ -316,7 +317,7 @@ fn span(chancy: &Chancy) -> Result<(DateTime<Utc>, DateTime<Utc>)> {
     );
     let row = conn
         .client
-        .query_one(sql.as_str(), &[])
+        .query_one_unnamed(sql.as_str(), &[])
         .map_err(|e| Error::database("reading the drain's time span", e))?;
     match (row.get(0), row.get(1)) {
         (Some(first), Some(last)) => Ok((first, last)),
@@ -335,7 +336,7 @@ fn jobs_by_worker(chancy: &Chancy) -> Result<Vec<(String, i64)>> {
     );
     let rows = conn
         .client
-        .query(sql.as_str(), &[])
+        .query_unnamed(sql.as_str(), &[])
         .map_err(|e| Error::database("counting jobs per worker", e))?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
