@@ -78,6 +78,7 @@ pub use context::{Handler, JobContext, JobError, JobErrorKind, Registry};
 pub(crate) use horizon::DEFAULT_HORIZON_CHECK_INTERVAL;
 pub use horizon::HORIZON_HELD_BACK;
 pub use hub::{Event, HandlerId, Hub};
+#[cfg(feature = "cli")]
 pub(crate) use identity::SESSION_TAG_PREFIX;
 pub use identity::WORKER_PING;
 pub use listener::LISTENER_RECONNECTED;
