@@ -120,21 +120,12 @@ pub(crate) fn reconcile(shared: &Arc<WorkerShared>) -> Result<()> {
             runner.wake.set();
         }
     }
-    let mut started = Vec::with_capacity(plan.start.len());
     for queue in plan.start {
         if shared.shutdown.is_triggered() {
             break;
         }
         let name = queue.name.clone();
-        let runner = QueueRunner::start(shared, queue);
-        runners.insert(name, Arc::clone(&runner));
-        started.push(runner);
-    }
-    // Hub handlers run on this thread: emit only once the map is free, so a handler of
-    // `worker.queue.started` may call `Worker::queues` (it locks the map).
-    drop(runners);
-    for runner in started {
-        runner.announce_started(shared);
+        runners.insert(name, QueueRunner::start(shared, queue));
     }
     Ok(())
 }

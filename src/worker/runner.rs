@@ -138,8 +138,6 @@ struct ExecPool {
 }
 
 impl QueueRunner {
-    /// A runner for `queue`, woken for its first visit; [`QueueRunner::announce_started`]
-    /// emits its `worker.queue.started` event.
     pub(crate) fn start(shared: &Arc<WorkerShared>, queue: Queue) -> Arc<QueueRunner> {
         if !KNOWN_EXECUTORS.contains(&queue.executor.as_str()) {
             log::warn!(
@@ -170,15 +168,12 @@ impl QueueRunner {
                 active: queue,
             }),
         });
+        {
+            let v = runner.visit.lock();
+            runner.emit(shared, QUEUE_STARTED, &v.active, v.pool.concurrency);
+        }
         runner.wake.set();
         runner
-    }
-
-    /// Emits `worker.queue.started` for a runner [`QueueRunner::start`] made. Called once the
-    /// caller has let go of the `runners` map, so a handler may look at the worker's queues.
-    pub(crate) fn announce_started(&self, shared: &WorkerShared) {
-        let v = self.visit.lock();
-        self.emit(shared, QUEUE_STARTED, &v.active, v.pool.concurrency);
     }
 
     /// Stops serving the queue once its running jobs finish.

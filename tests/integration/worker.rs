@@ -1097,31 +1097,3 @@ fn a_queue_deleted_and_declared_again_while_its_jobs_finish_is_served_again() {
     wait_until(|| worker.queues().contains(&"comeback".to_string()));
     assert!(worker.stop());
 }
-
-/// A `worker.queue.started` handler runs on the queues thread; it may look at the worker
-/// (`Worker::queues` locks the runners map). Before, the event was emitted with that map
-/// locked and this handler hung the worker's queue maintenance for good.
-#[test]
-fn a_queue_started_handler_may_list_the_workers_queues() {
-    let app = TestApp::new();
-    let worker = fast_worker(&app).build().unwrap();
-    let seen: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
-    let (w, s) = (worker.clone(), Arc::clone(&seen));
-    let id = worker
-        .hub()
-        .on(chancy::QUEUE_STARTED, move |_| s.lock().push(w.queues()));
-    worker.start().unwrap();
-    declare(&app, Queue::new("listed"));
-    wait_until(|| {
-        seen.lock()
-            .iter()
-            .any(|q| q.contains(&"listed".to_string()))
-    });
-    let job = app
-        .chancy
-        .push(&Job::new("t.noop").queue("listed"))
-        .unwrap();
-    assert_eq!(finished(&app, &job).state, JobState::Succeeded);
-    worker.hub().remove(id);
-    assert!(worker.stop());
-}
