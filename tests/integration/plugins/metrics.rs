@@ -28,6 +28,21 @@ fn avoid_minute_boundary() {
     );
 }
 
+/// The observations a histogram holds over all its points (each summary's `count`; every
+/// minimum is a non-negative duration).
+fn observations(hist: &chancy::plugins::Metric) -> i64 {
+    hist.data
+        .iter()
+        .map(|p| match p.value {
+            MetricValue::Summary { count, min, .. } => {
+                assert!(min >= 0.0);
+                count
+            }
+            MetricValue::Number(_) => panic!("a histogram has summaries"),
+        })
+        .sum()
+}
+
 /// A chunk row of the metrics table.
 #[derive(Debug)]
 struct Row {
@@ -298,17 +313,7 @@ fn a_worker_records_job_metrics_and_flushes_them_when_it_stops() {
         (hist.metric_type, hist.unit.as_str()),
         (MetricType::Histogram, "seconds")
     );
-    let count: i64 = hist
-        .data
-        .iter()
-        .map(|p| match p.value {
-            MetricValue::Summary { count, min, .. } => {
-                assert!(min >= 0.0);
-                count
-            }
-            MetricValue::Number(_) => panic!("a histogram has summaries"),
-        })
-        .sum();
+    let count = observations(hist);
     assert_eq!(count, 3);
 
     let global = metrics.get_metrics(&app.chancy, &query("global")).unwrap();
@@ -529,16 +534,6 @@ fn the_workflow_scheduler_records_upstreams_workflow_metrics() {
             (MetricType::Histogram, "seconds")
         );
     }
-    let runs: i64 = all["workflows:execution_time"]
-        .data
-        .iter()
-        .map(|p| match p.value {
-            MetricValue::Summary { count, min, .. } => {
-                assert!(min >= 0.0);
-                count
-            }
-            MetricValue::Number(_) => panic!("a histogram has summaries"),
-        })
-        .sum();
+    let runs = observations(&all["workflows:execution_time"]);
     assert_eq!(runs, 2);
 }
