@@ -120,12 +120,21 @@ pub(crate) fn reconcile(shared: &Arc<WorkerShared>) -> Result<()> {
             runner.wake.set();
         }
     }
+    let mut started = Vec::with_capacity(plan.start.len());
     for queue in plan.start {
         if shared.shutdown.is_triggered() {
             break;
         }
         let name = queue.name.clone();
-        runners.insert(name, QueueRunner::start(shared, queue));
+        let runner = QueueRunner::start(shared, queue);
+        runners.insert(name, Arc::clone(&runner));
+        started.push(runner);
+    }
+    // Announced with the map released: a `worker.queue.started` handler may read the
+    // worker's queues. A new runner is not polled before its announcement wakes it.
+    drop(runners);
+    for runner in started {
+        runner.announce_started(shared);
     }
     Ok(())
 }

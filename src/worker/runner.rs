@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 // cost does not show in any profile.
 
 use parking_lot::Mutex;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::backoff::Backoff;
 use super::claims::Claimed;
@@ -124,6 +124,9 @@ struct Visit {
     claims_in_doubt: bool,
     retiring: bool,
     done: bool,
+    /// Hub events of this visit, emitted by [`QueueRunner::visit`] once it released the
+    /// visit lock (handlers run on the emitting thread and may call back into the worker).
+    events: Vec<(&'static str, Value)>,
 }
 
 /// The executor threads of one configuration of a queue, started on demand.
@@ -148,7 +151,7 @@ impl QueueRunner {
         }
         let now = Instant::now();
         let pool = ExecPool::new(shared, &queue);
-        let runner = Arc::new(QueueRunner {
+        Arc::new(QueueRunner {
             desired: Mutex::new(queue.clone()),
             wake: Wake::new(&shared.fetch_wake),
             refill: Wake::new(&shared.fetch_wake),
@@ -159,21 +162,30 @@ impl QueueRunner {
             refill_armed: AtomicBool::new(false),
             visit: Mutex::new(Visit {
                 pool,
-                next_poll: now,
+                // Not due by the timer before `announce_started` wakes it.
+                next_poll: now + queue.polling_interval,
                 last_claim: now,
                 backoff: Backoff::new(shared.config.backoff_initial, shared.config.backoff_max),
                 claims_in_doubt: false,
                 retiring: false,
                 done: false,
+                events: Vec::new(),
                 active: queue,
             }),
-        });
-        {
-            let v = runner.visit.lock();
-            runner.emit(shared, QUEUE_STARTED, &v.active, v.pool.concurrency);
-        }
-        runner.wake.set();
-        runner
+        })
+    }
+
+    /// Announces `worker.queue.started` and asks for the runner's first poll. Called by the
+    /// queues pass after [`QueueRunner::start`] once the runner is in the worker's map and
+    /// with no lock held: a hub handler may call `Worker::queues`, which takes the map, and
+    /// the event comes before the queue's first poll (nothing wakes the runner before).
+    pub(crate) fn announce_started(&self, shared: &WorkerShared) {
+        let started = {
+            let v = self.visit.lock();
+            Self::event(shared, QUEUE_STARTED, &v.active, v.pool.concurrency)
+        };
+        shared.hub.emit(started.0, started.1);
+        self.wake.set();
     }
 
     /// Stops serving the queue once its running jobs finish.
@@ -211,7 +223,29 @@ impl QueueRunner {
         timer_polls: bool,
     ) -> Option<Instant> {
         let mut guard = self.visit.try_lock()?;
-        let v = &mut *guard;
+        let next = self.visit_locked(shared, fetch, &mut guard, without_work, timer_polls);
+        let events = std::mem::take(&mut guard.events);
+        let finished_now = guard.done && !self.finished.is_set();
+        drop(guard);
+        for (name, body) in events {
+            shared.hub.emit(name, body);
+        }
+        if finished_now {
+            // After `worker.queue.removed`: whoever waits for the runner to finish sees
+            // its last event first.
+            self.finished.set();
+        }
+        next
+    }
+
+    fn visit_locked(
+        self: &Arc<Self>,
+        shared: &Arc<WorkerShared>,
+        fetch: &mut super::fetch_conn::FetchConn,
+        v: &mut Visit,
+        without_work: &std::collections::HashSet<String>,
+        timer_polls: bool,
+    ) -> Option<Instant> {
         if v.done {
             return None;
         }
@@ -227,7 +261,8 @@ impl QueueRunner {
                 return Some(v.next_poll);
             }
             self.draining.store(false, Ordering::SeqCst);
-            self.emit(shared, QUEUE_UPDATED, &v.active, v.pool.concurrency);
+            let updated = Self::event(shared, QUEUE_UPDATED, &v.active, v.pool.concurrency);
+            v.events.push(updated);
             v.pool.jobs.close();
             v.active = self.desired.lock().clone();
             v.pool = ExecPool::new(shared, &v.active);
@@ -262,7 +297,7 @@ impl QueueRunner {
                 "worker": shared.worker_id,
                 "claimed": claimed,
             });
-            shared.hub.emit(QUEUE_POLLED, body);
+            v.events.push((QUEUE_POLLED, body));
         }
         next
     }
@@ -278,6 +313,10 @@ impl QueueRunner {
         without_work: &std::collections::HashSet<String>,
         now: Instant,
     ) -> (Option<Instant>, Option<usize>) {
+        // Jobs already claimed whose executor thread could not be started (out of threads)
+        // get another start on every poll, whether or not the queue has new work or is
+        // paused: they are `running` in the table and nothing else would run them.
+        v.pool.start_missing_threads(shared, self);
         if !woken && without_work.contains(&v.active.name) {
             return (Some(v.next_poll), Some(0));
         }
@@ -285,13 +324,13 @@ impl QueueRunner {
             self.maybe_resume(shared, &mut v.active);
             return (Some(v.next_poll), Some(0));
         }
-        v.pool.start_missing_threads(shared, self);
         let free = v
             .pool
             .concurrency
             .saturating_sub(self.in_flight.load(Ordering::SeqCst));
         if free == 0 {
-            self.emit(shared, QUEUE_FULL, &v.active, v.pool.concurrency);
+            let full = Self::event(shared, QUEUE_FULL, &v.active, v.pool.concurrency);
+            v.events.push(full);
             return (Some(v.next_poll), Some(0));
         }
         let Some(conn) = fetch.get(shared) else {
@@ -339,8 +378,8 @@ impl QueueRunner {
             return Some(now + Duration::from_millis(200));
         }
         v.done = true;
-        self.emit(shared, QUEUE_REMOVED, &v.active, v.pool.concurrency);
-        self.finished.set();
+        let removed = Self::event(shared, QUEUE_REMOVED, &v.active, v.pool.concurrency);
+        v.events.push(removed);
         None
     }
 
@@ -424,16 +463,20 @@ impl QueueRunner {
         }
     }
 
-    fn emit(&self, shared: &WorkerShared, event: &str, queue: &Queue, concurrency: usize) {
-        shared.hub.emit(
-            event,
-            json!({
-                "queue": queue.name,
-                "executor": queue.executor,
-                "concurrency": concurrency,
-                "worker": shared.worker_id,
-            }),
-        );
+    /// A `worker.queue.*` event of this queue, to emit once no lock is held.
+    fn event(
+        shared: &WorkerShared,
+        event: &'static str,
+        queue: &Queue,
+        concurrency: usize,
+    ) -> (&'static str, Value) {
+        let body = json!({
+            "queue": queue.name,
+            "executor": queue.executor,
+            "concurrency": concurrency,
+            "worker": shared.worker_id,
+        });
+        (event, body)
     }
 
     /// Executor threads of this queue alive now (for tests and stats).

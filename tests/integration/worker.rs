@@ -1097,3 +1097,49 @@ fn a_queue_deleted_and_declared_again_while_its_jobs_finish_is_served_again() {
     wait_until(|| worker.queues().contains(&"comeback".to_string()));
     assert!(worker.stop());
 }
+
+/// Hub handlers run on the thread that emits; they may look at the worker. Every
+/// `worker.queue.*` event is emitted with no worker lock held: before, `worker.queue.started`
+/// came with the runners map locked (a handler calling `Worker::queues` hung queue
+/// maintenance for good) and `worker.queue.polled`/`full` with the queue's visit lock held (a
+/// handler calling `Worker::executor_threads` hung that fetch thread).
+#[test]
+fn queue_event_handlers_may_call_back_into_the_worker() {
+    let app = TestApp::new();
+    let worker = fast_worker(&app).build().unwrap();
+    let listed: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+    let polled = Counter::new();
+    let (w, s) = (worker.clone(), Arc::clone(&listed));
+    let started = worker
+        .hub()
+        .on(chancy::QUEUE_STARTED, move |_| s.lock().push(w.queues()));
+    let (w, c) = (worker.clone(), polled.clone());
+    let on_poll = move |_: &chancy::Event| {
+        let _ = w.executor_threads();
+        c.add();
+    };
+    let polls = worker.hub().on(chancy::QUEUE_POLLED, on_poll.clone());
+    let fulls = worker.hub().on(chancy::QUEUE_FULL, on_poll);
+    worker.start().unwrap();
+    declare(&app, Queue::new("listed").concurrency(1));
+    eventually(
+        Duration::from_secs(10),
+        "the started handler saw the new queue",
+        || {
+            listed
+                .lock()
+                .iter()
+                .any(|q| q.contains(&"listed".to_string()))
+        },
+    );
+    let job = app
+        .chancy
+        .push(&Job::new("t.noop").queue("listed"))
+        .unwrap();
+    assert_eq!(finished(&app, &job).state, JobState::Succeeded);
+    assert!(polled.get() > 0, "the poll handler ran");
+    for id in [started, polls, fulls] {
+        worker.hub().remove(id);
+    }
+    assert!(worker.stop());
+}
