@@ -133,7 +133,9 @@ const RATE_LIMIT_BUMP: &str =
 /// $11 is the worker's clock when the batch is written: times the worker computed
 /// (`completed_at`, and a `scheduled_at` a plugin moved, e.g. a retry delay) are shifted by
 /// `NOW() - $11` onto the database clock, so a worker whose clock is off neither delays nor
-/// hastens retries nor writes a `completed_at` before `started_at`.
+/// hastens retries nor writes a `completed_at` before `started_at`. A NULL `errors` or
+/// `meta` (both are NOT NULL columns) means "as the claim read it": the column is left as the
+/// row holds it, so a large (TOASTed) value is not stored again (BENCHMARKS.md, issue 19).
 const UPDATE_BATCH: &str = r#"
 UPDATE "{prefix}jobs" AS j
 SET state = u.state,
@@ -143,8 +145,8 @@ SET state = u.state,
                         THEN u.scheduled_at + (NOW() - $11::timestamptz)
                         ELSE u.scheduled_at END,
     attempts = u.attempts,
-    errors = u.errors,
-    meta = u.meta,
+    errors = COALESCE(u.errors, j.errors),
+    meta = COALESCE(u.meta, j.meta),
     max_attempts = u.max_attempts
 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::timestamptz[],
             $6::timestamptz[], $7::int4[], $8::jsonb[], $9::jsonb[], $10::int4[])

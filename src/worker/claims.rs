@@ -21,7 +21,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use uuid::Uuid;
 
-use crate::job::QueuedJob;
+use crate::job::{ErrorRecord, JsonObject, QueuedJob};
 
 /// The claim ids held in memory. Written by the fetch scheduler (new guards) and by whoever
 /// drops a guard (the writer, an executor thread, a dropped hand-off queue); read by the
@@ -42,6 +42,10 @@ impl Claims {
         ClaimGuard {
             claims: Arc::clone(self),
             claim,
+            as_claimed: claim.map(|_| AsClaimed {
+                meta: job.meta.clone(),
+                errors: job.errors.clone(),
+            }),
         }
     }
 
@@ -77,6 +81,40 @@ impl Claims {
 pub(crate) struct ClaimGuard {
     claims: Arc<Claims>,
     claim: Option<Uuid>,
+    /// The job's `meta` and `errors` as the claim read them (None for a job without a
+    /// claim): the writer leaves a column the run did not change as the row holds it.
+    as_claimed: Option<AsClaimed>,
+}
+
+#[derive(Debug)]
+struct AsClaimed {
+    meta: JsonObject,
+    errors: Vec<ErrorRecord>,
+}
+
+/// Which jsonb columns of a job's outcome still hold what its claim read, so the writer
+/// need not send them: an UPDATE that assigns a column a value from outside stores it
+/// anew, and a value PostgreSQL had moved out of line (TOAST, over ~2 kB compressed) is
+/// then written out again in full, WAL included; left as the row holds it, the new row
+/// version keeps pointing at the stored value (BENCHMARKS.md, issue 19 third pass).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Unchanged {
+    pub(crate) meta: bool,
+    pub(crate) errors: bool,
+}
+
+impl ClaimGuard {
+    /// Which of `outcome`'s `meta` and `errors` are as this guard's claim read them (none
+    /// for a guard that holds no claim).
+    pub(crate) fn unchanged(&self, outcome: &QueuedJob) -> Unchanged {
+        match &self.as_claimed {
+            Some(c) if self.claim == outcome.claim_id => Unchanged {
+                meta: c.meta == outcome.meta,
+                errors: c.errors == outcome.errors,
+            },
+            _ => Unchanged::default(),
+        }
+    }
 }
 
 impl Drop for ClaimGuard {
@@ -132,6 +170,47 @@ mod tests {
         assert!(claims.is_held(&b));
         drop(second);
         assert_eq!(claims.len(), 0);
+    }
+
+    #[test]
+    fn a_guard_tells_which_of_meta_and_errors_the_run_left_as_claimed() {
+        let claims = Arc::new(Claims::default());
+        let mut job = QueuedJob::claimed_for_test("f");
+        job.meta.insert("k".into(), serde_json::json!(1));
+        let guard = claims.hold(&job);
+        let both = Unchanged {
+            meta: true,
+            errors: true,
+        };
+        assert_eq!(guard.unchanged(&job), both);
+        let mut outcome = job.clone();
+        outcome.meta.insert("k".into(), serde_json::json!(2));
+        assert_eq!(
+            guard.unchanged(&outcome),
+            Unchanged {
+                meta: false,
+                errors: true
+            }
+        );
+        let mut outcome = job.clone();
+        outcome.errors.push(ErrorRecord {
+            attempt: 0,
+            traceback: "boom".into(),
+        });
+        assert_eq!(
+            guard.unchanged(&outcome),
+            Unchanged {
+                meta: true,
+                errors: false
+            }
+        );
+        let mut other_claim = job.clone();
+        other_claim.claim_id = Some(Uuid::new_v4());
+        assert_eq!(guard.unchanged(&other_claim), Unchanged::default());
+        let mut unclaimed = job.clone();
+        unclaimed.claim_id = None;
+        let no_claim = claims.hold(&unclaimed);
+        assert_eq!(no_claim.unchanged(&unclaimed), Unchanged::default());
     }
 
     #[test]

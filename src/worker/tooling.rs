@@ -90,7 +90,7 @@ impl WorkerTooling for Worker {
 
     fn write_updates(&self, conn: &mut Conn, jobs: &[QueuedJob]) -> Result<usize> {
         let s = &self.shared;
-        writer::write_batch(&s.chancy, s.config.synchronous_commit, conn, jobs)
+        writer::write_batch(&s.chancy, s.config.synchronous_commit, conn, jobs, &[])
             .map(|accepted| accepted.len())
     }
 

@@ -16,7 +16,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::backoff::Backoff;
-use super::claims::ClaimGuard;
+use super::claims::{ClaimGuard, Unchanged};
 use super::connections::Connections;
 use crate::app::Chancy;
 use crate::error::{Error, Result};
@@ -177,12 +177,15 @@ pub(crate) fn run(w: WriterDeps) {
             }
             Err(_) => break,
         };
+        let gathered = gather(&out.rx, first, w.send_outgoing_interval);
+        let unchanged: Vec<Unchanged> = gathered
+            .iter()
+            .map(|(job, claim)| claim.as_ref().map(|c| c.unchanged(job)).unwrap_or_default())
+            .collect();
         let (batch, claims): (Vec<QueuedJob>, Vec<Option<ClaimGuard>>) =
-            gather(&out.rx, first, w.send_outgoing_interval)
-                .into_iter()
-                .unzip();
+            gathered.into_iter().unzip();
         let n = batch.len();
-        write_until_done(&w, &mut conn, &mut backoff, batch, Attempt::AsIs);
+        write_until_done(&w, &mut conn, &mut backoff, batch, unchanged, Attempt::AsIs);
         last_write = Instant::now();
         if w.connections.wanted() {
             // Another loop of this worker (or your code) may be waiting for a connection.
@@ -226,13 +229,14 @@ fn write_until_done(
     conn: &mut Option<PooledConn>,
     backoff: &mut Backoff,
     batch: Vec<QueuedJob>,
+    unchanged: Vec<Unchanged>,
     attempt: Attempt,
 ) {
     let give_up_after = w.shutdown_timeout;
     let mut closed_since: Option<Instant> = None;
     loop {
         let written = connected(&w.connections, conn)
-            .and_then(|c| write_batch(&w.chancy, w.synchronous_commit, c, &batch));
+            .and_then(|c| write_batch(&w.chancy, w.synchronous_commit, c, &batch, &unchanged));
         match written {
             Ok(accepted) => {
                 backoff.reset();
@@ -245,7 +249,7 @@ fn write_until_done(
             Err(err) if err.is_rejected_data() => {
                 // Retrying the same values cannot succeed, and must not hold up every other
                 // outcome: find the culprit alone and store it without what was refused.
-                reject(w, conn, backoff, batch, attempt, &err);
+                reject(w, conn, backoff, batch, unchanged, attempt, &err);
                 return;
             }
             Err(err) => {
@@ -285,6 +289,7 @@ fn reject(
     conn: &mut Option<PooledConn>,
     backoff: &mut Backoff,
     batch: Vec<QueuedJob>,
+    unchanged: Vec<Unchanged>,
     attempt: Attempt,
     err: &Error,
 ) {
@@ -293,8 +298,10 @@ fn reject(
             "chancy-writer: the database refused a batch of {} job updates ({err}); writing them one by one",
             batch.len()
         );
+        let mut unchanged = unchanged.into_iter();
         for job in batch {
-            write_until_done(w, conn, backoff, vec![job], Attempt::AsIs);
+            let u = unchanged.next().unwrap_or_default();
+            write_until_done(w, conn, backoff, vec![job], vec![u], Attempt::AsIs);
         }
         return;
     }
@@ -323,7 +330,8 @@ fn reject(
              stored without its meta"
         ),
     });
-    write_until_done(w, conn, backoff, vec![job], Attempt::Degraded);
+    // Both columns changed now: written as they are.
+    write_until_done(w, conn, backoff, vec![job], Vec::new(), Attempt::Degraded);
 }
 
 /// The writer's connection, borrowed from the application pool if it holds none. When the
@@ -341,11 +349,15 @@ fn connected<'a>(
 
 /// Writes one batch in one transaction (with the plugins' in-transaction hooks); returns the
 /// ids whose update was accepted. `synchronous_commit`: `WorkerBuilder::synchronous_commit`.
+/// `unchanged`: per job of `batch` (or empty: every column written), whether its `meta` and
+/// `errors` are as its claim read them; those are sent as NULL and left as the row holds
+/// them.
 pub(crate) fn write_batch(
     chancy: &Chancy,
     synchronous_commit: bool,
     c: &mut Conn,
     batch: &[QueuedJob],
+    unchanged: &[Unchanged],
 ) -> Result<HashSet<Uuid>> {
     let stmt = c.statement(&chancy.sql().update_batch)?;
     let mut tx = c
@@ -359,7 +371,7 @@ pub(crate) fn write_batch(
     }
     let mut accepted = HashSet::with_capacity(batch.len());
     for round in rounds(batch) {
-        let cols = UpdateColumns::from_jobs(&round);
+        let cols = UpdateColumns::from_jobs(&round, unchanged);
         let local_now = chrono::Utc::now();
         let rows = stmt
             .query(
@@ -391,23 +403,27 @@ pub(crate) fn write_batch(
     Ok(accepted)
 }
 
+/// The jobs of one statement of a batch, each with its index in the batch.
+type Round<'a> = Vec<(usize, &'a QueuedJob)>;
+
 /// Splits a batch into rounds with distinct job ids (an UPDATE … FROM touches a row once),
-/// each sorted by `(unique_key or "", id)` — the lock order pushes use too.
-fn rounds(batch: &[QueuedJob]) -> Vec<Vec<&QueuedJob>> {
-    let mut rounds: Vec<(HashSet<Uuid>, Vec<&QueuedJob>)> = Vec::new();
-    for job in batch {
+/// each sorted by `(unique_key or "", id)` — the lock order pushes use too. Each job comes
+/// with its index in `batch`.
+fn rounds(batch: &[QueuedJob]) -> Vec<Round<'_>> {
+    let mut rounds: Vec<(HashSet<Uuid>, Round<'_>)> = Vec::new();
+    for (i, job) in batch.iter().enumerate() {
         match rounds.iter_mut().find(|(ids, _)| !ids.contains(&job.id)) {
             Some((ids, jobs)) => {
                 ids.insert(job.id);
-                jobs.push(job);
+                jobs.push((i, job));
             }
-            None => rounds.push((HashSet::from([job.id]), vec![job])),
+            None => rounds.push((HashSet::from([job.id]), vec![(i, job)])),
         }
     }
     rounds
         .into_iter()
         .map(|(_, mut jobs)| {
-            jobs.sort_by(|a, b| {
+            jobs.sort_by(|(_, a), (_, b)| {
                 let ka = a.unique_key.as_deref().unwrap_or("");
                 let kb = b.unique_key.as_deref().unwrap_or("");
                 ka.cmp(kb).then(a.id.cmp(&b.id))
@@ -425,13 +441,16 @@ struct UpdateColumns {
     completed: Vec<Option<DateTime<Utc>>>,
     scheduled: Vec<DateTime<Utc>>,
     attempts: Vec<i32>,
-    errors: Vec<Value>,
-    metas: Vec<Value>,
+    /// None: as the claim read it (left as the row holds it).
+    errors: Vec<Option<Value>>,
+    metas: Vec<Option<Value>>,
     max_attempts: Vec<i32>,
 }
 
 impl UpdateColumns {
-    fn from_jobs(jobs: &[&QueuedJob]) -> UpdateColumns {
+    fn from_jobs(round: &[(usize, &QueuedJob)], unchanged: &[Unchanged]) -> UpdateColumns {
+        let kept = |i: usize| unchanged.get(i).copied().unwrap_or_default();
+        let jobs: Vec<&QueuedJob> = round.iter().map(|(_, j)| *j).collect();
         UpdateColumns {
             ids: jobs.iter().map(|j| j.id).collect(),
             claims: jobs.iter().map(|j| j.claim_id).collect(),
@@ -440,13 +459,13 @@ impl UpdateColumns {
             completed: jobs.iter().map(|j| j.completed_at).collect(),
             scheduled: jobs.iter().map(|j| j.scheduled_at).collect(),
             attempts: jobs.iter().map(|j| j.attempts).collect(),
-            errors: jobs
+            errors: round
                 .iter()
-                .map(|j| without_nul(serde_json::json!(j.errors)))
+                .map(|&(i, j)| (!kept(i).errors).then(|| without_nul(serde_json::json!(j.errors))))
                 .collect(),
-            metas: jobs
+            metas: round
                 .iter()
-                .map(|j| without_nul(Value::Object(j.meta.clone())))
+                .map(|&(i, j)| (!kept(i).meta).then(|| without_nul(Value::Object(j.meta.clone()))))
                 .collect(),
             max_attempts: jobs.iter().map(|j| j.max_attempts).collect(),
         }
@@ -488,8 +507,8 @@ mod tests {
         }
     }
 
-    fn ids(round: &[&QueuedJob]) -> Vec<Uuid> {
-        round.iter().map(|j| j.id).collect()
+    fn ids(round: &[(usize, &QueuedJob)]) -> Vec<Uuid> {
+        round.iter().map(|(_, j)| j.id).collect()
     }
 
     #[test]
@@ -518,10 +537,10 @@ mod tests {
         assert_eq!(ids(&rounds[0]), vec![a, b]);
         assert_eq!(ids(&rounds[1]), vec![a]);
         assert_eq!(ids(&rounds[2]), vec![a]);
-        let attempts: Vec<i32> = rounds.iter().map(|r| r[0].attempts).collect();
+        let attempts: Vec<i32> = rounds.iter().map(|r| r[0].1.attempts).collect();
         assert_eq!(attempts, vec![1, 2, 3], "the later outcome is written last");
         for round in &rounds {
-            let distinct: HashSet<Uuid> = round.iter().map(|j| j.id).collect();
+            let distinct: HashSet<Uuid> = round.iter().map(|(_, j)| j.id).collect();
             assert_eq!(distinct.len(), round.len());
         }
     }

@@ -138,6 +138,73 @@ fn panics_unknown_functions_and_bad_kwargs_fail_only_the_attempt() {
     assert_eq!(ok.state, JobState::Succeeded);
 }
 
+/// A completion leaves `meta` and `errors` the run did not change as the row holds them: it
+/// used to assign both from the outcome, which stores a large (TOASTed) value out of line
+/// again on every completion (its size twice over in WAL and table). Earlier errors survive
+/// a run that succeeds, and a run's own changes are still written.
+#[test]
+fn a_completion_does_not_store_unchanged_meta_and_errors_again() {
+    let app = TestApp::new();
+    let first_runs = Arc::new(Mutex::new(HashSet::new()));
+    let seen = Arc::clone(&first_runs);
+    let worker = fast_worker(&app)
+        .job("t.flaky", move |ctx| {
+            if seen.lock().insert(ctx.job().id) {
+                return Err(JobError::new("first run fails"));
+            }
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    // 16 kB of uuids per job: incompressible enough to be stored out of line.
+    let blob = |_| {
+        (0..450)
+            .map(|_| uuid::Uuid::new_v4().to_string())
+            .collect::<String>()
+    };
+    let refs: Vec<Reference> = (0..20)
+        .map(|i| {
+            let job = Job::new(if i % 2 == 0 { "t.noop" } else { "t.flaky" })
+                .max_attempts(2)
+                .meta(json!({ "blob": blob(i) }));
+            app.chancy.push(&job).unwrap()
+        })
+        .collect();
+    let mut db = app.client();
+    let toast_size = |db: &mut postgres::Client| -> i64 {
+        db.query_one(
+            &app.sql("SELECT pg_relation_size(reltoastrelid) FROM pg_class WHERE oid = '{jobs}'::regclass"),
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let before = toast_size(&mut db);
+    assert!(
+        before >= 20 * 8192,
+        "the metas are stored out of line: {before} bytes"
+    );
+    worker.start().unwrap();
+    let done: Vec<_> = refs.iter().map(|r| finished(&app, r)).collect();
+    worker.stop();
+    for (i, job) in done.iter().enumerate() {
+        assert_eq!(job.state, JobState::Succeeded, "{:?}", job.errors);
+        assert_eq!(job.meta["blob"].as_str().map(str::len), Some(450 * 36));
+        let errors = if i % 2 == 0 { 0 } else { 1 };
+        assert_eq!(
+            job.errors.len(),
+            errors,
+            "a failed run's error survives the success"
+        );
+    }
+    let after = toast_size(&mut db);
+    // Only the failed runs wrote errors (small, inline); no meta was stored again.
+    assert_eq!(
+        after, before,
+        "unchanged metas were stored out of line again"
+    );
+}
+
 #[test]
 fn meta_changes_persist_and_time_limits_fail_overruns() {
     let app = TestApp::new();
