@@ -126,8 +126,9 @@ impl Migrations {
 /// Core tables: jobs, queues, workers, leader, rate limits.
 pub const CORE: &str = "chancy";
 
-/// Rust-only objects (the fetch-order index). Python ignores this key; it is applied by
-/// `migrate` but never required, so a database migrated by Python counts as up to date.
+/// Rust-only objects (the fetch-order index, the jobs table's fill factor). Python ignores
+/// this key; it is applied by `migrate` but never required, so a database migrated by Python
+/// counts as up to date.
 pub const RUST: &str = "chancy_rs";
 
 /// The core schema (key `chancy`), versions 1..=8 as in Python Chancy 0.26.0.
@@ -139,10 +140,11 @@ pub const CORE_MIGRATIONS: Migrations = Migrations::new(
         "008_job_claims"),
 );
 
-/// Rust-only objects (key `chancy_rs`): the fetch-order index.
+/// Rust-only objects (key `chancy_rs`): the fetch-order index and the jobs table's fill
+/// factor (50).
 pub const RUST_MIGRATIONS: Migrations = Migrations::new(
     RUST,
-    embed_migrations!("chancy_rs": "001_fetch_order_index"),
+    embed_migrations!("chancy_rs": "001_fetch_order_index", "002_jobs_fillfactor"),
 );
 
 /// Whether `key` must be up to date for a worker to start (every key but the Rust-only one).
@@ -331,7 +333,7 @@ pub(crate) mod tests {
     #[test]
     fn core_versions_match_python_026() {
         assert_eq!(CORE_MIGRATIONS.latest(), 8);
-        assert_eq!(RUST_MIGRATIONS.latest(), 1);
+        assert_eq!(RUST_MIGRATIONS.latest(), 2);
         assert!(is_required(CORE) && !is_required(RUST));
     }
 

@@ -37,7 +37,7 @@ fn migrate_is_recorded_like_python_and_idempotent() {
         versions(&app),
         vec![
             ("chancy".into(), 8),
-            ("chancy_rs".into(), 1),
+            ("chancy_rs".into(), 2),
             ("metrics".into(), 2),
             ("workflow".into(), 3)
         ]
@@ -73,7 +73,7 @@ fn migrate_down_and_up_again() {
     assert!(has_claim(&app));
     assert_eq!(
         versions(&app),
-        vec![("chancy".into(), 8), ("chancy_rs".into(), 1)]
+        vec![("chancy".into(), 8), ("chancy_rs".into(), 2)]
     );
 }
 
@@ -173,7 +173,7 @@ fn normalize(dump: &str) -> String {
 }
 
 #[test]
-fn the_rust_only_key_adds_exactly_the_fetch_order_index() {
+fn the_rust_only_key_adds_exactly_the_fetch_order_index_and_the_fill_factor() {
     let db = TestDatabase::new();
     let chancy = migrate_everything(&db.url());
     let python = dump_schema(&db);
@@ -186,7 +186,18 @@ fn the_rust_only_key_adds_exactly_the_fetch_order_index() {
         .collect();
     assert_eq!(
         added,
-        vec!["CREATE INDEX chancy_jobs_fetch_order ON public.chancy_jobs USING btree (queue, priority DESC, id) WHERE ((state)::text = ANY ((ARRAY['pending'::character varying, 'retrying'::character varying])::text[]));"]
+        vec![
+            // The jobs table's `);` becomes `)` + its storage parameter.
+            ")",
+            "WITH (fillfactor='50');",
+            "CREATE INDEX chancy_jobs_fetch_order ON public.chancy_jobs USING btree (queue, priority DESC, id) WHERE ((state)::text = ANY ((ARRAY['pending'::character varying, 'retrying'::character varying])::text[]));"
+        ]
+    );
+    chancy.migrate_key(migrate::RUST, Some(0)).unwrap();
+    assert_eq!(
+        dump_schema(&db),
+        python,
+        "down leaves Python's schema exactly"
     );
 }
 
