@@ -42,6 +42,27 @@ fn check_migrations_exits_1_until_migrated() {
     assert_eq!(ns.run(&["check-migrations"]).status.code(), Some(1));
 }
 
+/// README, compatibility: `chancy_rs` version 2 sets the jobs table's fill factor; migrating
+/// the key to version 1 takes it back, a later full `migrate` sets it again.
+#[test]
+fn the_rust_only_fill_factor_comes_and_goes_with_its_key_version() {
+    let ns = migrated();
+    let fillfactor = || -> Option<String> {
+        let row = client()
+            .query_one(
+                "SELECT array_to_string(reloptions, ',') FROM pg_class WHERE oid = $1::text::regclass",
+                &[&ns.table("jobs")],
+            )
+            .unwrap();
+        row.get(0)
+    };
+    assert_eq!(fillfactor().as_deref(), Some("fillfactor=50"));
+    ns.ok(&["migrate", "--plugin", "chancy_rs", "--to-version", "1"]);
+    assert_eq!(fillfactor(), None, "version 1 has no fill factor");
+    ns.ok(&["migrate"]);
+    assert_eq!(fillfactor().as_deref(), Some("fillfactor=50"));
+}
+
 #[test]
 fn queue_declare_list_get_pause_resume_delete() {
     let ns = migrated();
