@@ -412,12 +412,19 @@ impl WorkerBuilder {
         self
     }
 
-    /// Validates the settings.
+    /// Validates the settings and the names of the registered handlers (the rule of
+    /// [`Job::validate`](crate::Job::validate) for `func`).
     ///
     /// # Errors
-    /// A configuration error naming the bad setting.
+    /// A configuration error naming the bad setting or handler name.
     pub fn build(self) -> Result<Worker> {
         self.config.validate()?;
+        // A handler whose name no push accepts would never run: say so now.
+        for name in self.registry.names() {
+            crate::job::validate_func(name).map_err(|e| {
+                Error::config(format!("handler registered under a name no job can have: {e}"))
+            })?;
+        }
         let worker_id = self.worker_id.unwrap_or_else(|| Uuid::new_v4().to_string());
         if worker_id.is_empty() {
             return Err(Error::config("worker_id must not be empty"));

@@ -180,7 +180,8 @@ impl Workflow {
     }
 
     /// Checks the dependency graph like upstream: at least one step, no dependency on a
-    /// missing step, no cycle.
+    /// missing step, no cycle; and each step's job ([`Job::validate`], an error starting
+    /// `Step '<id>': `), so a bad job is refused at push, not when its step comes due.
     ///
     /// # Errors
     /// An invalid-input error: `A workflow must contain at least one step`, `Step 'b'
@@ -198,6 +199,10 @@ impl Workflow {
             .map(|(i, s)| (s.step_id.as_str(), i))
             .collect();
         for step in &self.steps {
+            // Checked here, not when the leader pushes the step (too late to tell anyone).
+            step.job.validate().map_err(|e| {
+                Error::invalid_input(format!("Step '{}': {e}", step.step_id))
+            })?;
             if let Some(dep) = step
                 .dependencies
                 .iter()
