@@ -128,6 +128,7 @@ mod builder;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod connect;
+mod duration;
 mod error;
 pub mod events;
 mod id;

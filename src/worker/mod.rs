@@ -422,7 +422,9 @@ impl WorkerBuilder {
         // A handler whose name no push accepts would never run: say so now.
         for name in self.registry.names() {
             crate::job::validate_func(name).map_err(|e| {
-                Error::config(format!("handler registered under a name no job can have: {e}"))
+                Error::config(format!(
+                    "handler registered under a name no job can have: {e}"
+                ))
             })?;
         }
         let worker_id = self.worker_id.unwrap_or_else(|| Uuid::new_v4().to_string());

@@ -595,9 +595,7 @@ fn func_names_with_control_characters_or_unbounded_lengths_are_refused_everywher
             app.chancy
                 .push_many(&[Job::new("t.noop"), job.clone()])
                 .unwrap_err(),
-            app.chancy
-                .push_in(&mut app.client(), &job)
-                .unwrap_err(),
+            app.chancy.push_in(&mut app.client(), &job).unwrap_err(),
             Workflow::new("wf")
                 .add("a", job.clone(), &[])
                 .validate()
@@ -606,7 +604,10 @@ fn func_names_with_control_characters_or_unbounded_lengths_are_refused_everywher
         for err in errors {
             assert!(err.is_invalid_input(), "{err}");
             assert!(err.to_string().contains("invalid job func"), "{err}");
-            assert!(err.to_string().contains("without control characters"), "{err}");
+            assert!(
+                err.to_string().contains("without control characters"),
+                "{err}"
+            );
             assert!(err.to_string().len() < 250, "bounded: {err}");
         }
     }
@@ -623,7 +624,11 @@ fn func_names_with_control_characters_or_unbounded_lengths_are_refused_everywher
         .err()
         .expect("a handler name no push accepts is refused");
     assert!(err.is_config(), "{err}");
-    assert!(err.to_string().contains("invalid job func \"t.bad\\nname\""), "{err}");
+    assert!(
+        err.to_string()
+            .contains("invalid job func \"t.bad\\nname\""),
+        "{err}"
+    );
     let none: i64 = app
         .client()
         .query_one(&app.sql("SELECT count(*) FROM {jobs}"), &[])

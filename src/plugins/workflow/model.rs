@@ -200,9 +200,9 @@ impl Workflow {
             .collect();
         for step in &self.steps {
             // Checked here, not when the leader pushes the step (too late to tell anyone).
-            step.job.validate().map_err(|e| {
-                Error::invalid_input(format!("Step '{}': {e}", step.step_id))
-            })?;
+            step.job
+                .validate()
+                .map_err(|e| Error::invalid_input(format!("Step '{}': {e}", step.step_id)))?;
             if let Some(dep) = step
                 .dependencies
                 .iter()
