@@ -1925,6 +1925,7 @@ fn every_duration_flag_says_its_range_in_human_units() {
         "--heartbeat-poll-interval",
         "--heartbeat-timeout",
         "--queue-change-poll-interval",
+        "--cancellation-poll-interval",
         "--shutdown-timeout",
         "--leadership-poll-interval",
         "--leadership-timeout",
