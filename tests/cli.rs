@@ -2004,3 +2004,77 @@ fn every_duration_flag_says_its_range_in_human_units() {
         "nothing was pushed"
     );
 }
+
+/// `bench --workers N` checks the server's connection budget before it creates or spawns
+/// anything: 64 processes × 11 connections cannot fit in the shared server's
+/// `max_connections`, so the run fails at once with the numbers and the ways out, and no
+/// bench table, worker process or backend of it appears.
+#[test]
+fn bench_workers_beyond_the_servers_connections_fails_before_spawning() {
+    let ns = Ns::new();
+    let max: i32 = client()
+        .query_one("SELECT current_setting('max_connections')::int", &[])
+        .unwrap()
+        .get(0);
+    assert!(
+        64 * 11 > max,
+        "the shared server has max_connections {max}: test needs < 704"
+    );
+    let child = ns
+        .command(&[
+            "bench",
+            "--workers",
+            "64",
+            "--mode",
+            "drain",
+            "--jobs",
+            "10",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let line = one_line_error(&out);
+    for part in [
+        "--workers 64 needs 704 connections (64 worker processes x 11: pool 10 + 1 listener)",
+        &format!("max_connections {max} - "),
+        "nothing was started",
+        "--max-connection-pool-size",
+        "raise max_connections",
+    ] {
+        assert!(line.contains(part), "{part:?} in {line}");
+    }
+    assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+    assert!(
+        tables_of(&format!("{}bench_", ns.prefix)).is_empty(),
+        "nothing was migrated or pushed"
+    );
+    let spawned: i64 = client()
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1",
+            &[&format!("chancy-bench-{pid}-w%")],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(spawned, 0, "no worker process connected");
+    // A smaller pool per process is accounted for: the numbers follow the flag.
+    let out = ns.run(&[
+        "bench",
+        "--workers",
+        "64",
+        "--max-connection-pool-size",
+        "2",
+        "--mode",
+        "drain",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        one_line_error(&out).contains("needs 192 connections (64 worker processes x 3: pool 2"),
+        "{out:?}"
+    );
+    let out = ns.run(&["bench", "--max-connection-pool-size", "2"]);
+    assert_eq!(out.status.code(), Some(2), "only with --workers: {out:?}");
+}

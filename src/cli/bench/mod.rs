@@ -72,6 +72,13 @@ pub struct BenchArgs {
     /// all modes only.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub workers: Option<u32>,
+    /// With `--workers`: each worker process's pool size (`worker start
+    /// --max-connection-pool-size`) [default: 10]. Its connection budget is this + 1
+    /// listener; before spawning, the bench refuses a run whose processes would need more
+    /// connections than the server has free.
+    #[arg(long, value_name = "N", requires = "workers",
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_connection_pool_size: Option<u32>,
     /// Which measurements to run.
     #[arg(long, value_enum, default_value_t = Mode::All)]
     pub mode: Mode,
@@ -165,6 +172,9 @@ pub(super) fn bench(
         builder = builder.no_default_plugins();
     }
     let chancy = builder.build()?;
+    if let (Some(n), false) = (args.workers, transaction_pooling) {
+        workers::check_connections(&chancy, url, args, n)?;
+    }
     chancy.migrate_to(0)?;
     chancy.migrate()?;
     if !args.json {
