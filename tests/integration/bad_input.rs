@@ -618,11 +618,9 @@ fn func_names_with_control_characters_or_unbounded_lengths_are_refused_everywher
         .push(&Job::new("t.noop").unique_key("k".repeat(chancy::MAX_UNIQUE_KEY_LEN + 1)))
         .unwrap_err();
     assert!(err.to_string().contains("at most 1024 bytes"), "{err}");
-    let err = fast_worker(&app)
-        .job("t.bad\nname", |_| Ok(()))
-        .build()
-        .err()
-        .expect("a handler name no push accepts is refused");
+    let Err(err) = fast_worker(&app).job("t.bad\nname", |_| Ok(())).build() else {
+        panic!("a handler name no push accepts is refused");
+    };
     assert!(err.is_config(), "{err}");
     assert!(
         err.to_string()
