@@ -1,6 +1,7 @@
 //! Cancellation without a listener: a worker that cannot `LISTEN` (transaction pooling, or
 //! notifications off) learns that a job it runs was cancelled or recovered by reading the
-//! claims of those jobs, every `cancellation_poll_interval`.
+//! claims of those jobs, every `cancellation_poll_interval`. A listening worker reads them
+//! once each time its listener reconnects (NOTIFYs sent while it was away are lost).
 //!
 //! One statement per pass, bounded by the executions running in this worker (none running:
 //! no statement at all). A job whose row no longer carries the claim this worker runs it

@@ -676,11 +676,20 @@ impl Worker {
                 s.wake_eager_queues(b.jobs);
             }
         });
-        // NOTIFYs may have been missed while the listener was away: every queue looks.
+        // NOTIFYs may have been missed while the listener was away: every queue looks, and
+        // the claims of the running jobs are read once (a cancel sent in the gap is found).
         let weak = Arc::downgrade(s);
         s.hub.on(LISTENER_RECONNECTED, move |_| {
             if let Some(s) = weak.upgrade() {
                 s.wake_all_queues();
+                if let Err(e) = cancellations::poll(&s) {
+                    log::warn!(
+                        "worker {}: reading running jobs' claims after the listener \
+                         reconnected failed (a cancel sent meanwhile takes effect at the \
+                         job's outcome): {e}",
+                        s.worker_id
+                    );
+                }
             }
         });
         let weak = Arc::downgrade(s);

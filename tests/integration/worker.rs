@@ -1248,3 +1248,57 @@ fn without_a_listener_cancelling_a_running_job_stops_it_at_the_next_claim_poll()
         stopped.lock()
     );
 }
+
+/// A cancel whose NOTIFY never reached the worker (sent while its listener was away) is
+/// found when the listener reconnects: the worker reads the claims of its running jobs once.
+#[test]
+fn a_cancel_missed_while_the_listener_was_away_is_found_at_its_reconnect() {
+    let app = TestApp::new();
+    let started = Arc::new(Counter::new());
+    let stopped = Arc::new(AtomicBool::new(false));
+    let (st, sp, gate) = (Arc::clone(&started), Arc::clone(&stopped), Gate::new());
+    let worker = fast_worker(&app)
+        .job("t.long", move |ctx| {
+            st.add();
+            let outcome = gate.pass(ctx);
+            sp.store(outcome.is_err(), Ordering::SeqCst);
+            outcome
+        })
+        .build()
+        .unwrap();
+    let events = events::start(&worker);
+    let r = app.chancy.push(&Job::new("t.long")).unwrap();
+    started.wait_for(1, WAIT, "the long job running");
+    // What a cancel writes, without its NOTIFY: as if it was sent while nobody listened.
+    app.client()
+        .execute(
+            &app.sql(
+                "UPDATE {jobs} SET state = 'failed', claim_id = NULL, completed_at = now() \
+                 WHERE id = $1",
+            ),
+            &[&r.id()],
+        )
+        .unwrap();
+    let channel = format!("LISTEN \"{}events\"", app.prefix);
+    let n: i64 = app
+        .client()
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query = $1",
+            &[&channel],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "the listener's backend was found");
+    // The reconnect's handlers run (and find the cancel) before its event is recorded.
+    events.next_where(chancy::events::JOB_CANCELLED, WAIT, |b| {
+        b["j"] == r.to_string()
+    });
+    events.next(chancy::LISTENER_RECONNECTED, WAIT);
+    eventually(WAIT, "the handler saw the cancel", || {
+        stopped.load(Ordering::SeqCst)
+    });
+    assert!(worker.stop());
+    let job = app.chancy.get_job(&r).unwrap().unwrap();
+    assert_eq!((job.state, job.attempts), (JobState::Failed, 0));
+    assert!(job.errors.is_empty(), "the run's outcome was fenced out");
+}
