@@ -596,9 +596,7 @@ fn func_names_with_control_characters_or_unbounded_lengths_are_refused_everywher
                 .push_many(&[Job::new("t.noop"), job.clone()])
                 .unwrap_err(),
             app.chancy.push_in(&mut app.client(), &job).unwrap_err(),
-            Workflow::new("wf")
-                .add("a", job.clone(), &[])
-                .validate()
+            WorkflowPlugin::push(&app.chancy, &Workflow::new("wf").add("a", job.clone(), &[]))
                 .unwrap_err(),
         ];
         for err in errors {
