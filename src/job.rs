@@ -25,6 +25,14 @@ pub(crate) const DEFAULT_MAX_ATTEMPTS: i32 = 1;
 /// The longest queue name accepted.
 pub(crate) const MAX_QUEUE_NAME_LEN: usize = 255;
 
+/// The longest job function name (`func`) accepted: 255 bytes, like a queue name.
+/// Upstream 0.26.0 stores any text; a longer name is no importable Python path either.
+pub const MAX_FUNC_LEN: usize = 255;
+/// The longest `unique_key` accepted: 1,024 bytes. The key is a column of a unique B-tree
+/// index, whose entries PostgreSQL caps at about 2,700 bytes (a longer key would fail the
+/// insert with an index error), and it is shown in CLI tables and the dashboard.
+pub const MAX_UNIQUE_KEY_LEN: usize = 1024;
+
 /// Queue names: non-empty, at most 255 bytes, no control characters.
 pub(crate) fn validate_queue_name(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > MAX_QUEUE_NAME_LEN || name.chars().any(char::is_control) {
@@ -33,6 +41,50 @@ pub(crate) fn validate_queue_name(name: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The one rule for job function names, wherever a name comes from (a push of any kind, a
+/// typed job's `FUNC`, a cron/trigger/workflow template, a handler registered with a
+/// worker, a row another client wrote): not blank, at most [`MAX_FUNC_LEN`] bytes, no
+/// control characters (a newline or escape in a name would forge lines in logs and
+/// tables). The error shows at most the first 64 characters of the name.
+pub(crate) fn validate_func(func: &str) -> Result<()> {
+    if func.trim().is_empty() {
+        return Err(Error::invalid_input("a job needs a non-empty func name"));
+    }
+    if func.len() > MAX_FUNC_LEN || func.chars().any(char::is_control) {
+        return Err(Error::invalid_input(format!(
+            "invalid job func {} ({} bytes): it must be 1 to {MAX_FUNC_LEN} bytes without \
+             control characters",
+            shown(func),
+            func.len()
+        )));
+    }
+    Ok(())
+}
+
+/// A `unique_key`: at most [`MAX_UNIQUE_KEY_LEN`] bytes, no control characters.
+fn validate_unique_key(func: &str, key: &str) -> Result<()> {
+    if key.len() > MAX_UNIQUE_KEY_LEN || key.chars().any(char::is_control) {
+        return Err(Error::invalid_input(format!(
+            "unique_key {} of {} ({} bytes) must be at most {MAX_UNIQUE_KEY_LEN} bytes \
+             without control characters",
+            shown(key),
+            shown(func),
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+/// `text` quoted and escaped for an error message or log line, cut to its first 64
+/// characters (`…` marks a cut), so a 1 MB name cannot flood a log.
+pub(crate) fn shown(text: &str) -> String {
+    const SHOWN: usize = 64;
+    match text.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{:?}…", &text[..cut]),
+        None => format!("{text:?}"),
+    }
 }
 
 /// The kind of a [`Limit`].
@@ -229,18 +281,24 @@ impl Job {
         self.unique_key.as_deref()
     }
 
-    /// Checks what the database cannot: names non-empty, objects where objects are required,
-    /// no U+0000 in text, `max_attempts` at least 1, and `scheduled_at` no later than
-    /// 9999-12-31T23:59:59Z (the latest time Python's `datetime` can read, so a Python worker
-    /// or dashboard sharing the database can still load the row). Every push calls it.
+    /// Checks what the database cannot: `func` 1 to [`MAX_FUNC_LEN`] bytes and the queue
+    /// name 1 to 255 bytes, both without control characters; `unique_key` at most
+    /// [`MAX_UNIQUE_KEY_LEN`] bytes without control characters; objects where objects are
+    /// required, no U+0000 in text, `max_attempts` at least 1, and `scheduled_at` no later
+    /// than 9999-12-31T23:59:59Z (the latest time Python's `datetime` can read, so a Python
+    /// worker or dashboard sharing the database can still load the row). Every push calls
+    /// it (library, typed jobs, CLI, cron, triggers, workflows). Upstream 0.26.0 checks none
+    /// of the text bounds; a row it wrote with a `func` outside them is failed by a chancy
+    /// worker with a `ValueError` saying so, never run or crashed on.
     ///
     /// # Errors
     /// An invalid-input error saying which field is wrong.
     pub fn validate(&self) -> Result<()> {
-        if self.func.trim().is_empty() {
-            return Err(Error::invalid_input("a job needs a non-empty func name"));
-        }
+        validate_func(&self.func)?;
         validate_queue_name(&self.queue)?;
+        if let Some(key) = &self.unique_key {
+            validate_unique_key(&self.func, key)?;
+        }
         if !self.kwargs.is_object() {
             return Err(Error::invalid_input(format!(
                 "kwargs of {:?} must be a JSON object, got {}",
@@ -576,10 +634,15 @@ pub(crate) fn read_row(row: &Row) -> Result<(QueuedJob, Option<String>)> {
         }
         Vec::new()
     });
+    let func: String = col(row, "func")?;
+    if let Err(e) = validate_func(&func) {
+        // First: a job whose function cannot be named must not reach a handler lookup.
+        problem = Some(format!("ValueError: {e}"));
+    }
     let job = QueuedJob {
         id,
         queue: col(row, "queue")?,
-        func: col(row, "func")?,
+        func,
         kwargs: into_object(kwargs),
         limits,
         meta: into_object(get_json("meta")?),
@@ -712,6 +775,40 @@ mod tests {
         assert!(Job::new("f").max_attempts(0).validate().is_err());
         assert!(Job::new("f").meta(json!("x")).validate().is_err());
         assert!(Job::new("f").validate().is_ok());
+    }
+
+    #[test]
+    fn func_and_unique_key_are_bounded_and_free_of_control_characters() {
+        let at_limit = "f".repeat(MAX_FUNC_LEN);
+        assert!(Job::new(at_limit.as_str()).validate().is_ok());
+        for bad in [
+            "f".repeat(MAX_FUNC_LEN + 1),
+            "a.b\nINFO forged".into(),
+            "a\u{1b}[31m".into(),
+            "a\0b".into(),
+            "  ".into(),
+        ] {
+            let err = Job::new(bad.as_str()).validate().unwrap_err();
+            assert!(err.is_invalid_input(), "{bad:?}");
+            assert!(err.to_string().len() < 200, "bounded message: {err}");
+        }
+        let err = Job::new("f".repeat(10_000)).validate().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "invalid job func {:?}… (10000 bytes): it must be 1 to 255 bytes without \
+                 control characters",
+                "f".repeat(64)
+            )
+        );
+        let key = |k: &str| Job::new("f").unique_key(k).validate();
+        assert!(key(&"k".repeat(MAX_UNIQUE_KEY_LEN)).is_ok());
+        assert!(key(&"k".repeat(MAX_UNIQUE_KEY_LEN + 1))
+            .unwrap_err()
+            .to_string()
+            .contains("must be at most 1024 bytes"));
+        assert!(key("a\tb").is_err());
+        assert_eq!(shown("né\n"), "\"né\\n\"");
     }
 
     #[test]

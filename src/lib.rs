@@ -128,6 +128,7 @@ mod builder;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod connect;
+mod duration;
 mod error;
 pub mod events;
 mod id;
@@ -159,7 +160,10 @@ pub use app::{
 pub use builder::ChancyBuilder;
 pub use error::{Error, ErrorKind, Result};
 pub use id::new_job_id;
-pub use job::{ErrorRecord, Job, JobState, JsonObject, Limit, LimitKind, QueuedJob, Reference};
+pub use job::{
+    ErrorRecord, Job, JobState, JsonObject, Limit, LimitKind, QueuedJob, Reference, MAX_FUNC_LEN,
+    MAX_UNIQUE_KEY_LEN,
+};
 pub use migrate::MigrationStatus;
 pub use plugins::{
     ImmediateLeadership, Leadership, Pruner, Recovery, Reprioritize, RetryPlugin, RetrySettings,

@@ -411,8 +411,9 @@ fn compile_tag(pattern: &str) -> std::result::Result<regex::Regex, regex::Error>
 fn whole_seconds(queue: &str, field: &str, d: Duration, max: u64) -> Result<i32> {
     if d.subsec_nanos() != 0 || d.as_secs() == 0 || d.as_secs() > max {
         return Err(Error::invalid_input(format!(
-            "queue {queue:?}: {field} must be a whole number of seconds between 1 and {max} (got {} s)",
-            d.as_secs_f64()
+            "queue {queue:?}: {field} must be a whole number of seconds, {} (got {})",
+            crate::duration::range(Duration::from_secs(1), Duration::from_secs(max)),
+            crate::duration::human(d)
         )));
     }
     Ok(d.as_secs() as i32)

@@ -63,26 +63,32 @@ impl Flag {
 
     /// Blocks until the flag is set or `timeout` passes; returns whether it is set.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
         let mut state = self.state.lock();
-        while !*state {
-            if self.changed.wait_until(&mut state, deadline).timed_out() {
+        self.wait_locked(&mut state, timeout);
+        *state
+    }
+
+    /// Waits with `state` locked until it is set or `timeout` passes. A timeout too long
+    /// for the clock (a setting of years) waits for the flag alone instead of panicking.
+    fn wait_locked(&self, state: &mut parking_lot::MutexGuard<'_, bool>, timeout: Duration) {
+        let Some(deadline) = Instant::now().checked_add(timeout) else {
+            while !**state {
+                self.changed.wait(state);
+            }
+            return;
+        };
+        while !**state {
+            if self.changed.wait_until(state, deadline).timed_out() {
                 break;
             }
         }
-        *state
     }
 
     /// Waits like [`Flag::wait_timeout`], then clears the flag; returns whether it was set.
     /// The wake-up primitive of the worker's loops.
     pub fn wait_and_clear(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
         let mut state = self.state.lock();
-        while !*state {
-            if self.changed.wait_until(&mut state, deadline).timed_out() {
-                break;
-            }
-        }
+        self.wait_locked(&mut state, timeout);
         std::mem::replace(&mut *state, false)
     }
 }
@@ -144,6 +150,17 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timeout_past_the_clocks_range_waits_for_the_flag_instead_of_panicking() {
+        let flag = Arc::new(Flag::new());
+        let setter = Arc::clone(&flag);
+        let t = std::thread::spawn(move || setter.wait_and_clear(Duration::MAX));
+        flag.set();
+        assert!(t.join().expect("no panic"));
+        flag.set();
+        assert!(flag.wait_timeout(Duration::MAX));
+    }
 
     #[test]
     fn shutdown_wakes_registered_flags() {

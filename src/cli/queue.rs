@@ -66,14 +66,14 @@ pub struct DeclareArgs {
     pub tags: Vec<String>,
     /// Seconds between polls of an idle worker (whole seconds).
     #[arg(long, short = 'p', default_value_t = crate::queue::DEFAULT_POLLING_INTERVAL.as_secs(), value_name = "S",
-          value_parser = super::args::whole_seconds)]
+          value_parser = super::args::polling_interval)]
     pub polling_interval: u64,
     /// Jobs allowed per --rate-limit-window over all workers.
     #[arg(long, short = 'r', requires = "rate_limit_window", value_name = "N")]
     pub rate_limit: Option<i32>,
     /// The rate-limit window in whole seconds.
     #[arg(long, short = 'w', requires = "rate_limit", value_name = "S",
-          value_parser = super::args::whole_seconds)]
+          value_parser = super::args::rate_limit_window)]
     pub rate_limit_window: Option<u64>,
     /// Poll again as soon as a job of this queue finishes.
     #[arg(long)]

@@ -12,8 +12,9 @@ use crate::app::{DEFAULT_HORIZON_WARN_AFTER, DEFAULT_MAX_POOL_SIZE};
 use crate::error::{Error, Result};
 use crate::prometheus::{MetricsServer, Prometheus};
 use crate::worker::{
-    Registry, Worker, DEFAULT_HEARTBEAT_POLL_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT,
-    DEFAULT_HORIZON_CHECK_INTERVAL, DEFAULT_QUEUE_CHANGE_POLL_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT,
+    Registry, Worker, DEFAULT_CANCELLATION_POLL_INTERVAL, DEFAULT_HEARTBEAT_POLL_INTERVAL,
+    DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_HORIZON_CHECK_INTERVAL, DEFAULT_QUEUE_CHANGE_POLL_INTERVAL,
+    DEFAULT_SHUTDOWN_TIMEOUT,
 };
 use crate::{Chancy, ChancyBuilder};
 
@@ -71,6 +72,11 @@ pub struct StartArgs {
     #[arg(long, value_parser = args::positive_seconds, value_name = "S",
           default_value = args::seconds_text(DEFAULT_QUEUE_CHANGE_POLL_INTERVAL))]
     pub queue_change_poll_interval: Duration,
+    /// Seconds between reads of the running jobs' claims when no NOTIFY arrives
+    /// (--transaction-pooling or --no-notifications): how soon a cancelled job is stopped.
+    #[arg(long, value_parser = args::positive_seconds, value_name = "S",
+          default_value = args::seconds_text(DEFAULT_CANCELLATION_POLL_INTERVAL))]
+    pub cancellation_poll_interval: Duration,
     /// Seconds running jobs get to finish after the first stop signal.
     #[arg(long, value_parser = args::seconds, value_name = "S",
           default_value = args::seconds_text(DEFAULT_SHUTDOWN_TIMEOUT))]
@@ -178,6 +184,7 @@ pub(super) fn start(chancy: &Chancy, a: &StartArgs, registry: Registry) -> Resul
         .heartbeat_poll_interval(a.heartbeat_poll_interval)
         .heartbeat_timeout(a.heartbeat_timeout)
         .queue_change_poll_interval(a.queue_change_poll_interval)
+        .cancellation_poll_interval(a.cancellation_poll_interval)
         .shutdown_timeout(a.shutdown_timeout)
         .synchronous_commit(!a.async_commit)
         .horizon_check(a.horizon_check_interval, a.horizon_warn_after)
@@ -289,6 +296,10 @@ mod tests {
             DEFAULT_QUEUE_CHANGE_POLL_INTERVAL
         );
         assert_eq!(a.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
+        assert_eq!(
+            a.cancellation_poll_interval,
+            DEFAULT_CANCELLATION_POLL_INTERVAL
+        );
         assert_eq!(a.max_connection_pool_size, DEFAULT_MAX_POOL_SIZE);
         assert_eq!(a.horizon_check_interval, DEFAULT_HORIZON_CHECK_INTERVAL);
         assert_eq!(a.horizon_warn_after, DEFAULT_HORIZON_WARN_AFTER);

@@ -63,6 +63,8 @@ pub(crate) use server::{MAX_CONNECTIONS, MAX_REQUEST_HEAD, READ_TIMEOUT};
 
 /// The identifier of [`Prometheus`].
 pub const PROMETHEUS: &str = "chancy.prometheus";
+/// The `func` label of jobs whose name breaks the push rule (see [`crate::Job::validate`]).
+pub(crate) const INVALID_FUNC_LABEL: &str = "<invalid>";
 /// How long one queue-depth reading is reused by later scrapes.
 pub(crate) const DEPTH_CACHE: Duration = Duration::from_secs(5);
 /// The queue-depth query's `statement_timeout`.
@@ -306,10 +308,17 @@ impl Prometheus {
             JobState::Retrying => "retried",
             _ => return,
         };
+        // A func outside the push rule (a row another client wrote: control characters, or
+        // megabytes) would break the exposition format or bloat every scrape: one label
+        // stands for all of them (the job itself failed with a ValueError naming it).
+        let func = match crate::job::validate_func(&job.func) {
+            Ok(()) => job.func.clone(),
+            Err(_) => INVALID_FUNC_LABEL.to_string(),
+        };
         self.jobs
             .get_or_create(&vec![
                 ("queue".into(), job.queue.clone()),
-                ("func".into(), job.func.clone()),
+                ("func".into(), func),
                 ("outcome".into(), outcome.into()),
             ])
             .inc();
@@ -389,4 +398,35 @@ fn queue_depth(chancy: &Chancy) -> Result<Vec<(String, String, i64)>> {
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_func_no_push_accepts_is_counted_under_one_label() {
+        let p = Prometheus::new();
+        let mut job = QueuedJob::claimed_for_test("ok.func");
+        job.state = JobState::Failed;
+        p.record(&job);
+        for odd in ["a\n# forged 1".to_string(), "x".repeat(1 << 16)] {
+            job.func = odd;
+            p.record(&job);
+        }
+        let mut text = String::new();
+        encode(&mut text, &p.registry).unwrap();
+        let jobs: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("chancy_jobs_total"))
+            .collect();
+        assert_eq!(jobs.len(), 2, "{jobs:?}");
+        assert!(jobs
+            .iter()
+            .any(|l| l.contains("func=\"ok.func\"") && l.ends_with(" 1")));
+        assert!(jobs
+            .iter()
+            .any(|l| l.contains("func=\"<invalid>\"") && l.ends_with(" 2")));
+        assert!(!text.contains("forged"), "{text}");
+    }
 }

@@ -14,6 +14,10 @@ pub(crate) const DEFAULT_HEARTBEAT_POLL_INTERVAL: Duration = Duration::from_secs
 pub(crate) const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Default queue-change poll interval.
 pub(crate) const DEFAULT_QUEUE_CHANGE_POLL_INTERVAL: Duration = Duration::from_secs(10);
+/// Default [`WorkerBuilder::cancellation_poll_interval`](super::WorkerBuilder::cancellation_poll_interval):
+/// 1 s, the default queue polling interval (a worker without a listener finds new jobs that
+/// late too).
+pub(crate) const DEFAULT_CANCELLATION_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Default shutdown timeout.
 pub(crate) const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default batching window of the update writer. Short, because the writer also batches
@@ -26,6 +30,7 @@ pub(crate) struct WorkerConfig {
     pub heartbeat_poll_interval: Duration,
     pub heartbeat_timeout: Duration,
     pub queue_change_poll_interval: Duration,
+    pub cancellation_poll_interval: Duration,
     pub shutdown_timeout: Duration,
     pub send_outgoing_interval: Duration,
     pub register_signal_handlers: bool,
@@ -44,6 +49,7 @@ impl Default for WorkerConfig {
             heartbeat_poll_interval: DEFAULT_HEARTBEAT_POLL_INTERVAL,
             heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
             queue_change_poll_interval: DEFAULT_QUEUE_CHANGE_POLL_INTERVAL,
+            cancellation_poll_interval: DEFAULT_CANCELLATION_POLL_INTERVAL,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             send_outgoing_interval: DEFAULT_SEND_OUTGOING_INTERVAL,
             register_signal_handlers: false,
@@ -66,6 +72,10 @@ impl WorkerConfig {
             (
                 "queue_change_poll_interval",
                 self.queue_change_poll_interval,
+            ),
+            (
+                "cancellation_poll_interval",
+                self.cancellation_poll_interval,
             ),
             ("backoff_initial", self.backoff_initial),
             ("backoff_max", self.backoff_max),

@@ -81,6 +81,14 @@ impl Executions {
         n
     }
 
+    /// Every running execution as (job id, claim id).
+    pub(crate) fn running(&self) -> Vec<(Uuid, Option<Uuid>)> {
+        let map = self.by_job.lock();
+        map.iter()
+            .flat_map(|(job, list)| list.iter().map(|e| (*job, e.claim_id)))
+            .collect()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.by_job.lock().values().map(Vec::len).sum()
     }

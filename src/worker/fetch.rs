@@ -189,7 +189,11 @@ fn runnable(shared: &WorkerShared, rows: &[postgres::Row]) -> Vec<Claimed> {
         match read_row(row) {
             Ok((job, None)) => jobs.push(Claimed::new(&shared.claims, job)),
             Ok((job, Some(text))) => {
-                log::error!("job {} ({:?}) cannot run: {text}", job.id, job.func);
+                log::error!(
+                    "job {} ({}) cannot run: {text}",
+                    job.id,
+                    crate::job::shown(&job.func)
+                );
                 let error = JobError::with_kind(JobErrorKind::Failed, text);
                 let Claimed { job, guard } = Claimed::new(&shared.claims, job);
                 let outcome = record_outcome(job, Some(&error), Utc::now());

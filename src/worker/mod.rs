@@ -12,6 +12,8 @@
 //!  writer       batches outcomes into one fenced UPDATE per batch, retries, flushes at stop,
 //!               publishes each committed batch (eager queues and plugins subscribe)
 //!  plugin-<id>  each plugin with an interval
+//!  cancellations  only without a listener: every cancellation_poll_interval, read the
+//!               claims of the running jobs; a claim taken away stops its execution
 //! ```
 //!
 //! A claimed job carries a guard from the fetch to the writer's commit (`claims.rs`); the
@@ -25,6 +27,7 @@
 //! hub and the writer call their handlers with no lock held).
 
 mod backoff;
+mod cancellations;
 mod child;
 mod claims;
 mod config;
@@ -70,8 +73,8 @@ pub use crate::sync::Flag;
 pub use child::{run_child_if_requested, CHILD_ENV};
 #[allow(unused_imports)]
 pub(crate) use config::{
-    DEFAULT_HEARTBEAT_POLL_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_QUEUE_CHANGE_POLL_INTERVAL,
-    DEFAULT_SEND_OUTGOING_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_CANCELLATION_POLL_INTERVAL, DEFAULT_HEARTBEAT_POLL_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT,
+    DEFAULT_QUEUE_CHANGE_POLL_INTERVAL, DEFAULT_SEND_OUTGOING_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT,
 };
 pub use context::{Handler, JobContext, JobError, JobErrorKind, Registry};
 #[allow(unused_imports)]
@@ -102,6 +105,8 @@ use runner::{QueueRunner, STOP_POLL};
 
 /// Local hub event: the worker started.
 pub const WORKER_STARTED: &str = "worker.started";
+/// The service of a worker without a listener that reads its running jobs' claims.
+const CANCELLATIONS_SERVICE: &str = "cancellations";
 /// Local hub event: the worker stopped cleanly.
 pub const WORKER_STOPPED: &str = "worker.stopped";
 /// Local hub event: the worker stopped, but running jobs outlived `shutdown_timeout`.
@@ -316,6 +321,18 @@ impl WorkerBuilder {
         self
     }
 
+    /// How often a worker that does not `LISTEN` (transaction pooling, or notifications
+    /// off) reads the claims of the jobs it is running, to learn that one was cancelled or
+    /// recovered (default 1 s; must be positive). One statement per pass, only while jobs
+    /// run. A cancelled job's handler sees [`JobContext::is_cancelled`] within about one
+    /// interval instead of at once, with the same outcome as with NOTIFY (the row stays
+    /// `failed`; the run's own outcome is fenced out). Upstream 0.26.0 has no such poll: its
+    /// workers learn of cancellations only by NOTIFY. Unused by a listening worker.
+    pub fn cancellation_poll_interval(mut self, d: Duration) -> Self {
+        self.config.cancellation_poll_interval = d;
+        self
+    }
+
     /// On the leader, every `interval` (default 30 s), look for sessions whose transaction
     /// has held a snapshot for longer than `warn_after` (default 60 s, see
     /// [`Chancy::held_back_horizons`]) and warn about each (log and the
@@ -412,12 +429,21 @@ impl WorkerBuilder {
         self
     }
 
-    /// Validates the settings.
+    /// Validates the settings and the names of the registered handlers (the rule of
+    /// [`Job::validate`](crate::Job::validate) for `func`).
     ///
     /// # Errors
-    /// A configuration error naming the bad setting.
+    /// A configuration error naming the bad setting or handler name.
     pub fn build(self) -> Result<Worker> {
         self.config.validate()?;
+        // A handler whose name no push accepts would never run: say so now.
+        for name in self.registry.names() {
+            crate::job::validate_func(name).map_err(|e| {
+                Error::config(format!(
+                    "handler registered under a name no job can have: {e}"
+                ))
+            })?;
+        }
         let worker_id = self.worker_id.unwrap_or_else(|| Uuid::new_v4().to_string());
         if worker_id.is_empty() {
             return Err(Error::config("worker_id must not be empty"));
@@ -650,11 +676,20 @@ impl Worker {
                 s.wake_eager_queues(b.jobs);
             }
         });
-        // NOTIFYs may have been missed while the listener was away: every queue looks.
+        // NOTIFYs may have been missed while the listener was away: every queue looks, and
+        // the claims of the running jobs are read once (a cancel sent in the gap is found).
         let weak = Arc::downgrade(s);
         s.hub.on(LISTENER_RECONNECTED, move |_| {
             if let Some(s) = weak.upgrade() {
                 s.wake_all_queues();
+                if let Err(e) = cancellations::poll(&s) {
+                    log::warn!(
+                        "worker {}: reading running jobs' claims after the listener \
+                         reconnected failed (a cancel sent meanwhile takes effect at the \
+                         job's outcome): {e}",
+                        s.worker_id
+                    );
+                }
             }
         });
         let weak = Arc::downgrade(s);
@@ -801,6 +836,20 @@ impl Worker {
             ),
             move || queues::reconcile(&shared),
         )?;
+        if !s.chancy.listens() {
+            // No NOTIFY reaches this worker: it reads the claims of its running jobs.
+            let shared = Arc::clone(s);
+            s.manager.spawn_loop(
+                Arc::clone(&s.shutdown),
+                self.loop_spec(
+                    CANCELLATIONS_SERVICE,
+                    s.config.cancellation_poll_interval,
+                    false,
+                    Arc::new(Flag::new()),
+                ),
+                move || cancellations::poll(&shared),
+            )?;
+        }
         let shared = Arc::clone(s);
         let watch = horizon::HorizonWatch::default();
         s.manager.spawn_loop(
@@ -967,6 +1016,12 @@ impl Worker {
     /// ([`WorkerBuilder::queue_change_poll_interval`]).
     pub fn queue_change_poll_interval(&self) -> Duration {
         self.shared.config.queue_change_poll_interval
+    }
+
+    /// How often a worker without a listener reads its running jobs' claims
+    /// ([`WorkerBuilder::cancellation_poll_interval`]).
+    pub fn cancellation_poll_interval(&self) -> Duration {
+        self.shared.config.cancellation_poll_interval
     }
 
     /// How long [`Worker::stop`] waits for running jobs ([`WorkerBuilder::shutdown_timeout`]).

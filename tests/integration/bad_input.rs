@@ -569,3 +569,109 @@ fn an_outcome_the_database_refuses_is_stored_without_its_meta_and_blocks_nothing
         "{note}"
     );
 }
+
+/// One rule for job function names (and unique keys) at every way in: pushes of every kind,
+/// typed jobs, workflow steps and handler registration refuse them; a row another client
+/// (Python Chancy accepts any text) wrote with such a name is failed with a `ValueError`
+/// saying why, and the worker runs on.
+#[test]
+fn func_names_with_control_characters_or_unbounded_lengths_are_refused_everywhere() {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Forged {}
+    impl chancy::JobArgs for Forged {
+        const FUNC: &'static str = "t.forged\nINFO job done";
+    }
+    let app = TestApp::new();
+    let long = "m.".repeat(200);
+    let bad_funcs = [
+        "t.noop\nINFO all good".to_string(),
+        "t.\u{1b}[2Jnoop".to_string(),
+        long.clone(),
+    ];
+    for func in &bad_funcs {
+        let job = Job::new(func.as_str());
+        let errors = [
+            app.chancy.push(&job).unwrap_err(),
+            app.chancy
+                .push_many(&[Job::new("t.noop"), job.clone()])
+                .unwrap_err(),
+            app.chancy.push_in(&mut app.client(), &job).unwrap_err(),
+            WorkflowPlugin::push(&app.chancy, &Workflow::new("wf").add("a", job.clone(), &[]))
+                .unwrap_err(),
+        ];
+        for err in errors {
+            assert!(err.is_invalid_input(), "{err}");
+            assert!(err.to_string().contains("invalid job func"), "{err}");
+            assert!(
+                err.to_string().contains("without control characters"),
+                "{err}"
+            );
+            assert!(err.to_string().len() < 250, "bounded: {err}");
+        }
+    }
+    let err = app.chancy.push_args(&Forged {}).unwrap_err();
+    assert!(err.to_string().contains("invalid job func"), "{err}");
+    let err = app
+        .chancy
+        .push(&Job::new("t.noop").unique_key("k".repeat(chancy::MAX_UNIQUE_KEY_LEN + 1)))
+        .unwrap_err();
+    assert!(err.to_string().contains("at most 1024 bytes"), "{err}");
+    let Err(err) = fast_worker(&app).job("t.bad\nname", |_| Ok(())).build() else {
+        panic!("a handler name no push accepts is refused");
+    };
+    assert!(err.is_config(), "{err}");
+    assert!(
+        err.to_string()
+            .contains("invalid job func \"t.bad\\nname\""),
+        "{err}"
+    );
+    let none: i64 = app
+        .client()
+        .query_one(&app.sql("SELECT count(*) FROM {jobs}"), &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(none, 0, "nothing was written");
+
+    // Rows written by another client with such names fail clearly; the rest run.
+    let raw = |func: &str| -> Reference {
+        let row = app
+            .client()
+            .query_one(
+                &app.sql(
+                    "INSERT INTO {jobs} (id, queue, func) VALUES (gen_random_uuid(), 'default', $1) \
+                     RETURNING id",
+                ),
+                &[&func],
+            )
+            .unwrap();
+        Reference(row.get(0))
+    };
+    let huge = "x".repeat(1 << 20);
+    let odd: Vec<Reference> = [bad_funcs[0].as_str(), long.as_str(), huge.as_str()]
+        .into_iter()
+        .map(raw)
+        .collect();
+    let good: Vec<Reference> = (0..5)
+        .map(|_| app.chancy.push(&Job::new("t.noop")).unwrap())
+        .collect();
+    app.chancy
+        .declare(&Queue::new("default").concurrency(4))
+        .unwrap();
+    let worker = fast_worker(&app).build().unwrap();
+    worker.start().unwrap();
+    for r in &odd {
+        let job = finished(&app, r);
+        assert_eq!((job.state, job.attempts), (JobState::Failed, 1), "{r}");
+        let text = traceback(&job);
+        assert!(
+            text.starts_with("ValueError: invalid job func ")
+                && text.ends_with("it must be 1 to 255 bytes without control characters"),
+            "{text}"
+        );
+        assert!(text.len() < 250, "bounded: {} bytes", text.len());
+    }
+    for r in &good {
+        assert_eq!(finished(&app, r).state, JobState::Succeeded);
+    }
+    assert!(worker.stop());
+}

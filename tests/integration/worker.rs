@@ -1210,3 +1210,162 @@ fn queue_event_handlers_may_call_back_into_the_worker() {
     }
     assert!(worker.stop());
 }
+
+/// Under transaction pooling no NOTIFY reaches the worker: it reads the claims of the jobs
+/// it runs every `cancellation_poll_interval`, so a cancelled running job is stopped by the
+/// first poll that starts after the cancel (with the outcome NOTIFY gives: the row stays
+/// `failed`, the run's own outcome fenced out), a recovered one likewise, and the jobs
+/// nobody touched run on.
+#[test]
+fn without_a_listener_cancelling_a_running_job_stops_it_at_the_next_claim_poll() {
+    let app = TestApp::with(|b| b.transaction_pooling(true));
+    let started = Arc::new(Counter::new());
+    let stopped = Arc::new(Mutex::new(Vec::<String>::new()));
+    let gate = Gate::new();
+    let (st, sp, g) = (Arc::clone(&started), Arc::clone(&stopped), gate.clone());
+    let worker = fast_worker(&app)
+        .cancellation_poll_interval(Duration::from_millis(200))
+        .job("t.long", move |ctx| {
+            st.add();
+            let outcome = g.pass(ctx);
+            if outcome.is_err() {
+                sp.lock().push(ctx.job().id.to_string());
+            }
+            outcome
+        })
+        .build()
+        .unwrap();
+    declare(
+        &app,
+        Queue::new("default").concurrency(4).eager_polling(true),
+    );
+    // What happens on the hub, in order: cancellation polls and the stops they cause.
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let log = Arc::clone(&seen);
+    worker.hub().on_any(move |e| {
+        if e.name == chancy::SERVICE_PASSED && e.body["service"] == "cancellations" {
+            log.lock().push("pass".into());
+        } else if e.name == chancy::events::JOB_CANCELLED || e.name == chancy::events::JOB_RECOVERED
+        {
+            log.lock()
+                .push(format!("{} {}", e.name, e.body["j"].as_str().unwrap_or("")));
+        }
+    });
+    let events = events::start(&worker);
+    assert_eq!(worker.manager().state_of("listener"), None, "no LISTEN");
+    assert_eq!(
+        worker.manager().state_of("cancellations"),
+        Some(chancy::ServiceState::Running)
+    );
+    let [cancelled, recovered, untouched] =
+        [0, 1, 2].map(|_| app.chancy.push(&Job::new("t.long")).unwrap());
+    started.wait_for(3, WAIT, "three long jobs running");
+
+    let mark = seen.lock().len();
+    assert!(app.chancy.cancel_job(&cancelled).unwrap().is_done());
+    let cancel_event = format!("{} {cancelled}", chancy::events::JOB_CANCELLED);
+    events.next_where(chancy::events::JOB_CANCELLED, WAIT, |b| {
+        b["j"] == cancelled.to_string()
+    });
+    let after: Vec<String> = seen.lock()[mark..].to_vec();
+    let at = after
+        .iter()
+        .position(|e| *e == cancel_event)
+        .expect("recorded");
+    assert!(
+        after[..at].iter().filter(|e| *e == "pass").count() <= 1,
+        "stopped by the first poll that started after the cancel: {after:?}"
+    );
+    eventually(WAIT, "the cancelled handler returned", || {
+        stopped.lock().contains(&cancelled.to_string())
+    });
+
+    // A recovery-style reset takes the claim away too: that execution alone is stopped.
+    app.client()
+        .execute(
+            &app.sql("UPDATE {jobs} SET state = 'pending', claim_id = NULL WHERE id = $1"),
+            &[&recovered.id()],
+        )
+        .unwrap();
+    events.next_where(chancy::events::JOB_RECOVERED, WAIT, |b| {
+        b["j"] == recovered.to_string()
+    });
+    eventually(WAIT, "the recovered handler returned", || {
+        stopped.lock().contains(&recovered.to_string())
+    });
+    assert!(!stopped.lock().contains(&untouched.to_string()));
+
+    gate.open();
+    for r in [&recovered, &untouched] {
+        assert_eq!(finished(&app, r).state, JobState::Succeeded, "{r}");
+    }
+    assert!(worker.stop());
+    let job = app.chancy.get_job(&cancelled).unwrap().unwrap();
+    assert_eq!(job.state, JobState::Failed);
+    assert!(
+        job.errors.is_empty(),
+        "the cancelled run's outcome was fenced out"
+    );
+    assert_eq!(job.attempts, 0);
+    assert!(job.completed_at.is_some());
+    assert_eq!(
+        stopped.lock().len(),
+        2,
+        "exactly the two jobs whose claims were taken: {:?}",
+        stopped.lock()
+    );
+}
+
+/// A cancel whose NOTIFY never reached the worker (sent while its listener was away) is
+/// found when the listener reconnects: the worker reads the claims of its running jobs once.
+#[test]
+fn a_cancel_missed_while_the_listener_was_away_is_found_at_its_reconnect() {
+    let app = TestApp::new();
+    let started = Arc::new(Counter::new());
+    let stopped = Arc::new(AtomicBool::new(false));
+    let (st, sp, gate) = (Arc::clone(&started), Arc::clone(&stopped), Gate::new());
+    let worker = fast_worker(&app)
+        .job("t.long", move |ctx| {
+            st.add();
+            let outcome = gate.pass(ctx);
+            sp.store(outcome.is_err(), Ordering::SeqCst);
+            outcome
+        })
+        .build()
+        .unwrap();
+    let events = events::start(&worker);
+    let r = app.chancy.push(&Job::new("t.long")).unwrap();
+    started.wait_for(1, WAIT, "the long job running");
+    // What a cancel writes, without its NOTIFY: as if it was sent while nobody listened.
+    app.client()
+        .execute(
+            &app.sql(
+                "UPDATE {jobs} SET state = 'failed', claim_id = NULL, completed_at = now() \
+                 WHERE id = $1",
+            ),
+            &[&r.id()],
+        )
+        .unwrap();
+    let channel = format!("LISTEN \"{}events\"", app.prefix);
+    let n: i64 = app
+        .client()
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query = $1",
+            &[&channel],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "the listener's backend was found");
+    // The reconnect's handlers run (and find the cancel) before its event is recorded.
+    events.next_where(chancy::events::JOB_CANCELLED, WAIT, |b| {
+        b["j"] == r.to_string()
+    });
+    events.next(chancy::LISTENER_RECONNECTED, WAIT);
+    eventually(WAIT, "the handler saw the cancel", || {
+        stopped.load(Ordering::SeqCst)
+    });
+    assert!(worker.stop());
+    let job = app.chancy.get_job(&r).unwrap().unwrap();
+    assert_eq!((job.state, job.attempts), (JobState::Failed, 0));
+    assert!(job.errors.is_empty(), "the run's outcome was fenced out");
+}

@@ -64,7 +64,7 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = JobKind::Noop)]
     pub kind: JobKind,
     /// Milliseconds each `--kind sleep` job sleeps.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::cli::args::sleep_millis)]
     pub sleep: u64,
     /// Drain with this many worker processes (`chancy worker start`, this program, each
     /// with its own pool and listener) instead of one worker in this process: scale-out
@@ -72,6 +72,13 @@ pub struct BenchArgs {
     /// all modes only.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub workers: Option<u32>,
+    /// With `--workers`: each worker process's pool size (`worker start
+    /// --max-connection-pool-size`) [default: 10]. Its connection budget is this + 1
+    /// listener; before spawning, the bench refuses a run whose processes would need more
+    /// connections than the server has free.
+    #[arg(long, value_name = "N", requires = "workers",
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_connection_pool_size: Option<u32>,
     /// Which measurements to run.
     #[arg(long, value_enum, default_value_t = Mode::All)]
     pub mode: Mode,
@@ -79,7 +86,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub rate: u32,
     /// Seconds of arrivals in steady mode.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, default_value_t = 10, value_parser = crate::cli::args::bench_seconds)]
     pub seconds: u64,
     /// Single pushes timed in latency mode (0 skips the latency run).
     #[arg(long, default_value_t = 200)]
@@ -87,7 +94,7 @@ pub struct BenchArgs {
     /// Also measure an idle worker serving `--idle-queues` empty queues for this many
     /// seconds (CPU and RSS of this process from /proc, threads, connections), then the time
     /// until one job pushed to each of them has run.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::cli::args::idle_seconds)]
     pub idle_seconds: u64,
     /// Empty queues of the idle measurement (e.g. 500 to see that connections and threads
     /// do not grow with the number of queues).
@@ -165,6 +172,9 @@ pub(super) fn bench(
         builder = builder.no_default_plugins();
     }
     let chancy = builder.build()?;
+    if let (Some(n), false) = (args.workers, transaction_pooling) {
+        workers::check_connections(&chancy, url, args, n)?;
+    }
     chancy.migrate_to(0)?;
     chancy.migrate()?;
     if !args.json {

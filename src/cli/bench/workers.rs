@@ -133,6 +133,59 @@ pub(super) fn drain(
     })
 }
 
+/// Refuses a `--workers n` run the server cannot hold, before anything is created or
+/// spawned: `n` × each process's connection budget ([`Worker::connection_budget`]: its
+/// pool + 1 listener, the README's deployment formula) against `max_connections` minus the
+/// slots reserved for superusers (`superuser_reserved_connections`, and
+/// `reserved_connections` on PostgreSQL 16+) minus the client connections open now
+/// (`pg_stat_activity`, this bench's own among them). The error gives every number and the
+/// three ways out. Not checked behind a transaction pooler, where worker connections are
+/// PgBouncer's clients and its pool size bounds the server side.
+pub(super) fn check_connections(
+    chancy: &Chancy,
+    url: &str,
+    args: &BenchArgs,
+    n: u32,
+) -> Result<()> {
+    let argv = worker_argv(chancy, args, 0);
+    let each = budget_of(&argv, url, chancy)?;
+    let row = chancy
+        .connection()?
+        .query_one_unnamed(
+            "SELECT current_setting('max_connections')::int, \
+                    current_setting('superuser_reserved_connections')::int \
+                    + COALESCE(current_setting('reserved_connections', true)::int, 0), \
+                    (SELECT count(*)::int FROM pg_stat_activity \
+                      WHERE backend_type = 'client backend')",
+            &[],
+        )
+        .map_err(|e| Error::database("reading the server's connection limit", e))?;
+    let (max, reserved, in_use): (i32, i32, i32) = (row.get(0), row.get(1), row.get(2));
+    let free = i64::from(max) - i64::from(reserved) - i64::from(in_use);
+    let needed = i64::from(n) * i64::from(each);
+    if needed <= free {
+        return Ok(());
+    }
+    let pool = each - u32::from(chancy.listens());
+    let fits = if each == 0 {
+        0
+    } else {
+        free.max(0) / i64::from(each)
+    };
+    Err(Error::unavailable(format!(
+        "--workers {n} needs {needed} connections ({n} worker processes x {each}: pool \
+         {pool}{listener}) but the server has {free} free (max_connections {max} - {reserved} \
+         reserved - {in_use} in use); nothing was started. Run at most {fits} workers, give \
+         each a smaller pool with --max-connection-pool-size (at least 2), or raise \
+         max_connections on the server",
+        listener = if chancy.listens() {
+            " + 1 listener"
+        } else {
+            ""
+        },
+    )))
+}
+
 /// The command line of worker `i` (after the program name): the bench's prefix, an id of
 /// its own, the bench's plugin choice, commit mode and transaction pooling.
 fn worker_argv(chancy: &Chancy, args: &BenchArgs, i: u32) -> Vec<String> {
@@ -157,6 +210,9 @@ fn worker_argv(chancy: &Chancy, args: &BenchArgs, i: u32) -> Vec<String> {
     }
     if args.async_commit {
         argv.push("--async-commit".into());
+    }
+    if let Some(size) = args.max_connection_pool_size {
+        argv.extend(["--max-connection-pool-size".into(), size.to_string()]);
     }
     argv
 }

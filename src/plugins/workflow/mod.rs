@@ -145,9 +145,11 @@ impl WorkflowPlugin {
     /// Validates and saves `workflow` in its own transaction; returns its id.
     ///
     /// # Errors
-    /// An invalid-input error for an empty workflow, an unknown dependency or a cycle
-    /// (nothing written); a database error otherwise.
+    /// An invalid-input error for an empty workflow, an unknown dependency, a cycle or a
+    /// step whose job [`Job::validate`](crate::Job::validate) refuses (nothing written); a
+    /// database error otherwise.
     pub fn push(chancy: &Chancy, workflow: &Workflow) -> Result<Uuid> {
+        workflow.validate_jobs()?;
         let mut wf = workflow.clone();
         in_transaction(chancy, "pushing a workflow", |tx| {
             store::push_in(tx, chancy, &mut wf)
@@ -165,6 +167,7 @@ impl WorkflowPlugin {
         chancy: &Chancy,
         workflow: &mut Workflow,
     ) -> Result<Uuid> {
+        workflow.validate_jobs()?;
         store::push_in(client, chancy, workflow)
     }
 

@@ -180,7 +180,8 @@ impl Workflow {
     }
 
     /// Checks the dependency graph like upstream: at least one step, no dependency on a
-    /// missing step, no cycle.
+    /// missing step, no cycle. [`WorkflowPlugin::push`](super::WorkflowPlugin::push) also
+    /// checks each step's job ([`Workflow::validate_jobs`]).
     ///
     /// # Errors
     /// An invalid-input error: `A workflow must contain at least one step`, `Step 'b'
@@ -214,6 +215,20 @@ impl Workflow {
             if color[start] == 0 {
                 self.find_cycle(start, &index, &mut color, &mut Vec::new())?;
             }
+        }
+        Ok(())
+    }
+
+    /// Each step's job passes [`Job::validate`]; the error starts `Step '<id>': `. Checked
+    /// when a workflow is pushed, not when its step comes due (too late to tell anyone).
+    ///
+    /// # Errors
+    /// An invalid-input error naming the step and the field.
+    pub fn validate_jobs(&self) -> Result<()> {
+        for step in &self.steps {
+            step.job
+                .validate()
+                .map_err(|e| Error::invalid_input(format!("Step '{}': {e}", step.step_id)))?;
         }
         Ok(())
     }

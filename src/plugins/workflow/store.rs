@@ -176,6 +176,18 @@ pub(crate) fn process_workflow(
         let mut meta = step.job.meta.as_object().cloned().unwrap_or_default();
         meta.insert("workflow_id".into(), json!(workflow.id.to_string()));
         let job = step.job.clone().meta(Value::Object(meta));
+        if let Err(e) = job.validate() {
+            // Another client stored it (chancy refuses such steps at push): fail the step,
+            // and so the workflow, instead of failing every scheduling pass.
+            log::error!(
+                "workflow {} step {}: its job cannot be pushed, the step fails: {e}",
+                workflow.id,
+                crate::job::shown(&step.step_id)
+            );
+            workflow.steps[i].state = Some(JobState::Failed);
+            changed = true;
+            continue;
+        }
         let reference = chancy.push_in(client, &job)?;
         workflow.steps[i].job_id = Some(reference.0);
         changed = true;

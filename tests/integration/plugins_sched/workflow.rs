@@ -350,3 +350,43 @@ fn cleanup_prunes_only_old_finished_workflows() {
         .get(0);
     assert_eq!(steps, 2, "steps cascade");
 }
+
+/// A workflow another client stored with a step job chancy refuses to push (here a `func`
+/// with a newline, which Python accepts) fails that step, and so the workflow, instead of
+/// failing every scheduling pass; a good workflow next to it completes.
+#[test]
+fn a_python_made_step_with_an_unpushable_job_fails_its_workflow_and_blocks_nothing() {
+    let app = TestApp::with(|b| {
+        b.no_default_plugins()
+            .plugin(TestLeadership)
+            .plugin(WorkflowPlugin::new().polling_interval(Duration::from_millis(300)))
+    });
+    let mut c = app.client();
+    let insert_wf = format!(
+        "INSERT INTO {} (id, name, state, created_at, updated_at) \
+         VALUES ($1, $2, 'pending', NOW(), NOW())",
+        app.table("workflows")
+    );
+    let insert_step = format!(
+        "INSERT INTO {} (workflow_id, step_id, job_data, dependencies, job_id) \
+         VALUES ($1, $2, $3, '[]', NULL)",
+        app.table("workflow_steps")
+    );
+    let packed = |f: &str| {
+        json!({"f": f, "k": {}, "p": 0, "a": 1, "s": 1767225600.5, "l": [],
+               "u": null, "q": "default", "m": {}})
+    };
+    let (bad, good) = (chancy::new_job_id(), chancy::new_job_id());
+    for (id, name, func) in [(bad, "bad", "t.noop\nforged"), (good, "good", "t.noop")] {
+        c.execute(&insert_wf, &[&id, &name]).unwrap();
+        c.execute(&insert_step, &[&id, &"only", &packed(func)])
+            .unwrap();
+    }
+    let worker = leader(&app);
+    let good = WorkflowPlugin::wait_for_workflow(&app.chancy, good, WAIT).unwrap();
+    let bad = WorkflowPlugin::wait_for_workflow(&app.chancy, bad, WAIT).unwrap();
+    worker.stop();
+    assert_eq!(good.state, WorkflowState::Completed);
+    assert_eq!(bad.state, WorkflowState::Failed);
+    assert_eq!(bad.step("only").unwrap().job_id, None, "nothing was pushed");
+}
