@@ -286,7 +286,7 @@ impl PluginContext {
 
     /// Jobs running in this worker now.
     pub fn running_jobs(&self) -> usize {
-        self.shared.executions.len()
+        self.shared.executions().len()
     }
 
     /// Job outcomes queued for the writer and not yet written.
