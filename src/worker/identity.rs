@@ -61,15 +61,6 @@ fn held_here(holder: &Holder) -> bool {
         .is_some_and(|s| HELD_HERE.lock().contains(s))
 }
 
-/// Who holds the id, for the messages: this process's other worker, or another process.
-fn holder_words(holder: &Holder) -> &'static str {
-    if held_here(holder) {
-        "another Worker in this process"
-    } else {
-        "another live process"
-    }
-}
-
 /// The live row of another process holding our id.
 #[derive(Debug, Clone, PartialEq)]
 struct Holder {
@@ -109,12 +100,16 @@ pub(crate) fn claim(shared: &WorkerShared) -> Result<()> {
         match &first {
             None => {
                 log::warn!(
-                    "worker {}: the row of {} for this id was seen {:.1} s ago; \
+                    "worker {}: {} for this id was seen {:.1} s ago; \
                      waiting up to {:.1} s (until that row expires) for it to heartbeat (then \
                      this start fails: the id is in use) or not (then it died and this worker \
                      takes over)",
                     shared.worker_id,
-                    holder_words(&holder),
+                    if held_here(&holder) {
+                        "the row of another Worker in this process"
+                    } else {
+                        "another process's row"
+                    },
                     holder.seen_ago,
                     holder.expires_in.max(0.0)
                 );
@@ -246,11 +241,6 @@ mod tests {
         HELD_HERE.lock().insert(mine.clone());
         assert!(held_here(&holder(&mine)));
         assert!(!held_here(&other));
-        assert_eq!(
-            holder_words(&holder(&mine)),
-            "another Worker in this process"
-        );
-        assert_eq!(holder_words(&other), "another live process");
         HELD_HERE.lock().remove(&mine);
         assert!(!held_here(&holder(&mine)));
 
