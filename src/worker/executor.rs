@@ -3,7 +3,7 @@
 //! `{"attempt", "traceback"}` entry. Where the handler runs (this thread or a child process)
 //! is the caller's choice.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -34,49 +34,6 @@ pub(crate) struct ExecDeps {
     pub(crate) executions: Executions,
     /// The writer's queue: executor threads push each outcome with its claim guard.
     pub(crate) outgoing: Arc<Outgoing>,
-    /// `WorkerBuilder::process_executable`. Read-only.
-    pub(crate) process_executable: Option<std::path::PathBuf>,
-    /// Set once the "process-executor queue on threads" warning was logged (SeqCst swap:
-    /// once per worker whichever queue's thread gets there first; rare, so cost is nil).
-    pub(crate) warned_no_children: AtomicBool,
-}
-
-impl ExecDeps {
-    /// The program started as the child of process-executor queue `queue`, or `None` when
-    /// the program did not opt in: then the queue runs on threads, and the first such queue
-    /// logs one warning saying what that loses and how to opt in.
-    ///
-    /// Opting in is calling `run_child_if_requested` (this program serves the child role)
-    /// or naming another program with `WorkerBuilder::process_executable`. Without it a
-    /// worker never starts a copy of its own program: that program's `main` would run again
-    /// instead of serving jobs, and start a worker of its own, and so on.
-    pub(crate) fn child_executable(&self, queue: &str) -> Option<std::path::PathBuf> {
-        if let Some(path) = &self.process_executable {
-            return Some(path.clone());
-        }
-        let exe = super::child::child_role_declared()
-            .then(std::env::current_exe)
-            .and_then(|exe| match exe {
-                Ok(exe) => Some(exe),
-                Err(e) => {
-                    log::error!("cannot find this program's path to start executor children: {e}");
-                    None
-                }
-            });
-        if exe.is_none() && !self.warned_no_children.swap(true, Ordering::SeqCst) {
-            log::warn!(
-                "queue {queue:?} uses the process executor, but this program never called \
-                 chancy::run_child_if_requested, so its jobs (and those of every other \
-                 process-executor queue of worker {}) run on threads in this process: a job \
-                 that overruns its time limit cannot be killed (it only sees its deadline) \
-                 and a job with a memory limit fails. To run them in child processes, call \
-                 chancy::run_child_if_requested(&registry) first thing in main, or set \
-                 WorkerBuilder::process_executable",
-                self.worker_id
-            );
-        }
-        exe
-    }
 }
 
 /// Runs `job` through `run` (which gets the job and its cancel flag, and hands the job back

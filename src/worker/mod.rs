@@ -55,7 +55,7 @@ mod tooling;
 mod writer;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -401,8 +401,6 @@ impl WorkerBuilder {
             registry: self.registry,
             executions: Executions::default(),
             outgoing: Arc::clone(&outgoing),
-            process_executable: self.config.process_executable.clone(),
-            warned_no_children: AtomicBool::new(false),
         });
         let queues = Arc::new(runner::QueueDeps {
             fetch: fetch::FetchDeps {
@@ -418,6 +416,7 @@ impl WorkerBuilder {
             shutdown: Arc::clone(&shutdown),
             fetch_wake: Arc::new(fetch_conn::FetchWake::new(scheduler::DEFAULT_FETCH_THREADS)),
             runners: Arc::default(),
+            children: child::ChildProgram::new(self.config.process_executable.clone()),
             backoff: (self.config.backoff_initial, self.config.backoff_max),
         });
         let mut worker = Worker {

@@ -17,6 +17,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use super::backoff::Backoff;
+use super::child::ChildProgram;
 use super::claims::Claimed;
 use super::executor::{execute, run_on_thread, ExecDeps};
 use super::fetch::FetchDeps;
@@ -87,6 +88,8 @@ pub(crate) struct QueueDeps {
     pub(crate) fetch_wake: Arc<FetchWake>,
     /// The served queues (see [`Runners`]): the scheduler snapshots it, maintenance writes.
     pub(crate) runners: Arc<Runners>,
+    /// The program process-executor queues start as children (read when a pool is built).
+    pub(crate) children: ChildProgram,
     /// First and largest retry delay after a failed claim (`WorkerBuilder::backoff`).
     pub(crate) backoff: (Duration, Duration),
 }
@@ -163,7 +166,7 @@ struct ExecPool {
     concurrency: usize,
     eager: bool,
     /// The program to start as executor children and the jobs each runs, for process-executor
-    /// queues of a program that opted in (see `ExecDeps::child_executable`); `None` runs
+    /// queues of a program that opted in (see `ChildProgram::for_queue`); `None` runs
     /// the queue's jobs on threads.
     children: Option<(std::path::PathBuf, u32)>,
 }
@@ -527,7 +530,10 @@ impl ExecPool {
             concurrency,
             eager: queue.eager_polling,
             children: process
-                .then(|| deps.exec.child_executable(&queue.name))
+                .then(|| {
+                    deps.children
+                        .for_queue(&queue.name, &deps.fetch.me.worker_id)
+                })
                 .flatten()
                 .map(|exe| (exe, max_jobs_per_child(queue))),
         }
