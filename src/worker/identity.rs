@@ -93,7 +93,7 @@ pub(crate) fn claim(shared: &WorkerShared) -> Result<()> {
                     old.seen_ago
                 );
             }
-            HELD_HERE.lock().insert(shared.session_tag.clone());
+            HELD_HERE.lock().insert(shared.me().session_tag.clone());
             shared.lifecycle.id_taken();
             return Ok(());
         };
@@ -176,7 +176,7 @@ enum Claim {
 /// One attempt to take the row.
 fn try_claim(shared: &WorkerShared) -> Result<Claim> {
     crate::app::in_transaction(&shared.chancy, "claiming the worker id", |tx| {
-        if super::heartbeat::announce(&shared.identity(), &shared.queue_names(), tx)? {
+        if super::heartbeat::announce(shared.me(), &shared.queue_names(), tx)? {
             return Ok(Claim::Owned);
         }
         let sql = shared.chancy.sql();
@@ -200,7 +200,7 @@ fn try_claim(shared: &WorkerShared) -> Result<Claim> {
 /// so a successor under the same id starts at once. Best effort: on failure the row
 /// expires by itself. Nothing to do when this process never took the row.
 pub(crate) fn release(shared: &WorkerShared) {
-    HELD_HERE.lock().remove(&shared.session_tag);
+    HELD_HERE.lock().remove(&shared.me().session_tag);
     if !shared.lifecycle.took_id() {
         return;
     }
@@ -209,7 +209,7 @@ pub(crate) fn release(shared: &WorkerShared) {
         conn.client
             .execute_unnamed(
                 sql.release_worker.as_str(),
-                &[&shared.worker_id, &shared.session_tag],
+                &[&shared.worker_id, &shared.me().session_tag],
             )
             .map_err(|e| Error::database("deleting the worker row", e))
     });

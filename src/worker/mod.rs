@@ -121,10 +121,6 @@ pub(crate) struct WorkerShared {
     /// The builder's settings. Read-only.
     pub(crate) config: WorkerConfig,
     pub(crate) worker_id: String,
-    /// `chancy.session=<uuid>`, new for every worker built: written into the worker row and
-    /// checked by every statement that acts as this worker id (see `identity.rs`).
-    pub(crate) session_tag: String,
-    pub(crate) tags: BTreeSet<String>,
     /// Local events (its handler list is a leaf lock; handlers run with no lock held).
     pub(crate) hub: Hub,
     /// Set once by the stop (or a signal); every loop waits on it.
@@ -155,9 +151,11 @@ pub(crate) struct WorkerShared {
 }
 
 impl WorkerShared {
-    /// Who this worker process is, for the statements that act as its worker id.
-    pub(crate) fn identity(&self) -> heartbeat::Identity {
-        self.queues.fetch.me.clone()
+    /// Who this worker process is: id, tags and `chancy.session=<uuid>` (new for every worker
+    /// built: written into the worker row and checked by every statement that acts as this
+    /// worker id, see `identity.rs`).
+    pub(crate) fn me(&self) -> &heartbeat::Identity {
+        &self.queues.fetch.me
     }
 
     /// The served queues by name (first in the lock order).
@@ -387,7 +385,7 @@ impl WorkerBuilder {
             chancy: self.chancy.clone(),
             worker_id: worker_id.clone(),
             session_tag: identity::session_tag(&Uuid::new_v4()),
-            tags: tags.clone(),
+            tags,
             heartbeat_timeout: self.config.heartbeat_timeout,
         };
         let shutdown = Arc::new(Shutdown::default());
@@ -424,8 +422,6 @@ impl WorkerBuilder {
                 chancy: self.chancy,
                 config: self.config,
                 worker_id,
-                session_tag: me.session_tag,
-                tags,
                 hub,
                 shutdown,
                 is_leader: Flag::new(),
@@ -757,7 +753,7 @@ impl Worker {
         }
         let (names, lost) = (Arc::downgrade(s), Arc::downgrade(s));
         let deps = heartbeat::HeartbeatDeps {
-            me: s.identity(),
+            me: s.me().clone(),
             claims: Arc::clone(&s.claims),
             shutdown: Arc::clone(&s.shutdown),
             queue_names: Box::new(move || {
@@ -931,7 +927,7 @@ impl Worker {
 
     /// This worker's tags: `*`, `hostname=`, `worker_id=`, `rust=`, `os=`, `arch=` and extras.
     pub fn worker_tags(&self) -> &BTreeSet<String> {
-        &self.shared.tags
+        &self.shared.me().tags
     }
 
     /// The application handle.

@@ -99,7 +99,7 @@ impl WorkerTooling for Worker {
     }
 
     fn announce_worker<C: GenericClient>(&self, client: &mut C) -> Result<()> {
-        if heartbeat::announce(&self.shared.identity(), &self.shared.queue_names(), client)? {
+        if heartbeat::announce(self.shared.me(), &self.shared.queue_names(), client)? {
             Ok(())
         } else {
             Err(Error::config(format!(
