@@ -24,8 +24,9 @@
 //!
 //! **Lock order** (never take an earlier one while holding a later one): `runners` →
 //! a runner's `visit` (only `try_lock`) → its `desired`. `claims`, `lifecycle`,
-//! `executions`, `tag_matches`, the hub's handler list and the writer's subscriber list are
-//! leaves (the hub and the writer call their handlers with no lock held).
+//! `executions`, `tag_matches`, identity's set of ids held in this process, the hub's handler
+//! list and the writer's subscriber list are leaves (the hub and the writer call their
+//! handlers with no lock held).
 
 mod backoff;
 mod child;
