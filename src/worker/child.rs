@@ -30,6 +30,62 @@ pub const CHILD_ENV: &str = "CHANCY_EXECUTOR_CHILD";
 /// Set by [`run_child_if_requested`]: this program handles the executor-child role.
 static CHILD_ROLE_DECLARED: AtomicBool = AtomicBool::new(false);
 
+/// Which program process-executor queues start as their children (see
+/// [`ChildProgram::for_queue`]). Built once with the worker; read when a queue's executor
+/// pool is (re)built by the fetch scheduler.
+pub(crate) struct ChildProgram {
+    /// `WorkerBuilder::process_executable`. Read-only.
+    configured: Option<std::path::PathBuf>,
+    /// Set once the "process-executor queue on threads" warning was logged (SeqCst swap:
+    /// once per worker whichever queue gets there first; rare, so the cost is nil).
+    warned: AtomicBool,
+}
+
+impl ChildProgram {
+    pub(crate) fn new(configured: Option<std::path::PathBuf>) -> ChildProgram {
+        ChildProgram {
+            configured,
+            warned: AtomicBool::new(false),
+        }
+    }
+
+    /// The program started as the child of process-executor queue `queue`, or `None` when
+    /// the program did not opt in: then the queue runs on threads, and the first such queue
+    /// logs one warning saying what that loses and how to opt in.
+    ///
+    /// Opting in is calling `run_child_if_requested` (this program serves the child role)
+    /// or naming another program with `WorkerBuilder::process_executable`. Without it a
+    /// worker never starts a copy of its own program: that program's `main` would run again
+    /// instead of serving jobs, and start a worker of its own, and so on.
+    pub(crate) fn for_queue(&self, queue: &str, worker_id: &str) -> Option<std::path::PathBuf> {
+        if let Some(path) = &self.configured {
+            return Some(path.clone());
+        }
+        let exe = child_role_declared()
+            .then(std::env::current_exe)
+            .and_then(|exe| match exe {
+                Ok(exe) => Some(exe),
+                Err(e) => {
+                    log::error!("cannot find this program's path to start executor children: {e}");
+                    None
+                }
+            });
+        if exe.is_none() && !self.warned.swap(true, Ordering::SeqCst) {
+            log::warn!(
+                "queue {queue:?} uses the process executor, but this program never called \
+                 chancy::run_child_if_requested, so its jobs (and those of every other \
+                 process-executor queue of worker {}) run on threads in this process: a job \
+                 that overruns its time limit cannot be killed (it only sees its deadline) \
+                 and a job with a memory limit fails. To run them in child processes, call \
+                 chancy::run_child_if_requested(&registry) first thing in main, or set \
+                 WorkerBuilder::process_executable",
+                worker_id
+            );
+        }
+        exe
+    }
+}
+
 /// Whether this program called [`run_child_if_requested`], i.e. declared that a copy of it
 /// started with [`CHILD_ENV`] serves jobs instead of running its `main`.
 pub(crate) fn child_role_declared() -> bool {
@@ -196,5 +252,22 @@ fn restore_address_space_limit(previous: libc::rlimit) {
     // SAFETY: see above; raising the soft limit back up to the unchanged hard limit is allowed.
     unsafe {
         libc::setrlimit(libc::RLIMIT_AS, &previous);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_configured_child_program_serves_every_process_queue_without_a_warning() {
+        let program = ChildProgram::new(Some("/opt/app/bin/worker".into()));
+        for queue in ["a", "b"] {
+            assert_eq!(
+                program.for_queue(queue, "w"),
+                Some(std::path::PathBuf::from("/opt/app/bin/worker"))
+            );
+        }
+        assert!(!program.warned.load(Ordering::SeqCst));
     }
 }

@@ -10,24 +10,43 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use super::context::{JobContext, JobError, JobErrorKind, Registry};
+use super::executions::Executions;
 use super::panics;
-use super::WorkerShared;
+use super::writer::Outgoing;
+use crate::app::Chancy;
 use crate::job::{ErrorRecord, JobState, JsonObject, LimitKind, QueuedJob};
 
 /// What running a handler produced: the outcome and, if the job changed it, its meta.
 pub(crate) type RunResult = (Result<(), JobError>, Option<JsonObject>);
 
+/// What running jobs uses, and nothing else of the worker: built once in
+/// `WorkerBuilder::build`, shared by every executor thread (and read by `Worker` for its
+/// registry and running executions). Fields are set at build and never replaced.
+pub(crate) struct ExecDeps {
+    /// The client, for its plugins' job hooks. Read-only.
+    pub(crate) chancy: Chancy,
+    /// This worker's id, passed to hooks and handlers. Read-only.
+    pub(crate) worker_id: String,
+    /// The job handlers by func. Read-only after build.
+    pub(crate) registry: Registry,
+    /// Running executions by job id (its own lock, a leaf): registered by executor threads
+    /// around each handler, read by `Worker::cancel_*`, the stop and stats.
+    pub(crate) executions: Executions,
+    /// The writer's queue: executor threads push each outcome with its claim guard.
+    pub(crate) outgoing: Arc<Outgoing>,
+}
+
 /// Runs `job` through `run` (which gets the job and its cancel flag, and hands the job back
 /// with the result, so the job is moved rather than copied) with the plugin hooks around it,
 /// and returns the job as it must be written back.
 pub(crate) fn execute(
-    shared: &WorkerShared,
+    deps: &ExecDeps,
     job: QueuedJob,
     run: impl FnOnce(QueuedJob, Arc<AtomicBool>) -> (QueuedJob, RunResult),
 ) -> QueuedJob {
-    let guard = shared.executions.register(job.id, job.claim_id);
-    for plugin in shared.plugins() {
-        plugin.on_job_starting(&job, &shared.worker_id);
+    let guard = deps.executions.register(job.id, job.claim_id);
+    for plugin in deps.chancy.plugins() {
+        plugin.on_job_starting(&job, &deps.worker_id);
     }
     let (job, (result, meta)) = run(job, Arc::clone(&guard.cancelled));
     drop(guard);
@@ -35,7 +54,7 @@ pub(crate) fn execute(
     if let Some(meta) = meta {
         done.meta = meta;
     }
-    for plugin in shared.plugins() {
+    for plugin in deps.chancy.plugins() {
         done = plugin.on_job_completed(done, result.as_ref().err());
     }
     if let Err(err) = &result {
@@ -71,7 +90,7 @@ fn log_failed_attempt(done: &QueuedJob, err: &JobError) {
 /// The thread-pool way: the handler runs on this thread. Memory limits cannot be enforced
 /// here, so such jobs fail (as on upstream's thread executor).
 pub(crate) fn run_on_thread(
-    shared: &WorkerShared,
+    deps: &ExecDeps,
     job: QueuedJob,
     cancelled: Arc<AtomicBool>,
 ) -> (QueuedJob, RunResult) {
@@ -82,7 +101,7 @@ pub(crate) fn run_on_thread(
         let error = JobError::with_kind(JobErrorKind::Failed, text.into());
         return (job, (Err(error), None));
     }
-    run_handler(&shared.registry, &shared.worker_id, job, cancelled)
+    run_handler(&deps.registry, &deps.worker_id, job, cancelled)
 }
 
 /// Looks up and runs the handler of `job` under `catch_unwind`, with its deadline, and hands

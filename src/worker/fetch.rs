@@ -6,12 +6,39 @@ use chrono::Utc;
 use super::claims::Claimed;
 use super::context::{JobError, JobErrorKind};
 use super::executor::record_outcome;
-use super::WorkerShared;
+use std::sync::Arc;
+
+use super::claims::Claims;
+use super::connections::Connections;
+use super::heartbeat::Identity;
+use super::lifecycle::Lifecycle;
+use super::writer::Outgoing;
 use crate::error::{Error, Result};
 use crate::job::read_row;
 use crate::pool::{Conn, Prepared};
 use crate::queue::Queue;
 use postgres::GenericClient;
+
+/// What claiming uses, and nothing else of the worker: built once in `WorkerBuilder::build`,
+/// read by the fetch threads (and, for `claims`/`outgoing`, the queue runners they visit).
+/// Every field is set at build and never replaced; the locks are inside the handles.
+pub(crate) struct FetchDeps {
+    /// Who claims: the client (SQL, pool), the worker id and session tag written into every
+    /// claimed row. Read-only.
+    pub(crate) me: Identity,
+    /// The worker's life (its own lock, a leaf): a claim is fenced by the session tag once
+    /// this process holds the worker id (`took_id`). Written by start/stop, read per claim.
+    pub(crate) lifecycle: Arc<Lifecycle>,
+    /// `WorkerBuilder::synchronous_commit`, for the claim connection's settings.
+    pub(crate) synchronous_commit: bool,
+    /// Claims fetched and not yet written (its own lock, a leaf): every claimed job gets a
+    /// guard here; the writer releases it after the outcome's commit.
+    pub(crate) claims: Arc<Claims>,
+    /// The writer's queue: rows that cannot run fail at once through it.
+    pub(crate) outgoing: Arc<Outgoing>,
+    /// The application pool as the worker's loops borrow from it (fetch connections).
+    pub(crate) connections: Arc<Connections>,
+}
 
 /// Planner settings the fetch scheduler sets on the pooled connection it borrows, for as
 /// long as it holds it ([`RESET_CLAIM_SETTINGS`] undoes them before the connection goes back
@@ -28,8 +55,8 @@ pub(crate) const RESET_CLAIM_SETTINGS: &str =
 /// The statements that prepare a connection for claims: [`CLAIM_SETTINGS`] (and
 /// `synchronous_commit = off` when the worker turned it off), as `SET` for the session, or
 /// as `SET LOCAL` for one claim's transaction (`local`, behind transaction pooling).
-pub(crate) fn claim_settings(shared: &WorkerShared, local: bool) -> String {
-    claim_settings_sql(shared.config.synchronous_commit, local)
+pub(crate) fn claim_settings(deps: &FetchDeps, local: bool) -> String {
+    claim_settings_sql(deps.synchronous_commit, local)
 }
 
 /// [`claim_settings`] for a given `synchronous_commit`.
@@ -46,11 +73,11 @@ pub(crate) fn claim_settings_sql(synchronous_commit: bool, local: bool) -> Strin
 
 /// The queues among `queues` that have a job to claim now (one statement).
 pub(crate) fn queues_with_work(
-    shared: &WorkerShared,
+    deps: &FetchDeps,
     conn: &mut Conn,
     queues: &[String],
 ) -> Result<std::collections::HashSet<String>> {
-    let stmt = conn.statement(&shared.chancy.sql().queues_with_work)?;
+    let stmt = conn.statement(&deps.me.chancy.sql().queues_with_work)?;
     let rows = stmt
         .query(&mut conn.client, &[&queues])
         .map_err(|e| Error::database("looking for queues with work", e))?;
@@ -62,12 +89,12 @@ pub(crate) fn queues_with_work(
 /// Behind transaction pooling the claim runs in a transaction of its own that sets the claim
 /// settings locally (no session state survives between transactions there).
 pub(crate) fn fetch_jobs(
-    shared: &WorkerShared,
+    deps: &FetchDeps,
     queue: &Queue,
     conn: &mut Conn,
     up_to: usize,
 ) -> Result<Vec<Claimed>> {
-    let sql = shared.chancy.sql();
+    let sql = deps.me.chancy.sql();
     let fetch = conn.statement(&sql.fetch)?;
     let rate_limit = match queue.rate_limit.filter(|l| *l > 0) {
         None => None,
@@ -84,15 +111,15 @@ pub(crate) fn fetch_jobs(
             .client
             .transaction()
             .map_err(|e| Error::database("fetching jobs", e))?;
-        tx.batch_execute(&claim_settings(shared, true))
+        tx.batch_execute(&claim_settings(deps, true))
             .map_err(|e| Error::database("setting the claim settings", e))?;
-        let rows = claim(shared, &mut tx, &fetch, rate_limit.as_ref(), queue, up_to)?;
+        let rows = claim(deps, &mut tx, &fetch, rate_limit.as_ref(), queue, up_to)?;
         tx.commit()
             .map_err(|e| Error::database("fetching jobs", e))?;
         rows
     } else {
         claim(
-            shared,
+            deps,
             &mut conn.client,
             &fetch,
             rate_limit.as_ref(),
@@ -100,7 +127,7 @@ pub(crate) fn fetch_jobs(
             up_to,
         )?
     };
-    Ok(runnable(shared, &rows))
+    Ok(runnable(deps, &rows))
 }
 
 /// A queue's rate limit and the statements that keep its window.
@@ -114,18 +141,17 @@ struct RateLimit {
 
 /// The session tag the claim is fenced by (see the fetch statement): this process's, once it
 /// holds the worker id.
-fn session_fence(shared: &WorkerShared) -> Option<&str> {
-    shared
-        .lifecycle
+fn session_fence(deps: &FetchDeps) -> Option<&str> {
+    deps.lifecycle
         .took_id()
-        .then_some(shared.session_tag.as_str())
+        .then_some(deps.me.session_tag.as_str())
 }
 
 /// The claimed rows: without a rate limit one statement, one round trip; with one, the
 /// window is read, the claim bounded by what is left of it and the window counted, in one
 /// transaction (a savepoint when `client` is a transaction already).
 fn claim<C: GenericClient>(
-    shared: &WorkerShared,
+    deps: &FetchDeps,
     client: &mut C,
     fetch: &Prepared,
     rate_limit: Option<&RateLimit>,
@@ -139,8 +165,8 @@ fn claim<C: GenericClient>(
                 &[
                     &queue.name,
                     &up_to,
-                    &shared.worker_id,
-                    &session_fence(shared),
+                    &deps.me.worker_id,
+                    &session_fence(deps),
                 ],
             )
             .map_err(|e| Error::database("claiming jobs", e));
@@ -165,8 +191,8 @@ fn claim<C: GenericClient>(
             &[
                 &queue.name,
                 &up_to,
-                &shared.worker_id,
-                &session_fence(shared),
+                &deps.me.worker_id,
+                &session_fence(deps),
             ],
         )
         .map_err(|e| Error::database("claiming jobs", e))?;
@@ -183,11 +209,11 @@ fn claim<C: GenericClient>(
 /// The claimed rows that can run. Rows another client wrote with columns chancy cannot use
 /// (see [`read_row`]) fail their attempt at once with a clear error instead of running with a
 /// guess; a row that cannot be read at all is logged and left to the heartbeat's orphan sweep.
-fn runnable(shared: &WorkerShared, rows: &[postgres::Row]) -> Vec<Claimed> {
+fn runnable(deps: &FetchDeps, rows: &[postgres::Row]) -> Vec<Claimed> {
     let mut jobs = Vec::with_capacity(rows.len());
     for row in rows {
         match read_row(row) {
-            Ok((job, None)) => jobs.push(Claimed::new(&shared.claims, job)),
+            Ok((job, None)) => jobs.push(Claimed::new(&deps.claims, job)),
             Ok((job, Some(text))) => {
                 log::error!(
                     "job {} ({}) cannot run: {text}",
@@ -195,9 +221,9 @@ fn runnable(shared: &WorkerShared, rows: &[postgres::Row]) -> Vec<Claimed> {
                     crate::job::shown(&job.func)
                 );
                 let error = JobError::with_kind(JobErrorKind::Failed, text);
-                let Claimed { job, guard } = Claimed::new(&shared.claims, job);
+                let Claimed { job, guard } = Claimed::new(&deps.claims, job);
                 let outcome = record_outcome(job, Some(&error), Utc::now());
-                shared.outgoing.push(outcome, Some(guard));
+                deps.outgoing.push(outcome, Some(guard));
             }
             Err(err) => {
                 let id = row.try_get::<_, uuid::Uuid>("id").ok();
@@ -206,4 +232,27 @@ fn runnable(shared: &WorkerShared, rows: &[postgres::Row]) -> Vec<Claimed> {
         }
     }
     jobs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claim_settings_are_session_or_local_and_add_synchronous_commit_only_when_off() {
+        assert_eq!(claim_settings_sql(true, false), CLAIM_SETTINGS);
+        assert_eq!(
+            claim_settings_sql(false, false),
+            "SET enable_sort = off; SET enable_bitmapscan = off; SET synchronous_commit = off"
+        );
+        assert_eq!(
+            claim_settings_sql(false, true),
+            "SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off; \
+             SET LOCAL synchronous_commit = off"
+        );
+        // Every setting made is undone before the connection goes back to the pool.
+        for setting in ["enable_sort", "enable_bitmapscan", "synchronous_commit"] {
+            assert!(RESET_CLAIM_SETTINGS.contains(&format!("RESET {setting}")));
+        }
+    }
 }

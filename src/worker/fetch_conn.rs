@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::WorkerShared;
+use super::fetch::FetchDeps;
 use crate::pool::PooledConn;
 use crate::sync::Flag;
 
@@ -68,18 +68,19 @@ impl FetchConn {
 
     /// The connection, borrowed now if needed; `None` when the pool cannot give one (logged
     /// with the server's message at most every [`REPORT_EVERY`]).
-    pub(crate) fn get(&mut self, shared: &WorkerShared) -> Option<&mut crate::pool::Conn> {
+    pub(crate) fn get(&mut self, deps: &FetchDeps) -> Option<&mut crate::pool::Conn> {
         if self.conn.is_none() {
             if self.retry_at.is_some_and(|at| Instant::now() < at) {
                 return None;
             }
-            let borrowed = shared
-                .borrow_connection(CONNECTION_WAIT)
+            let borrowed = deps
+                .connections
+                .borrow(CONNECTION_WAIT)
                 .and_then(|mut conn| {
                     // Behind transaction pooling each claim sets them locally instead.
                     if !conn.transaction_pooling() {
                         conn.client
-                            .batch_execute(&super::fetch::claim_settings(shared, false))
+                            .batch_execute(&super::fetch::claim_settings(deps, false))
                             .map_err(|e| {
                                 crate::error::Error::database(
                                     "preparing a connection for claims",
@@ -94,7 +95,7 @@ impl FetchConn {
                     if self.failures > 0 {
                         log::info!(
                             "chancy-fetch: worker {} has a database connection again after {} failed attempt(s)",
-                            shared.worker_id,
+                            deps.me.worker_id,
                             self.failures
                         );
                     }
@@ -113,7 +114,7 @@ impl FetchConn {
                         log::error!(
                             "chancy-fetch: worker {} cannot get a database connection to claim \
                              jobs ({} attempt(s) so far; retrying): {err}",
-                            shared.worker_id,
+                            deps.me.worker_id,
                             self.failures
                         );
                     }
@@ -127,9 +128,9 @@ impl FetchConn {
 
     /// Gives the connection back when the pool has none to spare (another loop of this
     /// worker, or your code, may be waiting) or when it was not used for a while.
-    pub(crate) fn release_if_unneeded(&mut self, shared: &WorkerShared) {
+    pub(crate) fn release_if_unneeded(&mut self, deps: &FetchDeps) {
         if self.conn.is_some()
-            && (shared.connections_wanted() || self.last_used.elapsed() >= RELEASE_IDLE)
+            && (deps.connections.wanted() || self.last_used.elapsed() >= RELEASE_IDLE)
         {
             self.release();
         }

@@ -19,9 +19,11 @@
 //! a graceful stop takes the id at once.
 
 use crate::unnamed::Unnamed;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
 use serde_json::json;
 
 use super::WorkerShared;
@@ -43,6 +45,20 @@ pub(crate) const SESSION_TAG_PREFIX: &str = "chancy.session=";
 /// The tag that carries a worker process's session in its row.
 pub(crate) fn session_tag(session: &uuid::Uuid) -> String {
     format!("{SESSION_TAG_PREFIX}{session}")
+}
+
+/// Session tags of the workers of this process that hold their id's row now: a live row
+/// carrying one of them belongs to another `Worker` of this same process, not another
+/// process. Written when a worker takes its id and when it releases it; read when a start
+/// finds its id held. A leaf lock.
+static HELD_HERE: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// Whether the row's holder is another `Worker` of this process.
+fn held_here(holder: &Holder) -> bool {
+    holder
+        .session
+        .as_ref()
+        .is_some_and(|s| HELD_HERE.lock().contains(s))
 }
 
 /// The live row of another process holding our id.
@@ -77,17 +93,23 @@ pub(crate) fn claim(shared: &WorkerShared) -> Result<()> {
                     old.seen_ago
                 );
             }
+            HELD_HERE.lock().insert(shared.me().session_tag.clone());
             shared.lifecycle.id_taken();
             return Ok(());
         };
         match &first {
             None => {
                 log::warn!(
-                    "worker {}: another process's row for this id was seen {:.1} s ago; \
+                    "worker {}: {} for this id was seen {:.1} s ago; \
                      waiting up to {:.1} s (until that row expires) for it to heartbeat (then \
                      this start fails: the id is in use) or not (then it died and this worker \
                      takes over)",
                     shared.worker_id,
+                    if held_here(&holder) {
+                        "the row of another Worker in this process"
+                    } else {
+                        "another process's row"
+                    },
                     holder.seen_ago,
                     holder.expires_in.max(0.0)
                 );
@@ -117,12 +139,28 @@ pub(crate) fn claim(shared: &WorkerShared) -> Result<()> {
 }
 
 fn in_use(shared: &WorkerShared, old: &Holder, since: &str) -> Error {
+    in_use_message(&shared.worker_id, old, held_here(old), since)
+}
+
+/// The error of a start whose id is held by a live worker: `here` when that worker is
+/// another `Worker` of this process (two builders given the same `worker_id`).
+fn in_use_message(worker_id: &str, old: &Holder, here: bool, since: &str) -> Error {
+    let (who, fix) = if here {
+        (
+            "another Worker in this process",
+            "stop that Worker, or give each Worker of this process its own worker id",
+        )
+    } else {
+        (
+            "another live process",
+            "stop the other process, or start this one with another worker id",
+        )
+    };
     Error::config(format!(
-        "worker id {:?} is in use by another live process: its row was last seen {:.1} s ago \
+        "worker id {worker_id:?} is in use by {who}: its row was last seen {:.1} s ago \
          (it counts as live for heartbeat_timeout after each heartbeat) {since}. One worker \
-         id can be served by one process at a time: stop the other process, or start this \
-         one with another worker id",
-        shared.worker_id, old.seen_ago
+         id can be served by one worker at a time: {fix}",
+        old.seen_ago
     ))
 }
 
@@ -138,7 +176,7 @@ enum Claim {
 /// One attempt to take the row.
 fn try_claim(shared: &WorkerShared) -> Result<Claim> {
     crate::app::in_transaction(&shared.chancy, "claiming the worker id", |tx| {
-        if super::heartbeat::announce(&shared.identity(), &shared.queue_names(), tx)? {
+        if super::heartbeat::announce(shared.me(), &shared.queue_names(), tx)? {
             return Ok(Claim::Owned);
         }
         let sql = shared.chancy.sql();
@@ -162,6 +200,7 @@ fn try_claim(shared: &WorkerShared) -> Result<Claim> {
 /// so a successor under the same id starts at once. Best effort: on failure the row
 /// expires by itself. Nothing to do when this process never took the row.
 pub(crate) fn release(shared: &WorkerShared) {
+    HELD_HERE.lock().remove(&shared.me().session_tag);
     if !shared.lifecycle.took_id() {
         return;
     }
@@ -170,7 +209,7 @@ pub(crate) fn release(shared: &WorkerShared) {
         conn.client
             .execute_unnamed(
                 sql.release_worker.as_str(),
-                &[&shared.worker_id, &shared.session_tag],
+                &[&shared.worker_id, &shared.me().session_tag],
             )
             .map_err(|e| Error::database("deleting the worker row", e))
     });
@@ -179,5 +218,39 @@ pub(crate) fn release(shared: &WorkerShared) {
             "worker {}: could not delete its row, it expires in heartbeat_timeout: {err}",
             shared.worker_id
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holder(session: &str) -> Holder {
+        Holder {
+            seen_ago: 0.5,
+            last_seen: Utc::now(),
+            expires_in: 19.5,
+            session: Some(session.to_string()),
+        }
+    }
+
+    #[test]
+    fn a_holder_in_this_process_is_named_as_such() {
+        let mine = session_tag(&uuid::Uuid::new_v4());
+        let other = holder(&session_tag(&uuid::Uuid::new_v4()));
+        HELD_HERE.lock().insert(mine.clone());
+        assert!(held_here(&holder(&mine)));
+        assert!(!held_here(&other));
+        HELD_HERE.lock().remove(&mine);
+        assert!(!held_here(&holder(&mine)));
+
+        let here = in_use_message("w", &holder(&mine), true, "since").to_string();
+        assert!(
+            here.contains("in use by another Worker in this process"),
+            "{here}"
+        );
+        assert!(!here.contains("another live process"), "{here}");
+        let away = in_use_message("w", &other, false, "since").to_string();
+        assert!(away.contains("in use by another live process"), "{away}");
     }
 }

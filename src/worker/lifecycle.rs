@@ -257,7 +257,7 @@ pub(crate) fn on_signal(shared: &Arc<WorkerShared>) {
         log::warn!(
             "received the stop signal again, forcing exit: abandoning {} running job(s) and \
              {} outcome(s) not yet written; {}",
-            shared.executions.len(),
+            shared.executions().len(),
             shared.outgoing.pending(),
             shared.how_abandoned_jobs_come_back()
         );

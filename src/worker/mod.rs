@@ -17,14 +17,18 @@
 //! ```
 //!
 //! A claimed job carries a guard from the fetch to the writer's commit (`claims.rs`); the
-//! worker's life is one state (`lifecycle.rs`). Services get their own dependencies where
-//! they can (`WriterDeps`, `ListenerDeps`, `HeartbeatDeps`); the fetch scheduler, the queue
-//! runners and queue maintenance still share [`WorkerShared`].
+//! worker's life is one state (`lifecycle.rs`). Services get their own dependencies, not the
+//! whole worker: `WriterDeps`, `ListenerDeps`, `HeartbeatDeps`, `MaintenanceDeps` (queue
+//! maintenance), `QueueDeps` (the fetch scheduler and the queue runners) made of `FetchDeps`
+//! (claiming) and `ExecDeps` (executor threads). `QueueDeps` is built once in
+//! `WorkerBuilder::build` (the worker's API reads its runners map and executions); the
+//! others in `spawn_services`. [`WorkerShared`] keeps the worker's own state and handles.
 //!
 //! **Lock order** (never take an earlier one while holding a later one): `runners` →
 //! a runner's `visit` (only `try_lock`) → its `desired`. `claims`, `lifecycle`,
-//! `tag_matches`, the hub's handler list and the writer's subscriber list are leaves (the
-//! hub and the writer call their handlers with no lock held).
+//! `executions`, `tag_matches`, identity's set of ids held in this process, the hub's handler
+//! list and the writer's subscriber list are leaves (the hub and the writer call their
+//! handlers with no lock held).
 
 mod backoff;
 mod cancellations;
@@ -55,7 +59,7 @@ mod tooling;
 mod writer;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -101,7 +105,7 @@ use executions::Executions;
 #[cfg(feature = "cli")]
 pub(crate) use fetch::claim_settings_sql;
 use manager::LoopSpec;
-use runner::{QueueRunner, STOP_POLL};
+use runner::STOP_POLL;
 
 /// Local hub event: the worker started.
 pub const WORKER_STARTED: &str = "worker.started";
@@ -112,71 +116,62 @@ pub const WORKER_STOPPED: &str = "worker.stopped";
 /// Local hub event: the worker stopped, but running jobs outlived `shutdown_timeout`.
 pub const WORKER_SHUTDOWN_TIMEOUT: &str = "worker.shutdown_timeout";
 
-/// State shared by every thread of a worker.
-/// Verdicts of the queues loop on tag lists, see `queues::serves`.
-pub(crate) type TagVerdicts =
-    HashMap<(String, BTreeSet<String>), std::result::Result<bool, String>>;
-
+/// The worker's own state and the handles its API and lifecycle use; the fetch scheduler,
+/// the queue runners and executor threads get [`runner::QueueDeps`] (built here once, in
+/// `WorkerBuilder::build`), the other services their own deps struct (built in
+/// `spawn_services`). Fields are set at build and never replaced unless noted; each handle
+/// holds its own lock (see the lock order above).
 pub(crate) struct WorkerShared {
+    /// The client: plugins, SQL, pool. Read-only.
     pub(crate) chancy: Chancy,
+    /// The builder's settings. Read-only.
     pub(crate) config: WorkerConfig,
     pub(crate) worker_id: String,
-    /// `chancy.session=<uuid>`, new for every worker built: written into the worker row and
-    /// checked by every statement that acts as this worker id (see `identity.rs`).
-    pub(crate) session_tag: String,
-    pub(crate) tags: BTreeSet<String>,
-    pub(crate) registry: Registry,
+    /// Local events (its handler list is a leaf lock; handlers run with no lock held).
     pub(crate) hub: Hub,
+    /// Set once by the stop (or a signal); every loop waits on it.
     pub(crate) shutdown: Arc<Shutdown>,
+    /// Written by the leadership plugin, read by leader-only services.
     pub(crate) is_leader: Flag,
     pub(crate) manager: Manager,
+    /// The writer's queue: executor threads and the fetch push outcomes, the writer drains.
     pub(crate) outgoing: Arc<Outgoing>,
     /// The writer publishes every committed batch here; eager queues and plugins subscribe.
     pub(crate) committed: Arc<writer::Committed>,
-    pub(crate) executions: Executions,
-    pub(crate) runners: Mutex<HashMap<String, Arc<QueueRunner>>>,
+    /// What the fetch scheduler, queue runners and executor threads use: the runners map
+    /// (first in the lock order), the fetch wake-up, the registry and running executions.
+    pub(crate) queues: Arc<runner::QueueDeps>,
+    /// Wakes the queues loop (a `queue.*` event, listener reconnect).
     pub(crate) queues_wake: Arc<Flag>,
-    /// Wakes the fetch scheduler (set by every queue's wake-up and by shutdown).
-    pub(crate) fetch_wake: Arc<fetch_conn::FetchWake>,
-    /// The application pool as the worker's loops (writer, fetch threads) borrow from it.
-    pub(crate) connections: Arc<connections::Connections>,
-    /// (queue, tag list) → whether the tags are usable and match this worker (only the
-    /// queues loop uses it).
-    pub(crate) tag_matches: Mutex<TagVerdicts>,
     /// Wakes the heartbeat loop (a `worker.ping` for this id).
     pub(crate) heartbeat_wake: Arc<Flag>,
     /// Claims fetched by this worker whose outcome is not yet written, held by guards that
     /// travel with the jobs: anything else this worker holds as `running` in the database is
     /// an orphan (see `claims.rs`, `heartbeat`).
     pub(crate) claims: Arc<claims::Claims>,
-    /// Set once the "process-executor queue on threads" warning was logged.
-    warned_no_children: AtomicBool,
-    /// Built → Starting → Running → Stopping → Stopped (see `lifecycle.rs`).
-    pub(crate) lifecycle: lifecycle::Lifecycle,
+    /// Built → Starting → Running → Stopping → Stopped (see `lifecycle.rs`); the fetch reads
+    /// it too (`FetchDeps::lifecycle`), hence the `Arc`.
+    pub(crate) lifecycle: Arc<lifecycle::Lifecycle>,
     /// SIGINT/SIGTERM seen (the signal thread): the first stops, the second exits.
     signals: AtomicUsize,
 }
 
 impl WorkerShared {
-    /// Who this worker process is, for the statements that act as its worker id.
-    pub(crate) fn identity(&self) -> heartbeat::Identity {
-        heartbeat::Identity {
-            chancy: self.chancy.clone(),
-            worker_id: self.worker_id.clone(),
-            session_tag: self.session_tag.clone(),
-            tags: self.tags.clone(),
-            heartbeat_timeout: self.config.heartbeat_timeout,
-        }
+    /// Who this worker process is: id, tags and `chancy.session=<uuid>` (new for every worker
+    /// built: written into the worker row and checked by every statement that acts as this
+    /// worker id, see `identity.rs`).
+    pub(crate) fn me(&self) -> &heartbeat::Identity {
+        &self.queues.fetch.me
     }
 
-    /// A pooled connection for one of the worker's loops (see `connections.rs`).
-    pub(crate) fn borrow_connection(&self, wait: Duration) -> Result<crate::pool::PooledConn> {
-        self.connections.borrow(wait)
+    /// The served queues by name (first in the lock order).
+    pub(crate) fn runners(&self) -> &runner::Runners {
+        &self.queues.runners
     }
 
-    /// Whether a loop holding a pooled connection should give it back after this use.
-    pub(crate) fn connections_wanted(&self) -> bool {
-        self.connections.wanted()
+    /// Running executions by job id.
+    pub(crate) fn executions(&self) -> &Executions {
+        &self.queues.exec.executions
     }
 
     /// For the log when jobs are abandoned (shutdown timeout, forced exit): how they come
@@ -200,45 +195,9 @@ impl WorkerShared {
         self.chancy.plugins()
     }
 
-    /// The program started as the child of process-executor queue `queue`, or `None` when
-    /// the program did not opt in: then the queue runs on threads, and the first such queue
-    /// logs one warning saying what that loses and how to opt in.
-    ///
-    /// Opting in is calling [`run_child_if_requested`] (this program serves the child role)
-    /// or naming another program with [`WorkerBuilder::process_executable`]. Without it a
-    /// worker never starts a copy of its own program: that program's `main` would run again
-    /// instead of serving jobs, and start a worker of its own, and so on.
-    pub(crate) fn child_executable(&self, queue: &str) -> Option<std::path::PathBuf> {
-        if let Some(path) = &self.config.process_executable {
-            return Some(path.clone());
-        }
-        let exe = child::child_role_declared()
-            .then(std::env::current_exe)
-            .and_then(|exe| match exe {
-                Ok(exe) => Some(exe),
-                Err(e) => {
-                    log::error!("cannot find this program's path to start executor children: {e}");
-                    None
-                }
-            });
-        if exe.is_none() && !self.warned_no_children.swap(true, Ordering::SeqCst) {
-            log::warn!(
-                "queue {queue:?} uses the process executor, but this program never called \
-                 chancy::run_child_if_requested, so its jobs (and those of every other \
-                 process-executor queue of worker {}) run on threads in this process: a job \
-                 that overruns its time limit cannot be killed (it only sees its deadline) \
-                 and a job with a memory limit fails. To run them in child processes, call \
-                 chancy::run_child_if_requested(&registry) first thing in main, or set \
-                 WorkerBuilder::process_executable",
-                self.worker_id
-            );
-        }
-        exe
-    }
-
     pub(crate) fn queue_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
-            .runners
+            .runners()
             .lock()
             .iter()
             .filter(|(_, r)| !r.removed.load(Ordering::SeqCst))
@@ -249,7 +208,7 @@ impl WorkerShared {
     }
 
     pub(crate) fn wake_all_queues(&self) {
-        for runner in self.runners.lock().values() {
+        for runner in self.runners().lock().values() {
             runner.wake.set();
         }
     }
@@ -265,7 +224,7 @@ impl WorkerShared {
         if queues.is_empty() {
             return;
         }
-        let runners = self.runners.lock();
+        let runners = self.runners().lock();
         for name in queues {
             if let Some(r) = runners.get(name).filter(|r| r.desired.lock().eager_polling) {
                 r.wake.set();
@@ -449,31 +408,58 @@ impl WorkerBuilder {
             return Err(Error::config("worker_id must not be empty"));
         }
         let tags = config::worker_tags(&worker_id, &self.tags);
-        let connections = Arc::new(connections::Connections::new(self.chancy.clone()));
+        let me = heartbeat::Identity {
+            chancy: self.chancy.clone(),
+            worker_id: worker_id.clone(),
+            session_tag: identity::session_tag(&Uuid::new_v4()),
+            tags,
+            heartbeat_timeout: self.config.heartbeat_timeout,
+        };
+        let shutdown = Arc::new(Shutdown::default());
+        let hub = Hub::default();
+        let outgoing: Arc<Outgoing> = Arc::default();
+        let claims: Arc<claims::Claims> = Arc::default();
+        let lifecycle: Arc<lifecycle::Lifecycle> = Arc::default();
+        let exec = Arc::new(executor::ExecDeps {
+            chancy: self.chancy.clone(),
+            worker_id: worker_id.clone(),
+            registry: self.registry,
+            executions: Executions::default(),
+            outgoing: Arc::clone(&outgoing),
+        });
+        let queues = Arc::new(runner::QueueDeps {
+            fetch: fetch::FetchDeps {
+                me: me.clone(),
+                lifecycle: Arc::clone(&lifecycle),
+                synchronous_commit: self.config.synchronous_commit,
+                claims: Arc::clone(&claims),
+                outgoing: Arc::clone(&outgoing),
+                connections: Arc::new(connections::Connections::new(self.chancy.clone())),
+            },
+            exec,
+            hub: hub.clone(),
+            shutdown: Arc::clone(&shutdown),
+            fetch_wake: Arc::new(fetch_conn::FetchWake::new(scheduler::DEFAULT_FETCH_THREADS)),
+            runners: Arc::default(),
+            children: child::ChildProgram::new(self.config.process_executable.clone()),
+            backoff: (self.config.backoff_initial, self.config.backoff_max),
+        });
         let mut worker = Worker {
             shared: Arc::new(WorkerShared {
                 chancy: self.chancy,
                 config: self.config,
                 worker_id,
-                session_tag: identity::session_tag(&Uuid::new_v4()),
-                tags,
-                registry: self.registry,
-                hub: Hub::default(),
-                shutdown: Arc::new(Shutdown::default()),
+                hub,
+                shutdown,
                 is_leader: Flag::new(),
                 manager: Manager::default(),
-                outgoing: Arc::default(),
+                outgoing,
                 committed: Arc::default(),
-                executions: Executions::default(),
-                runners: Mutex::new(HashMap::new()),
+                queues,
                 queues_wake: Arc::new(Flag::new()),
-                fetch_wake: Arc::new(fetch_conn::FetchWake::new(scheduler::DEFAULT_FETCH_THREADS)),
-                tag_matches: Mutex::new(HashMap::new()),
-                connections,
                 heartbeat_wake: Arc::new(Flag::new()),
-                claims: Arc::default(),
-                warned_no_children: AtomicBool::new(false),
-                lifecycle: lifecycle::Lifecycle::default(),
+                claims,
+                lifecycle,
                 signals: AtomicUsize::new(0),
             }),
             _owner: None,
@@ -696,7 +682,7 @@ impl Worker {
         s.hub.on(crate::events::QUEUE_PUSHED, move |e| {
             let Some(s) = weak.upgrade() else { return };
             if let Some(q) = e.body.get("q").and_then(Value::as_str) {
-                if let Some(r) = s.runners.lock().get(q) {
+                if let Some(r) = s.runners().lock().get(q) {
                     r.wake.set();
                 }
             }
@@ -714,7 +700,7 @@ impl Worker {
             let (Some(s), Some(id)) = (weak.upgrade(), uuid_field(&e.body, "j")) else {
                 return;
             };
-            let n = s.executions.cancel_job(id);
+            let n = s.executions().cancel_job(id);
             log::info!("job {id} was cancelled ({n} running execution(s) told to stop)");
         });
         let (wake, me) = (Arc::clone(&s.heartbeat_wake), s.worker_id.clone());
@@ -727,7 +713,7 @@ impl Worker {
         s.hub.on(crate::events::JOB_RECOVERED, move |e| {
             let Some(s) = weak.upgrade() else { return };
             if let (Some(id), Some(claim)) = (uuid_field(&e.body, "j"), uuid_field(&e.body, "c")) {
-                s.executions.cancel_execution(id, claim);
+                s.executions().cancel_execution(id, claim);
             }
         });
     }
@@ -760,7 +746,7 @@ impl Worker {
     /// idle).
     pub fn executor_threads(&self) -> usize {
         self.shared
-            .runners
+            .runners()
             .lock()
             .values()
             .map(|r| r.executor_threads())
@@ -773,7 +759,7 @@ impl Worker {
             chancy: s.chancy.clone(),
             worker_id: s.worker_id.clone(),
             outgoing: Arc::clone(&s.outgoing),
-            connections: Arc::clone(&s.connections),
+            connections: Arc::clone(&s.queues.fetch.connections),
             committed: Arc::clone(&s.committed),
             synchronous_commit: s.config.synchronous_commit,
             send_outgoing_interval: s.config.send_outgoing_interval,
@@ -781,15 +767,15 @@ impl Worker {
             backoff: (s.config.backoff_initial, s.config.backoff_max),
         };
         s.manager.spawn("writer", move |_| writer::run(deps))?;
-        for (i, flag) in s.fetch_wake.flags().iter().enumerate() {
+        for (i, flag) in s.queues.fetch_wake.flags().iter().enumerate() {
             s.shutdown.register(flag);
-            let shared = Arc::clone(s);
+            let deps = Arc::clone(&s.queues);
             let name = if i == 0 {
                 "fetch".to_string()
             } else {
                 format!("fetch-{i}")
             };
-            s.manager.spawn(&name, move |_| scheduler::run(shared, i))?;
+            s.manager.spawn(&name, move |_| scheduler::run(deps, i))?;
         }
         if let Some(conn) = listener_conn {
             let deps = listener::ListenerDeps {
@@ -803,7 +789,7 @@ impl Worker {
         }
         let (names, lost) = (Arc::downgrade(s), Arc::downgrade(s));
         let deps = heartbeat::HeartbeatDeps {
-            me: s.identity(),
+            me: s.me().clone(),
             claims: Arc::clone(&s.claims),
             shutdown: Arc::clone(&s.shutdown),
             queue_names: Box::new(move || {
@@ -825,7 +811,10 @@ impl Worker {
             ),
             move || heartbeat::beat(&deps),
         )?;
-        let shared = Arc::clone(s);
+        let deps = queues::MaintenanceDeps {
+            queues: Arc::clone(&s.queues),
+            tag_matches: Mutex::new(HashMap::new()),
+        };
         s.manager.spawn_loop(
             Arc::clone(&s.shutdown),
             self.loop_spec(
@@ -834,7 +823,7 @@ impl Worker {
                 true,
                 Arc::clone(&s.queues_wake),
             ),
-            move || queues::reconcile(&shared),
+            move || queues::reconcile(&deps),
         )?;
         if !s.chancy.listens() {
             // No NOTIFY reaches this worker: it reads the claims of its running jobs.
@@ -927,7 +916,7 @@ impl Worker {
         s.manager.join("queues");
         let drained = self.drain(Instant::now() + s.config.shutdown_timeout);
         if !drained {
-            let n = s.executions.cancel_all();
+            let n = s.executions().cancel_all();
             log::warn!(
                 "worker {}: {n} job(s) still running at the shutdown timeout were told to \
                  stop; {}",
@@ -961,11 +950,11 @@ impl Worker {
     fn drain(&self, deadline: Instant) -> bool {
         loop {
             let all_done = {
-                let runners = self.shared.runners.lock();
+                let runners = self.shared.runners().lock();
                 runners.values().all(|r| r.finished.is_set())
             };
             if all_done {
-                self.shared.runners.lock().clear();
+                self.shared.runners().lock().clear();
                 return true;
             }
             if Instant::now() >= deadline {
@@ -988,7 +977,7 @@ impl Worker {
 
     /// This worker's tags: `*`, `hostname=`, `worker_id=`, `rust=`, `os=`, `arch=` and extras.
     pub fn worker_tags(&self) -> &BTreeSet<String> {
-        &self.shared.tags
+        &self.shared.me().tags
     }
 
     /// The application handle.
@@ -1078,12 +1067,12 @@ impl Worker {
 
     /// The registered handlers.
     pub fn registry(&self) -> &Registry {
-        &self.shared.registry
+        &self.shared.queues.exec.registry
     }
 
     /// Jobs running in this worker now.
     pub fn running_jobs(&self) -> usize {
-        self.shared.executions.len()
+        self.shared.executions().len()
     }
 
     /// Emits `metrics.counter {key, value, unit}` (recorded by the Metrics plugin), like

@@ -229,7 +229,7 @@ impl PluginContext {
     /// worker id (e.g. deleting its own leader lease) checks that the row still carries
     /// it, so it never acts on another process's row under the same id.
     pub fn session_tag(&self) -> &str {
-        &self.shared.session_tag
+        &self.shared.me().session_tag
     }
 
     /// The worker's event hub: database NOTIFY events (`queue.pushed`, `job.cancelled`,
@@ -286,7 +286,7 @@ impl PluginContext {
 
     /// Jobs running in this worker now.
     pub fn running_jobs(&self) -> usize {
-        self.shared.executions.len()
+        self.shared.executions().len()
     }
 
     /// Job outcomes queued for the writer and not yet written.

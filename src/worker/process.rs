@@ -8,7 +8,7 @@
 //! child between fork and exec (and the child exits if the worker is already gone by then);
 //! everywhere, the child ends as soon as its stdin closes, which a dead worker's does. A child
 //! that does not say hello within [`HELLO_TIMEOUT`] is killed. Which program is started, and
-//! whether any is, is decided by `WorkerShared::child_executable` (the opt-in).
+//! whether any is, is decided by `ChildProgram::for_queue` (`child.rs`) (the opt-in).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;

@@ -2,14 +2,30 @@
 //! worker, on `queue.*` events or every `queue_change_poll_interval`.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::runner::QueueRunner;
-use super::WorkerShared;
+use parking_lot::Mutex;
+
+use super::runner::{QueueDeps, QueueRunner};
 use crate::error::Result;
 use crate::queue::Queue;
+
+/// Verdicts of the queues loop on tag lists, see [`serves`].
+pub(crate) type TagVerdicts =
+    HashMap<(String, BTreeSet<String>), std::result::Result<bool, String>>;
+
+/// What queue maintenance uses, and nothing else of the worker: built once in
+/// `WorkerBuilder::build`, held by the `queues` loop only.
+pub(crate) struct MaintenanceDeps {
+    /// The scheduler's side: the runners map it writes, the client it reads the queues
+    /// table with, the worker's tags, and what a new runner needs.
+    pub(crate) queues: Arc<QueueDeps>,
+    /// (queue, tag list) → whether the tags are usable and match this worker. Only the
+    /// queues loop locks it (a leaf).
+    pub(crate) tag_matches: Mutex<TagVerdicts>,
+}
 
 /// Most (queue, tag list) verdicts remembered by [`serves`].
 const TAG_CACHE_LIMIT: usize = 10_000;
@@ -19,10 +35,13 @@ const TAG_CACHE_LIMIT: usize = 10_000;
 /// tag part (validating and matching compile every regex) is remembered per queue and tag
 /// list: compiling the regexes of 500 queues on every pass cost more CPU than everything else
 /// an idle worker does.
-fn serves(shared: &WorkerShared, queue: &crate::queue::Queue) -> std::result::Result<bool, String> {
+fn serves(
+    deps: &MaintenanceDeps,
+    queue: &crate::queue::Queue,
+) -> std::result::Result<bool, String> {
     queue.validate_settings().map_err(|e| e.to_string())?;
     let key = (queue.name.clone(), queue.tags.clone());
-    let mut cache = shared.tag_matches.lock();
+    let mut cache = deps.tag_matches.lock();
     if let Some(verdict) = cache.get(&key) {
         return verdict.clone();
     }
@@ -31,7 +50,7 @@ fn serves(shared: &WorkerShared, queue: &crate::queue::Queue) -> std::result::Re
     }
     let verdict = queue
         .validate_tags()
-        .map(|()| queue.matches_tags(&shared.tags))
+        .map(|()| queue.matches_tags(&deps.queues.fetch.me.tags))
         .map_err(|e| e.to_string());
     cache.insert(key, verdict.clone());
     verdict
@@ -67,12 +86,12 @@ fn report_unusable(name: &str, reason: &str) {
 }
 
 /// One pass: reconcile the runners with the queues table.
-pub(crate) fn reconcile(shared: &Arc<WorkerShared>) -> Result<()> {
+pub(crate) fn reconcile(deps: &MaintenanceDeps) -> Result<()> {
     let mut unreadable = Vec::new();
     let mut wanted = Vec::new();
-    for (name, row) in shared.chancy.read_queue_rows()? {
+    for (name, row) in deps.queues.fetch.me.chancy.read_queue_rows()? {
         match row {
-            Ok(q) => match serves(shared, &q) {
+            Ok(q) => match serves(deps, &q) {
                 Ok(true) => wanted.push(q),
                 Ok(false) => {}
                 Err(reason) => {
@@ -93,7 +112,7 @@ pub(crate) fn reconcile(shared: &Arc<WorkerShared>) -> Result<()> {
     }
     // A row fixed since is logged again if it breaks again.
     UNUSABLE.with(|seen| seen.borrow_mut().retain(|n, _| unreadable.contains(n)));
-    let mut runners = shared.runners.lock();
+    let mut runners = deps.queues.runners.lock();
     let running: HashMap<&str, Running> = runners
         .iter()
         .map(|(name, r)| {
@@ -122,11 +141,11 @@ pub(crate) fn reconcile(shared: &Arc<WorkerShared>) -> Result<()> {
     }
     let mut started = Vec::with_capacity(plan.start.len());
     for queue in plan.start {
-        if shared.shutdown.is_triggered() {
+        if deps.queues.shutdown.is_triggered() {
             break;
         }
         let name = queue.name.clone();
-        let runner = QueueRunner::start(shared, queue);
+        let runner = QueueRunner::start(&deps.queues, queue);
         runners.insert(name, Arc::clone(&runner));
         started.push(runner);
     }
@@ -134,7 +153,7 @@ pub(crate) fn reconcile(shared: &Arc<WorkerShared>) -> Result<()> {
     // worker's queues. A new runner is not polled before its announcement wakes it.
     drop(runners);
     for runner in started {
-        runner.announce_started(shared);
+        runner.announce_started(&deps.queues);
     }
     Ok(())
 }

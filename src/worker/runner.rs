@@ -2,6 +2,7 @@
 //! exactly the free slots) and the executor threads, started on demand, that run what it
 //! claims.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,17 +17,20 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use super::backoff::Backoff;
+use super::child::ChildProgram;
 use super::claims::Claimed;
-use super::executor::{execute, run_on_thread};
+use super::executor::{execute, run_on_thread, ExecDeps};
+use super::fetch::FetchDeps;
+use super::fetch_conn::FetchWake;
+use super::hub::Hub;
 use super::process::{ChildSlot, DEFAULT_MAXIMUM_JOBS_PER_CHILD};
 use super::slots::JobQueue;
-use super::WorkerShared;
 use crate::pool::Conn;
 use crate::queue::{
     Queue, QueueState, ASYNC_EXECUTOR, PROCESS_EXECUTOR, SUB_INTERPRETER_EXECUTOR,
     THREADED_EXECUTOR,
 };
-use crate::sync::Flag;
+use crate::sync::{Flag, Shutdown};
 
 /// Executor strings a worker knows. Any other (e.g. a custom Python executor class) runs on
 /// the thread pool, with a warning when the queue starts.
@@ -63,14 +67,41 @@ pub(crate) const REFILL_COOLDOWN: Duration = Duration::from_millis(20);
 /// queues are probed together instead of one wake-up each.
 const POLL_SLACK: Duration = Duration::from_millis(100);
 
+/// The queues this worker serves, by name. Written by queue maintenance (start, forget),
+/// read by the fetch scheduler (a snapshot per pass), the writer's "batch committed"
+/// subscriber (eager queues) and `Worker::queues`. First in the lock order.
+pub(crate) type Runners = Mutex<HashMap<String, Arc<QueueRunner>>>;
+
+/// What the fetch scheduler and the queue runners it visits use, and nothing else of the
+/// worker: built once in `WorkerBuilder::build`, shared (one `Arc`) by the fetch threads and
+/// queue maintenance. Fields are set at build and never replaced; locks are inside handles.
+pub(crate) struct QueueDeps {
+    /// Claiming: identity, claims, the writer's queue, connections (see [`FetchDeps`]).
+    pub(crate) fetch: FetchDeps,
+    /// Running: handed (one `Arc` clone) to every executor thread a runner starts.
+    pub(crate) exec: Arc<ExecDeps>,
+    /// Local events: runners emit `worker.queue.*` with no worker lock held.
+    pub(crate) hub: Hub,
+    /// The worker's stop: read by every visit (retire) and the scheduler loop.
+    pub(crate) shutdown: Arc<Shutdown>,
+    /// Wakes the fetch threads: every runner's wake-ups poke it; the stop sets it too.
+    pub(crate) fetch_wake: Arc<FetchWake>,
+    /// The served queues (see [`Runners`]): the scheduler snapshots it, maintenance writes.
+    pub(crate) runners: Arc<Runners>,
+    /// The program process-executor queues start as children (read when a pool is built).
+    pub(crate) children: ChildProgram,
+    /// First and largest retry delay after a failed claim (`WorkerBuilder::backoff`).
+    pub(crate) backoff: (Duration, Duration),
+}
+
 /// A wake-up of one queue: marks the queue and pokes the fetch scheduler.
 pub(crate) struct Wake {
     pending: AtomicBool,
-    scheduler: Arc<super::fetch_conn::FetchWake>,
+    scheduler: Arc<FetchWake>,
 }
 
 impl Wake {
-    fn new(scheduler: &Arc<super::fetch_conn::FetchWake>) -> Wake {
+    fn new(scheduler: &Arc<FetchWake>) -> Wake {
         Wake {
             pending: AtomicBool::new(false),
             scheduler: Arc::clone(scheduler),
@@ -135,13 +166,13 @@ struct ExecPool {
     concurrency: usize,
     eager: bool,
     /// The program to start as executor children and the jobs each runs, for process-executor
-    /// queues of a program that opted in (see `WorkerShared::child_executable`); `None` runs
+    /// queues of a program that opted in (see `ChildProgram::for_queue`); `None` runs
     /// the queue's jobs on threads.
     children: Option<(std::path::PathBuf, u32)>,
 }
 
 impl QueueRunner {
-    pub(crate) fn start(shared: &Arc<WorkerShared>, queue: Queue) -> Arc<QueueRunner> {
+    pub(crate) fn start(deps: &QueueDeps, queue: Queue) -> Arc<QueueRunner> {
         if !KNOWN_EXECUTORS.contains(&queue.executor.as_str()) {
             log::warn!(
                 "queue {:?}: unknown executor {:?}; running its jobs on the thread pool (as {THREADED_EXECUTOR})",
@@ -150,11 +181,11 @@ impl QueueRunner {
             );
         }
         let now = Instant::now();
-        let pool = ExecPool::new(shared, &queue);
+        let pool = ExecPool::new(deps, &queue);
         Arc::new(QueueRunner {
             desired: Mutex::new(queue.clone()),
-            wake: Wake::new(&shared.fetch_wake),
-            refill: Wake::new(&shared.fetch_wake),
+            wake: Wake::new(&deps.fetch_wake),
+            refill: Wake::new(&deps.fetch_wake),
             removed: AtomicBool::new(false),
             finished: Flag::new(),
             in_flight: AtomicUsize::new(0),
@@ -165,7 +196,7 @@ impl QueueRunner {
                 // Not due by the timer before `announce_started` wakes it.
                 next_poll: now + queue.polling_interval,
                 last_claim: now,
-                backoff: Backoff::new(shared.config.backoff_initial, shared.config.backoff_max),
+                backoff: Backoff::new(deps.backoff.0, deps.backoff.1),
                 claims_in_doubt: false,
                 retiring: false,
                 done: false,
@@ -179,12 +210,12 @@ impl QueueRunner {
     /// queues pass after [`QueueRunner::start`] once the runner is in the worker's map and
     /// with no lock held: a hub handler may call `Worker::queues`, which takes the map, and
     /// the event comes before the queue's first poll (nothing wakes the runner before).
-    pub(crate) fn announce_started(&self, shared: &WorkerShared) {
+    pub(crate) fn announce_started(&self, deps: &QueueDeps) {
         let started = {
             let v = self.visit.lock();
-            Self::event(shared, QUEUE_STARTED, &v.active, v.pool.concurrency)
+            Self::event(deps, QUEUE_STARTED, &v.active, v.pool.concurrency)
         };
-        shared.hub.emit(started.0, started.1);
+        deps.hub.emit(started.0, started.1);
         self.wake.set();
     }
 
@@ -217,18 +248,18 @@ impl QueueRunner {
     /// one, which probes them together); the others only serve wake-ups and refills.
     pub(crate) fn visit(
         self: &Arc<Self>,
-        shared: &Arc<WorkerShared>,
+        deps: &QueueDeps,
         fetch: &mut super::fetch_conn::FetchConn,
         without_work: &std::collections::HashSet<String>,
         timer_polls: bool,
     ) -> Option<Instant> {
         let mut guard = self.visit.try_lock()?;
-        let next = self.visit_locked(shared, fetch, &mut guard, without_work, timer_polls);
+        let next = self.visit_locked(deps, fetch, &mut guard, without_work, timer_polls);
         let events = std::mem::take(&mut guard.events);
         let finished_now = guard.done && !self.finished.is_set();
         drop(guard);
         for (name, body) in events {
-            shared.hub.emit(name, body);
+            deps.hub.emit(name, body);
         }
         if finished_now {
             // After `worker.queue.removed`: whoever waits for the runner to finish sees
@@ -240,7 +271,7 @@ impl QueueRunner {
 
     fn visit_locked(
         self: &Arc<Self>,
-        shared: &Arc<WorkerShared>,
+        deps: &QueueDeps,
         fetch: &mut super::fetch_conn::FetchConn,
         v: &mut Visit,
         without_work: &std::collections::HashSet<String>,
@@ -250,8 +281,8 @@ impl QueueRunner {
             return None;
         }
         let now = Instant::now();
-        if shared.shutdown.is_triggered() || self.removed.load(Ordering::SeqCst) {
-            return self.retire(shared, v, now);
+        if deps.shutdown.is_triggered() || self.removed.load(Ordering::SeqCst) {
+            return self.retire(deps, v, now);
         }
         let woken = self.wake.take();
         let changed = *self.desired.lock() != v.active;
@@ -261,11 +292,11 @@ impl QueueRunner {
                 return Some(v.next_poll);
             }
             self.draining.store(false, Ordering::SeqCst);
-            let updated = Self::event(shared, QUEUE_UPDATED, &v.active, v.pool.concurrency);
+            let updated = Self::event(deps, QUEUE_UPDATED, &v.active, v.pool.concurrency);
             v.events.push(updated);
             v.pool.jobs.close();
             v.active = self.desired.lock().clone();
-            v.pool = ExecPool::new(shared, &v.active);
+            v.pool = ExecPool::new(deps, &v.active);
             v.next_poll = now;
         }
         let refill = self.refill.take();
@@ -290,11 +321,11 @@ impl QueueRunner {
             self.refill.keep();
         }
         v.next_poll = now + v.active.polling_interval;
-        let (next, claimed) = self.poll(shared, fetch, v, woken || refill_now, without_work, now);
+        let (next, claimed) = self.poll(deps, fetch, v, woken || refill_now, without_work, now);
         if let Some(claimed) = claimed {
             let body = json!({
                 "queue": v.active.name,
-                "worker": shared.worker_id,
+                "worker": deps.fetch.me.worker_id,
                 "claimed": claimed,
             });
             v.events.push((QUEUE_POLLED, body));
@@ -306,7 +337,7 @@ impl QueueRunner {
     /// claimed (`None` when no connection was free: the poll did not happen).
     fn poll(
         self: &Arc<Self>,
-        shared: &Arc<WorkerShared>,
+        deps: &QueueDeps,
         fetch: &mut super::fetch_conn::FetchConn,
         v: &mut Visit,
         woken: bool,
@@ -316,12 +347,12 @@ impl QueueRunner {
         // Jobs already claimed whose executor thread could not be started (out of threads)
         // get another start on every poll, whether or not the queue has new work or is
         // paused: they are `running` in the table and nothing else would run them.
-        v.pool.start_missing_threads(shared, self);
+        v.pool.start_missing_threads(deps, self);
         if !woken && without_work.contains(&v.active.name) {
             return (Some(v.next_poll), Some(0));
         }
         if v.active.state == QueueState::Paused {
-            self.maybe_resume(shared, &mut v.active);
+            self.maybe_resume(deps, &mut v.active);
             return (Some(v.next_poll), Some(0));
         }
         let free = v
@@ -329,24 +360,24 @@ impl QueueRunner {
             .concurrency
             .saturating_sub(self.in_flight.load(Ordering::SeqCst));
         if free == 0 {
-            let full = Self::event(shared, QUEUE_FULL, &v.active, v.pool.concurrency);
+            let full = Self::event(deps, QUEUE_FULL, &v.active, v.pool.concurrency);
             v.events.push(full);
             return (Some(v.next_poll), Some(0));
         }
-        let Some(conn) = fetch.get(shared) else {
+        let Some(conn) = fetch.get(&deps.fetch) else {
             // No connection now: stay due; the scheduler retries soon.
             self.wake.keep();
             return (Some(fetch.retry_at()), None);
         };
         v.last_claim = now;
         let mut claimed = 0;
-        match self.claim(shared, conn, v, free) {
+        match self.claim(deps, conn, v, free) {
             Ok(jobs) => {
                 claimed = jobs.len();
                 v.backoff.reset();
                 let full = !jobs.is_empty() && jobs.len() >= free;
                 self.refill_armed.store(full, Ordering::SeqCst);
-                self.dispatch(shared, v, jobs);
+                self.dispatch(deps, v, jobs);
             }
             Err(err) => {
                 fetch.discard();
@@ -368,7 +399,7 @@ impl QueueRunner {
     }
 
     /// Removed or shutting down: no more claims; finished once the running jobs are done.
-    fn retire(&self, shared: &WorkerShared, v: &mut Visit, now: Instant) -> Option<Instant> {
+    fn retire(&self, deps: &QueueDeps, v: &mut Visit, now: Instant) -> Option<Instant> {
         if !v.retiring {
             v.retiring = true;
             v.pool.jobs.close();
@@ -378,14 +409,14 @@ impl QueueRunner {
             return Some(now + Duration::from_millis(200));
         }
         v.done = true;
-        let removed = Self::event(shared, QUEUE_REMOVED, &v.active, v.pool.concurrency);
+        let removed = Self::event(deps, QUEUE_REMOVED, &v.active, v.pool.concurrency);
         v.events.push(removed);
         None
     }
 
     fn claim(
         &self,
-        shared: &WorkerShared,
+        deps: &QueueDeps,
         c: &mut Conn,
         v: &mut Visit,
         up_to: usize,
@@ -396,25 +427,25 @@ impl QueueRunner {
             // claim it dispatched is held by a guard until its outcome is written, so such
             // rows can be released at once instead of after the heartbeat's grace period.
             super::heartbeat::release_orphans(
-                &shared.identity(),
-                &shared.claims,
+                &deps.fetch.me,
+                &deps.fetch.claims,
                 &mut c.client,
                 std::slice::from_ref(&v.active.name),
                 Duration::ZERO,
             )?;
             v.claims_in_doubt = false;
         }
-        super::fetch::fetch_jobs(shared, &v.active, c, up_to)
+        super::fetch::fetch_jobs(&deps.fetch, &v.active, c, up_to)
     }
 
-    fn dispatch(self: &Arc<Self>, shared: &Arc<WorkerShared>, v: &Visit, jobs: Vec<Claimed>) {
+    fn dispatch(self: &Arc<Self>, deps: &QueueDeps, v: &Visit, jobs: Vec<Claimed>) {
         if jobs.is_empty() {
             return;
         }
         let n = jobs.len();
         self.in_flight.fetch_add(n, Ordering::SeqCst);
         match v.pool.jobs.push_all(jobs) {
-            Ok(start) => v.pool.start_threads(shared, self, start),
+            Ok(start) => v.pool.start_threads(deps, self, start),
             Err(abandoned) => {
                 // Cannot happen (the pool closes only under this lock). Dropping the jobs
                 // releases their claims: the orphan sweep puts the rows back to pending.
@@ -441,9 +472,9 @@ impl QueueRunner {
 
     /// Paused queue: resume it when `resume_at` has passed by the database clock (like
     /// upstream, no fetch now; upstream compares with the worker's clock).
-    fn maybe_resume(&self, shared: &WorkerShared, active: &mut Queue) {
+    fn maybe_resume(&self, deps: &QueueDeps, active: &mut Queue) {
         let Some(at) = active.resume_at else { return };
-        match shared.chancy.resume_queue_if_due(&active.name) {
+        match deps.fetch.me.chancy.resume_queue_if_due(&active.name) {
             Ok(false) => {}
             Ok(true) => {
                 log::info!(
@@ -465,7 +496,7 @@ impl QueueRunner {
 
     /// A `worker.queue.*` event of this queue, to emit once no lock is held.
     fn event(
-        shared: &WorkerShared,
+        deps: &QueueDeps,
         event: &'static str,
         queue: &Queue,
         concurrency: usize,
@@ -474,7 +505,7 @@ impl QueueRunner {
             "queue": queue.name,
             "executor": queue.executor,
             "concurrency": concurrency,
-            "worker": shared.worker_id,
+            "worker": deps.fetch.me.worker_id,
         });
         (event, body)
     }
@@ -486,7 +517,7 @@ impl QueueRunner {
 }
 
 impl ExecPool {
-    fn new(shared: &WorkerShared, queue: &Queue) -> ExecPool {
+    fn new(deps: &QueueDeps, queue: &Queue) -> ExecPool {
         let concurrency = effective_concurrency(queue);
         let process = uses_processes(queue);
         let idle = if process {
@@ -499,7 +530,10 @@ impl ExecPool {
             concurrency,
             eager: queue.eager_polling,
             children: process
-                .then(|| shared.child_executable(&queue.name))
+                .then(|| {
+                    deps.children
+                        .for_queue(&queue.name, &deps.fetch.me.worker_id)
+                })
                 .flatten()
                 .map(|exe| (exe, max_jobs_per_child(queue))),
         }
@@ -507,22 +541,22 @@ impl ExecPool {
 
     /// Starts threads for jobs that are waiting with no thread to take them (a start that
     /// failed earlier).
-    fn start_missing_threads(&self, shared: &Arc<WorkerShared>, runner: &Arc<QueueRunner>) {
+    fn start_missing_threads(&self, deps: &QueueDeps, runner: &Arc<QueueRunner>) {
         let n = self.jobs.threads_needed();
-        self.start_threads(shared, runner, n);
+        self.start_threads(deps, runner, n);
     }
 
     /// Starts `n` executor threads (already counted by the job queue). One that cannot be
     /// started is an error for this queue, not a panic: its jobs wait for the next visit.
-    fn start_threads(&self, shared: &Arc<WorkerShared>, runner: &Arc<QueueRunner>, n: usize) {
+    fn start_threads(&self, deps: &QueueDeps, runner: &Arc<QueueRunner>, n: usize) {
         for _ in 0..n {
             let name = format!("chancy-exec-{}", runner.desired.lock().name);
             let jobs = Arc::clone(&self.jobs);
-            let (shared2, runner2) = (Arc::clone(shared), Arc::clone(runner));
+            let (exec, runner2) = (Arc::clone(&deps.exec), Arc::clone(runner));
             let (eager, refill_at, children) =
                 (self.eager, self.concurrency / 2, self.children.clone());
             let started = super::spawn_named(&name, move || {
-                executor_thread(&shared2, &runner2, &jobs, eager, refill_at, children)
+                executor_thread(&exec, &runner2, &jobs, eager, refill_at, children)
             });
             if let Err(err) = started {
                 self.jobs.start_failed();
@@ -536,7 +570,7 @@ impl ExecPool {
 
 /// The body of an executor thread: run jobs until the queue closes or stays idle.
 fn executor_thread(
-    shared: &Arc<WorkerShared>,
+    exec: &ExecDeps,
     runner: &Arc<QueueRunner>,
     jobs: &JobQueue<Claimed>,
     eager: bool,
@@ -549,17 +583,17 @@ fn executor_thread(
         // Handlers run under catch_unwind already; this guards the plugin hooks around
         // them, so a panicking hook cannot kill the thread.
         let run = std::panic::AssertUnwindSafe(|| match slot.as_mut() {
-            Some(slot) => execute(shared, job, |j, c| {
-                let result = slot.run(&shared.worker_id, &j, c);
+            Some(slot) => execute(exec, job, |j, c| {
+                let result = slot.run(&exec.worker_id, &j, c);
                 (j, result)
             }),
-            None => execute(shared, job, |j, c| run_on_thread(shared, j, c)),
+            None => execute(exec, job, |j, c| run_on_thread(exec, j, c)),
         });
         match std::panic::catch_unwind(run) {
             Ok(outcome) => {
                 // The guard goes with the outcome; the writer drops it after the commit (or
                 // the push drops it when the stop's cut-off has passed).
-                shared.outgoing.push(outcome, Some(guard));
+                exec.outgoing.push(outcome, Some(guard));
             }
             Err(_) => {
                 log::error!(
@@ -614,6 +648,44 @@ pub(crate) const STOP_POLL: Duration = Duration::from_millis(10);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_queue_wake_marks_the_queue_and_wakes_every_fetch_thread() {
+        let fetch = Arc::new(FetchWake::new(2));
+        let wake = Wake::new(&fetch);
+        assert!(!wake.take(), "nothing pending at first");
+        wake.set();
+        assert!(fetch.flags().iter().all(|f| f.is_set()));
+        assert!(wake.take());
+        assert!(!wake.take(), "a wake-up is taken once");
+        for f in fetch.flags() {
+            f.wait_and_clear(Duration::ZERO);
+        }
+        wake.keep();
+        assert!(
+            fetch.flags().iter().all(|f| !f.is_set()),
+            "keep does not poke the scheduler"
+        );
+        assert!(wake.take(), "a kept wake-up is seen by the next visit");
+    }
+
+    #[test]
+    fn jobs_per_child_reads_the_upstream_option_and_clamps_it() {
+        let q = Queue::new("q").executor(PROCESS_EXECUTOR);
+        assert_eq!(max_jobs_per_child(&q), DEFAULT_MAXIMUM_JOBS_PER_CHILD);
+        let with = |v: serde_json::Value| {
+            let mut q = q.clone();
+            q.executor_options
+                .insert("maximum_jobs_per_worker".into(), v);
+            max_jobs_per_child(&q)
+        };
+        assert_eq!(with(json!(3)), 3);
+        assert_eq!(with(json!(0)), 1);
+        assert_eq!(with(json!(u64::MAX)), u32::MAX);
+        assert_eq!(with(json!("7")), DEFAULT_MAXIMUM_JOBS_PER_CHILD);
+        assert!(uses_processes(&q));
+        assert!(!uses_processes(&Queue::new("q")));
+    }
 
     #[test]
     fn null_concurrency_uses_the_executor_default_like_upstream() {

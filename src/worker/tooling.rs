@@ -84,7 +84,7 @@ pub trait WorkerTooling: sealed::Sealed {
 impl WorkerTooling for Worker {
     fn fetch_jobs(&self, queue: &Queue, conn: &mut Conn, up_to: usize) -> Result<Vec<QueuedJob>> {
         // Claimed by hand: the caller, not this worker, holds the claims.
-        let claimed = fetch::fetch_jobs(&self.shared, queue, conn, up_to)?;
+        let claimed = fetch::fetch_jobs(&self.shared.queues.fetch, queue, conn, up_to)?;
         Ok(claimed.into_iter().map(|c| c.job).collect())
     }
 
@@ -99,7 +99,7 @@ impl WorkerTooling for Worker {
     }
 
     fn announce_worker<C: GenericClient>(&self, client: &mut C) -> Result<()> {
-        if heartbeat::announce(&self.shared.identity(), &self.shared.queue_names(), client)? {
+        if heartbeat::announce(self.shared.me(), &self.shared.queue_names(), client)? {
             Ok(())
         } else {
             Err(Error::config(format!(

@@ -86,6 +86,11 @@ fn a_second_worker_under_a_live_id_fails_and_the_first_keeps_its_jobs_and_lease(
     let err = second.start().unwrap_err();
     let text = err.to_string();
     assert!(text.contains("worker id \"dup\" is in use"), "{text}");
+    // Both workers live in this test's process: the message says so, not "another process".
+    assert!(
+        text.contains("in use by another Worker in this process"),
+        "{text}"
+    );
     assert!(
         text.contains("last seen") && text.contains("s ago"),
         "{text}"
@@ -302,6 +307,10 @@ fn cli_a_second_worker_start_under_a_live_id_exits_with_the_message() {
     kill9(&mut first);
     assert!(!second.status.success(), "the second start fails");
     assert!(stderr.contains("worker id \"twin\" is in use"), "{stderr}");
+    assert!(
+        stderr.contains("in use by another live process"),
+        "{stderr}"
+    );
     assert!(stderr.contains("last seen"), "{stderr}");
     assert!(
         took < Duration::from_secs(20),
