@@ -26,7 +26,7 @@ use crate::unnamed::Unnamed;
 /// One pass: compares the claim of every running execution with its row.
 pub(crate) fn poll(s: &Arc<WorkerShared>) -> Result<()> {
     let running: Vec<(Uuid, Uuid)> = s
-        .executions
+        .executions()
         .running()
         .into_iter()
         .filter_map(|(job, claim)| Some((job, claim?)))
