@@ -1,7 +1,34 @@
 //! Durations in messages: the one way a range of durations is said in human units
 //! ("1 second to 1 day"), used by the CLI's duration parser and the library's bounds.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// The longest duration any setting or flag accepts: 1000 years of 365.25 days (the CLI's
+/// duration flags and [`crate::WorkerBuilder`]'s intervals and timeouts).
+pub(crate) const MAX_SETTING: Duration = Duration::from_secs(1000 * YEAR);
+
+/// `from + after`, saturating: a duration too long for the clock (a setting of centuries,
+/// a time limit of 2^63 seconds in a row another client wrote) gives a deadline about a
+/// century away instead of the panic `Instant + Duration` raises on overflow. Every
+/// deadline the crate computes from a configured or stored duration goes through here.
+pub(crate) fn deadline(from: Instant, after: Duration) -> Instant {
+    from.checked_add(after)
+        .or_else(|| from.checked_add(FAR))
+        .unwrap_or(from)
+}
+
+/// About a century: the horizon of a saturated [`deadline`].
+const FAR: Duration = Duration::from_secs(100 * YEAR);
+
+/// Seconds read from the database or a row (`EXTRACT(EPOCH …)`, a float another client
+/// wrote) as a duration: NaN and negatives are zero, infinities and values past
+/// [`MAX_SETTING`] are [`MAX_SETTING`] (`Duration::from_secs_f64` panics on those).
+pub(crate) fn from_secs_lossy(seconds: f64) -> Duration {
+    if seconds.is_nan() || seconds <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(seconds).map_or(MAX_SETTING, |d| d.min(MAX_SETTING))
+}
 
 const MINUTE: u64 = 60;
 const HOUR: u64 = 60 * MINUTE;
@@ -46,6 +73,27 @@ pub(crate) fn range(min: Duration, max: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deadlines_saturate_instead_of_panicking() {
+        let now = Instant::now();
+        assert_eq!(
+            deadline(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+        let far = deadline(now, Duration::MAX);
+        assert!(far > now + Duration::from_secs(50 * YEAR), "{far:?}");
+        assert_eq!(deadline(now, Duration::from_secs(u64::MAX)), far);
+    }
+
+    #[test]
+    fn seconds_from_the_database_never_panic() {
+        assert_eq!(from_secs_lossy(f64::NAN), Duration::ZERO);
+        assert_eq!(from_secs_lossy(-3.0), Duration::ZERO);
+        assert_eq!(from_secs_lossy(1.5), Duration::from_millis(1500));
+        assert_eq!(from_secs_lossy(f64::INFINITY), MAX_SETTING);
+        assert_eq!(from_secs_lossy(1e300), MAX_SETTING);
+    }
 
     #[test]
     fn durations_read_in_the_largest_exact_unit() {

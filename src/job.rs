@@ -400,7 +400,7 @@ impl Job {
 }
 
 /// 9999-12-31T23:59:59Z: the latest `scheduled_at` a push accepts (Python's `datetime.max`).
-fn latest_schedulable() -> DateTime<Utc> {
+pub(crate) fn latest_schedulable() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59)
         .single()
         .unwrap_or(DateTime::<Utc>::MAX_UTC)

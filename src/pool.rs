@@ -330,7 +330,7 @@ pub(crate) fn checkout(pool: &Pool, health: &ConnectHealth, target: &str) -> Res
     }
     let timeout = pool.connection_timeout();
     let since = Instant::now();
-    let deadline = since + timeout;
+    let deadline = crate::duration::deadline(since, timeout);
     loop {
         let now = Instant::now();
         if let Some(f) = health.settled(now, since) {

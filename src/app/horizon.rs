@@ -99,8 +99,8 @@ impl Chancy {
                 application_name: r.get(2),
                 state: r.get(3),
                 transaction_started_at: r.get(4),
-                transaction_age: Duration::from_secs_f64(
-                    r.get::<_, Option<f64>>(5).unwrap_or(0.0).max(0.0),
+                transaction_age: crate::duration::from_secs_lossy(
+                    r.get::<_, Option<f64>>(5).unwrap_or(0.0),
                 ),
                 xmin_age: r.get::<_, Option<i64>>(6).unwrap_or(0),
                 query: r.get(7),

@@ -125,8 +125,19 @@ impl Chancy {
     /// given, `resume_at`. NOTIFYs `queue.paused`.
     ///
     /// # Errors
-    /// A not-found error when there is no such queue.
+    /// A not-found error when there is no such queue; an invalid-input error for a
+    /// `resume_at` after 9999-12-31T23:59:59Z (Python's `datetime.max`: a Python worker or
+    /// dashboard reads the row too), as [`Job::validate`](crate::Job::validate) refuses
+    /// such a `scheduled_at`.
     pub fn pause_queue(&self, name: &str, resume_at: Option<DateTime<Utc>>) -> Result<()> {
+        let latest = crate::job::latest_schedulable();
+        if let Some(at) = resume_at.filter(|at| *at > latest) {
+            return Err(Error::invalid_input(format!(
+                "resume_at {} is after {}, the latest time Python's datetime can read",
+                at.to_rfc3339(),
+                latest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )));
+        }
         self.set_queue_state(
             name,
             &self.sql().pause_queue,

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 
 /// The longest duration any `chancy` flag accepts: 1000 years of 365.25 days. Longer is
 /// no schedule anyone means, and every clock and deadline computed from it stays exact.
-pub(crate) const MAX_DURATION: Duration = Duration::from_secs(1000 * 31_557_600);
+pub(crate) const MAX_DURATION: Duration = crate::duration::MAX_SETTING;
 
 /// What a duration flag accepts: its unit, its range, and whether fractions are allowed.
 #[derive(Debug, Clone, Copy)]

@@ -133,7 +133,8 @@ impl RetrySettings {
         let (lo, hi) = self.backoff_jitter;
         let (lo, hi) = (lo.as_secs_f64(), hi.as_secs_f64());
         let jitter = lo + (hi - lo) * crate::worker::random_fraction();
-        self.base_delay(attempts) + seconds(jitter).unwrap_or_default()
+        self.base_delay(attempts)
+            .saturating_add(seconds(jitter).unwrap_or_default())
     }
 }
 
@@ -170,9 +171,12 @@ impl Plugin for RetryPlugin {
         let delay = RetrySettings::from_meta(&job.meta).delay(job.attempts);
         let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
         job.state = JobState::Retrying;
+        // Never past what a push accepts (Python's `datetime.max`): a Python worker or
+        // dashboard reads this row too.
+        let latest = crate::job::latest_schedulable();
         job.scheduled_at = Utc::now()
             .checked_add_signed(delay)
-            .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
+            .map_or(latest, |at| at.min(latest));
         job.completed_at = None;
         job
     }

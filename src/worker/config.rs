@@ -86,6 +86,18 @@ impl WorkerConfig {
                 "worker setting {name} must be positive"
             )));
         }
+        let others = [
+            ("shutdown_timeout", self.shutdown_timeout),
+            ("send_outgoing_interval", self.send_outgoing_interval),
+            ("horizon_warn_after", self.horizon_warn_after),
+        ];
+        let max = crate::duration::MAX_SETTING;
+        if let Some((name, d)) = positive.iter().chain(&others).find(|(_, d)| *d > max) {
+            return Err(Error::config(format!(
+                "worker setting {name} is {d:?}; allowed: at most {}",
+                crate::duration::human(max)
+            )));
+        }
         if self.heartbeat_timeout <= self.heartbeat_poll_interval {
             return Err(Error::config(format!(
                 "heartbeat_timeout ({:?}) must be longer than heartbeat_poll_interval ({:?}), \

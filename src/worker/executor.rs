@@ -126,7 +126,7 @@ pub(crate) fn run_handler(
     let deadline = job
         .limit(LimitKind::Time)
         .and_then(|l| l.as_duration())
-        .map(|d| Instant::now() + d);
+        .map(|d| crate::duration::deadline(Instant::now(), d));
     let ctx = JobContext::new(job, cancelled, deadline, worker_id.to_string());
     let outcome = match panics::catch(|| handler(&ctx)) {
         Ok(result) => result,

@@ -117,9 +117,11 @@ pub(crate) fn claim(shared: &WorkerShared) -> Result<()> {
                     WORKER_PING,
                     &json!({ "worker_id": shared.worker_id.as_str() }),
                 )?;
-                let deadline = Instant::now()
-                    + Duration::from_secs_f64(holder.expires_in.max(0.0))
-                    + EXPIRY_SLACK;
+                let expires_in = crate::duration::from_secs_lossy(holder.expires_in);
+                let deadline = crate::duration::deadline(
+                    Instant::now(),
+                    expires_in.saturating_add(EXPIRY_SLACK),
+                );
                 first = Some((holder, deadline));
             }
             Some((old, deadline)) => {

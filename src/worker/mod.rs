@@ -914,7 +914,10 @@ impl Worker {
         log::info!("worker {} stopping", s.worker_id);
         s.shutdown.trigger();
         s.manager.join("queues");
-        let drained = self.drain(Instant::now() + s.config.shutdown_timeout);
+        let drained = self.drain(crate::duration::deadline(
+            Instant::now(),
+            s.config.shutdown_timeout,
+        ));
         if !drained {
             let n = s.executions().cancel_all();
             log::warn!(

@@ -194,7 +194,7 @@ impl QueueRunner {
             visit: Mutex::new(Visit {
                 pool,
                 // Not due by the timer before `announce_started` wakes it.
-                next_poll: now + queue.polling_interval,
+                next_poll: crate::duration::deadline(now, queue.polling_interval),
                 last_claim: now,
                 backoff: Backoff::new(deps.backoff.0, deps.backoff.1),
                 claims_in_doubt: false,
@@ -320,7 +320,7 @@ impl QueueRunner {
         if refill && !refill_now {
             self.refill.keep();
         }
-        v.next_poll = now + v.active.polling_interval;
+        v.next_poll = crate::duration::deadline(now, v.active.polling_interval);
         let (next, claimed) = self.poll(deps, fetch, v, woken || refill_now, without_work, now);
         if let Some(claimed) = claimed {
             let body = json!({
@@ -388,7 +388,7 @@ impl QueueRunner {
                     v.active.name,
                     v.backoff.failures()
                 );
-                v.next_poll = now + delay;
+                v.next_poll = crate::duration::deadline(now, delay);
             }
         }
         if self.wake.pending.load(Ordering::SeqCst) {

@@ -201,7 +201,7 @@ pub(crate) fn run(w: WriterDeps) {
 
 /// `first` plus whatever arrives within `window` of it, up to [`MAX_BATCH`].
 fn gather(rx: &Receiver<Pending>, first: Pending, window: Duration) -> Vec<Pending> {
-    let deadline = Instant::now() + window;
+    let deadline = crate::duration::deadline(Instant::now(), window);
     let mut batch = vec![first];
     while batch.len() < MAX_BATCH {
         match rx.try_recv() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 #[cfg(feature = "cron")]
 use chancy::plugins::Cron;
 use chancy::plugins::{Workflow, WorkflowPlugin};
-use chancy::{Chancy, Job, JobState, Queue, Reference, ServiceState};
+use chancy::{Chancy, Job, JobState, Queue, QueueState, Reference, ServiceState};
 use serde_json::json;
 
 use crate::common::{database_url, fast_worker, TestApp};
@@ -674,4 +674,45 @@ fn func_names_with_control_characters_or_unbounded_lengths_are_refused_everywher
         assert_eq!(finished(&app, r).state, JobState::Succeeded);
     }
     assert!(worker.stop());
+}
+
+/// Durations too long for the clock never panic a worker (one rule: saturating deadlines
+/// and bounded settings). A row another client wrote with a time limit of 2^62 seconds runs
+/// like a job without a limit; a worker setting of centuries is refused at build with the
+/// setting named; a queue pause past Python's `datetime.max` is refused like such a push.
+#[test]
+fn durations_too_long_for_the_clock_are_refused_or_saturate_never_panic() {
+    let app = TestApp::new();
+    app.chancy
+        .declare(&Queue::new("default").concurrency(2).eager_polling(true))
+        .unwrap();
+    let huge_limit = insert_raw(
+        &app,
+        ", limits",
+        ", '[{\"t\": \"time\", \"v\": 4611686018427387904}]'",
+    );
+    let Err(err) = fast_worker(&app).shutdown_timeout(Duration::MAX).build() else {
+        panic!("a shutdown_timeout of Duration::MAX is refused");
+    };
+    assert!(
+        err.to_string().contains("shutdown_timeout") && err.to_string().contains("1000 years"),
+        "{err}"
+    );
+    let worker = fast_worker(&app).build().unwrap();
+    worker.start().unwrap();
+    let job = finished(&app, &huge_limit);
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.errors);
+    let good = app.chancy.push(&Job::new("t.noop")).unwrap();
+    assert_eq!(finished(&app, &good).state, JobState::Succeeded);
+    assert!(worker.stop());
+    let year_10000 = chrono::DateTime::parse_from_rfc3339("10000-01-01T00:00:00Z")
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+    let err = app
+        .chancy
+        .pause_queue("default", Some(year_10000))
+        .expect_err("a resume_at after 9999 is refused");
+    assert!(err.to_string().contains("9999-12-31"), "{err}");
+    let queue = app.chancy.get_queue("default").unwrap();
+    assert_eq!(queue.state, QueueState::Active, "nothing was written");
 }

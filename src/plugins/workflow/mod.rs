@@ -212,7 +212,7 @@ impl WorkflowPlugin {
         interval: Duration,
         timeout: Duration,
     ) -> Result<Workflow> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::duration::deadline(Instant::now(), timeout);
         loop {
             let wf = Self::fetch_workflow(chancy, id)?
                 .ok_or_else(|| Error::not_found(format!("Workflow {id} not found")))?;
@@ -353,9 +353,11 @@ impl WorkflowPlugin {
         let now = Instant::now();
         let due = {
             let mut s = self.scheduler.sweep.lock();
-            let next = *s.next_poll.get_or_insert(now + self.polling_interval);
+            let next = *s
+                .next_poll
+                .get_or_insert(crate::duration::deadline(now, self.polling_interval));
             if now >= next {
-                s.next_poll = Some(now + self.polling_interval);
+                s.next_poll = Some(crate::duration::deadline(now, self.polling_interval));
             }
             now >= next
         };
@@ -434,7 +436,10 @@ impl Plugin for WorkflowPlugin {
     }
 
     fn on_worker_started(&self, ctx: &PluginContext) -> Result<()> {
-        self.scheduler.sweep.lock().next_poll = Some(Instant::now() + self.polling_interval);
+        self.scheduler.sweep.lock().next_poll = Some(crate::duration::deadline(
+            Instant::now(),
+            self.polling_interval,
+        ));
         let hub = ctx.hub();
         for event in [events::WORKFLOW_CREATED, events::WORKFLOW_STEP_COMPLETED] {
             let scheduler = Arc::clone(&self.scheduler);

@@ -143,3 +143,34 @@ fn respect_max_attempts() {
     );
     assert!(done.completed_at.is_some());
 }
+
+/// A backoff of billions of years (each part still a valid duration, their sum not) in `meta.retry_settings` (a row anyone may write) schedules the
+/// retry at Python's `datetime.max`, never past it and never a panic in the worker.
+#[test]
+fn a_backoff_past_year_9999_is_scheduled_at_the_latest_time_python_reads() {
+    let app = retry_app();
+    let worker = fast_worker(&app).build().unwrap();
+    worker.start().unwrap();
+    let r =
+        app.chancy
+            .push(&Job::new("t.fail").queue("retry").max_attempts(3).meta(
+                json!({"retry_settings": {
+                    "backoff": 1e18, "backoff_factor": 2, "backoff_limit": 1.8e19,
+                    "backoff_jitter": [1.8e19, 1.8e19]
+                }}),
+            ))
+            .unwrap();
+    assert!(wait_for(WAIT, || get(&app, &r).attempts >= 1));
+    let job = get(&app, &r);
+    assert_eq!(job.state, JobState::Retrying);
+    let latest = chrono::DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z").unwrap();
+    let early = latest - chrono::Duration::minutes(1);
+    assert!(
+        job.scheduled_at <= latest && job.scheduled_at > early,
+        "clamped to Python's datetime.max (the writer may shift it by the clock offset): {}",
+        job.scheduled_at
+    );
+    let ok = app.chancy.push(&Job::new("t.noop").queue("retry")).unwrap();
+    assert!(wait_for(WAIT, || get(&app, &ok).state == JobState::Succeeded));
+    assert!(worker.stop());
+}
