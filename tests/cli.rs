@@ -1794,7 +1794,8 @@ fn a_cli_worker_logs_out_of_bounds_queue_rows_and_serves_the_rest() {
         .batch_execute(&format!(
             "INSERT INTO \"{p}queues\" (name, state, concurrency, tags, executor, executor_options, polling_interval) \
              VALUES ('huge', 'active', 2147483647, '{{.*}}', 'chancy.executors.thread.ThreadedExecutor', '{{}}', 1), \
-                    ('badtag', 'active', 1, '{{\"(\"}}', 'chancy.executors.thread.ThreadedExecutor', '{{}}', 1)",
+                    ('badtag', 'active', 1, '{{\"(\"}}', 'chancy.executors.thread.ThreadedExecutor', '{{}}', 1), \
+                    ('zzzstate', 'zzz', 1, '{{.*}}', 'chancy.executors.thread.ThreadedExecutor', '{{}}', 1)",
             p = ns.prefix
         ))
         .unwrap();
@@ -1831,6 +1832,15 @@ fn a_cli_worker_logs_out_of_bounds_queue_rows_and_serves_the_rest() {
         stderr.matches("not serving queue \"huge\"").count(),
         1,
         "logged once at ERROR, not on every queue pass: {stderr}"
+    );
+    // A row that cannot be read at all (a state this version does not know) follows the
+    // same once-per-reason rule.
+    assert_eq!(
+        stderr
+            .matches("not serving queue \"zzzstate\": cannot read its row")
+            .count(),
+        1,
+        "{stderr}"
     );
 }
 

@@ -105,7 +105,8 @@ pub(crate) fn reconcile(deps: &MaintenanceDeps) -> Result<()> {
             Err(err) => {
                 // Written by another client with values chancy cannot read: skip it (a
                 // runner already serving it keeps its last good settings), serve the rest.
-                log::error!("chancy-queues: ignoring queue {name:?}: {err}");
+                // Logged like an unusable row: once per reason, not on every pass.
+                report_unusable(&name, &format!("cannot read its row: {err}"));
                 unreadable.push(name);
             }
         }
