@@ -109,8 +109,8 @@ fn refuse_nul(req: &Req, segs: &[&str]) -> Result<(), Reply> {
 }
 
 /// A library error as upstream-shaped reply: invalid input and data the server refused
-/// (with its own message) → 422, not found → 404, database unreachable → 503; anything
-/// else → 500 with a generic title (the full text goes to the log, not to the client).
+/// (with its own message) → 422, not found → 404, database unreachable → 503, a stored row
+/// chancy cannot read → 500 with the reason; anything else → 500 with a generic title (the full text goes to the log, not to the client).
 impl From<Error> for Reply {
     fn from(err: Error) -> Reply {
         if err.is_invalid_input() || err.is_rejected_data() {
@@ -120,6 +120,11 @@ impl From<Error> for Reply {
             return error(404, err.to_string());
         }
         log::warn!("web: {err}");
+        if err.is_unreadable_row() {
+            // Bad data in the database, not in the request: a server error, with the
+            // reason (it names the row and the value, nothing secret).
+            return error(500, err.to_string());
+        }
         if err.is_unavailable() {
             return error(503, "the database is unavailable; try again shortly");
         }
