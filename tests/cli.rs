@@ -2189,3 +2189,44 @@ fn an_unreadable_queue_row_is_named_and_the_others_still_list() {
     );
     assert!(text(&out.stderr).contains("\"bad\""));
 }
+
+#[test]
+fn cancel_and_retry_refuse_a_job_in_a_state_chancy_does_not_know() {
+    let ns = migrated();
+    let id = ns.push(&["chancy.builtin.noop"]);
+    let mut db = client();
+    // Another client writes a state chancy has no rule for, with its attempts used up (so
+    // retry's "exhausted waiting job" rule would otherwise apply).
+    db.execute(
+        &format!(
+            "UPDATE {}jobs SET state = 'weird', attempts = max_attempts WHERE id::text = $1",
+            ns.prefix
+        ),
+        &[&id.trim()],
+    )
+    .unwrap();
+    for verb in ["cancel", "retry"] {
+        let out = ns.run(&["job", verb, id.trim()]);
+        assert_eq!(
+            out.status.code(),
+            Some(chancy::cli::EXIT_NOT_APPLICABLE),
+            "{verb}: {out:?}"
+        );
+        let line = one_line_error(&out);
+        assert!(
+            line.contains("state \"weird\" is not one chancy knows"),
+            "{verb}: {line}"
+        );
+    }
+    let state: String = db
+        .query_one(
+            &format!("SELECT state FROM {}jobs WHERE id::text = $1", ns.prefix),
+            &[&id.trim()],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(state, "weird", "left as it is");
+    // Purge deletes it like any row.
+    let r = chancy::Reference(id.trim().parse().unwrap());
+    assert!(ns.library().purge_job(&r).unwrap().is_done());
+}
