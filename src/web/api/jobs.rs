@@ -216,18 +216,7 @@ fn add_filter(w: &mut Where, field: &str, op: &str, value: &Value) -> Result<(),
                 other => return Err(format!("operator {other:?} is not allowed for {field}")),
             };
             // Both columns are PostgreSQL `integer` (int4).
-            let n = match (value.as_i64(), value.as_u64()) {
-                (Some(n), _) => i32::try_from(n).ok(),
-                (None, Some(_)) => None,
-                (None, None) => return Err(format!("{field} needs an integer value, got {value}")),
-            }
-            .ok_or_else(|| {
-                format!(
-                    "{field} must be an integer from {} to {}, got {value}",
-                    i32::MIN,
-                    i32::MAX
-                )
-            })?;
+            let n = super::int4(field, value)?;
             w.add(column, op, Box::new(n));
         }
         _ => {

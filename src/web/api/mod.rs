@@ -132,6 +132,23 @@ impl From<Error> for Reply {
     }
 }
 
+/// A JSON number for a PostgreSQL `integer` (int4) column named `field`, or the message
+/// for a 422: a non-integer says so, an integer out of range names the range.
+pub(crate) fn int4(field: &str, value: &Value) -> Result<i32, String> {
+    match (value.as_i64(), value.as_u64()) {
+        (Some(n), _) => i32::try_from(n).ok(),
+        (None, Some(_)) => None,
+        (None, None) => return Err(format!("{field} needs an integer value, got {value}")),
+    }
+    .ok_or_else(|| {
+        format!(
+            "{field} must be an integer from {} to {}, got {value}",
+            i32::MIN,
+            i32::MAX
+        )
+    })
+}
+
 /// A UUID from a path segment or parameter, or 422 naming `what` (upstream: "before must
 /// be a valid UUID").
 pub(crate) fn parse_uuid(text: &str, what: &str) -> Result<Uuid, Reply> {

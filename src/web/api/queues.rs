@@ -138,11 +138,9 @@ fn apply(mut queue: Queue, fields: &serde_json::Map<String, Value>) -> Result<Qu
     let int = |key: &str, v: &Value| -> Result<Option<i32>, Reply> {
         match v {
             Value::Null => Ok(None),
-            v => v
-                .as_i64()
-                .and_then(|n| i32::try_from(n).ok())
+            v => super::int4(key, v)
                 .map(Some)
-                .ok_or_else(|| bad(key, "an integer or null")),
+                .map_err(|e| error(INVALID, format!("{e} (or null)"))),
         }
     };
     let seconds = |key: &str, v: &Value| -> Result<Option<Duration>, Reply> {
