@@ -141,7 +141,7 @@ impl Chancy {
     }
 
     /// As [`Chancy::read_queue_rows`], with each row's raw `state` text.
-    fn read_raw_queue_rows(&self) -> Result<Vec<(String, Option<String>, Result<Queue>)>> {
+    fn read_raw_queue_rows(&self) -> Result<Vec<RawQueueRow>> {
         let mut conn = self.connection()?;
         let rows = conn
             .client
@@ -255,6 +255,9 @@ impl Chancy {
         })
     }
 }
+
+/// A queue row's name, raw `state` text and the row parsed as a [`Queue`].
+type RawQueueRow = (String, Option<String>, Result<Queue>);
 
 /// What [`Chancy::list_queues`] found: the queues chancy can read and the rows it cannot.
 #[derive(Debug, Default)]
