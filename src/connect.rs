@@ -30,6 +30,12 @@ pub(crate) enum Cause {
     NoDatabase,
     /// Nothing listens at that address (connection refused, or no socket file).
     Refused,
+    /// Nothing answered at the address within `connect_timeout` (or the host or network is
+    /// unreachable): the packets go nowhere. Waited out (the host may be coming back).
+    Unreachable,
+    /// Something accepted the TCP connection but closed it before a PostgreSQL server
+    /// said anything (another service, a proxy or a firewall on that port). Waited out.
+    ClosedEarly,
     /// The host name did not resolve (the resolver's answer, e.g. `Name or service not
     /// known`): no retry can help until the URL or the DNS changes.
     Resolve,
@@ -45,6 +51,14 @@ impl Cause {
             Cause::NoDatabase => "create it, or fix the database name in the database URL",
             Cause::Refused => "is PostgreSQL running there, on that port?",
             Cause::Resolve => "check the host name in the database URL",
+            Cause::Unreachable => {
+                "check the host and port in the database URL, and that no firewall drops the \
+                 packets"
+            }
+            Cause::ClosedEarly => {
+                "the connection was accepted but closed before PostgreSQL answered: is \
+                 PostgreSQL (not another service, a proxy or a firewall) listening there?"
+            }
             Cause::Other => "the server may be busy, starting up or out of connections",
         }
     }
@@ -58,22 +72,54 @@ pub(crate) fn classify(err: &postgres::Error) -> Cause {
         Some(_) => return Cause::Other,
         None => {}
     }
+    // The server answered nothing at all: the connection closed during the startup.
+    if err.is_closed() {
+        return Cause::ClosedEarly;
+    }
     let mut source = std::error::Error::source(err);
     while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             if is_resolver_error(io) {
                 return Cause::Resolve;
             }
+            let unreachable = [libc::EHOSTUNREACH, libc::ENETUNREACH];
             return match io.kind() {
                 std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound => {
                     Cause::Refused
                 }
+                // tokio-postgres's own `connect_timeout` error.
+                std::io::ErrorKind::TimedOut => Cause::Unreachable,
+                _ if io.raw_os_error().is_some_and(|e| unreachable.contains(&e)) => {
+                    Cause::Unreachable
+                }
+                // The stream ended inside the server's first message, or was reset.
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset => {
+                    Cause::ClosedEarly
+                }
+                _ if io.to_string() == "bytes remaining on stream" => Cause::ClosedEarly,
                 _ => Cause::Other,
             };
         }
         source = s.source();
     }
     Cause::Other
+}
+
+/// What a failed attempt to `target` says before its hint: the server's (or the client
+/// library's) own words, or for an unreachable host which host and which timeout.
+fn what_failed(cause: Cause, target: &str, err: &postgres::Error) -> String {
+    let message = describe_pg(err);
+    if cause != Cause::Unreachable {
+        return message;
+    }
+    // `postgresql://host:port/db` → `host:port` (the target never holds a password).
+    let host = target
+        .split_once("://")
+        .map_or(target, |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or(target);
+    format!("could not reach host {host} within connect_timeout ({message})")
 }
 
 /// Whether `io` is a failed host name lookup: std's `getaddrinfo` error (`failed to lookup
@@ -89,7 +135,7 @@ fn is_resolver_error(io: &std::io::Error) -> bool {
 /// for its cause. Always [`Error::is_unavailable`].
 pub(crate) fn connect_error(target: &str, err: postgres::Error) -> Error {
     let cause = classify(&err);
-    let message = describe_pg(&err);
+    let message = what_failed(cause, target, &err);
     Error::connect_failed(
         format!(
             "could not connect to the database at {target}: {message} ({})",
@@ -132,7 +178,7 @@ impl ConnectHealth {
     /// Records a failed attempt (and logs it at DEBUG, so `-v` shows every one).
     pub(crate) fn failed(&self, target: &str, err: &postgres::Error) {
         let cause = classify(err);
-        let message = describe_pg(err);
+        let message = what_failed(cause, target, err);
         log::debug!("connecting to {target} failed: {message}");
         let now = Instant::now();
         let mut slot = self.failure.lock();
@@ -161,7 +207,7 @@ impl ConnectHealth {
         let settles = match f.cause {
             Cause::Login | Cause::NoDatabase | Cause::Resolve => true,
             Cause::Refused => now.saturating_duration_since(f.first) >= REFUSED_GRACE,
-            Cause::Other => false,
+            Cause::Unreachable | Cause::ClosedEarly | Cause::Other => false,
         };
         settles.then(|| f.clone())
     }
@@ -229,6 +275,85 @@ mod tests {
         );
     }
 
+    /// A listener on 127.0.0.1 whose accept queue is full and never drained: a new
+    /// connection's SYN is dropped, so connecting times out as to an unreachable host.
+    fn black_hole() -> (std::net::SocketAddr, Vec<std::net::TcpStream>, i32) {
+        // SAFETY: plain socket calls on a descriptor owned here; `addr` outlives them.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            assert!(fd >= 0);
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            assert_eq!(libc::bind(fd, std::ptr::addr_of!(addr).cast(), len), 0);
+            assert_eq!(libc::listen(fd, 0), 0);
+            let mut got_len = len;
+            assert_eq!(
+                libc::getsockname(fd, std::ptr::addr_of_mut!(addr).cast(), &mut got_len),
+                0
+            );
+            let port = u16::from_be(addr.sin_port);
+            let at = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            // Fill the queue (backlog 0 still admits one or two).
+            let held = (0..4)
+                .filter_map(|_| {
+                    std::net::TcpStream::connect_timeout(&at, Duration::from_millis(300)).ok()
+                })
+                .collect();
+            (at, held, fd)
+        }
+    }
+
+    #[test]
+    fn a_connect_timeout_says_the_host_was_not_reached() {
+        let (at, _held, fd) = black_hole();
+        let err = format!(
+            "host=127.0.0.1 port={} user=postgres connect_timeout=1",
+            at.port()
+        )
+        .parse::<postgres::Config>()
+        .unwrap()
+        .connect(postgres::NoTls)
+        .err()
+        .expect("nothing accepts");
+        // SAFETY: closing the descriptor black_hole opened.
+        unsafe { libc::close(fd) };
+        assert_eq!(classify(&err), Cause::Unreachable, "{err:?}");
+        let target = format!("postgresql://127.0.0.1:{}/postgres", at.port());
+        let text = connect_error(&target, err).to_string();
+        assert!(
+            text.contains(&format!(
+                "could not reach host 127.0.0.1:{} within connect_timeout",
+                at.port()
+            )) && !text.contains("busy"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_listener_that_closes_at_once_is_not_called_a_busy_server() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let closer = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            drop(stream);
+        });
+        let err = format!("host=127.0.0.1 port={port} user=postgres connect_timeout=5")
+            .parse::<postgres::Config>()
+            .unwrap()
+            .connect(postgres::NoTls)
+            .err()
+            .expect("closed at once");
+        closer.join().unwrap();
+        assert_eq!(classify(&err), Cause::ClosedEarly, "{err:?}");
+        let text = connect_error("postgresql://127.0.0.1/postgres", err).to_string();
+        assert!(
+            text.contains("closed before PostgreSQL answered") && !text.contains("busy"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn login_failures_settle_at_once_and_busy_servers_never() {
         let health = ConnectHealth::default();
@@ -238,6 +363,8 @@ mod tests {
             (Cause::Resolve, true),
             (Cause::NoDatabase, true),
             (Cause::Other, false),
+            (Cause::Unreachable, false),
+            (Cause::ClosedEarly, false),
         ] {
             *health.failure.lock() = Some(Failure {
                 cause,

@@ -39,6 +39,10 @@ pub enum ErrorKind {
     NotFound,
     /// A wait ran out of time.
     Timeout,
+    /// A stored row holds a value chancy cannot read (another client wrote, say, a queue
+    /// or job state chancy does not know): bad data in the database, not in the caller's
+    /// input. The API answers it 500 with the reason; listings skip such rows and name them.
+    UnreadableRow,
 }
 
 use ErrorKind as Kind;
@@ -71,6 +75,10 @@ impl Error {
 
     pub(crate) fn migration(message: impl Into<String>) -> Error {
         Error::new(Kind::Migration, message)
+    }
+
+    pub(crate) fn unreadable_row(message: impl Into<String>) -> Error {
+        Error::new(Kind::UnreadableRow, message)
     }
 
     pub(crate) fn not_found(message: impl Into<String>) -> Error {
@@ -177,6 +185,11 @@ impl Error {
     /// A migration could not be applied (unknown version, failing step).
     pub fn is_migration(&self) -> bool {
         self.kind == Kind::Migration
+    }
+
+    /// A stored row holds a value chancy cannot read ([`ErrorKind::UnreadableRow`]).
+    pub fn is_unreadable_row(&self) -> bool {
+        self.kind == Kind::UnreadableRow
     }
 
     /// A queue, job or other named object does not exist.

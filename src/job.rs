@@ -616,7 +616,7 @@ pub(crate) fn read_row(row: &Row) -> Result<(QueuedJob, Option<String>)> {
     let state: String = col(row, "state")?;
     let state = state
         .parse()
-        .map_err(|e: Error| Error::invalid_input(format!("job {id}: {e}")))?;
+        .map_err(|e: Error| Error::unreadable_row(format!("job {id}: {e}")))?;
     let kwargs = get_json("kwargs")?;
     let mut problem = (!kwargs.is_object()).then(|| {
         format!(

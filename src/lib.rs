@@ -155,7 +155,8 @@ pub mod web;
 mod worker;
 
 pub use app::{
-    Chancy, HorizonHolder, JobFilter, JobOutcome, WaitOptions, WorkerInfo, DEFAULT_DATABASE_URL,
+    Chancy, HorizonHolder, JobFilter, JobOutcome, QueueListing, UnreadableQueue, WaitOptions,
+    WorkerInfo, DEFAULT_DATABASE_URL,
 };
 pub use builder::ChancyBuilder;
 pub use error::{Error, ErrorKind, Result};

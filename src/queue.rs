@@ -369,7 +369,9 @@ impl Queue {
             name: col(row, "name")?,
             concurrency: col(row, "concurrency")?,
             tags: tags.unwrap_or_default().into_iter().collect(),
-            state: state.parse()?,
+            state: state
+                .parse()
+                .map_err(|e: Error| Error::unreadable_row(e.to_string()))?,
             executor: col(row, "executor")?,
             executor_options: match options {
                 Some(Value::Object(map)) => map,

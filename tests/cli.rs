@@ -2109,3 +2109,134 @@ fn bench_workers_beyond_the_servers_connections_fails_before_spawning() {
     let out = ns.run(&["bench", "--max-connection-pool-size", "2"]);
     assert_eq!(out.status.code(), Some(2), "only with --workers: {out:?}");
 }
+
+/// A pipe whose reader is already gone: the write end, as a child's stdout. The first write
+/// fails with EPIPE (Rust ignores SIGPIPE), deterministically, as with `chancy … | true`.
+fn stdout_with_no_reader() -> Stdio {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe(2)");
+    // SAFETY: both descriptors were just opened by pipe(2) and are owned here alone.
+    let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(reader);
+    Stdio::from(writer)
+}
+
+#[test]
+fn a_reader_that_goes_away_early_is_not_an_error() {
+    let ns = migrated();
+    ns.ok(&["queue", "declare", "q"]);
+    ns.push(&["chancy.builtin.noop", "--queue", "q"]);
+    for argv in [
+        &["queue", "list"][..],
+        &["queue", "get", "q"],
+        &["job", "list"],
+        &["worker", "list"],
+        &["check-migrations"],
+        &["job", "push", "chancy.builtin.noop", "--queue", "q"],
+    ] {
+        let out = ns
+            .command(argv)
+            .stdout(stdout_with_no_reader())
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{argv:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe") && !err.contains("error"),
+            "{argv:?}: {err}"
+        );
+    }
+    // The push went through although nobody read its id.
+    let list = ns.ok(&["job", "list"]);
+    assert_eq!(
+        list.lines()
+            .filter(|l| l.contains("chancy.builtin.noop"))
+            .count(),
+        2,
+        "{list}"
+    );
+    // A failing command keeps its own status and error.
+    let out = ns
+        .command(&["queue", "get", "nope"])
+        .stdout(stdout_with_no_reader())
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(one_line_error(&out).contains("not found"));
+}
+
+#[test]
+fn an_unreadable_queue_row_is_named_and_the_others_still_list() {
+    let ns = migrated();
+    ns.ok(&["queue", "declare", "good"]);
+    let mut db = client();
+    db.batch_execute(&format!(
+        "INSERT INTO {}queues (name, concurrency, tags, state, executor, executor_options, \
+         polling_interval) VALUES ('bad', 1, ARRAY['.*'], 'zzz', 'x', '{{}}', 1)",
+        ns.prefix
+    ))
+    .unwrap();
+    let out = ns.run(&["queue", "list"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.lines().any(|l| l.starts_with("good")), "{stdout}");
+    assert!(!stdout.contains("bad"), "{stdout}");
+    assert!(
+        stderr.contains("warning: queue \"bad\" is unreadable")
+            && stderr.contains("unknown queue state \"zzz\""),
+        "{stderr}"
+    );
+    // Only the bad row: nothing else listed, the warning still names it.
+    ns.ok(&["queue", "delete", "good", "--yes"]);
+    let out = ns.run(&["queue", "list"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        !text(&out.stdout).contains("no queues"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(text(&out.stderr).contains("\"bad\""));
+}
+
+#[test]
+fn cancel_and_retry_refuse_a_job_in_a_state_chancy_does_not_know() {
+    let ns = migrated();
+    let id = ns.push(&["chancy.builtin.noop"]);
+    let mut db = client();
+    // Another client writes a state chancy has no rule for, with its attempts used up (so
+    // retry's "exhausted waiting job" rule would otherwise apply).
+    db.execute(
+        &format!(
+            "UPDATE {}jobs SET state = 'weird', attempts = max_attempts WHERE id::text = $1",
+            ns.prefix
+        ),
+        &[&id.trim()],
+    )
+    .unwrap();
+    for verb in ["cancel", "retry"] {
+        let out = ns.run(&["job", verb, id.trim()]);
+        assert_eq!(
+            out.status.code(),
+            Some(chancy::cli::EXIT_NOT_APPLICABLE),
+            "{verb}: {out:?}"
+        );
+        let line = one_line_error(&out);
+        assert!(
+            line.contains("state \"weird\" is not one chancy knows"),
+            "{verb}: {line}"
+        );
+    }
+    let state: String = db
+        .query_one(
+            &format!("SELECT state FROM {}jobs WHERE id::text = $1", ns.prefix),
+            &[&id.trim()],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(state, "weird", "left as it is");
+    // Purge deletes it like any row.
+    let r = chancy::Reference(id.trim().parse().unwrap());
+    assert!(ns.library().purge_job(&r).unwrap().is_done());
+}

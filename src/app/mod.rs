@@ -30,6 +30,7 @@ pub use horizon::HorizonHolder;
 pub(crate) use horizon::DEFAULT_HORIZON_WARN_AFTER;
 pub use jobs::WaitOptions;
 pub use list::JobFilter;
+pub use queues::{QueueListing, UnreadableQueue};
 pub use transitions::JobOutcome;
 pub use workers::WorkerInfo;
 

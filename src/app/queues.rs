@@ -93,20 +93,55 @@ impl Chancy {
         }
     }
 
-    /// Every declared queue, by name.
+    /// Every declared queue chancy can read, by name. A row another client wrote with a
+    /// value chancy cannot read (say state `'zzz'`) is left out with a warning in the log;
+    /// [`Chancy::list_queues`] names those rows too. (Upstream's `get_all_queues`, which
+    /// has no such rows to meet.)
     ///
     /// # Errors
     /// When the database is unreachable.
     pub fn get_all_queues(&self) -> Result<Vec<Queue>> {
-        self.read_queue_rows()?
-            .into_iter()
-            .map(|(_, queue)| queue)
-            .collect()
+        let listing = self.list_queues()?;
+        for bad in &listing.unreadable {
+            log::warn!("skipping an unreadable queue row: {}", bad.reason);
+        }
+        Ok(listing.queues)
+    }
+
+    /// Every queue row, by name: the readable ones as [`Queue`]s and, apart, the rows
+    /// another client wrote with values chancy cannot read (an unknown state, a negative
+    /// polling interval…), each with its name, raw state and the reason. One bad row never
+    /// hides the others: the CLI, the API and the dashboard list through this.
+    ///
+    /// # Errors
+    /// When the database is unreachable.
+    pub fn list_queues(&self) -> Result<QueueListing> {
+        let mut listing = QueueListing::default();
+        for (name, state, row) in self.read_raw_queue_rows()? {
+            match row {
+                Ok(queue) => listing.queues.push(queue),
+                Err(reason) => listing.unreadable.push(UnreadableQueue {
+                    name,
+                    state,
+                    reason,
+                }),
+            }
+        }
+        Ok(listing)
     }
 
     /// Every queue row parsed on its own, with its name: a row another client wrote with
     /// values chancy cannot read is an error for that queue only (the worker skips it).
     pub(crate) fn read_queue_rows(&self) -> Result<Vec<(String, Result<Queue>)>> {
+        Ok(self
+            .read_raw_queue_rows()?
+            .into_iter()
+            .map(|(name, _, queue)| (name, queue))
+            .collect())
+    }
+
+    /// As [`Chancy::read_queue_rows`], with each row's raw `state` text.
+    fn read_raw_queue_rows(&self) -> Result<Vec<RawQueueRow>> {
         let mut conn = self.connection()?;
         let rows = conn
             .client
@@ -116,7 +151,8 @@ impl Chancy {
             .iter()
             .map(|r| {
                 let name = r.try_get::<_, String>("name").unwrap_or_default();
-                (name, Queue::from_row(r))
+                let state = r.try_get::<_, Option<String>>("state").ok().flatten();
+                (name, state, Queue::from_row(r))
             })
             .collect())
     }
@@ -229,4 +265,28 @@ impl Chancy {
             Ok(n > 0)
         })
     }
+}
+
+/// A queue row's name, raw `state` text and the row parsed as a [`Queue`].
+type RawQueueRow = (String, Option<String>, Result<Queue>);
+
+/// What [`Chancy::list_queues`] found: the queues chancy can read and the rows it cannot.
+#[derive(Debug, Default)]
+pub struct QueueListing {
+    /// The readable queues, by name.
+    pub queues: Vec<Queue>,
+    /// The rows another client wrote with values chancy cannot read, by name.
+    pub unreadable: Vec<UnreadableQueue>,
+}
+
+/// A queue row chancy cannot read: listed apart so the other queues still show, and
+/// skipped by workers.
+#[derive(Debug)]
+pub struct UnreadableQueue {
+    /// The row's `name`.
+    pub name: String,
+    /// The row's raw `state` text (`None` when NULL).
+    pub state: Option<String>,
+    /// Why it cannot be read, e.g. `unknown queue state "zzz" (expected active or paused)`.
+    pub reason: Error,
 }

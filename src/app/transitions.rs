@@ -106,7 +106,9 @@ impl Chancy {
     ///
     /// A finished job (`succeeded`, `failed`) is left as it is:
     /// [`JobOutcome::NotApplicable`]. Upstream 0.26.0 marks even a succeeded job `failed`
-    /// here (its dashboard refuses); chancy applies the dashboard's rule everywhere.
+    /// here (its dashboard refuses); chancy applies the dashboard's rule everywhere. So is a
+    /// job whose state another client wrote and chancy does not know (upstream would mark
+    /// it `failed`): `NotApplicable` naming the state.
     /// An unknown id is [`JobOutcome::NotFound`] and nothing is NOTIFYd.
     ///
     /// # Errors
@@ -142,7 +144,8 @@ impl Chancy {
     /// `attempts = 0`, due now (`started_at`, `completed_at`, `taken_by`, `claim_id`
     /// cleared, errors kept), and `queue.pushed` is NOTIFYd once per queue touched.
     ///
-    /// Per job: a `running` job, or a `pending`/`retrying` job still waiting for its turn
+    /// Per job: a job in a state chancy does not know (written by another client), a
+    /// `running` job, or a `pending`/`retrying` job still waiting for its turn
     /// (for instance scheduled for later), is [`JobOutcome::NotApplicable`] (upstream 0.26.0
     /// moves a job scheduled for later to now without saying so). A finished job whose
     /// `unique_key` is now held by another unfinished job is [`JobOutcome::Conflict`]
@@ -324,6 +327,15 @@ fn refusal(action: Action, job: &Locked) -> Option<JobOutcome> {
             reason,
         })
     };
+    // A state another client wrote that chancy does not know: no rule says what cancel or
+    // retry would mean for it, so it is left as it is (purge deletes it like any row).
+    if action != Action::Purge && job.state.parse::<crate::JobState>().is_err() {
+        return not(format!(
+            "the job's state {:?} is not one chancy knows (pending, retrying, running, \
+             succeeded, failed); it was left as it is (purge deletes it)",
+            job.state
+        ));
+    }
     let finished = job.state == "succeeded" || job.state == "failed";
     match action {
         Action::Cancel if finished => not(format!(

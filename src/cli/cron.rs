@@ -107,9 +107,11 @@ fn schedule(chancy: &Chancy, a: &ScheduleArgs) -> Result<i32> {
     let next = Cron::get_schedules(chancy, Some(&[key]))?
         .remove(key)
         .map_or_else(|| "-".to_string(), |s| time(s.next_run));
-    println!(
+    outln!(
         "scheduled {key:?}: {} {:?} ({}), next run {next}",
-        a.func, a.expr, a.timezone
+        a.func,
+        a.expr,
+        a.timezone
     );
     Ok(0)
 }
@@ -120,7 +122,7 @@ fn unschedule(chancy: &Chancy, keys: &[String]) -> Result<i32> {
     let existing = Cron::get_schedules(chancy, Some(&keys))?;
     Cron::unschedule(chancy, &keys)?;
     for key in existing.keys() {
-        println!("unscheduled {key:?}");
+        outln!("unscheduled {key:?}");
     }
     let missing: Vec<String> = keys
         .iter()
@@ -152,7 +154,7 @@ fn list(chancy: &Chancy) -> Result<i32> {
         ]);
     }
     if t.is_empty() {
-        println!("no cron schedules");
+        outln!("no cron schedules");
     } else {
         t.print();
     }

@@ -45,18 +45,18 @@ pub(super) fn demo(url: &str, prefix: &str, args: &DemoArgs, registry: Registry)
         .no_default_plugins()
         .connection_timeout(Duration::from_secs(10))
         .build()?;
-    println!(
+    outln!(
         "chancy demo on {} using private tables {demo_prefix}*",
         chancy.database()
     );
     chancy.migrate()?;
-    println!("1. migrated the schema");
+    outln!("1. migrated the schema");
     let result = tour(&chancy, args, registry);
     if args.keep {
-        println!("kept the demo tables (prefix {demo_prefix})");
+        outln!("kept the demo tables (prefix {demo_prefix})");
     } else {
         teardown(&chancy)?;
-        println!("cleaned up: dropped every {demo_prefix}* table");
+        outln!("cleaned up: dropped every {demo_prefix}* table");
     }
     result.map(|()| 0)
 }
@@ -87,7 +87,7 @@ fn tour(chancy: &Chancy, args: &DemoArgs, registry: Registry) -> Result<()> {
             .polling_interval(Duration::from_secs(1))
             .eager_polling(true),
     )?;
-    println!("2. declared queue {QUEUE:?} (4 threads, eager polling)");
+    outln!("2. declared queue {QUEUE:?} (4 threads, eager polling)");
     let pushed = push_jobs(chancy, args.jobs)?;
     let worker = Worker::builder(chancy)
         .registry(super::builtin_registry().merge(registry))
@@ -95,11 +95,11 @@ fn tour(chancy: &Chancy, args: &DemoArgs, registry: Registry) -> Result<()> {
         .shutdown_timeout(Duration::from_secs(5))
         .build()?;
     worker.start()?;
-    println!("4. started a worker in this process");
+    outln!("4. started a worker in this process");
     let waited = watch(chancy, pushed.total);
     worker.stop();
     let elapsed = waited?;
-    println!();
+    outln!();
     summary(chancy, &pushed, elapsed)
 }
 
@@ -130,7 +130,7 @@ fn push_jobs(chancy: &Chancy, noops: usize) -> Result<Pushed> {
     let once = job(NOOP).unique_key("demo-unique");
     let unique = (chancy.push(&once)?, chancy.push(&once)?);
     let total = jobs.len() + 2;
-    println!(
+    outln!(
         "3. pushed {total} jobs: {noops} noop, 2 echo, 2 sleep, 1 flaky (fails once), \
          1 fail (2 attempts), 1 echo scheduled {:.1} s ahead, 1 noop pushed twice with a \
          unique key",
@@ -171,7 +171,7 @@ fn watch(chancy: &Chancy, total: usize) -> Result<Duration> {
                 eprintln!();
             }
             let took = started.elapsed();
-            println!(
+            outln!(
                 "5. all {total} jobs finished in {:.2} s",
                 took.as_secs_f64()
             );
@@ -248,13 +248,13 @@ fn summary(chancy: &Chancy, pushed: &Pushed, took: Duration) -> Result<()> {
     t.print();
     let succeeded: usize = by_func.values().map(|s| s.succeeded).sum();
     let failed: usize = by_func.values().map(|s| s.failed).sum();
-    println!();
-    println!(
+    outln!();
+    outln!(
         "total: {} jobs, succeeded {succeeded}, failed {failed}",
         jobs.len()
     );
     let (n, span) = busy_span(&jobs, pushed.scheduled);
-    println!(
+    outln!(
         "throughput: {n} unscheduled jobs ran within {:.2} s = {:.0} jobs/s (all finished after \
          {:.2} s; the scheduled job waits {:.1} s on purpose)",
         span,
@@ -288,7 +288,7 @@ fn busy_span(jobs: &[QueuedJob], scheduled: Reference) -> (usize, f64) {
 
 fn notes(jobs: &[QueuedJob], pushed: &Pushed) {
     let (a, b) = pushed.unique;
-    println!(
+    outln!(
         "unique key: the second push returned the first job's id ({}): {}",
         a,
         if a == b { "yes" } else { "no" }
@@ -298,10 +298,10 @@ fn notes(jobs: &[QueuedJob], pushed: &Pushed) {
             .started_at
             .map(|s| (s - j.created_at).num_milliseconds() as f64 / 1000.0);
         if let Some(after) = ran {
-            println!("scheduled job: started {after:.1} s after it was pushed");
+            outln!("scheduled job: started {after:.1} s after it was pushed");
         }
         if let Some(echo) = j.meta.get("echo") {
-            println!("echo: meta.echo = {echo}");
+            outln!("echo: meta.echo = {echo}");
         }
     }
 }

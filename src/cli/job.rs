@@ -187,7 +187,7 @@ fn push(chancy: &Chancy, a: &PushArgs) -> Result<i32> {
         job = job.scheduled_at(at);
     }
     let r = chancy.push(&job)?;
-    println!("{r}");
+    outln!("{r}");
     warn_if_undeclared(chancy, &a.queue);
     Ok(0)
 }
@@ -254,7 +254,7 @@ fn list(chancy: &Chancy, a: &ListArgs) -> Result<i32> {
         ]);
     }
     if t.is_empty() {
-        println!("no jobs");
+        outln!("no jobs");
     } else {
         t.print();
     }
@@ -276,7 +276,7 @@ fn change(
     for (r, outcome) in apply(&refs)? {
         let this = match &outcome {
             JobOutcome::Done => {
-                println!("job {r} {done}");
+                outln!("job {r} {done}");
                 0
             }
             JobOutcome::NotFound => {
@@ -333,7 +333,7 @@ fn wait(chancy: &Chancy, a: &WaitArgs) -> Result<i32> {
     };
     match job.state {
         JobState::Succeeded => {
-            println!("job {r} succeeded");
+            outln!("job {r} succeeded");
             Ok(WAIT_SUCCEEDED)
         }
         _ => {
@@ -341,7 +341,7 @@ fn wait(chancy: &Chancy, a: &WaitArgs) -> Result<i32> {
                 || " (cancelled)".to_string(),
                 |e| format!(": {}", first_line(&e.traceback)),
             );
-            println!("job {r} failed{why}");
+            outln!("job {r} failed{why}");
             Ok(WAIT_FAILED)
         }
     }

@@ -36,12 +36,14 @@ pub(super) fn migrate(chancy: &Chancy, args: &MigrateArgs) -> Result<i32> {
         (None, None) => chancy.migrate()?,
     };
     for status in chancy.migration_status(&keys)? {
-        println!(
+        outln!(
             "{}: version {} of {}",
-            status.key, status.current, status.latest
+            status.key,
+            status.current,
+            status.latest
         );
     }
-    println!(
+    outln!(
         "{}",
         if changed {
             "migrated"
@@ -89,10 +91,10 @@ pub(super) fn check(chancy: &Chancy) -> Result<i32> {
         } else {
             " (not used by this configuration)"
         };
-        println!("{mark} {}: {} / {}{note}", s.key, s.current, s.latest);
+        outln!("{mark} {}: {} / {}{note}", s.key, s.current, s.latest);
         for (i, step) in s.steps.iter().enumerate() {
             let done = if (i as i32) < s.current { "✓" } else { "✗" };
-            println!(
+            outln!(
                 "  {done} {:03} {}",
                 i + 1,
                 step.split_once('_').map_or(*step, |(_, n)| n)

@@ -11,6 +11,12 @@
 //! `worker start` and `demo` run the handlers of that registry plus the built-in ones
 //! ([`builtin_registry`]); yours win on a name clash.
 
+// All output to stdout goes through `out!`/`outln!` (see `out`), which survive a reader
+// that went away.
+#![deny(clippy::print_stdout)]
+
+#[macro_use]
+mod out;
 mod args;
 mod bench;
 mod builtins;
@@ -195,7 +201,7 @@ pub fn run(registry: Registry) -> i32 {
         crate::signals::release_hold();
     }
     init_logging(&cli);
-    match dispatch(&cli, registry) {
+    let code = match dispatch(&cli, registry) {
         Ok(code) => code,
         Err(err) if err.is_unavailable() => {
             eprintln!("error: {err} (pass --database-url or set DATABASE_URL to use another server; only `chancy demo` and `chancy bench` start a private one)");
@@ -205,6 +211,13 @@ pub fn run(registry: Registry) -> i32 {
             eprintln!("error: {err}");
             EXIT_ERROR
         }
+    };
+    match out::finish() {
+        Some(e) if code == 0 => {
+            eprintln!("error: cannot write to stdout: {e}");
+            EXIT_ERROR
+        }
+        _ => code,
     }
 }
 
@@ -304,7 +317,7 @@ fn zero_config_database(cli: &Cli) -> Result<ZeroConfig> {
         });
     }
     let server = TempPostgres::start()?;
-    println!(
+    outln!(
         "using a private PostgreSQL {} in {} (nothing answers at {DEFAULT_DATABASE_URL}; it is \
          deleted on exit); pass --database-url to use yours",
         server.version(),
@@ -322,8 +335,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Pretty JSON on stdout (object keys in the order `value` serializes them).
 fn print_json(value: &impl serde::Serialize) {
     match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
-        Err(e) => println!("null (not representable as JSON: {e})"),
+        Ok(text) => outln!("{text}"),
+        Err(e) => outln!("null (not representable as JSON: {e})"),
     }
 }
 

@@ -126,14 +126,14 @@ pub(super) fn run(chancy: &Chancy, command: &QueueCommand) -> Result<i32> {
             };
             chancy.pause_queue(&a.name, at)?;
             match at {
-                Some(at) => println!("paused queue {:?} until {}", a.name, time(at)),
-                None => println!("paused queue {:?}", a.name),
+                Some(at) => outln!("paused queue {:?} until {}", a.name, time(at)),
+                None => outln!("paused queue {:?}", a.name),
             }
             Ok(0)
         }
         QueueCommand::Resume { name } => {
             chancy.resume_queue(name)?;
-            println!("resumed queue {name:?}");
+            outln!("resumed queue {name:?}");
             Ok(0)
         }
         QueueCommand::Delete(a) => delete(chancy, a),
@@ -177,18 +177,19 @@ fn declare(chancy: &Chancy, a: &DeclareArgs) -> Result<i32> {
         chancy.declare(&queue)?
     };
     if !a.upsert && stored != queue {
-        println!(
+        outln!(
             "queue {:?} already exists with other settings; left unchanged (use --upsert to overwrite)",
             a.name
         );
     } else {
-        println!("declared queue {:?}", a.name);
+        outln!("declared queue {:?}", a.name);
     }
     Ok(0)
 }
 
 fn list(chancy: &Chancy) -> Result<i32> {
-    let queues = chancy.get_all_queues()?;
+    let listing = chancy.list_queues()?;
+    let queues = listing.queues;
     let mut t = Table::new(&[
         "NAME",
         "STATE",
@@ -217,10 +218,18 @@ fn list(chancy: &Chancy) -> Result<i32> {
             or_dash(q.resume_at.map(time)),
         ]);
     }
-    if t.is_empty() {
-        println!("no queues (declare one with `chancy queue declare NAME`)");
-    } else {
+    if t.is_empty() && listing.unreadable.is_empty() {
+        outln!("no queues (declare one with `chancy queue declare NAME`)");
+    } else if !t.is_empty() {
         t.print();
+    }
+    // Rows another client wrote that chancy cannot read: named on stderr, so the readable
+    // ones above still list (and scripts reading stdout see only well-formed rows).
+    for bad in &listing.unreadable {
+        eprintln!(
+            "warning: queue {:?} is unreadable and not listed (workers skip it): {}",
+            bad.name, bad.reason
+        );
     }
     Ok(0)
 }
@@ -228,7 +237,7 @@ fn list(chancy: &Chancy) -> Result<i32> {
 fn delete(chancy: &Chancy, a: &DeleteArgs) -> Result<i32> {
     chancy.get_queue(&a.name)?;
     if !a.yes && !confirm(&a.name, a.keep_jobs)? {
-        println!("not deleted");
+        outln!("not deleted");
         return Ok(1);
     }
     chancy.delete_queue(&a.name, !a.keep_jobs)?;
@@ -237,7 +246,7 @@ fn delete(chancy: &Chancy, a: &DeleteArgs) -> Result<i32> {
     } else {
         "and its jobs"
     };
-    println!("deleted queue {:?} ({jobs})", a.name);
+    outln!("deleted queue {:?} ({jobs})", a.name);
     Ok(0)
 }
 

@@ -49,7 +49,7 @@ impl Table {
     }
 
     pub(crate) fn print(&self) {
-        print!("{}", self.render());
+        out!("{}", self.render());
     }
 }
 

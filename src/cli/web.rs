@@ -62,13 +62,13 @@ pub(crate) fn config(
 /// Starts the server and prints where it listens and, when generated, the password.
 pub(crate) fn start(chancy: &Chancy, config: WebConfig) -> Result<WebServer> {
     let server = WebServer::start(chancy, config)?;
-    println!("dashboard: {}", server.url());
+    outln!("dashboard: {}", server.url());
     match server.generated_password() {
-        Some(pw) => println!(
+        Some(pw) => outln!(
             "login: {} / {pw} (generated; set --password or {ENV_PASSWORD} to choose one)",
             server.username()
         ),
-        None => println!("login: {} (password as configured)", server.username()),
+        None => outln!("login: {} (password as configured)", server.username()),
     }
     Ok(server)
 }

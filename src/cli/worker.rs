@@ -268,7 +268,7 @@ pub(super) fn list(chancy: &Chancy) -> Result<i32> {
         ]);
     }
     if t.is_empty() {
-        println!("no live workers");
+        outln!("no live workers");
     } else {
         t.print();
     }

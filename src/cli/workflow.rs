@@ -87,7 +87,7 @@ fn list(chancy: &Chancy, state: Option<WorkflowState>, limit: u32) -> Result<i32
         ]);
     }
     if t.is_empty() {
-        println!("no workflows");
+        outln!("no workflows");
     } else {
         t.print();
     }

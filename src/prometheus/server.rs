@@ -1,47 +1,61 @@
 //! The metrics listener: a deliberately tiny blocking HTTP/1.1 server for three GET routes
 //! (`/metrics`, `/health`, `/ready`), no authentication, one request per connection.
 //!
-//! It reads a request head of at most [`MAX_REQUEST_HEAD`] bytes within [`READ_TIMEOUT`]
-//! (a total deadline, so a client trickling bytes cannot hold it longer), refuses any request
-//! body (`Content-Length` other than 0, or `Transfer-Encoding`) and any method but
-//! GET/HEAD, answers, and closes. At most [`MAX_CONNECTIONS`] connections are handled at
-//! once, each on its own short-lived thread; beyond that the acceptor answers `503` at once,
-//! so idle clients can delay scrapes by at most the read timeout and never pile up threads.
-//! A separate listener (rather than the dashboard's server) keeps scrapes and probes
+//! It reads a request head of at most [`MAX_REQUEST_HEAD`] bytes, whose first byte must
+//! arrive within [`FIRST_BYTE_TIMEOUT`] and the whole within [`READ_TIMEOUT`] (a total
+//! deadline, so a client trickling bytes cannot hold it longer). The head is parsed by
+//! `httparse`, the parser hyper and the dashboard's server use, so lines may end in CRLF or
+//! a bare LF (`printf 'GET /health HTTP/1.0\n\n' | nc`). It refuses any request body
+//! (`Content-Length` other than 0, or `Transfer-Encoding`) and any method but GET/HEAD,
+//! answers, and closes.
+//!
+//! At most [`MAX_CONNECTIONS`] connections are handled at once, each on its own short-lived
+//! thread. When a new one arrives with every slot taken, the acceptor evicts the oldest
+//! connection that is waiting on its client (still sending its head, or slow to read the
+//! answer) and serves the new one: idle or slow clients cannot keep a liveness probe from
+//! its answer, however many they open. Only when every slot is busy computing an answer
+//! (rendering `/metrics`, checking `/ready`) is the newcomer answered `503` at once. A
+//! separate listener (rather than the dashboard's server) keeps scrapes and probes
 //! independent of the dashboard's login, threads and fate.
 //!
 //! ```text
-//!  chancy-metrics        accept ─► (busy? 503) ─► spawn
-//!  chancy-metrics-conn   read head (bounded, deadline) ─► route ─► write ─► close
+//!  chancy-metrics        accept ─► (full? evict the oldest waiting; none? 503) ─► spawn
+//!  chancy-metrics-conn   read head (bounded, deadlines) ─► route ─► write ─► close
 //! ```
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::{Shutdown as Close, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-// Atomics: the connection count is a limit checked with fetch_add/fetch_sub; SeqCst keeps
-// it simple to reason about and costs nothing at one update per connection.
+use parking_lot::Mutex;
 
 use super::{Prometheus, CONTENT_TYPE};
 use crate::app::Chancy;
 use crate::error::{Error, Result};
 use crate::sync::{spawn_named, Shutdown};
 
-/// Connections handled at once; more are answered `503` by the acceptor.
-pub(crate) const MAX_CONNECTIONS: usize = 8;
+/// Connections handled at once; a new one past this evicts the oldest connection waiting on
+/// its client (see the module docs).
+pub(crate) const MAX_CONNECTIONS: usize = 64;
 /// The longest request head (request line + headers) accepted; longer gets `431`.
 pub(crate) const MAX_REQUEST_HEAD: usize = 8 * 1024;
+/// The first byte of the request must arrive within this (a probe sends at once).
+pub(crate) const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The whole request head must arrive within this.
 pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most header lines in a request; more is answered `431`.
+const MAX_HEADERS: usize = 64;
 /// Writing the answer must not take longer than this.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running metrics listener (`/metrics`, `/health`, `/ready`; no authentication). It
-/// handles at most 8 connections at once (more are answered 503), reads a request head of at
-/// most 8 KiB within 5 s (else 431 / closed), answers and closes. Dropping it stops it.
+/// handles at most 64 connections at once (a new one past that evicts the oldest connection
+/// still waiting on its client; 503 only when all 64 are computing answers), reads a request
+/// head of at most 8 KiB whose first byte arrives within 2 s and the rest within 5 s (else
+/// 431 / 408), answers and closes. Dropping it stops it.
 pub struct MetricsServer {
     addr: SocketAddr,
     stop: Arc<Shutdown>,
@@ -60,12 +74,75 @@ impl std::fmt::Debug for MetricsServer {
 struct Ctx {
     /// Its plugins include the [`Prometheus`] exporter (checked at start).
     chancy: Chancy,
-    active: AtomicUsize,
+    /// The connections being handled, oldest first.
+    conns: Mutex<Vec<Conn>>,
+    next_id: AtomicU64,
+}
+
+/// Where a connection is: what an eviction would cut short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the client's request head: evictable.
+    Reading,
+    /// Computing the answer: kept.
+    Working,
+    /// Waiting for the client to take the answer: evictable.
+    Writing,
+}
+
+/// One connection being handled: a handle on its socket, so the acceptor can evict it.
+struct Conn {
+    id: u64,
+    phase: Phase,
+    stream: TcpStream,
 }
 
 impl Ctx {
+    fn new(chancy: Chancy) -> Ctx {
+        Ctx {
+            chancy,
+            conns: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(0),
+        }
+    }
+
     fn exporter(&self) -> &Prometheus {
         super::of(&self.chancy).expect("checked at start")
+    }
+
+    /// Takes a slot for `stream`, evicting the oldest connection that waits on its client
+    /// when all are taken. `None`: every slot is computing an answer (or the socket cannot
+    /// be shared), so the caller answers 503.
+    fn admit(&self, stream: &TcpStream) -> Option<u64> {
+        let handle = stream.try_clone().ok()?;
+        let mut conns = self.conns.lock();
+        if conns.len() >= MAX_CONNECTIONS {
+            let oldest = conns.iter().position(|c| c.phase != Phase::Working)?;
+            let evicted = conns.remove(oldest);
+            // Wakes its thread's blocked read or write, which then ends at once.
+            let _ = evicted.stream.shutdown(Close::Both);
+            log::debug!(
+                "metrics: evicted a connection waiting on its client ({:?}) for a new one",
+                evicted.phase
+            );
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        conns.push(Conn {
+            id,
+            phase: Phase::Reading,
+            stream: handle,
+        });
+        Some(id)
+    }
+
+    fn set_phase(&self, id: u64, phase: Phase) {
+        if let Some(c) = self.conns.lock().iter_mut().find(|c| c.id == id) {
+            c.phase = phase;
+        }
+    }
+
+    fn release(&self, id: u64) {
+        self.conns.lock().retain(|c| c.id != id);
     }
 }
 
@@ -93,10 +170,7 @@ impl MetricsServer {
             .local_addr()
             .map_err(|e| Error::config(format!("metrics listener on {addr}: {e}")))?;
         let stop = Arc::new(Shutdown::default());
-        let ctx = Arc::new(Ctx {
-            chancy: chancy.clone(),
-            active: AtomicUsize::new(0),
-        });
+        let ctx = Arc::new(Ctx::new(chancy.clone()));
         let flag = Arc::clone(&stop);
         let acceptor = spawn_named("chancy-metrics", move || {
             accept_loop(&listener, &ctx, &flag)
@@ -145,12 +219,12 @@ impl Drop for MetricsServer {
     }
 }
 
-/// Decrements the active count when a connection thread ends, even by a panic.
-struct Slot(Arc<Ctx>);
+/// Frees a connection's slot when its thread ends, even by a panic.
+struct Slot(Arc<Ctx>, u64);
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::SeqCst);
+        self.0.release(self.1);
     }
 }
 
@@ -167,16 +241,15 @@ fn accept_loop(listener: &TcpListener, ctx: &Arc<Ctx>, stop: &Shutdown) {
                 continue;
             }
         };
-        if ctx.active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-            ctx.active.fetch_sub(1, Ordering::SeqCst);
+        let Some(id) = ctx.admit(&stream) else {
             refuse(stream);
             continue;
-        }
-        let slot = Slot(Arc::clone(ctx));
+        };
+        let slot = Slot(Arc::clone(ctx), id);
         let spawned = spawn_named("chancy-metrics-conn", move || {
             let ctx = Arc::clone(&slot.0);
             let handled =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(stream, &ctx)));
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(stream, &ctx, id)));
             if handled.is_err() {
                 log::error!("metrics: a request handler panicked");
             }
@@ -219,12 +292,16 @@ fn busy() -> Answer {
     text(503, "busy: too many metrics connections\n")
 }
 
-fn handle(mut stream: TcpStream, ctx: &Ctx) {
+fn handle(mut stream: TcpStream, ctx: &Ctx, id: u64) {
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let (head_only, answer) = match read_head(&mut stream) {
-        Ok(head) => route(&head, ctx),
+        Ok(head) => {
+            ctx.set_phase(id, Phase::Working);
+            route(&head, ctx)
+        }
         Err(answer) => (false, answer),
     };
+    ctx.set_phase(id, Phase::Writing);
     let refused = answer.0 >= 400;
     let _ = write_answer(&mut stream, head_only, answer);
     if refused {
@@ -241,17 +318,33 @@ fn handle(mut stream: TcpStream, ctx: &Ctx) {
     }
 }
 
-/// Reads the request head (up to the blank line) within [`READ_TIMEOUT`] and
-/// [`MAX_REQUEST_HEAD`] bytes.
-fn read_head(stream: &mut TcpStream) -> std::result::Result<String, Answer> {
-    let deadline = Instant::now() + READ_TIMEOUT;
+/// Reads the request head (up to the blank line, CRLF or bare LF) within the deadlines
+/// and [`MAX_REQUEST_HEAD`] bytes; returns its bytes.
+fn read_head(stream: &mut TcpStream) -> std::result::Result<Vec<u8>, Answer> {
+    let start = Instant::now();
     let mut head = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        if head.len() > MAX_REQUEST_HEAD {
-            return Err(text(431, "request head too large\n"));
+    loop {
+        match parse(&head) {
+            Ok(Some(len)) if len > MAX_REQUEST_HEAD => {
+                return Err(text(431, "request head too large\n"))
+            }
+            Ok(Some(len)) => {
+                head.truncate(len);
+                return Ok(head);
+            }
+            Ok(None) if head.len() > MAX_REQUEST_HEAD => {
+                return Err(text(431, "request head too large\n"))
+            }
+            Ok(None) => {}
+            Err(answer) => return Err(answer),
         }
-        let left = deadline.saturating_duration_since(Instant::now());
+        let limit = if head.is_empty() {
+            FIRST_BYTE_TIMEOUT
+        } else {
+            READ_TIMEOUT
+        };
+        let left = limit.saturating_sub(start.elapsed());
         if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
             return Err(text(408, "request head not received in time\n"));
         }
@@ -266,46 +359,51 @@ fn read_head(stream: &mut TcpStream) -> std::result::Result<String, Answer> {
             Err(_) => return Err(text(408, "request head not received in time\n")),
         }
     }
-    // The last read may have carried the blank line past the limit.
-    let end = head
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(head.len())
-        + 4;
-    if end > MAX_REQUEST_HEAD {
-        return Err(text(431, "request head too large\n"));
-    }
-    String::from_utf8(head).map_err(|_| text(400, "the request head is not UTF-8\n"))
 }
 
-/// The answer for a request head, and whether it was a HEAD request.
-fn route(head: &str, ctx: &Ctx) -> (bool, Answer) {
-    let mut lines = head.split("\r\n");
-    let request_line = lines.next().unwrap_or("");
-    let parts: Vec<&str> = request_line.split(' ').collect();
-    let [method, target, version] = parts[..] else {
-        return (false, text(400, "malformed request line\n"));
-    };
-    if !version.starts_with("HTTP/1.") {
-        return (false, text(400, "only HTTP/1.x is served\n"));
+/// The length of the complete head at the start of `buf`, `None` while incomplete, or the
+/// refusal for a malformed one.
+fn parse(buf: &[u8]) -> std::result::Result<Option<usize>, Answer> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match httparse::Request::new(&mut headers).parse(buf) {
+        Ok(httparse::Status::Complete(len)) => Ok(Some(len)),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(text(431, "too many header lines\n")),
+        Err(httparse::Error::Version) => Err(text(400, "only HTTP/1.x is served\n")),
+        Err(e) => Err(text(400, format!("malformed request head: {e}\n"))),
     }
-    for line in lines.take_while(|l| !l.is_empty()) {
-        let Some((name, value)) = line.split_once(':') else {
-            return (false, text(400, "malformed header line\n"));
-        };
-        let name = name.trim();
-        if name.eq_ignore_ascii_case("transfer-encoding")
-            || (name.eq_ignore_ascii_case("content-length") && value.trim() != "0")
+}
+
+/// The answer for a complete request head, and whether it was a HEAD request.
+fn route(head: &[u8], ctx: &Ctx) -> (bool, Answer) {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return (false, text(400, "incomplete request head\n")),
+        Err(e) => {
+            return (
+                false,
+                parse(head)
+                    .err()
+                    .unwrap_or_else(|| text(400, e.to_string())),
+            )
+        }
+    }
+    for h in request.headers.iter() {
+        if h.name.eq_ignore_ascii_case("transfer-encoding")
+            || (h.name.eq_ignore_ascii_case("content-length")
+                && std::str::from_utf8(h.value).map(str::trim) != Ok("0"))
         {
             return (false, text(413, "request bodies are not accepted here\n"));
         }
     }
-    let head_only = match method {
+    let head_only = match request.method.unwrap_or("") {
         "GET" => false,
         "HEAD" => true,
         _ => return (false, text(405, "only GET and HEAD\n")),
     };
-    let path = target.split('?').next().unwrap_or("");
+    let path = request.path.unwrap_or("").split('?').next().unwrap_or("");
     let answer = match path {
         "/metrics" => (
             200,
@@ -364,11 +462,8 @@ mod tests {
             .plugin(Prometheus::new())
             .build()
             .unwrap();
-        let ctx = Ctx {
-            chancy,
-            active: AtomicUsize::new(0),
-        };
-        let status = |head: &str| route(head, &ctx).1 .0;
+        let ctx = Ctx::new(chancy);
+        let status = |head: &str| route(head.as_bytes(), &ctx).1 .0;
         assert_eq!(
             status("GET /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\n"),
             413
@@ -382,6 +477,11 @@ mod tests {
         assert_eq!(status("GET /metrics SPDY/3\r\n\r\n"), 400);
         assert_eq!(status("GET /nope HTTP/1.1\r\n\r\n"), 404);
         assert_eq!(status("GET /health?x=1 HTTP/1.0\r\n\r\n"), 200);
-        assert!(route("HEAD /health HTTP/1.1\r\n\r\n", &ctx).0);
+        assert!(route(b"HEAD /health HTTP/1.1\r\n\r\n", &ctx).0);
+        // Bare LF line ends, as `printf 'GET /health HTTP/1.0\n\n' | nc` sends.
+        assert_eq!(status("GET /health HTTP/1.0\n\n"), 200);
+        assert_eq!(status("GET /health HTTP/1.1\nHost: a\n\n"), 200);
+        assert_eq!(parse(b"GET /health HTTP/1.0\n\n").ok(), Some(Some(22)));
+        assert_eq!(parse(b"GET /health HTTP/1.0\n").ok(), Some(None));
     }
 }

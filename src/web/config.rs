@@ -169,8 +169,10 @@ impl WebConfig {
         self
     }
 
-    /// Open connections served at once (default 256, at least 1).
-    /// A connection over the limit is answered 503 and closed without being read.
+    /// Open connections served at once (default 256, at least 1). A connection over the
+    /// limit takes the slot of the oldest connection still waiting for its request head
+    /// (closed unanswered), so idle clients cannot keep a probe from `/health`; when every
+    /// connection is past its head it is answered 503 and closed without being read.
     pub fn max_connections(mut self, connections: usize) -> Self {
         self.max_connections = connections.max(1);
         self

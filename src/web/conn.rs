@@ -11,7 +11,10 @@
 //!
 //! Each connection holds a permit of the server's connection semaphore until it closes, so
 //! a flood of idle clients can take at most `max_connections` slots, each for at most the
-//! header timeout, and never a handler thread.
+//! header timeout, and never a handler thread. While it waits for its head a connection is
+//! listed in [`Waiting`]: when every slot is taken, the acceptor evicts the oldest of those
+//! (closed without an answer) to serve the newcomer, so idle clients cannot keep `/health`
+//! from answering; only connections past their head are never evicted.
 
 use std::convert::Infallible;
 use std::io;
@@ -27,9 +30,10 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio::time::timeout;
 
 use super::adapt::{request, response};
@@ -55,21 +59,78 @@ pub(crate) struct Edge {
     pub inline: fn(&Req) -> bool,
     /// The websocket endpoint, when the server has one.
     pub ws: Option<ws::Endpoint>,
+    /// The connections still waiting for their request head.
+    pub waiting: Waiting,
 }
 
-/// Serves one accepted connection; `_permit` is its connection slot.
+/// The connections still waiting for their request head, oldest first: the ones the
+/// acceptor may evict when every slot is taken.
+#[derive(Default)]
+pub(crate) struct Waiting {
+    list: Mutex<std::collections::VecDeque<(u64, Arc<Notify>)>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Waiting {
+    /// Tells the oldest waiting connection to close; false when none is waiting.
+    pub(crate) fn evict_oldest(&self) -> bool {
+        match self.list.lock().pop_front() {
+            Some((_, evict)) => {
+                // Stored if the task is not polling yet: the eviction is never lost.
+                evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Lists a connection the acceptor just took (before its task first runs, so it can
+    /// be evicted from the start).
+    pub(crate) fn enter(&self) -> Place {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let evict = Arc::new(Notify::new());
+        self.list.lock().push_back((id, Arc::clone(&evict)));
+        Place { id, evict }
+    }
+}
+
+/// A connection's place in [`Waiting`].
+pub(crate) struct Place {
+    id: u64,
+    evict: Arc<Notify>,
+}
+
+/// Leaves [`Waiting`] when dropped (the head arrived, or the connection ended).
+struct Leave<'a>(&'a Waiting, u64);
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.0.list.lock().retain(|(id, _)| *id != self.1);
+    }
+}
+
+/// Serves one accepted connection; `_permit` is its connection slot, `place` its entry in
+/// [`Waiting`] until its head arrives.
 pub(crate) async fn serve(
     mut stream: TcpStream,
     peer: SocketAddr,
     edge: Arc<Edge>,
     _permit: OwnedSemaphorePermit,
+    place: Place,
 ) {
     let mut buf = Vec::with_capacity(4096);
-    let read = timeout(
-        edge.header_timeout,
-        read_head(&mut stream, &mut buf, edge.body_limit),
-    )
-    .await;
+    let leave = Leave(&edge.waiting, place.id);
+    let read = tokio::select! {
+        read = timeout(
+            edge.header_timeout,
+            read_head(&mut stream, &mut buf, edge.body_limit),
+        ) => read,
+        () = place.evict.notified() => {
+            log::debug!("web: evicted a connection from {peer} still waiting for its head");
+            return;
+        }
+    };
+    drop(leave);
     match read {
         Err(_) if buf.is_empty() => return,
         Err(_) => {

@@ -37,6 +37,8 @@ const RESTART_PAUSE: Duration = Duration::from_millis(200);
 const MAX_REFUSING: usize = 64;
 /// How long a connection over the limit may take to read its 503.
 const BUSY_LINGER: Duration = Duration::from_millis(500);
+/// How long the acceptor waits for the slot of a connection it evicted.
+const EVICT_WAIT: Duration = Duration::from_secs(1);
 /// How long a stop waits for requests in progress before closing their connections.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -152,6 +154,7 @@ impl WebServer {
             handler: parts.handler,
             inline: parts.inline,
             ws,
+            waiting: conn::Waiting::default(),
         });
         let max_connections = config.max_connections;
         let thread = spawn_named("chancy-web", move || {
@@ -289,11 +292,12 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    match Arc::clone(slots).try_acquire_owned() {
-                        Ok(permit) => {
-                            tokio::spawn(conn::serve(stream, peer, Arc::clone(edge), permit));
+                    match slot(slots, edge).await {
+                        Some(permit) => {
+                            let place = edge.waiting.enter();
+                            tokio::spawn(conn::serve(stream, peer, Arc::clone(edge), permit, place));
                         }
-                        Err(_) => busy(stream, refusing),
+                        None => busy(stream, refusing),
                     }
                 }
                 Err(e) => {
@@ -304,6 +308,24 @@ async fn accept_loop(
             },
         }
     }
+}
+
+/// A connection slot: a free one, else the one of the oldest connection still waiting for
+/// its head (evicted: closed unanswered), so idle clients cannot crowd out a probe. `None`
+/// when every connection is past its head (the caller answers 503).
+async fn slot(slots: &Arc<Semaphore>, edge: &Edge) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    if let Ok(permit) = Arc::clone(slots).try_acquire_owned() {
+        return Some(permit);
+    }
+    if !edge.waiting.evict_oldest() {
+        return None;
+    }
+    // The evicted task runs on this runtime and gives its slot back at its next poll;
+    // the bound only guards against a slot taken by something else meanwhile.
+    tokio::time::timeout(EVICT_WAIT, Arc::clone(slots).acquire_owned())
+        .await
+        .ok()?
+        .ok()
 }
 
 /// Answers a connection over the limit with 503 and closes it. The answer is written by

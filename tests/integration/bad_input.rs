@@ -419,6 +419,7 @@ fn job_rows_with_garbage_columns_fail_clearly_and_the_rest_run() {
         assert_eq!(finished(&app, r).state, JobState::Succeeded);
     }
     let err = app.chancy.get_job(&weird_state).unwrap_err();
+    assert!(err.is_unreadable_row(), "{err:?}");
     assert!(
         err.to_string().contains("unknown job state \"sideways\""),
         "{err}"
@@ -474,6 +475,10 @@ fn unknown_executors_run_on_threads_and_unreadable_queue_rows_are_skipped() {
     assert_eq!(served, ["custom", "default"]);
     events.passes("queues", 2, WAIT); // a whole queue pass after the jobs ran
     let err = app.chancy.get_queue("broken").unwrap_err();
+    assert!(
+        err.is_unreadable_row(),
+        "bad stored data, not bad input: {err:?}"
+    );
     assert_eq!(
         err.to_string(),
         "unknown queue state \"sideways\" (expected active or paused)"

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -256,26 +256,20 @@ fn worker_metrics_parse_and_follow_the_work_done_and_ready_tracks_the_worker() {
     )
     .contains(" 413 "));
     assert!(raw(&addr, b"DELETE /metrics HTTP/1.1\r\n\r\n").contains(" 405 "));
-    // Eight connections that send nothing hold every handler; the next request is refused
-    // at once rather than queued. (The kernel may hand the idle ones to the acceptor a
-    // little late on a loaded machine, hence the retry.)
-    let idle: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(&addr).unwrap()).collect();
-    let mut refused_in = Duration::MAX;
-    eventually(Duration::from_secs(4), "a request to be refused", || {
-        let t = Instant::now();
-        let status = raw(&addr, b"GET /health HTTP/1.1\r\n\r\n");
-        refused_in = t.elapsed();
-        status.contains(" 503 ")
-    });
-    assert!(
-        refused_in < Duration::from_secs(2),
-        "refused at once, not after {refused_in:?}"
-    );
-    eventually(
-        Duration::from_secs(30),
-        "idle connections to time out",
-        || raw(&addr, b"GET /health HTTP/1.1\r\n\r\n").contains(" 200 "),
-    );
+    // A request whose lines end in a bare LF is served like a CRLF one.
+    assert!(raw(&addr, b"GET /health HTTP/1.0\n\n").contains(" 200 "));
+    // Silent connections, twice the listener's 64 slots, cannot keep a liveness probe from
+    // its answer: each new connection evicts the oldest one still waiting on its client.
+    // (No time bound beyond raw()'s generous read timeout: a probe that had to wait for the
+    // idle ones to time out, or got 503, fails here.)
+    let mut idle: Vec<TcpStream> = Vec::new();
+    for round in 0..2 {
+        idle.extend((0..64).map(|_| TcpStream::connect(&addr).unwrap()));
+        for probe in ["/health", "/ready"] {
+            let status = raw(&addr, format!("GET {probe} HTTP/1.1\r\n\r\n").as_bytes());
+            assert!(status.contains(" 200 "), "round {round}, {probe}: {status}");
+        }
+    }
     drop(idle);
 
     // While a graceful stop waits for a running job, /ready says so (and /health is alive).

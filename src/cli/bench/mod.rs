@@ -178,7 +178,7 @@ pub(super) fn bench(
     chancy.migrate_to(0)?;
     chancy.migrate()?;
     if !args.json {
-        println!(
+        outln!(
             "chancy bench on {} (prefix {bench_prefix}), {} cpus, load average {}",
             chancy.database(),
             stats::cpus(),

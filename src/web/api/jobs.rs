@@ -215,10 +215,8 @@ fn add_filter(w: &mut Where, field: &str, op: &str, value: &Value) -> Result<(),
                 "<=" => "<=",
                 other => return Err(format!("operator {other:?} is not allowed for {field}")),
             };
-            let n = value
-                .as_i64()
-                .and_then(|n| i32::try_from(n).ok())
-                .ok_or_else(|| format!("{field} needs an integer value"))?;
+            // Both columns are PostgreSQL `integer` (int4).
+            let n = super::int4(field, value)?;
             w.add(column, op, Box::new(n));
         }
         _ => {

@@ -109,8 +109,8 @@ fn refuse_nul(req: &Req, segs: &[&str]) -> Result<(), Reply> {
 }
 
 /// A library error as upstream-shaped reply: invalid input and data the server refused
-/// (with its own message) → 422, not found → 404, database unreachable → 503; anything
-/// else → 500 with a generic title (the full text goes to the log, not to the client).
+/// (with its own message) → 422, not found → 404, database unreachable → 503, a stored row
+/// chancy cannot read → 500 with the reason; anything else → 500 with a generic title (the full text goes to the log, not to the client).
 impl From<Error> for Reply {
     fn from(err: Error) -> Reply {
         if err.is_invalid_input() || err.is_rejected_data() {
@@ -120,11 +120,33 @@ impl From<Error> for Reply {
             return error(404, err.to_string());
         }
         log::warn!("web: {err}");
+        if err.is_unreadable_row() {
+            // Bad data in the database, not in the request: a server error, with the
+            // reason (it names the row and the value, nothing secret).
+            return error(500, err.to_string());
+        }
         if err.is_unavailable() {
             return error(503, "the database is unavailable; try again shortly");
         }
         error(500, "Internal Server Error (see the server log)")
     }
+}
+
+/// A JSON number for a PostgreSQL `integer` (int4) column named `field`, or the message
+/// for a 422: a non-integer says so, an integer out of range names the range.
+pub(crate) fn int4(field: &str, value: &Value) -> Result<i32, String> {
+    match (value.as_i64(), value.as_u64()) {
+        (Some(n), _) => i32::try_from(n).ok(),
+        (None, Some(_)) => None,
+        (None, None) => return Err(format!("{field} needs an integer value, got {value}")),
+    }
+    .ok_or_else(|| {
+        format!(
+            "{field} must be an integer from {} to {}, got {value}",
+            i32::MIN,
+            i32::MAX
+        )
+    })
 }
 
 /// A UUID from a path segment or parameter, or 422 naming `what` (upstream: "before must

@@ -9,12 +9,38 @@ use super::{error, ok, queue_json, Out, INVALID};
 use crate::web::http::{Reply, Req};
 use crate::{Chancy, Queue};
 
-/// `GET /api/v1/queues`: every queue, by name.
+/// `GET /api/v1/queues`: every queue, by name, in upstream's shape. A row another client
+/// wrote with values chancy cannot read is listed among them as
+/// `{"name", "state" (raw text), "unreadable": reason}` (as `/api/v1/jobs` lists such job
+/// rows), so one bad row never fails the page.
 pub(super) fn list(chancy: &Chancy) -> Out {
-    let queues = chancy.get_all_queues()?;
+    let listing = chancy.list_queues()?;
+    let mut items: Vec<(String, Value)> = listing
+        .queues
+        .iter()
+        .map(|q| (q.name.clone(), queue_json(q)))
+        .collect();
+    items.extend(
+        listing
+            .unreadable
+            .iter()
+            .map(|u| (u.name.clone(), unreadable_queue_json(u))),
+    );
+    items.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(Reply::json(Value::Array(
-        queues.iter().map(queue_json).collect(),
+        items.into_iter().map(|(_, v)| v).collect(),
     )))
+}
+
+/// A queue row chancy cannot read, for listings: its name, raw state and the reason
+/// (logged at warn, as unreadable job rows are).
+pub(super) fn unreadable_queue_json(u: &crate::UnreadableQueue) -> Value {
+    log::warn!("listing an unreadable queue row: {}", u.reason);
+    serde_json::json!({
+        "name": u.name,
+        "state": u.state,
+        "unreadable": u.reason.to_string(),
+    })
 }
 
 /// `POST /api/v1/queues/{name}/pause` with `{"resume_at": ISO 8601 | null}`: `{"ok": true}`
@@ -112,11 +138,9 @@ fn apply(mut queue: Queue, fields: &serde_json::Map<String, Value>) -> Result<Qu
     let int = |key: &str, v: &Value| -> Result<Option<i32>, Reply> {
         match v {
             Value::Null => Ok(None),
-            v => v
-                .as_i64()
-                .and_then(|n| i32::try_from(n).ok())
+            v => super::int4(key, v)
                 .map(Some)
-                .ok_or_else(|| bad(key, "an integer or null")),
+                .map_err(|e| error(INVALID, format!("{e} (or null)"))),
         }
     };
     let seconds = |key: &str, v: &Value| -> Result<Option<Duration>, Reply> {

@@ -106,7 +106,9 @@ pub(super) fn system(chancy: &Chancy) -> Out {
 
 /// `GET /api/v1/overview`: per queue its settings and job counts by state (`declared: false`
 /// for a queue that has jobs but no declaration), the number of live workers, the leader and
-/// `warnings` (`[{kind: "xmin_horizon", pid, age, message}]`, see `Chancy::held_back_horizons`).
+/// `warnings` (`[{kind: "xmin_horizon", pid, age, message}]`, see `Chancy::held_back_horizons`,
+/// and `[{kind: "unreadable_queue", queue, message}]` for a queue row chancy cannot read,
+/// which is listed with `unreadable: reason` and its raw state).
 pub(super) fn overview(chancy: &Chancy) -> Out {
     let p = chancy.prefix();
     let counts_sql = format!(
@@ -119,7 +121,8 @@ pub(super) fn overview(chancy: &Chancy) -> Out {
         p.table("workers"),
         p.table("leader")
     );
-    let queues = chancy.get_all_queues()?;
+    let listing = chancy.list_queues()?;
+    let queues = listing.queues;
     let mut conn = chancy.connection()?;
     let db = |e| Error::database("reading the overview", e);
     let mut counts: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
@@ -153,6 +156,26 @@ pub(super) fn overview(chancy: &Chancy) -> Out {
             })
         })
         .collect();
+    // Rows another client wrote that chancy cannot read: listed with their raw state and
+    // the reason (and a warning), never failing the page.
+    let mut warnings = warnings(chancy);
+    for u in &listing.unreadable {
+        let mut row = super::queues::unreadable_queue_json(u);
+        row["declared"] = json!(true);
+        row["executor"] = Value::Null;
+        row["concurrency"] = Value::Null;
+        row["counts"] = Value::Object(counts.remove(&u.name).unwrap_or_else(zero_counts));
+        rows.push(row);
+        warnings.push(json!({
+            "kind": "unreadable_queue",
+            "queue": u.name,
+            "message": format!(
+                "queue {:?} is unreadable, so no worker serves it: {}",
+                u.name, u.reason
+            ),
+        }));
+    }
+    rows.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     // Jobs of queues that were never declared (or were deleted) still show up.
     for (name, c) in counts {
         rows.push(json!({
@@ -164,7 +187,7 @@ pub(super) fn overview(chancy: &Chancy) -> Out {
         "queues": rows,
         "workers": workers,
         "leader": leader,
-        "warnings": warnings(chancy),
+        "warnings": warnings,
     })))
 }
 

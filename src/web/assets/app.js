@@ -361,9 +361,16 @@ async function viewOverview() {
     throughput);
 }
 
+// A queue row another client wrote with values chancy cannot read (the API lists it with
+// its raw state and the reason; workers skip it).
+function unreadableBadge(q) {
+  return h('span', { class: 'badge state-failed', testid: `queue-unreadable-${q.name}`, title: q.unreadable }, `unreadable (${q.state ?? 'null'})`);
+}
+
 // A queue that has jobs but no declaration (pushed to a name nobody declared): no worker
 // serves it until someone declares it.
 function queueBadge(q) {
+  if (q.unreadable) return unreadableBadge(q);
   if (q.declared === false) {
     return h('span', { class: 'badge state-none', testid: `queue-undeclared-${q.name}`, title: 'Jobs wait here until the queue is declared; no worker serves it.' }, 'not declared');
   }
@@ -470,7 +477,12 @@ async function viewQueues() {
   const queues = await api('GET', 'queues');
   const rows = queues.length === 0
     ? [emptyRow(8, 'No queues declared yet.')]
-    : queues.map((q) => h('tr', { testid: 'queue-row', 'data-queue': q.name },
+    : queues.map((q) => q.unreadable
+      ? h('tr', { testid: 'queue-row', 'data-queue': q.name },
+        h('td', {}, h('a', { href: href('jobs', { queue: q.name }) }, q.name)),
+        h('td', {}, unreadableBadge(q)),
+        h('td', { colspan: 6, class: 'muted small' }, q.unreadable))
+      : h('tr', { testid: 'queue-row', 'data-queue': q.name },
       h('td', {}, h('a', { href: href('jobs', { queue: q.name }) }, q.name)),
       h('td', {}, badge(q.state, `queue-state-${q.name}`),
         q.resume_at ? h('div', { class: 'muted small' }, 'resumes ', timeCell(q.resume_at)) : null),

@@ -148,6 +148,40 @@ fn a_filter_that_is_not_utf8_is_refused_by_name() {
 }
 
 #[test]
+fn an_integer_filter_out_of_range_names_the_range() {
+    let web = Web::new();
+    let token = web.login();
+    for (filters, expected) in [
+        (
+            r#"[["attempts",">",99999999999999]]"#,
+            "attempts must be an integer from -2147483648 to 2147483647, got 99999999999999",
+        ),
+        (
+            r#"[["priority","<",-99999999999999]]"#,
+            "priority must be an integer from -2147483648 to 2147483647",
+        ),
+        (
+            r#"[["priority","=",18446744073709551615]]"#,
+            "priority must be an integer from",
+        ),
+        (
+            r#"[["attempts","=","3"]]"#,
+            "attempts needs an integer value, got \"3\"",
+        ),
+    ] {
+        let path = format!("/api/v1/jobs?filters={}", encode(filters));
+        let r = web.send("GET", &path, &[("Authorization", &bearer(&token))], None);
+        assert_eq!(r.status, 422, "{filters}: {}", r.body);
+        assert!(r.error().contains(expected), "{filters}: {}", r.body);
+    }
+    let path = format!(
+        "/api/v1/jobs?filters={}",
+        encode(r#"[["attempts","<=",2147483647]]"#)
+    );
+    web.get(&token, &path);
+}
+
+#[test]
 fn bad_parameters_are_refused_with_a_message() {
     let web = Web::new();
     let token = web.login();

@@ -408,3 +408,69 @@ fn workflows_crons_and_metrics_have_the_documented_shapes() {
         "an hour earlier has no data: {before}"
     );
 }
+
+#[test]
+fn a_queue_row_chancy_cannot_read_is_listed_raw_and_the_pages_still_load() {
+    let web = Web::new();
+    web.app.chancy.declare(&Queue::new("mail")).unwrap();
+    web.app
+        .client()
+        .batch_execute(&web.app.sql(
+            "INSERT INTO {queues} (name, concurrency, tags, state, executor, executor_options, \
+             polling_interval) VALUES ('bad', 1, ARRAY['.*'], 'zzz', 'x', '{}', 1)",
+        ))
+        .unwrap();
+    // The library: the readable queue, and the bad row named apart with its reason.
+    let listing = web.app.chancy.list_queues().unwrap();
+    assert_eq!(listing.queues.len(), 1);
+    assert_eq!(listing.queues[0].name, "mail");
+    assert_eq!(listing.unreadable.len(), 1);
+    assert_eq!(listing.unreadable[0].name, "bad");
+    assert_eq!(listing.unreadable[0].state.as_deref(), Some("zzz"));
+    assert!(listing.unreadable[0]
+        .reason
+        .to_string()
+        .contains("unknown queue state \"zzz\""));
+    assert_eq!(web.app.chancy.get_all_queues().unwrap().len(), 1);
+
+    let token = web.login();
+    let queues = web.get(&token, "/api/v1/queues");
+    let queues = queues.as_array().unwrap();
+    let mail = queues.iter().find(|q| q["name"] == "mail").expect("mail");
+    assert_eq!(mail["state"], "active");
+    assert!(mail.get("unreadable").is_none(), "{mail}");
+    let bad = queues.iter().find(|q| q["name"] == "bad").expect("bad");
+    assert_eq!(bad["state"], "zzz");
+    assert!(
+        bad["unreadable"]
+            .as_str()
+            .unwrap()
+            .contains("unknown queue state \"zzz\""),
+        "{bad}"
+    );
+
+    let overview = web.get(&token, "/api/v1/overview");
+    let rows = overview["queues"].as_array().unwrap();
+    assert!(rows
+        .iter()
+        .any(|q| q["name"] == "mail" && q["state"] == "active"));
+    let bad = rows.iter().find(|q| q["name"] == "bad").expect("bad");
+    assert!(bad["unreadable"].is_string(), "{bad}");
+    assert!(bad["counts"].is_object(), "{bad}");
+    let warnings = overview["warnings"].as_array().unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w["kind"] == "unreadable_queue" && w["queue"] == "bad"),
+        "{overview}"
+    );
+    // Acting on the bad row itself: bad data in the database is a server error with the
+    // reason, never a 422 (which would blame the request).
+    let r = web.post(&token, "/api/v1/queues/bad/resume", json!({}));
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert!(
+        r.body.to_string().contains("unknown queue state"),
+        "{}",
+        r.body
+    );
+}
