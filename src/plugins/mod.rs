@@ -150,7 +150,7 @@ mod tests {
             versions,
             vec![
                 ("chancy", 8),
-                ("chancy_rs", 1),
+                ("chancy_rs", 2),
                 ("metrics", 2),
                 ("workflow", 3),
                 ("cron", 3),
