@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::{spawn_named, Worker, WorkerShared};
+use super::{Worker, WorkerShared};
 use crate::error::{Error, Result};
 
 /// Where a worker is in its life (see the module docs for the transitions).
@@ -209,10 +209,7 @@ impl Drop for Owner {
         );
         // On one of the worker's own threads (a handler dropped the last handle), stopping
         // here would wait for this very thread: stop from a new one instead.
-        let own_thread = std::thread::current()
-            .name()
-            .is_some_and(|n| n.starts_with("chancy-"));
-        if own_thread {
+        if super::on_worker_thread() {
             stop_from_own_thread(shared, "chancy-drop-stop");
         } else {
             Worker::internal(shared).stop();
@@ -225,7 +222,8 @@ impl Drop for Owner {
 /// every loop ends.
 pub(crate) fn stop_from_own_thread(s: &Arc<WorkerShared>, name: &str) {
     let worker = Worker::internal(s);
-    if let Err(e) = spawn_named(name, move || {
+    // Not a worker thread: the stop runs here for good instead of handing itself on.
+    if let Err(e) = crate::sync::spawn_named(name, move || {
         worker.stop();
     }) {
         log::error!(

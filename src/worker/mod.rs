@@ -97,7 +97,30 @@ pub use runner::{QUEUE_FULL, QUEUE_POLLED, QUEUE_REMOVED, QUEUE_STARTED, QUEUE_U
 pub use tooling::WorkerTooling;
 pub use writer::Outgoing;
 
-pub(crate) use crate::sync::spawn_named;
+thread_local! {
+    /// Set on every thread the worker starts (services, fetchers, executors, child readers):
+    /// a stop called there would wait for its own thread.
+    static WORKER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Starts a named thread of the worker, marked as one ([`on_worker_thread`]). Threads that
+/// run a stop (signal, drop, identity lost) use [`crate::sync::spawn_named`] instead.
+pub(crate) fn spawn_named<F, T>(name: &str, f: F) -> std::io::Result<std::thread::JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    crate::sync::spawn_named(name, move || {
+        WORKER_THREAD.with(|w| w.set(true));
+        f()
+    })
+}
+
+/// Whether this thread is one a worker started: a hub handler, plugin hook or job handler
+/// runs on one.
+pub(crate) fn on_worker_thread() -> bool {
+    WORKER_THREAD.with(std::cell::Cell::get)
+}
 use crate::sync::Shutdown;
 pub(crate) use backoff::random_fraction;
 use config::WorkerConfig;
@@ -895,8 +918,16 @@ impl Worker {
     /// if it is still this process's), so the id can start again at once; otherwise it
     /// expires after `heartbeat_timeout`. Safe to call from several threads; later calls
     /// return the first result.
+    ///
+    /// Called on one of the worker's own threads (from a hub handler, a plugin hook or a job
+    /// handler), the stop — which waits for those threads — runs on a thread of its own and
+    /// this call returns `false` at once; [`Worker::wait_for_shutdown`] elsewhere sees it end.
     pub fn stop(&self) -> bool {
         let s = &self.shared;
+        if on_worker_thread() {
+            lifecycle::stop_from_own_thread(s, "chancy-stop");
+            return false;
+        }
         // A stop during the start triggers the shutdown (the start gives up at its next
         // checkpoint) and waits for the start to end.
         match s.lifecycle.begin_stop(|| s.shutdown.trigger()) {

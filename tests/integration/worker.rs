@@ -1369,3 +1369,36 @@ fn a_cancel_missed_while_the_listener_was_away_is_found_at_its_reconnect() {
     assert_eq!((job.state, job.attempts), (JobState::Failed, 0));
     assert!(job.errors.is_empty(), "the run's outcome was fenced out");
 }
+
+/// `Worker::stop` from a hub handler (one of the worker's own threads, which the stop waits
+/// for) hands the stop to a thread of its own: before, the stop joined the very thread it
+/// ran on, panicked there, and every later `stop` blocked for good.
+#[test]
+fn stop_from_a_queue_event_handler_stops_the_worker() {
+    let app = TestApp::new();
+    let worker = fast_worker(&app).build().unwrap();
+    let from_handler: Arc<Mutex<Option<bool>>> = Arc::default();
+    let (w, seen) = (worker.clone(), Arc::clone(&from_handler));
+    let id = worker.hub().on(chancy::QUEUE_POLLED, move |_| {
+        let mut seen = seen.lock();
+        if seen.is_none() {
+            *seen = Some(w.stop());
+        }
+    });
+    worker.start().unwrap();
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let waiter = worker.clone();
+    std::thread::spawn(move || {
+        waiter.wait_for_shutdown();
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("the worker stopped after a handler called stop");
+    assert_eq!(
+        *from_handler.lock(),
+        Some(false),
+        "on its own thread, stop hands itself on and returns at once"
+    );
+    assert!(worker.stop(), "a later stop returns the stop's result");
+    worker.hub().remove(id);
+}
