@@ -133,7 +133,8 @@ const RATE_LIMIT_BUMP: &str =
 /// $11 is the worker's clock when the batch is written: times the worker computed
 /// (`completed_at`, and a `scheduled_at` a plugin moved, e.g. a retry delay) are shifted by
 /// `NOW() - $11` onto the database clock, so a worker whose clock is off neither delays nor
-/// hastens retries nor writes a `completed_at` before `started_at`. A NULL `errors` or
+/// hastens retries nor writes a `completed_at` before `started_at`; a moved `scheduled_at`
+/// never lands after 9999-12-31T23:59:59Z (Python's `datetime.max`). A NULL `errors` or
 /// `meta` (both are NOT NULL columns) means "as the claim read it": the column is left as the
 /// row holds it, so a large (TOASTed) value is not stored again (BENCHMARKS.md, issue 19).
 const UPDATE_BATCH: &str = r#"
@@ -142,7 +143,8 @@ SET state = u.state,
     started_at = u.started_at,
     completed_at = u.completed_at + (NOW() - $11::timestamptz),
     scheduled_at = CASE WHEN u.scheduled_at IS DISTINCT FROM j.scheduled_at
-                        THEN u.scheduled_at + (NOW() - $11::timestamptz)
+                        THEN LEAST(u.scheduled_at + (NOW() - $11::timestamptz),
+                                   '9999-12-31 23:59:59+00'::timestamptz)
                         ELSE u.scheduled_at END,
     attempts = u.attempts,
     errors = COALESCE(u.errors, j.errors),

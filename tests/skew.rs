@@ -321,6 +321,37 @@ fn a_retry_delay_computed_by_a_skewed_worker_lands_on_the_database_clock() {
         (3.0..=9.0).contains(&ahead),
         "the retry is due {ahead:.1} s from now by the database clock (expected about 8)"
     );
+    // A backoff past year 9999 from a worker behind the database: the shift onto the
+    // database clock must not carry the retry past Python's datetime.max (before: 10000-01-01).
+    let huge = r#"{"retry_settings": {"backoff": 1e15, "backoff_limit": 1e15}}"#;
+    let far = ns.ok(&[
+        "job",
+        "push",
+        "chancy.builtin.fail",
+        "--max-attempts",
+        "2",
+        "--meta",
+        huge,
+    ]);
+    eventually(
+        Duration::from_secs(30),
+        "the huge backoff's failure",
+        || ns.state(&far) == "retrying",
+    );
+    let at: String = client()
+        .query_one(
+            &format!(
+                "SELECT to_char(scheduled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') FROM {} WHERE id = $1",
+                ns.table("jobs")
+            ),
+            &[&uuid::Uuid::parse_str(&far).unwrap()],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        at.as_str() <= "9999-12-31 23:59:59" && at.starts_with("9999-12-31"),
+        "clamped to Python's datetime.max after the clock shift: {at}"
+    );
 }
 
 /// SIGTERM, and the clean exit within 20 s.

@@ -138,9 +138,14 @@ impl RetrySettings {
     }
 }
 
-/// A finite, non-negative number of seconds as a Duration.
+/// A non-negative number of seconds as a Duration, saturating: a value too large for a
+/// Duration (or infinite) is the largest one, so a larger backoff never means a shorter
+/// delay; NaN is `None` (the setting is ignored).
 fn seconds(s: f64) -> Option<Duration> {
-    Duration::try_from_secs_f64(s.max(0.0)).ok()
+    if s.is_nan() {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX))
 }
 
 /// Schedules retries with backoff instead of at once. Identifier `chancy.retry_plugin`; not
@@ -200,6 +205,20 @@ mod tests {
                 "{d:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_larger_backoff_never_gives_a_shorter_delay() {
+        let delays: Vec<Duration> = [1e15, 1e19, 1e20, 1e308]
+            .iter()
+            .map(|b| {
+                let meta = json!({"retry_settings": {"backoff": b, "backoff_limit": b,
+                    "backoff_jitter": [0, 0]}});
+                RetrySettings::from_meta(meta.as_object().unwrap()).delay(1)
+            })
+            .collect();
+        assert!(delays.windows(2).all(|w| w[0] <= w[1]), "{delays:?}");
+        assert_eq!(delays[3], Duration::MAX);
     }
 
     #[test]
