@@ -33,9 +33,18 @@ pub const MAX_FUNC_LEN: usize = 255;
 /// insert with an index error), and it is shown in CLI tables and the dashboard.
 pub const MAX_UNIQUE_KEY_LEN: usize = 1024;
 
-/// Queue names: non-empty, at most 255 bytes, no control characters.
+/// Characters no name may hold, because they forge what a log line, a table or a label
+/// shows: control characters (newline, escape, …), the Unicode line and paragraph
+/// separators, and the bidirectional overrides and isolates (U+202A–U+202E,
+/// U+2066–U+2069) that make text read in another order than it is stored.
+pub(crate) fn is_forging_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Queue names: non-empty, at most 255 bytes, no control characters ([`is_forging_char`]).
 pub(crate) fn validate_queue_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > MAX_QUEUE_NAME_LEN || name.chars().any(char::is_control) {
+    if name.is_empty() || name.len() > MAX_QUEUE_NAME_LEN || name.chars().any(is_forging_char) {
         return Err(Error::invalid_input(format!(
             "invalid queue name {name:?}: it must be 1 to {MAX_QUEUE_NAME_LEN} bytes without control characters"
         )));
@@ -46,13 +55,13 @@ pub(crate) fn validate_queue_name(name: &str) -> Result<()> {
 /// The one rule for job function names, wherever a name comes from (a push of any kind, a
 /// typed job's `FUNC`, a cron/trigger/workflow template, a handler registered with a
 /// worker, a row another client wrote): not blank, at most [`MAX_FUNC_LEN`] bytes, no
-/// control characters (a newline or escape in a name would forge lines in logs and
-/// tables). The error shows at most the first 64 characters of the name.
+/// control characters or text-direction overrides ([`is_forging_char`]: a newline or escape
+/// in a name would forge lines in logs and tables). The error shows at most the first 64 characters of the name.
 pub(crate) fn validate_func(func: &str) -> Result<()> {
     if func.trim().is_empty() {
         return Err(Error::invalid_input("a job needs a non-empty func name"));
     }
-    if func.len() > MAX_FUNC_LEN || func.chars().any(char::is_control) {
+    if func.len() > MAX_FUNC_LEN || func.chars().any(is_forging_char) {
         return Err(Error::invalid_input(format!(
             "invalid job func {} ({} bytes): it must be 1 to {MAX_FUNC_LEN} bytes without \
              control characters",
@@ -65,7 +74,7 @@ pub(crate) fn validate_func(func: &str) -> Result<()> {
 
 /// A `unique_key`: at most [`MAX_UNIQUE_KEY_LEN`] bytes, no control characters.
 fn validate_unique_key(func: &str, key: &str) -> Result<()> {
-    if key.len() > MAX_UNIQUE_KEY_LEN || key.chars().any(char::is_control) {
+    if key.len() > MAX_UNIQUE_KEY_LEN || key.chars().any(is_forging_char) {
         return Err(Error::invalid_input(format!(
             "unique_key {} of {} ({} bytes) must be at most {MAX_UNIQUE_KEY_LEN} bytes \
              without control characters",
@@ -747,6 +756,24 @@ impl PartialEq<&str> for Reference {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_refuse_characters_that_forge_what_is_shown() {
+        for bad in [
+            "a\u{2028}b",
+            "a\u{202e}evil",
+            "x\u{2066}y",
+            "a\x1bb",
+            "a\rb",
+        ] {
+            assert!(validate_func(bad).is_err(), "{bad:?}");
+            assert!(validate_queue_name(bad).is_err(), "{bad:?}");
+            assert!(validate_unique_key("f", bad).is_err(), "{bad:?}");
+        }
+        for good in ["app.tasks.send_email", "émoji.🚀", "名前"] {
+            assert!(validate_func(good).is_ok(), "{good:?}");
+        }
+    }
     use serde_json::json;
 
     #[test]

@@ -2,7 +2,11 @@
 
 use std::fmt::Write as _;
 
-/// A table with a header row. Cells are single-line strings (newlines are shown as `⏎`).
+/// A table with a header row. Cells are single-line strings: newlines are shown as `⏎`, other
+/// characters that would forge the terminal's output (escape, carriage return, direction
+/// overrides: `crate::job::is_forging_char`) as `\u{…}`, and a cell longer than
+/// [`MAX_CELL`] characters is cut with `…` (a row another client wrote may hold a
+/// megabyte-long func).
 #[derive(Debug, Default)]
 pub(crate) struct Table {
     headers: Vec<String>,
@@ -18,8 +22,7 @@ impl Table {
     }
 
     pub(crate) fn row(&mut self, cells: Vec<String>) {
-        self.rows
-            .push(cells.into_iter().map(|c| c.replace('\n', "⏎")).collect());
+        self.rows.push(cells.iter().map(|c| cell(c)).collect());
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -51,6 +54,27 @@ impl Table {
     pub(crate) fn print(&self) {
         out!("{}", self.render());
     }
+}
+
+/// The longest cell a table shows, in characters.
+pub(crate) const MAX_CELL: usize = 120;
+
+/// `text` as one safe, bounded table cell (see [`Table`]).
+fn cell(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if out.chars().count() > MAX_CELL {
+            break;
+        }
+        match c {
+            '\n' => out.push('⏎'),
+            c if crate::job::is_forging_char(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    truncate(&out, MAX_CELL)
 }
 
 fn width(s: &str) -> usize {
@@ -90,6 +114,24 @@ mod tests {
             t.render(),
             "NAME     STATE\ndefault  active\né        paused⏎now\n"
         );
+    }
+
+    #[test]
+    fn cells_escape_forging_characters_and_stay_bounded() {
+        let mut t = Table::new(&["FUNC"]);
+        t.row(vec!["bad\x1b[31mred\r\u{202e}evil".into()]);
+        t.row(vec!["m".repeat(1_048_576)]);
+        let out = t.render();
+        assert!(
+            out.contains("bad\\u{1b}[31mred\\u{d}\\u{202e}evil"),
+            "{out}"
+        );
+        assert!(!out.contains('\x1b'));
+        assert!(
+            out.lines().all(|l| l.chars().count() <= MAX_CELL),
+            "bounded"
+        );
+        assert!(out.lines().nth(2).unwrap().ends_with('…'));
     }
 
     #[test]

@@ -78,9 +78,17 @@ fn bounded_columns() -> String {
              'bytes', octet_length({col}::text), 'detail', '/api/v1/jobs/' || id)) END AS {col}"
         )
     };
+    // A func or unique_key longer than a push accepts (a row another client wrote) is cut
+    // to its first 64 characters too.
+    let text = |col: &str, max: usize| {
+        format!(
+            "CASE WHEN octet_length({col}) <= {max} THEN {col} \
+             ELSE left({col}, 64) || '…' END AS {col}"
+        )
+    };
     format!(
-        "id, queue, func, {kwargs}, limits, {meta}, state, priority, attempts, max_attempts, \
-         taken_by, created_at, started_at, completed_at, scheduled_at, unique_key, claim_id, \
+        "id, queue, {func}, {kwargs}, limits, {meta}, state, priority, attempts, max_attempts, \
+         taken_by, created_at, started_at, completed_at, scheduled_at, {unique_key}, claim_id, \
          CASE WHEN errors IS NULL OR octet_length(errors::text) <= $1 \
            OR jsonb_typeof(errors) <> 'array' \
          THEN errors ELSE COALESCE((\
@@ -93,7 +101,13 @@ fn bounded_columns() -> String {
          array_remove(ARRAY[\
            CASE WHEN octet_length(kwargs::text) > $1 THEN 'kwargs' END, \
            CASE WHEN octet_length(meta::text) > $1 THEN 'meta' END, \
-           CASE WHEN octet_length(errors::text) > $1 THEN 'errors' END], NULL) AS truncated",
+           CASE WHEN octet_length(errors::text) > $1 THEN 'errors' END, \
+           CASE WHEN octet_length(func) > {max_func} THEN 'func' END, \
+           CASE WHEN octet_length(unique_key) > {max_key} THEN 'unique_key' END], NULL) AS truncated",
+        func = text("func", crate::job::MAX_FUNC_LEN),
+        unique_key = text("unique_key", crate::job::MAX_UNIQUE_KEY_LEN),
+        max_func = crate::job::MAX_FUNC_LEN,
+        max_key = crate::job::MAX_UNIQUE_KEY_LEN,
         kwargs = marker("kwargs"),
         meta = marker("meta"),
         chars = LIST_TRACEBACK_CHARS,
@@ -233,10 +247,15 @@ fn add_filter(w: &mut Where, field: &str, op: &str, value: &Value) -> Result<(),
 /// jobs table (about 0.1 s per million rows), and the dashboard asks on every page load.
 const FUNCTIONS_TTL: Duration = Duration::from_secs(30);
 
+/// Most names `GET /api/v1/jobs/functions` lists.
+const MAX_FUNCTIONS: usize = 10_000;
+
 type FunctionsCache = HashMap<(String, String), (Instant, Vec<String>)>;
 
 /// `GET /api/v1/jobs/functions`: every distinct `func`, sorted (cached per database and
-/// prefix for [`FUNCTIONS_TTL`]).
+/// prefix for [`FUNCTIONS_TTL`]), bounded: names a push would refuse as too long (rows
+/// other clients wrote) are left out and at most [`MAX_FUNCTIONS`] names are listed
+/// (upstream lists every one).
 pub(super) fn functions(chancy: &Chancy) -> Out {
     static CACHE: Mutex<Option<FunctionsCache>> = Mutex::new(None);
     let key = (
@@ -249,8 +268,10 @@ pub(super) fn functions(chancy: &Chancy) -> Out {
         }
     }
     let sql = format!(
-        "SELECT DISTINCT func FROM {} ORDER BY func",
-        chancy.prefix().table("jobs")
+        "SELECT DISTINCT func FROM {} WHERE octet_length(func) <= {} ORDER BY func LIMIT {}",
+        chancy.prefix().table("jobs"),
+        crate::job::MAX_FUNC_LEN,
+        MAX_FUNCTIONS
     );
     let mut conn = chancy.connection()?;
     let rows = conn

@@ -516,4 +516,45 @@ fn list_rows_are_bounded_and_the_detail_gives_the_full_values() {
     assert!(detail.get("truncated").is_none());
     let detail = web.get(&token, &format!("/api/v1/jobs/{small}"));
     assert_eq!(detail["errors"].as_array().unwrap().len(), 20);
+
+    // A megabyte func another client wrote: cut in the list (marked), left out of the
+    // functions list, whole in the detail.
+    let huge: uuid::Uuid = web
+        .app
+        .client()
+        .query_one(
+            &web.app.sql(
+                "INSERT INTO {jobs} (id, queue, func) \
+                 VALUES (gen_random_uuid(), 'nowhere', repeat('m', 1048576)) RETURNING id",
+            ),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let r = web.send(
+        "GET",
+        "/api/v1/jobs?pagination=true",
+        &[("Authorization", &bearer(&token))],
+        None,
+    );
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body.to_string().len() < 64 * 1024,
+        "a megabyte func does not make the page a megabyte: {} bytes",
+        r.body.to_string().len()
+    );
+    let items = r.body["items"].as_array().unwrap();
+    let listed = items
+        .iter()
+        .find(|j| j["id"] == json!(huge.to_string()))
+        .unwrap();
+    assert_eq!(listed["truncated"], json!(["func"]), "{listed}");
+    assert!(listed["func"].as_str().unwrap().ends_with('…'));
+    let names = web.get(&token, "/api/v1/jobs/functions");
+    assert!(
+        names.to_string().len() < 64 * 1024,
+        "functions left out the megabyte name"
+    );
+    let detail = web.get(&token, &format!("/api/v1/jobs/{huge}"));
+    assert_eq!(detail["func"].as_str().unwrap().len(), 1_048_576);
 }
