@@ -3,8 +3,9 @@
 //! claims of those jobs, every `cancellation_poll_interval`. A listening worker reads them
 //! once each time its listener reconnects (NOTIFYs sent while it was away are lost).
 //!
-//! One statement per pass, bounded by the executions running in this worker (none running:
-//! no statement at all). A job whose row no longer carries the claim this worker runs it
+//! One statement per pass, bounded by the executions running in this worker and not yet
+//! told to stop (none: no statement at all), so a handler that ignores its cancellation
+//! gets the event once, as with NOTIFY. A job whose row no longer carries the claim this worker runs it
 //! under was taken away: `failed` means cancelled, and the pass emits `job.cancelled
 //! {"j"}` on the worker's hub; any other state (a recovery reset it, or it was cancelled and
 //! retried between two passes) emits `job.recovered {"j", "c"}` for this execution alone.
@@ -27,7 +28,7 @@ use crate::unnamed::Unnamed;
 pub(crate) fn poll(s: &Arc<WorkerShared>) -> Result<()> {
     let running: Vec<(Uuid, Uuid)> = s
         .executions()
-        .running()
+        .running_uncancelled()
         .into_iter()
         .filter_map(|(job, claim)| Some((job, claim?)))
         .collect();

@@ -81,11 +81,17 @@ impl Executions {
         n
     }
 
-    /// Every running execution as (job id, claim id).
-    pub(crate) fn running(&self) -> Vec<(Uuid, Option<Uuid>)> {
+    /// Running executions not yet told to stop, as (job id, claim id): what the
+    /// cancellation poll checks (an execution already told is not reported again, however
+    /// long its handler takes to notice).
+    pub(crate) fn running_uncancelled(&self) -> Vec<(Uuid, Option<Uuid>)> {
         let map = self.by_job.lock();
         map.iter()
-            .flat_map(|(job, list)| list.iter().map(|e| (*job, e.claim_id)))
+            .flat_map(|(job, list)| {
+                list.iter()
+                    .filter(|e| !e.cancelled.load(Ordering::Relaxed))
+                    .map(|e| (*job, e.claim_id))
+            })
             .collect()
     }
 

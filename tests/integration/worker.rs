@@ -1402,3 +1402,43 @@ fn stop_from_a_queue_event_handler_stops_the_worker() {
     assert!(worker.stop(), "a later stop returns the stop's result");
     worker.hub().remove(id);
 }
+
+/// A handler that ignores its cancellation is told once: the cancellation poll does not
+/// report an execution again once it was told to stop (as one NOTIFY tells it once).
+#[test]
+fn a_handler_that_ignores_its_cancellation_is_told_once() {
+    let app = TestApp::with(|b| b.transaction_pooling(true));
+    let started = Arc::new(Counter::new());
+    let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(1);
+    let st = Arc::clone(&started);
+    let worker = fast_worker(&app)
+        .cancellation_poll_interval(Duration::from_millis(100))
+        .job("t.stubborn", move |_ctx| {
+            st.add();
+            let _ = release_rx.recv_timeout(Duration::from_secs(60));
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    declare(&app, Queue::new("default").concurrency(2));
+    let told = Arc::new(Counter::new());
+    let passes = Arc::new(Counter::new());
+    let (t, p) = (Arc::clone(&told), Arc::clone(&passes));
+    worker.hub().on_any(move |e| {
+        if e.name == chancy::events::JOB_CANCELLED {
+            t.add();
+        } else if e.name == chancy::SERVICE_PASSED && e.body["service"] == "cancellations" {
+            p.add();
+        }
+    });
+    worker.start().unwrap();
+    let job = app.chancy.push(&Job::new("t.stubborn")).unwrap();
+    started.wait_for(1, WAIT, "the stubborn job running");
+    assert!(app.chancy.cancel_job(&job).unwrap().is_done());
+    told.wait_for(1, WAIT, "the cancellation found by the poll");
+    let after = passes.get();
+    passes.wait_for(after + 5, WAIT, "five more cancellation passes");
+    assert_eq!(told.get(), 1, "told once, not on every pass");
+    release_tx.send(()).unwrap();
+    assert!(worker.stop());
+}
