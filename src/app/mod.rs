@@ -324,11 +324,47 @@ impl Chancy {
     /// # Errors
     /// When the database is unreachable or a step fails (that key's run is rolled back).
     pub fn migrate(&self) -> Result<bool> {
+        self.forget_rust_key_without_core()?;
         let mut changed = false;
         for key in self.migration_keys() {
             changed |= self.migrate_key(key, None)?;
         }
         Ok(changed)
+    }
+
+    /// Python's teardown (`migrate(to_version=0)`) drops the core tables but does not know
+    /// the Rust-only key, so its record would claim an index and a fill factor on tables
+    /// created anew. When the core key is at 0 (no core tables), a recorded `chancy_rs`
+    /// version is reset to 0, so [`Chancy::migrate`] creates them again.
+    fn forget_rust_key_without_core(&self) -> Result<()> {
+        let mut conn = self.connection()?;
+        let core = Migrator::new(self.migrations_of(migrate::CORE)?, &self.inner.prefix)
+            .current(&mut conn.client)?;
+        if core != 0 {
+            return Ok(());
+        }
+        let table = self.inner.prefix.table("schema_version");
+        let sql = format!("UPDATE {table} SET version = 0 WHERE version_of = $1 AND version > 0");
+        // Absent on a fresh database, where there is nothing to reset.
+        let exists: bool = conn
+            .client
+            .query_one_unnamed("SELECT to_regclass($1) IS NOT NULL", &[&table])
+            .map_err(|e| Error::database("looking for the schema_version table", e))?
+            .get(0);
+        if exists {
+            let n = conn
+                .client
+                .execute_unnamed(sql.as_str(), &[&migrate::RUST])
+                .map_err(|e| Error::database("resetting the chancy_rs version", e))?;
+            if n > 0 {
+                log::info!(
+                    "the core schema is not there but {} was recorded: recorded 0 so it is \
+                     created again with the core tables",
+                    migrate::RUST
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Moves the core schema to `version` (up or down). `0` tears down the core and every

@@ -292,3 +292,30 @@ fn restorable(dump: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Python's teardown (`migrate(to_version=0)`) drops the core tables and records 0 for the
+/// keys it knows, but not for the Rust-only `chancy_rs`. Migrating again then creates the
+/// fetch-order index and the fill factor again instead of trusting the stale record.
+#[test]
+fn after_a_core_teardown_that_left_chancy_rs_recorded_migrate_creates_its_objects_again() {
+    let app = TestApp::unmigrated(|b| b);
+    app.chancy.migrate().unwrap();
+    // What Python's teardown leaves: the core gone, chancy_rs still recorded at 2.
+    for key in ["workflow", "metrics", "chancy"] {
+        app.chancy.migrate_key(key, Some(0)).unwrap();
+    }
+    assert!(versions(&app).contains(&("chancy_rs".into(), 2)));
+    assert!(app.chancy.migrate().unwrap());
+    assert!(versions(&app).contains(&("chancy_rs".into(), 2)));
+    let row = app
+        .client()
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL, \
+                    (SELECT reloptions FROM pg_class WHERE oid = to_regclass($2))::text[]",
+            &[&app.table("jobs_fetch_order"), &app.table("jobs")],
+        )
+        .unwrap();
+    let (index, options): (bool, Option<Vec<String>>) = (row.get(0), row.get(1));
+    assert!(index, "the fetch-order index is there again");
+    assert_eq!(options, Some(vec!["fillfactor=50".to_string()]));
+}
