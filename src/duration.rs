@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 /// The longest duration any setting or flag accepts: 1000 years of 365.25 days (the CLI's
-/// duration flags and [`crate::WorkerBuilder`]'s intervals and timeouts).
+/// duration flags and the worker builder's intervals and timeouts).
 pub(crate) const MAX_SETTING: Duration = Duration::from_secs(1000 * YEAR);
 
 /// `from + after`, saturating: a duration too long for the clock (a setting of centuries,

@@ -163,7 +163,7 @@ impl Chancy {
     /// # Errors
     /// A not-found error when there is no such queue; an invalid-input error for a
     /// `resume_at` after 9999-12-31T23:59:59Z (Python's `datetime.max`: a Python worker or
-    /// dashboard reads the row too), as [`Job::validate`](crate::Job::validate) refuses
+    /// dashboard reads the row too), as [`Job::validate`](crate::job::Job::validate) refuses
     /// such a `scheduled_at`.
     pub fn pause_queue(&self, name: &str, resume_at: Option<DateTime<Utc>>) -> Result<()> {
         let latest = crate::job::latest_schedulable();

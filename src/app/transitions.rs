@@ -329,7 +329,7 @@ fn refusal(action: Action, job: &Locked) -> Option<JobOutcome> {
     };
     // A state another client wrote that chancy does not know: no rule says what cancel or
     // retry would mean for it, so it is left as it is (purge deletes it like any row).
-    if action != Action::Purge && job.state.parse::<crate::JobState>().is_err() {
+    if action != Action::Purge && job.state.parse::<crate::job::JobState>().is_err() {
         return not(format!(
             "the job's state {:?} is not one chancy knows (pending, retrying, running, \
              succeeded, failed); it was left as it is (purge deletes it)",
